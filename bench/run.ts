@@ -1,0 +1,36 @@
+/**
+ * npm run bench [-- NAME... [--quick]]
+ *
+ * Runs the named benchmarks (all when none is named). Each prints a table on
+ * stderr and its figures as JSON lines on stdout.
+ */
+const BENCHES: Record<string, () => Promise<{ run(a: { quick: boolean }): Promise<unknown> }>> = {
+  ipc: () => import('./ipc.js'),
+};
+
+async function main(argv: string[]): Promise<number> {
+  const quick = argv.includes('--quick');
+  const names = argv.filter((a) => !a.startsWith('--'));
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`Usage: npm run bench [-- NAME... [--quick]]\nBenchmarks: ${Object.keys(BENCHES).join(', ')}\n`);
+    return 0;
+  }
+  const unknown = names.filter((n) => !(n in BENCHES));
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: unknown benchmark ${unknown.join(', ')}; available: ${Object.keys(BENCHES).join(', ')}\n`);
+    return 2;
+  }
+  for (const n of names.length > 0 ? names : Object.keys(BENCHES)) {
+    const m = await BENCHES[n]!();
+    await m.run({ quick });
+  }
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (c) => process.exit(c),
+  (e: unknown) => {
+    process.stderr.write(`bench: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,169 @@
+#!/usr/bin/env node
+/**
+ * bufctl: look at and operate a running bufferd.
+ *
+ * Exit codes: 0 ok, 1 the daemon answered an error, 2 usage error,
+ * 3 cannot connect.
+ */
+import { parseArgs } from 'node:util';
+import { connect, ConnectError, type BufferClient } from './client.js';
+import { BufferdError } from '../protocol/errors.js';
+import { statusView } from './views.js';
+
+export const EXIT_OK = 0;
+export const EXIT_DAEMON_ERROR = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_CONNECT = 3;
+
+interface CommandArgs {
+  positionals: string[];
+  values: Record<string, string | boolean | undefined>;
+  json: boolean;
+}
+
+interface Command {
+  usage: string;
+  summary: string;
+  options: string[];
+  minArgs: number;
+  maxArgs: number;
+  run(c: BufferClient, a: CommandArgs): Promise<string>;
+}
+
+const print = (json: boolean, value: unknown, human: () => string): string =>
+  json ? `${JSON.stringify(value, null, 2)}\n` : human();
+
+const COMMANDS: Record<string, Command> = {
+  status: {
+    usage: 'status [--json]',
+    summary: 'show memory, hugepages, pools, clients and drivers',
+    options: ['json'],
+    minArgs: 0,
+    maxArgs: 0,
+    run: async (c, a) => {
+      const st = await c.status();
+      return print(a.json, st, () => statusView(st));
+    },
+  },
+};
+
+const OPTIONS = {
+  socket: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function usage(): string {
+  const cmds = Object.values(COMMANDS)
+    .map((c) => `  ${c.usage.padEnd(34)} ${c.summary}`)
+    .join('\n');
+  return `Usage: bufctl [--socket PATH] <command> [options]
+
+Commands:
+${cmds}
+
+Global options:
+  --socket PATH   daemon socket (default: $BUFFERD_SOCKET, else
+                  $XDG_RUNTIME_DIR/bufferd.sock, else /tmp/bufferd-<uid>.sock)
+  --json          print one JSON document instead of tables
+  -h, --help      show help (also: bufctl <command> --help)
+
+Exit codes: 0 ok, 1 the daemon answered an error, 2 usage error, 3 cannot connect.
+`;
+}
+
+export interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+/** Run bufctl with argv; returns the exit code. */
+export async function run(argv: string[], io: Io): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    io.err(`bufctl: ${(e as Error).message}\n\n${usage()}`);
+    return EXIT_USAGE;
+  }
+  const [name, ...rest] = parsed.positionals;
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (name === undefined) {
+    if (values['help'] === true) {
+      io.out(usage());
+      return EXIT_OK;
+    }
+    io.err(`bufctl: no command given\n\n${usage()}`);
+    return EXIT_USAGE;
+  }
+  if (name === 'help') {
+    io.out(usage());
+    return EXIT_OK;
+  }
+  const cmd = COMMANDS[name];
+  if (cmd === undefined) {
+    io.err(`bufctl: unknown command '${name}'\n\n${usage()}`);
+    return EXIT_USAGE;
+  }
+  if (values['help'] === true) {
+    io.out(`Usage: bufctl [--socket PATH] ${cmd.usage}\n\n${cmd.summary}\n`);
+    return EXIT_OK;
+  }
+  for (const k of Object.keys(values)) {
+    if (k !== 'socket' && k !== 'help' && !cmd.options.includes(k)) {
+      io.err(`bufctl: option --${k} does not apply to '${name}'\nUsage: bufctl ${cmd.usage}\n`);
+      return EXIT_USAGE;
+    }
+  }
+  if (rest.length < cmd.minArgs || rest.length > cmd.maxArgs) {
+    io.err(`bufctl: wrong number of arguments for '${name}'\nUsage: bufctl ${cmd.usage}\n`);
+    return EXIT_USAGE;
+  }
+  let client: BufferClient;
+  try {
+    client = await connect({ socket: values['socket'] as string | undefined });
+  } catch (e) {
+    if (e instanceof ConnectError) {
+      io.err(
+        `bufctl: ${e.message}\n` +
+          `Is the daemon running? Start it with 'npx bufferd' (or 'npm start' in a checkout),\n` +
+          `or point bufctl at it with --socket PATH or BUFFERD_SOCKET.\n`,
+      );
+      return EXIT_CONNECT;
+    }
+    if (e instanceof BufferdError) {
+      io.err(`bufctl: the daemon refused the session: ${e.code}: ${e.message}\n`);
+      return EXIT_DAEMON_ERROR;
+    }
+    throw e;
+  }
+  try {
+    io.out(await cmd.run(client, { positionals: rest, values, json: values['json'] === true }));
+    return EXIT_OK;
+  } catch (e) {
+    if (e instanceof BufferdError) {
+      if (values['json'] === true) io.out(`${JSON.stringify({ error: { code: e.code, message: e.message, details: e.details } }, null, 2)}\n`);
+      io.err(`bufctl: ${e.code}: ${e.message}\n`);
+      return EXIT_DAEMON_ERROR;
+    }
+    throw e;
+  } finally {
+    await client.disconnect();
+  }
+}
+
+const isMain = process.argv[1] !== undefined && /bufctl(\.js)?$/.test(process.argv[1]);
+if (isMain) {
+  run(process.argv.slice(2), {
+    out: (s) => process.stdout.write(s),
+    err: (s) => process.stderr.write(s),
+  }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`bufctl: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,225 @@
+/**
+ * BufferClient: the typed client of bufferd.
+ *
+ *   const c = await connect({ name: 'app' });
+ *   const st = await c.status();
+ *   c.on('shutdown', (ev) => ...);
+ *   await c.disconnect();
+ *
+ * Every method returns a promise; requests are pipelined on one connection
+ * and answered in order. A daemon error rejects with BufferdError; losing the
+ * connection rejects every pending call with code ECONNRESET.
+ */
+import { EventEmitter } from 'node:events';
+import { createConnection, type Socket } from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
+import { BufferdError, type WireError } from '../protocol/errors.js';
+import { decodeValue, isPlainMap } from '../protocol/codec.js';
+import { encodeFrame, FrameReader } from '../protocol/frame.js';
+import { PROTOCOL_VERSION, type OpName, type ParamsOf } from '../protocol/requests.js';
+import type { HelloResult, PingResult, ResultOf } from '../protocol/results.js';
+import type { Status } from '../protocol/status.js';
+import { resolveSocketPath, cookiePathFor } from '../protocol/paths.js';
+
+export interface ConnectOptions {
+  /** Socket path; default resolution as the daemon's (BUFFERD_SOCKET, XDG_RUNTIME_DIR, /tmp). */
+  socket?: string;
+  /** Unique client name shown in status and usable as a send target. */
+  name?: string;
+  /** Authentication token; default: the admin cookie beside the socket when readable. */
+  token?: string;
+  /** Read the admin cookie automatically when no token is given (default true). */
+  useCookie?: boolean;
+  /** Largest frame accepted from the daemon (default 256 MiB). */
+  maxFrameBytes?: number;
+  /** Connection timeout in ms (default 5000). */
+  timeoutMs?: number;
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: BufferdError) => void;
+  op: string;
+}
+
+export class BufferClient extends EventEmitter {
+  readonly socketPath: string;
+  private readonly sock: Socket;
+  private readonly reader: FrameReader;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closedError: BufferdError | null = null;
+  private hello_: HelloResult | null = null;
+
+  /** @internal use connect() */
+  constructor(sock: Socket, socketPath: string, maxFrameBytes: number) {
+    super();
+    this.sock = sock;
+    this.socketPath = socketPath;
+    this.reader = new FrameReader(maxFrameBytes);
+    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    sock.on('error', () => {
+      /* reported through close */
+    });
+    sock.on('close', () => this.onClose());
+  }
+
+  /** The daemon's answer to hello (client id, limits, capabilities). */
+  get session(): HelloResult {
+    if (this.hello_ === null) throw new BufferdError('EPROTO', 'session not open');
+    return this.hello_;
+  }
+
+  get id(): number {
+    return this.session.clientId;
+  }
+
+  get closed(): boolean {
+    return this.closedError !== null;
+  }
+
+  /** Send one request and wait for its answer. */
+  request<K extends OpName>(op: K, params: ParamsOf<K>): Promise<ResultOf<K>> {
+    if (this.closedError !== null) return Promise.reject(this.closedError);
+    const id = this.nextId++;
+    return new Promise<ResultOf<K>>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, op });
+      this.sock.write(encodeFrame({ ...params, id, op }));
+    });
+  }
+
+  /** @internal */
+  async open(name: string | undefined, token: string | undefined): Promise<HelloResult> {
+    const params: ParamsOf<'hello'> = { version: PROTOCOL_VERSION };
+    if (name !== undefined) params.name = name;
+    if (token !== undefined) params.token = token;
+    this.hello_ = await this.request('hello', params);
+    return this.hello_;
+  }
+
+  ping(): Promise<PingResult> {
+    return this.request('ping', {});
+  }
+
+  status(): Promise<Status> {
+    return this.request('status', {});
+  }
+
+  /** End the session; resolves once the connection is closed. */
+  disconnect(): Promise<void> {
+    if (this.sock.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.sock.once('close', () => resolve());
+      this.sock.end();
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    let frames: Buffer[];
+    try {
+      frames = this.reader.push(chunk);
+    } catch (e) {
+      this.fail(new BufferdError('E2BIG', `daemon sent an oversized frame: ${(e as Error).message}`));
+      return;
+    }
+    for (const f of frames) {
+      let msg: unknown;
+      try {
+        msg = decodeValue(f);
+      } catch (e) {
+        this.fail(new BufferdError('EPROTO', `daemon sent an undecodable frame: ${(e as Error).message}`));
+        return;
+      }
+      this.onMessage(msg);
+    }
+  }
+
+  private onMessage(msg: unknown): void {
+    if (!isPlainMap(msg)) return;
+    if (typeof msg['event'] === 'string') {
+      this.emit(msg['event'], msg);
+      this.emit('event', msg);
+      return;
+    }
+    const id = msg['id'];
+    const err = msg['error'] as WireError | undefined;
+    if (typeof id !== 'number') {
+      // A connection-level error (E2BIG, ETIMEDOUT, EPROTO on a frame without id).
+      if (err !== undefined) this.emit('protocol-error', BufferdError.fromWire(err));
+      return;
+    }
+    const p = this.pending.get(id);
+    if (p === undefined) return;
+    this.pending.delete(id);
+    if (err !== undefined) p.reject(BufferdError.fromWire(err));
+    else p.resolve(msg['result']);
+  }
+
+  private fail(e: BufferdError): void {
+    this.closedError ??= e;
+    this.sock.destroy();
+  }
+
+  private onClose(): void {
+    this.closedError ??= new BufferdError('ECONNRESET', `connection to bufferd at ${this.socketPath} was lost`);
+    const err = this.closedError;
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) p.reject(new BufferdError('ECONNRESET', `${err.message} before '${p.op}' was answered`));
+    this.emit('close', err);
+  }
+}
+
+/** Read the admin cookie written by the daemon beside its socket, if we may. */
+export function readCookie(socketPath: string): string | undefined {
+  const p = cookiePathFor(socketPath);
+  try {
+    if (!existsSync(p)) return undefined;
+    const t = readFileSync(p, 'utf8').trim();
+    return t === '' ? undefined : t;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Error raised when the daemon cannot be reached at all. */
+export class ConnectError extends Error {
+  constructor(
+    readonly socketPath: string,
+    readonly code: string,
+    detail: string,
+  ) {
+    super(`cannot connect to bufferd at ${socketPath} (${code}): ${detail}`);
+    this.name = 'ConnectError';
+  }
+}
+
+/** Connect to the daemon and open a session (hello). */
+export async function connect(opts: ConnectOptions = {}): Promise<BufferClient> {
+  const path = resolveSocketPath(opts.socket);
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  const sock = await new Promise<Socket>((resolve, reject) => {
+    const s = createConnection({ path });
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(new ConnectError(path, 'ETIMEDOUT', `no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(t);
+      resolve(s);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(t);
+      reject(new ConnectError(path, e.code ?? 'ERROR', e.message));
+    });
+  });
+  const client = new BufferClient(sock, path, opts.maxFrameBytes ?? 256 * 1024 * 1024);
+  const token = opts.token ?? (opts.useCookie === false ? undefined : readCookie(path));
+  try {
+    await client.open(opts.name, token);
+  } catch (e) {
+    sock.destroy();
+    throw e;
+  }
+  return client;
+}

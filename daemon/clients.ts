@@ -1,0 +1,54 @@
+/**
+ * Client sessions: one per connection, numbered from 1 and never reused while
+ * the daemon runs. A session becomes a listed client once `hello` succeeds.
+ */
+import type { Logger } from './log.js';
+
+export interface Session {
+  readonly id: number;
+  name: string | null;
+  /** Monotonic ms when the connection was accepted. */
+  readonly connectedAt: number;
+  open: boolean;
+  capabilities: Set<string>;
+  /** Push an event frame to this client (no-op once the connection closed). */
+  send(event: { event: string } & Record<string, unknown>): void;
+  log: Logger;
+}
+
+export class ClientRegistry {
+  private nextId = 1;
+  private readonly sessions = new Map<number, Session>();
+  private readonly names = new Map<string, Session>();
+
+  allocateId(): number {
+    return this.nextId++;
+  }
+
+  /** Register a session whose hello succeeded. */
+  add(s: Session): void {
+    this.sessions.set(s.id, s);
+    if (s.name !== null) this.names.set(s.name, s);
+  }
+
+  remove(s: Session): void {
+    if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);
+    if (s.name !== null && this.names.get(s.name) === s) this.names.delete(s.name);
+  }
+
+  byId(id: number): Session | undefined {
+    return this.sessions.get(id);
+  }
+
+  byName(name: string): Session | undefined {
+    return this.names.get(name);
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  list(): Session[] {
+    return [...this.sessions.values()];
+  }
+}

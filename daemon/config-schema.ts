@@ -1,0 +1,92 @@
+/**
+ * The config file's schema (TypeBox → ajv). Semantic checks that a schema
+ * can't express (overlaps, references between sections) live in
+ * machine-config.ts.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { SIZE_PATTERN } from '../protocol/units.js';
+
+const Size = (description: string) =>
+  Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: SIZE_PATTERN })], {
+    description: `${description}: an integer, "0x..." or a size such as "4K", "2M", "1G"`,
+  });
+
+const Name = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._:@-]*$', description: 'a name of letters, digits, ".", "_", ":", "@", "-"' });
+
+export const RegionSchema = Type.Object(
+  {
+    name: Name,
+    base: Size('physical base address'),
+    size: Size('size in bytes'),
+    kind: Type.Union([Type.Literal('dram'), Type.Literal('tcm'), Type.Literal('carveout')], { description: 'one of "dram", "tcm", "carveout"' }),
+  },
+  { additionalProperties: false },
+);
+
+export const HugepagePoolSchema = Type.Object(
+  {
+    size: Type.Union([Type.Literal('2M'), Type.Literal('1G')], { description: 'one of "2M", "1G"' }),
+    region: Name,
+    nr: Type.Integer({ minimum: 0, maximum: 1 << 20, description: 'nr_hugepages' }),
+    overcommit: Type.Optional(Type.Integer({ minimum: 0, maximum: 1 << 20, description: 'nr_overcommit_hugepages' })),
+  },
+  { additionalProperties: false },
+);
+
+export const PoolSchema = Type.Object(
+  {
+    name: Name,
+    cache: Type.Union([Type.Literal('writeback'), Type.Literal('writecombine'), Type.Literal('uncached')], {
+      description: 'one of "writeback", "writecombine", "uncached"',
+    }),
+    pageSize: Type.Optional(Type.Union([Type.Literal('4K'), Type.Literal('2M'), Type.Literal('1G')], { description: 'one of "4K", "2M", "1G"' })),
+    region: Name,
+    contiguous: Type.Optional(Type.Boolean()),
+    maxAddress: Type.Optional(Size('highest physical address (exclusive) the pool may use')),
+    capability: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'capability needed to allocate' })),
+    maxBytes: Type.Optional(Size('most bytes the pool may hand out')),
+    arena: Type.Optional(Type.Union([Type.Literal('per-client'), Type.Literal('shared')], { description: 'one of "per-client", "shared"' })),
+    dirtyDecayMs: Type.Optional(Type.Integer({ minimum: -1, maximum: 3_600_000, description: 'integer ms, -1 (never) to 3600000' })),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    server: Type.Optional(
+      Type.Object(
+        {
+          socketMode: Type.Optional(Type.String({ pattern: '^0?[0-7]{3}$', description: 'octal file mode such as "0660"' })),
+          maxFrameBytes: Type.Optional(Size('largest frame body accepted')),
+          maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
+          frameTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
+          shutdownTimeoutMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    limits: Type.Optional(
+      Type.Object(
+        {
+          maxHandles: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    memory: Type.Object(
+      {
+        regions: Type.Array(RegionSchema, { minItems: 1, maxItems: 64 }),
+      },
+      { additionalProperties: false },
+    ),
+    hugepages: Type.Optional(Type.Array(HugepagePoolSchema, { maxItems: 2 })),
+    pools: Type.Array(PoolSchema, { minItems: 1, maxItems: 256 }),
+  },
+  { additionalProperties: false },
+);
+
+export type RawConfig = Static<typeof ConfigSchema>;
+export type RawRegion = Static<typeof RegionSchema>;
+export type RawHugepagePool = Static<typeof HugepagePoolSchema>;
+export type RawPool = Static<typeof PoolSchema>;

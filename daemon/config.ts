@@ -1,0 +1,123 @@
+/**
+ * Configuration: one JSON file, validated with ajv against a TypeBox schema
+ * at start-up, then normalised (sizes and addresses to numbers, defaults
+ * filled in). With no file, the embedded default machine is used.
+ *
+ * Errors name the JSON path of the bad field, e.g.
+ *   config /pools/2/cache: must be one of "writeback", "writecombine", "uncached"
+ */
+import { readFileSync } from 'node:fs';
+import type { ErrorObject } from 'ajv';
+import { createAjv } from '../protocol/validate.js';
+import { describeSchema } from '../protocol/types.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../protocol/frame.js';
+import { ConfigSchema, type RawConfig } from './config-schema.js';
+import { DEFAULT_MACHINE } from './default-machine.js';
+import { parseSize } from '../protocol/units.js';
+import { normalizeMachine, type MachineConfig } from './machine-config.js';
+
+export interface ServerConfig {
+  socketMode: number;
+  maxFrameBytes: number;
+  maxConnections: number;
+  frameTimeoutMs: number;
+  shutdownTimeoutMs: number;
+}
+
+export interface LimitsConfig {
+  maxHandles: number;
+}
+
+export interface Config {
+  /** Where the config came from: a file path or "(embedded default machine)". */
+  source: string;
+  server: ServerConfig;
+  limits: LimitsConfig;
+  machine: MachineConfig;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const ajv = createAjv();
+const validateRaw = ajv.compile(ConfigSchema);
+
+function jsonPath(instancePath: string, extra?: string): string {
+  const p = instancePath === '' ? '' : instancePath;
+  return extra !== undefined ? `${p}/${extra}` : p === '' ? '/' : p;
+}
+
+function subSchema(pointer: string): unknown {
+  let s: unknown = ConfigSchema;
+  for (const raw of pointer.split('/').slice(1)) {
+    const r = s as Record<string, unknown> | undefined;
+    if (r === undefined) return undefined;
+    if (/^\d+$/.test(raw) && r['items'] !== undefined) s = r['items'];
+    else s = (r['properties'] as Record<string, unknown> | undefined)?.[raw];
+  }
+  return s;
+}
+
+function formatConfigError(errors: ErrorObject[]): string {
+  // For unions ajv reports every branch, then the anyOf itself; the anyOf at
+  // the deepest path gives the clearest sentence.
+  const anyOf = errors.find((e) => e.keyword === 'anyOf');
+  const e = anyOf ?? errors[0]!;
+  switch (e.keyword) {
+    case 'required': {
+      const m = (e.params as { missingProperty: string }).missingProperty;
+      const d = describeSchema(subSchema(`${e.instancePath}/${m}`) as never);
+      return `config ${jsonPath(e.instancePath, m)}: required field missing (expected ${d})`;
+    }
+    case 'additionalProperties': {
+      const m = (e.params as { additionalProperty: string }).additionalProperty;
+      const parent = subSchema(e.instancePath) as { properties?: object } | undefined;
+      const allowed = Object.keys(parent?.properties ?? {}).join(', ');
+      return `config ${jsonPath(e.instancePath, m)}: unknown field (allowed here: ${allowed})`;
+    }
+    default: {
+      const s = subSchema(e.instancePath) as { description?: string } | undefined;
+      const d = s?.description ?? describeSchema(s as never);
+      return `config ${jsonPath(e.instancePath)}: ${e.keyword === 'anyOf' ? 'invalid value' : e.message ?? 'invalid'} (expected ${d})`;
+    }
+  }
+}
+
+/** Validate and normalise a parsed config object. Throws ConfigError. */
+export function buildConfig(raw: unknown, source: string): Config {
+  if (!validateRaw(raw)) throw new ConfigError(formatConfigError(validateRaw.errors ?? []));
+  const r = raw as RawConfig;
+  const s = r.server ?? {};
+  const server: ServerConfig = {
+    socketMode: s.socketMode !== undefined ? parseInt(s.socketMode, 8) : 0o660,
+    maxFrameBytes: s.maxFrameBytes !== undefined ? parseSize(s.maxFrameBytes, '/server/maxFrameBytes') : DEFAULT_MAX_FRAME_BYTES,
+    maxConnections: s.maxConnections ?? 1024,
+    frameTimeoutMs: s.frameTimeoutMs ?? 30_000,
+    shutdownTimeoutMs: s.shutdownTimeoutMs ?? 5_000,
+  };
+  if (server.maxFrameBytes < 1024 || server.maxFrameBytes > 1024 * 1024 * 1024) {
+    throw new ConfigError(`config /server/maxFrameBytes: must be between 1K and 1G (got ${server.maxFrameBytes} bytes)`);
+  }
+  const limits: LimitsConfig = { maxHandles: r.limits?.maxHandles ?? 1024 };
+  const machine = normalizeMachine(r);
+  return { source, server, limits, machine };
+}
+
+/** Load the config file, or the embedded default machine when path is undefined. */
+export function loadConfig(path?: string): Config {
+  if (path === undefined) return buildConfig(DEFAULT_MACHINE, '(embedded default machine)');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  return buildConfig(raw, path);
+}

@@ -1,0 +1,33 @@
+/**
+ * The embedded default machine: an ARM media SoC in miniature. DRAM spans
+ * the 4 GiB boundary (so 32-bit DMA masks matter), a small TCM, a contiguous
+ * carveout, 2 MiB and 1 GiB hugepage reserves, and one pool per use case.
+ * README.md documents it as a table; keep the two in step.
+ */
+import type { RawConfig } from './config-schema.js';
+
+export const DEFAULT_MACHINE: RawConfig = {
+  server: { socketMode: '0660', maxFrameBytes: '4M' },
+  limits: { maxHandles: 1024 },
+  memory: {
+    regions: [
+      { name: 'tcm', base: '0x10000000', size: '256K', kind: 'tcm' },
+      { name: 'carveout', base: '0x60000000', size: '256M', kind: 'carveout' },
+      { name: 'dram', base: '0x80000000', size: '8G', kind: 'dram' },
+    ],
+  },
+  hugepages: [
+    { size: '2M', region: 'dram', nr: 256, overcommit: 128 },
+    { size: '1G', region: 'dram', nr: 2, overcommit: 0 },
+  ],
+  pools: [
+    { name: 'default', cache: 'writeback', pageSize: '4K', region: 'dram' },
+    { name: 'huge', cache: 'writeback', pageSize: '2M', region: 'dram' },
+    { name: 'wc', cache: 'writecombine', pageSize: '2M', region: 'dram', capability: 'alloc:writecombine' },
+    { name: 'uncached', cache: 'uncached', pageSize: '4K', region: 'dram', capability: 'alloc:uncached' },
+    { name: 'contig', cache: 'writecombine', pageSize: '4K', region: 'carveout', contiguous: true, capability: 'alloc:writecombine' },
+    { name: 'dma32', cache: 'writeback', pageSize: '4K', region: 'dram', maxAddress: '4G' },
+    { name: 'tcm', cache: 'uncached', pageSize: '4K', region: 'tcm', contiguous: true, capability: 'alloc:uncached' },
+    { name: 'giant', cache: 'writeback', pageSize: '1G', region: 'dram' },
+  ],
+};

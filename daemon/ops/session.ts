@@ -1,0 +1,57 @@
+/**
+ * Session ops: hello, ping, status.
+ */
+import { BufferdError } from '../../protocol/errors.js';
+import { PROTOCOL_VERSION, type RequestOf } from '../../protocol/requests.js';
+import type { HelloResult, PingResult } from '../../protocol/results.js';
+import type { Status } from '../../protocol/status.js';
+import type { DaemonContext } from '../context.js';
+import type { Session } from '../clients.js';
+import { buildStatus } from '../status.js';
+
+export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): HelloResult {
+  if (s.open) throw new BufferdError('EPROTO', 'hello was already done on this connection');
+  if (req.version !== PROTOCOL_VERSION) {
+    throw new BufferdError(
+      'EPROTO',
+      `protocol version ${req.version} is not supported: this daemon speaks version ${PROTOCOL_VERSION}`,
+      { supported: [PROTOCOL_VERSION], requested: req.version },
+    );
+  }
+  if (req.name !== undefined) {
+    const holder = ctx.clients.byName(req.name);
+    if (holder !== undefined) {
+      throw new BufferdError('EEXIST', `client name '${req.name}' is already used by client ${holder.id}`, { holder: holder.id });
+    }
+    s.name = req.name;
+  }
+  s.open = true;
+  ctx.clients.add(s);
+  s.log = s.log.child({ clientName: s.name });
+  s.log.info({ event: 'hello' }, 'client opened session');
+  return {
+    clientId: s.id,
+    name: s.name,
+    protocolVersion: PROTOCOL_VERSION,
+    server: { name: 'bufferd', version: ctx.version, pid: process.pid },
+    limits: {
+      maxFrameBytes: ctx.config.server.maxFrameBytes,
+      maxDataBytes: maxDataBytes(ctx.config.server.maxFrameBytes),
+      maxHandles: ctx.config.limits.maxHandles,
+    },
+    capabilities: [...s.capabilities].sort(),
+  };
+}
+
+/** Largest data payload that fits one request frame with room for the envelope. */
+export function maxDataBytes(maxFrameBytes: number): number {
+  return maxFrameBytes - 1024;
+}
+
+export function ping(ctx: DaemonContext): PingResult {
+  return { uptimeMs: ctx.now() };
+}
+
+export function status(ctx: DaemonContext): Status {
+  return buildStatus(ctx);
+}

@@ -1,0 +1,158 @@
+/**
+ * Start the real bufferd (dist/daemon/main.js) as a child process on a
+ * temporary socket, and stop it at the end of the test.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DAEMON = join(ROOT, 'dist', 'daemon', 'main.js');
+export const BUFCTL = join(ROOT, 'dist', 'client', 'bufctl.js');
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export interface DaemonOptions {
+  /** Config object written to a temp file and passed with --config. */
+  config?: unknown;
+  args?: string[];
+  env?: Record<string, string>;
+  /** Socket path (default: <tmpdir>/bufferd.sock); null: pass no --socket. */
+  socket?: string | null;
+  logLevel?: string;
+}
+
+export interface Daemon {
+  socket: string;
+  dir: string;
+  proc: ChildProcess;
+  /** Parsed JSON log lines seen so far. */
+  logs: Record<string, unknown>[];
+  stderr: () => string;
+  waitForLog(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Send a signal and wait for exit. */
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function tempDir(t: Teardown, prefix = 'bufferd-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Spawn the daemon and resolve once it logs 'listening'. */
+export async function startDaemon(t: Teardown, opts: DaemonOptions = {}): Promise<Daemon> {
+  const dir = tempDir(t);
+  const wanted = opts.socket === undefined ? join(dir, 'bufferd.sock') : opts.socket;
+  const args = [DAEMON, '--log-level', opts.logLevel ?? 'debug'];
+  if (wanted !== null) args.push('--socket', wanted);
+  if (opts.config !== undefined) {
+    const cfg = join(dir, 'config.json');
+    writeFileSync(cfg, JSON.stringify(opts.config));
+    args.push('--config', cfg);
+  }
+  args.push(...(opts.args ?? []));
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Record<string, unknown>[] = [];
+  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  let err = '';
+  let buf = '';
+  proc.stdout!.setEncoding('utf8');
+  proc.stdout!.on('data', (s: string) => {
+    buf += s;
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      let l: Record<string, unknown>;
+      try {
+        l = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      logs.push(l);
+      for (const w of [...waiters]) {
+        if (w.pred(l)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(l);
+        }
+      }
+    }
+  });
+  proc.stderr!.setEncoding('utf8');
+  proc.stderr!.on('data', (s: string) => (err += s));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 10_000) => {
+    const seen = logs.find(pred);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`daemon log line not seen in ${timeoutMs} ms; stderr: ${err}`)), timeoutMs);
+      waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+      void exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`daemon exited before the expected log line; stderr: ${err}`));
+      });
+    });
+  };
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    const r = await exited;
+    clearTimeout(timer);
+    return r;
+  };
+  t.teardown(async () => {
+    await stop('SIGTERM');
+  });
+  const listening = await waitForLog((l) => l['msg'] === 'listening');
+  const socket = listening['socket'] as string;
+  return { socket, dir, proc, logs, stderr: () => err, waitForLog, stop, exited };
+}
+
+/** Run a node script to completion, collecting its output. */
+export function runNode(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number; input?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    p.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const timer = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`timed out: node ${args.join(' ')}\n${stderr}`));
+    }, opts.timeoutMs ?? 30_000);
+    p.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    p.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Run bufctl against a socket. */
+export function bufctl(socket: string | null, ...args: string[]) {
+  const a = socket === null ? args : ['--socket', socket, ...args];
+  return runNode([BUFCTL, ...a], { env: { BUFFERD_SOCKET: '' } });
+}
+
+export function writeJson(dir: string, name: string, v: unknown): string {
+  const p = join(dir, name);
+  writeFileSync(p, typeof v === 'string' ? v : JSON.stringify(v));
+  return p;
+}

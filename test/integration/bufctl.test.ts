@@ -1,0 +1,81 @@
+/**
+ * bufctl as a separate process: human and JSON output, exit codes.
+ */
+import t from 'tap';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { startDaemon, bufctl, tempDir, runNode, BUFCTL } from '../helpers/daemon.js';
+import { encodeFrame, FrameReader } from '../../protocol/frame.js';
+import { decodeValue } from '../../protocol/codec.js';
+import { connect } from '../../client/index.js';
+
+t.test('bufctl status: tables and JSON', async (t) => {
+  const d = await startDaemon(t);
+  const app = await connect({ socket: d.socket, name: 'viewer' });
+  t.teardown(() => app.disconnect());
+  const human = await bufctl(d.socket, 'status');
+  t.equal(human.code, 0, human.stderr);
+  t.match(human.stdout, /bufferd \d+\.\d+\.\d+/);
+  t.match(human.stdout, /REGION\s+KIND\s+BASE\s+SIZE\s+FREE/);
+  t.match(human.stdout, /dram\s+dram\s+0x80000000\s+8 GiB/);
+  t.match(human.stdout, /viewer/);
+  const js = await bufctl(d.socket, 'status', '--json');
+  t.equal(js.code, 0);
+  const st = JSON.parse(js.stdout) as Record<string, unknown>;
+  for (const k of ['version', 'uptimeMs', 'memory', 'hugepages', 'pools', 'clients', 'drivers']) t.ok(k in st, k);
+  t.ok((st['clients'] as { name: string }[]).some((c) => c.name === 'viewer'));
+  // the socket can come from the environment
+  const viaEnv = await runNode([BUFCTL, 'status', '--json'], { env: { BUFFERD_SOCKET: d.socket } });
+  t.equal(viaEnv.code, 0);
+  t.equal((JSON.parse(viaEnv.stdout) as { socket: string }).socket, d.socket);
+});
+
+t.test('bufctl usage errors exit 2', async (t) => {
+  for (const args of [[], ['frobnicate'], ['status', '--bogus'], ['status', 'extra']]) {
+    const r = await bufctl('/nonexistent.sock', ...args);
+    t.equal(r.code, 2, args.join(' '));
+    t.match(r.stderr, 'bufctl');
+  }
+  const h = await bufctl(null, '--help');
+  t.equal(h.code, 0);
+  t.match(h.stdout, 'Usage: bufctl');
+  t.match(h.stdout, 'Exit codes');
+  const sh = await bufctl(null, 'status', '--help');
+  t.equal(sh.code, 0);
+  t.match(sh.stdout, 'status [--json]');
+  const hp = await bufctl(null, 'help');
+  t.equal(hp.code, 0);
+});
+
+t.test('bufctl cannot connect: exit 3 naming the socket and how to start the daemon', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'missing.sock');
+  const r = await bufctl(path, 'status');
+  t.equal(r.code, 3);
+  t.match(r.stderr, path);
+  t.match(r.stderr, 'npx bufferd');
+});
+
+t.test('bufctl: the daemon answered an error, exit 1', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'fake.sock');
+  // A minimal fake daemon: accepts hello, refuses status with EPERM.
+  const srv = createServer((s) => {
+    const r = new FrameReader();
+    s.on('data', (c) => {
+      for (const f of r.push(c)) {
+        const m = decodeValue(f) as { id: number; op: string };
+        if (m.op === 'hello') s.write(encodeFrame({ id: m.id, result: { clientId: 1, name: null, protocolVersion: 1, server: { name: 'bufferd', version: '0', pid: 1 }, limits: {}, capabilities: [] } }));
+        else s.write(encodeFrame({ id: m.id, error: { code: 'EPERM', message: 'status needs capability status' } }));
+      }
+    });
+  });
+  await new Promise<void>((r) => srv.listen(path, r));
+  t.teardown(() => srv.close());
+  const r = await bufctl(path, 'status');
+  t.equal(r.code, 1);
+  t.match(r.stderr, 'EPERM: status needs capability status');
+  const j = await bufctl(path, 'status', '--json');
+  t.equal(j.code, 1);
+  t.same(JSON.parse(j.stdout), { error: { code: 'EPERM', message: 'status needs capability status' } });
+});
