@@ -8,7 +8,8 @@
 import { parseArgs } from 'node:util';
 import { connect, ConnectError, type BufferClient } from './client.js';
 import { BufferdError } from '../protocol/errors.js';
-import { statusView } from './views.js';
+import { statusView, poolsTable, hugepagesTable, hugepagesSetView } from './views.js';
+import { parseSize } from '../protocol/units.js';
 
 export const EXIT_OK = 0;
 export const EXIT_DAEMON_ERROR = 1;
@@ -45,11 +46,57 @@ const COMMANDS: Record<string, Command> = {
       return print(a.json, st, () => statusView(st));
     },
   },
+  pools: {
+    usage: 'pools [--json]',
+    summary: 'list pools: cache policy, page size, region, use',
+    options: ['json'],
+    minArgs: 0,
+    maxArgs: 0,
+    run: async (c, a) => {
+      const r = await c.pools();
+      return print(a.json, r.pools, () => poolsTable(r.pools));
+    },
+  },
+  hugepages: {
+    usage: 'hugepages [set <size> <n> [--overcommit N]] [--json]',
+    summary: 'show hugepage pools, or resize one (size 2M or 1G)',
+    options: ['json', 'overcommit'],
+    minArgs: 0,
+    maxArgs: 3,
+    run: async (c, a) => {
+      if (a.positionals.length === 0) {
+        if (a.values['overcommit'] !== undefined) throw new UsageError('--overcommit applies to hugepages set');
+        const st = await c.status();
+        return print(a.json, st.hugepages, () => hugepagesTable(st.hugepages));
+      }
+      const [verb, sz, n] = a.positionals;
+      if (verb !== 'set' || sz === undefined || n === undefined) throw new UsageError('expected: hugepages set <size> <n>');
+      let size: number;
+      try {
+        size = parseSize(sz, 'size');
+      } catch {
+        throw new UsageError(`'${sz}' is not a size (use 2M or 1G)`);
+      }
+      const nr = Number(n);
+      if (!Number.isSafeInteger(nr) || nr < 0) throw new UsageError(`'${n}' is not a page count`);
+      const oc = a.values['overcommit'];
+      let overcommit: number | undefined;
+      if (oc !== undefined) {
+        overcommit = Number(oc);
+        if (!Number.isSafeInteger(overcommit) || overcommit < 0) throw new UsageError(`--overcommit '${String(oc)}' is not a page count`);
+      }
+      const r = await c.setHugepages(size, nr, overcommit);
+      return print(a.json, r, () => hugepagesSetView(r));
+    },
+  },
 };
+
+class UsageError extends Error {}
 
 const OPTIONS = {
   socket: { type: 'string' },
   json: { type: 'boolean' },
+  overcommit: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -121,7 +168,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   }
   let client: BufferClient;
   try {
-    client = await connect({ socket: values['socket'] as string | undefined });
+    client = await connect({ socket: values['socket'] as string | undefined, name: `bufctl:${process.pid}` });
   } catch (e) {
     if (e instanceof ConnectError) {
       io.err(
@@ -141,6 +188,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
     io.out(await cmd.run(client, { positionals: rest, values, json: values['json'] === true }));
     return EXIT_OK;
   } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`bufctl: ${e.message}\nUsage: bufctl ${cmd.usage}\n`);
+      return EXIT_USAGE;
+    }
     if (e instanceof BufferdError) {
       if (values['json'] === true) io.out(`${JSON.stringify({ error: { code: e.code, message: e.message, details: e.details } }, null, 2)}\n`);
       io.err(`bufctl: ${e.code}: ${e.message}\n`);

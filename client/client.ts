@@ -17,8 +17,8 @@ import { BufferdError, type WireError } from '../protocol/errors.js';
 import { decodeValue, isPlainMap } from '../protocol/codec.js';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { PROTOCOL_VERSION, type OpName, type ParamsOf } from '../protocol/requests.js';
-import type { HelloResult, PingResult, ResultOf } from '../protocol/results.js';
-import type { Status } from '../protocol/status.js';
+import type { HelloResult, PingResult, ResultOf, BufferInfo, HugepagesSetResult } from '../protocol/results.js';
+import type { Status, PoolStatus } from '../protocol/status.js';
 import { resolveSocketPath, cookiePathFor } from '../protocol/paths.js';
 
 export interface ConnectOptions {
@@ -103,6 +103,31 @@ export class BufferClient extends EventEmitter {
 
   status(): Promise<Status> {
     return this.request('status', {});
+  }
+
+  /** The pools with their attributes and counters. */
+  pools(): Promise<{ pools: PoolStatus[] }> {
+    return this.request('pools', {});
+  }
+
+  /** Allocate a zeroed buffer from a pool. */
+  alloc(opts: { pool: string; size: number; align?: number; populate?: boolean }): Promise<BufferInfo> {
+    return this.request('alloc', opts);
+  }
+
+  /** Free a buffer this connection allocated. */
+  free(buffer: number): Promise<{ buffer: number; freed: true }> {
+    return this.request('free', { buffer });
+  }
+
+  /** Describe a buffer this connection allocated. */
+  info(buffer: number): Promise<BufferInfo> {
+    return this.request('info', { buffer });
+  }
+
+  /** Resize a hugepage pool (size in bytes: 2 MiB or 1 GiB). */
+  setHugepages(size: number, nr: number, overcommit?: number): Promise<HugepagesSetResult> {
+    return this.request('hugepages.set', overcommit === undefined ? { size, nr } : { size, nr, overcommit });
   }
 
   /** End the session; resolves once the connection is closed. */

@@ -1,7 +1,8 @@
 /**
  * Human views of daemon objects for bufctl.
  */
-import type { Status } from '../protocol/status.js';
+import type { Status, PoolStatus, HugepageStatus } from '../protocol/status.js';
+import type { HugepagesSetResult } from '../protocol/results.js';
 import { table, size, formatAddress, formatDuration, section } from './format.js';
 
 export function statusView(st: Status): string {
@@ -20,37 +21,9 @@ export function statusView(st: Status): string {
       ]),
     ),
   );
-  out.push(
-    section(
-      'Hugepages',
-      table(st.hugepages, [
-        { header: 'SIZE', get: (h) => size(h.size) },
-        { header: 'REGION', get: (h) => h.region },
-        { header: 'TOTAL', get: (h) => h.total },
-        { header: 'FREE', get: (h) => h.free },
-        { header: 'RESERVED', get: (h) => h.reserved },
-        { header: 'SURPLUS', get: (h) => h.surplus },
-        { header: 'NR', get: (h) => h.nr },
-        { header: 'OVERCOMMIT', get: (h) => h.overcommit },
-      ]),
-    ),
-  );
-  out.push(
-    section(
-      'Pools',
-      table(st.pools, [
-        { header: 'POOL', get: (p) => p.name },
-        { header: 'CACHE', get: (p) => p.cache },
-        { header: 'PAGE', get: (p) => size(p.pageSize), align: 'right' },
-        { header: 'REGION', get: (p) => p.region },
-        { header: 'PAGES', get: (p) => p.pages, align: 'right' },
-        { header: 'BUFFERS', get: (p) => p.buffers, align: 'right' },
-        { header: 'ALLOCATED', get: (p) => size(p.allocated), align: 'right' },
-        { header: 'ACTIVE', get: (p) => size(p.active), align: 'right' },
-        { header: 'CONVERSIONS', get: (p) => p.conversions, align: 'right' },
-      ]),
-    ),
-  );
+  out.push(buddyView(st));
+  out.push(section('Hugepages', hugepagesTable(st.hugepages)));
+  out.push(section(`Pools (conversions: ${st.conversions.total}, ${size(st.conversions.bytes)}, simulated cost ${st.conversions.costUs} µs)`, poolsTable(st.pools)));
   out.push(
     section(
       'Clients',
@@ -72,4 +45,51 @@ export function statusView(st: Status): string {
     ),
   );
   return out.join('\n');
+}
+
+/** Free blocks per buddy order, like /proc/buddyinfo. */
+export function buddyView(st: Status): string {
+  const rows = st.memory.regions.map((r) => ({ name: r.name, orders: r.freeByOrder }));
+  const width = Math.max(1, ...rows.map((r) => r.orders.length));
+  const cols = Array.from({ length: width }, (_, o) => ({ header: String(o), get: (r: { orders: number[] }) => r.orders[o] ?? 0, align: 'right' as const }));
+  return section('Free blocks by buddy order (order n = 4 KiB << n)', table(rows, [{ header: 'REGION', get: (r) => r.name }, ...cols]));
+}
+
+export function hugepagesTable(h: HugepageStatus[]): string {
+  return table(h, [
+    { header: 'SIZE', get: (x) => size(x.size) },
+    { header: 'REGION', get: (x) => x.region },
+    { header: 'TOTAL', get: (x) => x.total },
+    { header: 'FREE', get: (x) => x.free },
+    { header: 'RESERVED', get: (x) => x.reserved },
+    { header: 'SURPLUS', get: (x) => x.surplus },
+    { header: 'AVAILABLE', get: (x) => x.available },
+    { header: 'IN USE', get: (x) => x.inUse },
+    { header: 'NR', get: (x) => x.nr },
+    { header: 'OVERCOMMIT', get: (x) => x.overcommit },
+  ]);
+}
+
+export function poolsTable(p: PoolStatus[]): string {
+  return table(p, [
+    { header: 'POOL', get: (x) => x.name },
+    { header: 'CACHE', get: (x) => x.cache },
+    { header: 'PAGE', get: (x) => size(x.pageSize), align: 'right' },
+    { header: 'REGION', get: (x) => x.region + (x.maxAddress !== null ? ` <${formatAddress(x.maxAddress)}` : '') },
+    { header: 'CONTIG', get: (x) => (x.contiguous ? 'yes' : 'no') },
+    { header: 'CAPABILITY', get: (x) => x.capability ?? '-' },
+    { header: 'PAGES', get: (x) => x.pages, align: 'right' },
+    { header: 'BUFFERS', get: (x) => x.buffers, align: 'right' },
+    { header: 'ALLOCATED', get: (x) => size(x.allocated), align: 'right' },
+    { header: 'ACTIVE', get: (x) => size(x.active), align: 'right' },
+    { header: 'CONVERSIONS', get: (x) => x.conversions, align: 'right' },
+  ]);
+}
+
+export function hugepagesSetView(r: HugepagesSetResult): string {
+  const head =
+    r.reached < r.requested
+      ? `${size(r.size)} hugepages: asked for ${r.requested}, reached ${r.reached} (not enough contiguous memory)\n`
+      : `${size(r.size)} hugepages: nr_hugepages ${r.reached}, overcommit ${r.overcommit}\n`;
+  return head + hugepagesTable([r.status]);
 }

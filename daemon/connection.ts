@@ -195,6 +195,11 @@ export class Connection {
     if (this.frameTimer !== null) clearTimeout(this.frameTimer);
     this.backlog.length = 0;
     this.ctx.clients.remove(this.session);
+    try {
+      this.ctx.sessionClosed(this.session);
+    } catch (err) {
+      this.session.log.error({ err }, 'error releasing the session');
+    }
     this.session.log.info({ event: 'disconnect' }, 'client disconnected');
     this.onClose(this);
     const w = this.idleWaiters;

@@ -7,6 +7,8 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { ClientRegistry } from './clients.js';
 import { VERSION } from './version.js';
+import { Machine } from './machine.js';
+import type { Session } from './clients.js';
 
 export interface DaemonContext {
   readonly config: Config;
@@ -14,18 +16,28 @@ export interface DaemonContext {
   readonly version: string;
   readonly socketPath: string;
   readonly clients: ClientRegistry;
+  readonly machine: Machine;
   /** Monotonic milliseconds since the daemon started. */
   now(): number;
+  /** Called once when a session's connection closes: release what it held. */
+  sessionClosed(s: Session): void;
 }
 
 export function createContext(config: Config, log: Logger, socketPath: string): DaemonContext {
   const t0 = performance.now();
-  return {
+  const machine = new Machine(config.machine);
+  for (const w of machine.warnings) log.warn(w);
+  const ctx: DaemonContext = {
     config,
     log,
     version: VERSION,
     socketPath,
     clients: new ClientRegistry(),
+    machine,
     now: () => performance.now() - t0,
+    sessionClosed: (s) => {
+      for (const buf of [...machine.allBuffers()]) if (buf.owner === s.id) machine.free(buf);
+    },
   };
+  return ctx;
 }

@@ -8,15 +8,10 @@ import type { DaemonContext } from './context.js';
 
 export function buildStatus(ctx: DaemonContext): Status {
   const now = ctx.now();
-  const regions = ctx.config.machine.regions.map((r) => ({
-    name: r.name,
-    kind: r.kind,
-    base: r.base,
-    size: r.size,
-    free: r.size,
-    largestFree: r.size,
-    freeByOrder: [],
-  }));
+  const m = ctx.machine;
+  const regions = m.regionStatus();
+  const buffersByOwner = new Map<number, number>();
+  for (const b of m.allBuffers()) buffersByOwner.set(b.owner, (buffersByOwner.get(b.owner) ?? 0) + 1);
   return {
     version: ctx.version,
     protocolVersion: PROTOCOL_VERSION,
@@ -28,12 +23,17 @@ export function buildStatus(ctx: DaemonContext): Status {
       free: regions.reduce((a, r) => a + r.free, 0),
       regions,
     },
-    hugepages: [],
-    pools: [],
+    hugepages: m.hugepageStatus(),
+    pools: m.poolStatus(),
+    conversions: {
+      total: m.attrs.total.conversions,
+      bytes: m.attrs.total.convertedBytes,
+      costUs: Math.round(m.attrs.total.costNs / 1000),
+    },
     clients: ctx.clients.list().map((s) => ({
       id: s.id,
       name: s.name,
-      handles: 0,
+      handles: buffersByOwner.get(s.id) ?? 0,
       connectedMs: Math.round(now - s.connectedAt),
     })),
     drivers: [],

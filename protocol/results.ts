@@ -3,7 +3,7 @@
  */
 import type { WireError } from './errors.js';
 import type { OpName } from './requests.js';
-import type { Status } from './status.js';
+import type { Status, PoolStatus, HugepageStatus } from './status.js';
 
 export interface ServerLimits {
   /** Largest frame body the daemon accepts, bytes. */
@@ -28,10 +28,57 @@ export interface PingResult {
   uptimeMs: number;
 }
 
+/** A physically contiguous piece of a buffer: its bytes [offset, offset+len) live at addr. */
+export interface SegmentInfo {
+  addr: number;
+  len: number;
+}
+
+export type CachePolicyName = 'writeback' | 'writecombine' | 'uncached';
+
+export interface BufferInfo {
+  /** Daemon-wide buffer id. */
+  buffer: number;
+  pool: string;
+  cache: CachePolicyName;
+  /** Page size of the pool (4 KiB, 2 MiB or 1 GiB). */
+  pageSize: number;
+  region: string;
+  /** Bytes asked for. */
+  size: number;
+  align: number;
+  /** Bytes of pages the buffer keeps busy. */
+  footprint: number;
+  /** Physical segments in buffer order; empty while hugepages are only reserved. */
+  segments: SegmentInfo[];
+  contiguous: boolean;
+  populated: boolean;
+  /** Hugepages reserved for the buffer and not yet backing it. */
+  reservedHugepages: number;
+  /** Client id of the allocating client. */
+  owner: number;
+}
+
+export interface HugepagesSetResult {
+  /** Hugepage size in bytes. */
+  size: number;
+  /** nr_hugepages asked for. */
+  requested: number;
+  /** Persistent pages reached (less than requested when memory ran short). */
+  reached: number;
+  overcommit: number;
+  status: HugepageStatus;
+}
+
 export interface Results {
   hello: HelloResult;
   ping: PingResult;
   status: Status;
+  pools: { pools: PoolStatus[] };
+  alloc: BufferInfo;
+  free: { buffer: number; freed: true };
+  info: BufferInfo;
+  'hugepages.set': HugepagesSetResult;
 }
 
 export type ResultOf<K extends OpName> = K extends keyof Results ? Results[K] : never;

@@ -14,6 +14,8 @@ export interface RegionStatus {
   largestFree: number;
   /** Free blocks per buddy order, as /proc/buddyinfo (index = order). */
   freeByOrder: number[];
+  /** Zones: split at 4 GiB (DMA32 / Normal) and at pools' address limits. */
+  zones: { name: string; base: number; size: number; free: number }[];
 }
 
 export interface HugepageStatus {
@@ -28,6 +30,14 @@ export interface HugepageStatus {
   nr: number;
   /** nr_overcommit_hugepages. */
   overcommit: number;
+  /** free − reserved. */
+  available: number;
+  /** total − free. */
+  inUse: number;
+  /** nr_hugepages last asked for (start-up or resize); `nr` is what was reached. */
+  requested: number;
+  /** Longest run of physically adjacent free hugepages. */
+  largestFreeRun: number;
 }
 
 export interface PoolStatus {
@@ -36,6 +46,8 @@ export interface PoolStatus {
   pageSize: number;
   region: string;
   contiguous: boolean;
+  /** Highest physical address (exclusive) the pool may use, or null. */
+  maxAddress: number | null;
   capability: string | null;
   maxBytes: number | null;
   /** Pages (of pageSize) the pool holds from the machine. */
@@ -45,8 +57,13 @@ export interface PoolStatus {
   /** Bytes of pages backing live buffers. */
   active: number;
   buffers: number;
-  /** Pages converted from another cache policy before use. */
+  /** Buffers allocated / freed since start. */
+  nmalloc: number;
+  ndalloc: number;
+  /** Cache-policy conversions of this pool's pages (into its policy, and back to write-back). */
   conversions: number;
+  /** Simulated cost of those conversions (clean + invalidate + TLB shootdown), microseconds. */
+  conversionCostUs: number;
 }
 
 export interface ClientStatus {
@@ -70,6 +87,8 @@ export interface Status {
   memory: { total: number; free: number; regions: RegionStatus[] };
   hugepages: HugepageStatus[];
   pools: PoolStatus[];
+  /** Machine-wide cache-policy conversions (pools and dissolved hugepages). */
+  conversions: { total: number; bytes: number; costUs: number };
   clients: ClientStatus[];
   drivers: DriverStatus[];
 }

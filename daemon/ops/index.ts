@@ -7,6 +7,7 @@ import type { ResultOf } from '../../protocol/results.js';
 import type { DaemonContext } from '../context.js';
 import type { Session } from '../clients.js';
 import * as session from './session.js';
+import * as memory from './memory.js';
 
 export type Handler<K extends OpName> = (
   ctx: DaemonContext,
@@ -20,4 +21,9 @@ export const HANDLERS: HandlerTable = {
   hello: session.hello,
   ping: session.ping,
   status: session.status,
+  pools: memory.pools,
+  alloc: memory.alloc,
+  free: memory.free,
+  info: memory.info,
+  'hugepages.set': memory.hugepagesSet,
 };

@@ -1,0 +1,226 @@
+/**
+ * The simulated machine: physical memory, hugepage pools, cache-policy
+ * pools and the buffers allocated from them, built from the machine config.
+ * Pure: no I/O; unit tests drive it directly.
+ */
+import { BufferdError } from '../protocol/errors.js';
+import { formatSize } from '../protocol/units.js';
+import type { HugepageStatus, PoolStatus, RegionStatus } from '../protocol/status.js';
+import type { MachineConfig, CachePolicy } from './machine-config.js';
+import { PhysicalMemory, PAGE } from './physmem.js';
+import { HugepagePool } from './hugepages.js';
+import { CacheAttrTracker } from './cacheattr.js';
+import { BuddySource, HugeSource, type PageSource } from './pagesource.js';
+import { Pool, type PhysBuffer, type Segment } from './pool.js';
+
+export interface AllocOptions {
+  pool: string;
+  size: number;
+  align?: number;
+  owner: number;
+  populate?: boolean;
+}
+
+export interface HugepageResize {
+  size: number;
+  requested: number;
+  reached: number;
+  overcommit: number;
+  status: HugepageStatus;
+}
+
+export class Machine {
+  readonly mem: PhysicalMemory;
+  readonly attrs = new CacheAttrTracker();
+  readonly hugepages = new Map<number, HugepagePool>();
+  readonly pools = new Map<string, Pool>();
+  readonly warnings: string[] = [];
+  private readonly buffers = new Map<number, PhysBuffer>();
+  private nextId = 1;
+
+  constructor(readonly cfg: MachineConfig) {
+    const cuts = new Map<string, number[]>();
+    for (const p of cfg.pools) if (p.maxAddress !== null) cuts.set(p.region, [...(cuts.get(p.region) ?? []), p.maxAddress]);
+    this.mem = new PhysicalMemory(cfg.regions, cuts);
+    for (const h of cfg.hugepages) {
+      const hp = new HugepagePool(this.mem, h, (pfn, n, attr) => this.attrs.dissolve(pfn, n, attr));
+      if (hp.persistent < h.nr) {
+        this.warnings.push(`only ${hp.persistent} of ${h.nr} ${formatSize(h.size)} hugepages could be reserved in region '${h.region}'`);
+      }
+      if (hp.isGigantic && h.overcommit > 0) this.warnings.push(`${formatSize(h.size)} hugepages cannot be overcommitted; overcommit ignored`);
+      this.hugepages.set(h.size, hp);
+    }
+    for (const p of cfg.pools) {
+      const source: PageSource =
+        p.pageSize === PAGE ? new BuddySource(this.mem, p, this.attrs) : new HugeSource(this.hugepages.get(p.pageSize)!, p, this.attrs);
+      this.pools.set(p.name, new Pool(p, source, this.mem, this.attrs));
+    }
+  }
+
+  pool(name: string): Pool {
+    const p = this.pools.get(name);
+    if (p === undefined) {
+      throw new BufferdError('ENOENT', `no pool named '${name}'; pools: ${[...this.pools.keys()].join(', ')}`, { pool: name });
+    }
+    return p;
+  }
+
+  alloc(o: AllocOptions): PhysBuffer {
+    const pool = this.pool(o.pool);
+    const buf = pool.alloc(this.nextId, o.size, o.align ?? 1, o.owner, o.populate ?? true);
+    this.nextId++;
+    this.buffers.set(buf.id, buf);
+    return buf;
+  }
+
+  buffer(id: number): PhysBuffer | undefined {
+    return this.buffers.get(id);
+  }
+
+  get bufferCount(): number {
+    return this.buffers.size;
+  }
+
+  allBuffers(): IterableIterator<PhysBuffer> {
+    return this.buffers.values();
+  }
+
+  free(buf: PhysBuffer): void {
+    if (this.buffers.get(buf.id) !== buf) throw new BufferdError('ENOENT', `buffer ${buf.id} is not allocated`);
+    this.buffers.delete(buf.id);
+    buf.pool.free(buf);
+  }
+
+  /** Back a lazily reserved buffer before its pages are used. */
+  touch(buf: PhysBuffer): void {
+    if (buf.reservedPages > 0) buf.pool.populate(buf);
+  }
+
+  /** Visit the physical pieces of [off, off + len) of a buffer. */
+  forEachPhys(buf: PhysBuffer, off: number, len: number, fn: (addr: number, bufOff: number, n: number) => void): void {
+    this.touch(buf);
+    let segStart = 0;
+    let pos = off;
+    const end = off + len;
+    for (const s of buf.segments) {
+      const segEnd = segStart + s.len;
+      if (pos < segEnd && pos < end) {
+        const n = Math.min(segEnd, end) - pos;
+        fn(s.addr + (pos - segStart), pos - off, n);
+        pos += n;
+      }
+      segStart = segEnd;
+      if (pos >= end) break;
+    }
+  }
+
+  read(buf: PhysBuffer, off: number, len: number): Buffer {
+    // every byte is written below (unwritten pages read as zeros)
+    const out = Buffer.allocUnsafe(len);
+    this.forEachPhys(buf, off, len, (addr, o, n) => this.mem.store.readInto(addr, n, out, o));
+    return out;
+  }
+
+  write(buf: PhysBuffer, off: number, data: Uint8Array): void {
+    this.forEachPhys(buf, off, data.length, (addr, o, n) => this.mem.store.write(addr, data, o, n));
+  }
+
+  fill(buf: PhysBuffer, off: number, len: number, value: number): void {
+    this.forEachPhys(buf, off, len, (addr, _o, n) => this.mem.store.fill(addr, n, value));
+  }
+
+  /** hugepages.set: resize like writing nr_hugepages (and optionally nr_overcommit_hugepages). */
+  setHugepages(size: number, nr: number, overcommit?: number): HugepageResize {
+    const hp = this.hugepages.get(size);
+    if (hp === undefined) {
+      const sizes = [...this.hugepages.keys()].map(formatSize).join(', ');
+      throw new BufferdError('ENOENT', `no hugepage pool of ${formatSize(size)}; configured sizes: ${sizes || 'none'}`);
+    }
+    if (overcommit !== undefined && !hp.setOvercommit(overcommit)) {
+      throw new BufferdError('EINVAL', `field 'overcommit': ${formatSize(size)} (gigantic) hugepages cannot be overcommitted, as in Linux`);
+    }
+    const reached = hp.setNr(nr);
+    return { size, requested: nr, reached, overcommit: hp.overcommit, status: hp.status() };
+  }
+
+  regionStatus(): RegionStatus[] {
+    return this.mem.regionStatus();
+  }
+
+  hugepageStatus(): HugepageStatus[] {
+    return [...this.hugepages.values()].sort((a, b) => a.size - b.size).map((h) => h.status());
+  }
+
+  poolStatus(): PoolStatus[] {
+    return [...this.pools.values()].map((p) => p.status());
+  }
+
+  /**
+   * Check every invariant of the model; returns the broken ones (empty when
+   * all hold). Used by property tests after every step.
+   */
+  checkInvariants(): string[] {
+    const bad: string[] = [];
+    const spans: { start: number; end: number; attr: CachePolicy; what: string }[] = [];
+    for (const r of this.mem.regions) {
+      for (const z of r.zones) {
+        for (const b of z.buddy.freeBlocks()) spans.push({ start: b.pfn, end: b.pfn + 2 ** b.order, attr: 'writeback', what: `buddy ${z.name}` });
+      }
+    }
+    for (const hp of this.hugepages.values()) {
+      const per = hp.size / PAGE;
+      for (const p of hp.freePages()) spans.push({ start: p.pfn, end: p.pfn + per, attr: p.attr, what: `free ${formatSize(hp.size)} hugepage` });
+    }
+    const users = new Map<object, number>();
+    for (const b of this.attrs.heldBlocks()) {
+      spans.push({ start: b.pfn, end: b.pfn + b.npages, attr: b.attr, what: `pool ${b.pool}` });
+      const pool = this.pools.get(b.pool);
+      if (pool !== undefined && b.attr !== pool.cfg.cache) bad.push(`block at pfn ${b.pfn} held by '${b.pool}' carries ${b.attr}, pool policy ${pool.cfg.cache}`);
+      users.set(b, 0);
+    }
+    spans.sort((a, b) => a.start - b.start);
+    let pages = 0;
+    for (let i = 0; i < spans.length; i++) {
+      const s = spans[i]!;
+      pages += s.end - s.start;
+      const prev = spans[i - 1];
+      if (prev !== undefined && s.start < prev.end) {
+        bad.push(`pages ${s.start}..${Math.min(s.end, prev.end)} owned twice: ${prev.what} (${prev.attr}) and ${s.what} (${s.attr})`);
+      }
+    }
+    const total = this.mem.totalBytes() / PAGE;
+    if (pages !== total) bad.push(`page accounting: ${pages} pages accounted, machine has ${total}`);
+    const perPool = new Map<string, { allocated: number; footprint: number; buffers: number }>();
+    for (const buf of this.buffers.values()) {
+      const seg = buf.segments.reduce((a: number, s: Segment) => a + s.len, 0);
+      if (buf.reservedPages === 0 && seg !== buf.size) bad.push(`buffer ${buf.id}: segments cover ${seg} bytes of ${buf.size}`);
+      for (const b of buf.blocks) {
+        if (!users.has(b)) bad.push(`buffer ${buf.id} uses a block the tracker does not hold`);
+        else users.set(b, users.get(b)! + 1);
+        if (b.pool !== buf.pool.name) bad.push(`buffer ${buf.id} of pool '${buf.pool.name}' uses a block of '${b.pool}'`);
+      }
+      const acc = perPool.get(buf.pool.name) ?? { allocated: 0, footprint: 0, buffers: 0 };
+      acc.allocated += buf.size;
+      acc.footprint += buf.footprint;
+      acc.buffers++;
+      perPool.set(buf.pool.name, acc);
+    }
+    for (const [b, n] of users) if ((b as { users: number }).users !== n) bad.push(`block users ${(b as { users: number }).users} but ${n} buffers`);
+    for (const p of this.pools.values()) {
+      const st = p.status();
+      const acc = perPool.get(p.name) ?? { allocated: 0, footprint: 0, buffers: 0 };
+      if (st.allocated !== acc.allocated || st.active !== acc.footprint || st.buffers !== acc.buffers) {
+        bad.push(`pool '${p.name}' counters ${st.allocated}/${st.active}/${st.buffers} vs buffers ${acc.allocated}/${acc.footprint}/${acc.buffers}`);
+      }
+    }
+    for (const hp of this.hugepages.values()) {
+      const s = hp.status();
+      if (s.reserved > s.free) bad.push(`${formatSize(hp.size)} hugepages: reserved ${s.reserved} > free ${s.free}`);
+      if (s.surplus > s.total) bad.push(`${formatSize(hp.size)} hugepages: surplus ${s.surplus} > total ${s.total}`);
+      let held = 0;
+      for (const b of this.attrs.heldBlocks()) if (b.hugeSize === hp.size) held++;
+      if (s.total !== s.free + held) bad.push(`${formatSize(hp.size)} hugepages: total ${s.total} ≠ free ${s.free} + in use ${held}`);
+    }
+    return bad;
+  }
+}

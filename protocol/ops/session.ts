@@ -1,0 +1,25 @@
+/**
+ * Session ops: hello, ping, status.
+ */
+import { Type } from '@sinclair/typebox';
+import { Name, Uint, request } from '../types.js';
+
+export const HelloRequest = request(
+  'hello',
+  {
+    version: Uint({ description: 'protocol version spoken by the client' }),
+    name: Type.Optional(Name('client name, unique among connected clients')),
+    token: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'authentication token' })),
+  },
+  'Open the session: must be the first request on a connection.',
+);
+
+export const PingRequest = request('ping', {}, 'Round trip with no effect.');
+
+export const StatusRequest = request('status', {}, 'Everything the daemon manages, as one object.');
+
+export const SESSION_REQUESTS = {
+  hello: HelloRequest,
+  ping: PingRequest,
+  status: StatusRequest,
+} as const;
