@@ -128,3 +128,30 @@ export function startDaemon(config?: unknown): Promise<Child> {
     '"listening"',
   );
 }
+
+/** mulberry32: small, fast, deterministic. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** Run dist/bench/<script> in its own process (with --expose-gc) and parse the JSON line it prints. */
+export function runChildJson<T>(script: string, args: string[]): Promise<T> {
+  const p = spawn(process.execPath, ['--expose-gc', join(ROOT, 'dist', 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
+  return new Promise((resolve, reject) => {
+    p.once('error', reject);
+    p.once('exit', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (code !== 0 || line === undefined) reject(new Error(`${script} exited with ${code}: ${out}`));
+      else resolve(JSON.parse(line) as T);
+    });
+  });
+}

@@ -10,11 +10,9 @@
  *  3. touch1G (touch256M with --quick): in a child process, write non-zero
  *     data over a whole buffer; host RSS growth per simulated byte touched.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { BuddyAllocator } from '../daemon/buddy.js';
-import { Reporter, ROOT, startDaemon } from './harness.js';
+import { Reporter, startDaemon, prng, runChildJson } from './harness.js';
 
 const GiB = 2 ** 30;
 const ZONE_START_PFN = 0x80000000 / 4096;
@@ -87,17 +85,6 @@ class BitmapFirstFit implements PageAllocator {
   }
 }
 
-/** mulberry32: small, fast, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /**
  * A fragmented zone with a working set of live blocks of `order`: first a
@@ -233,18 +220,7 @@ interface TouchResult {
 }
 
 function touchChild(bytes: number): Promise<TouchResult> {
-  const script = join(ROOT, 'dist', 'bench', 'touch-child.js');
-  const p = spawn(process.execPath, ['--expose-gc', script, String(bytes)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  p.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-  return new Promise((resolve, reject) => {
-    p.once('error', reject);
-    p.once('exit', (code) => {
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (code !== 0 || line === undefined) reject(new Error(`touch-child exited with ${code}: ${out}`));
-      else resolve(JSON.parse(line) as TouchResult);
-    });
-  });
+  return runChildJson<TouchResult>('touch-child.js', [String(bytes)]);
 }
 
 async function touchBench(rep: Reporter, quick: boolean): Promise<void> {

@@ -7,6 +7,7 @@
 const BENCHES: Record<string, () => Promise<{ run(a: { quick: boolean }): Promise<unknown> }>> = {
   ipc: () => import('./ipc.js'),
   memory: () => import('./memory.js'),
+  suballoc: () => import('./suballoc.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

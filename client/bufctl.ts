@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util';
 import { connect, ConnectError, type BufferClient } from './client.js';
 import { BufferdError } from '../protocol/errors.js';
-import { statusView, poolsTable, hugepagesTable, hugepagesSetView } from './views.js';
+import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailView } from './views.js';
 import { parseSize } from '../protocol/units.js';
 
 export const EXIT_OK = 0;
@@ -36,13 +36,18 @@ const print = (json: boolean, value: unknown, human: () => string): string =>
 
 const COMMANDS: Record<string, Command> = {
   status: {
-    usage: 'status [--json]',
-    summary: 'show memory, hugepages, pools, clients and drivers',
-    options: ['json'],
+    usage: 'status [--pool NAME] [--json]',
+    summary: 'show memory, hugepages, pools, clients and drivers; --pool: one pool\'s arenas and bins',
+    options: ['json', 'pool'],
     minArgs: 0,
     maxArgs: 0,
     run: async (c, a) => {
-      const st = await c.status();
+      const pool = a.values['pool'] as string | undefined;
+      const st = await c.status(pool === undefined ? {} : { pool });
+      if (pool !== undefined) {
+        const p = st.pools.find((x) => x.name === pool)!;
+        return print(a.json, { ...p, ...st.pool }, () => poolDetailView(p, st.pool!));
+      }
       return print(a.json, st, () => statusView(st));
     },
   },
@@ -97,6 +102,7 @@ const OPTIONS = {
   socket: { type: 'string' },
   json: { type: 'boolean' },
   overcommit: { type: 'string' },
+  pool: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

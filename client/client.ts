@@ -101,8 +101,9 @@ export class BufferClient extends EventEmitter {
     return this.request('ping', {});
   }
 
-  status(): Promise<Status> {
-    return this.request('status', {});
+  /** The status object; with `pool`, also that pool's arena and bin tables. */
+  status(opts: { pool?: string } = {}): Promise<Status> {
+    return this.request('status', opts.pool === undefined ? {} : { pool: opts.pool });
   }
 
   /** The pools with their attributes and counters. */
@@ -123,6 +124,36 @@ export class BufferClient extends EventEmitter {
   /** Describe a buffer this connection allocated. */
   info(buffer: number): Promise<BufferInfo> {
     return this.request('info', { buffer });
+  }
+
+  /** Largest data payload per request, from hello. */
+  private get chunk(): number {
+    return this.session.limits.maxDataBytes;
+  }
+
+  /**
+   * Write bytes at an offset. Transfers larger than the per-request limit
+   * are split into several pipelined requests transparently.
+   */
+  async write(buffer: number, offset: number, data: Uint8Array): Promise<{ written: number }> {
+    const parts: Promise<{ written: number }>[] = [];
+    for (let done = 0; done < data.length || (done === 0 && data.length === 0); done += this.chunk) {
+      parts.push(this.request('write', { buffer, offset: offset + done, data: data.subarray(done, Math.min(data.length, done + this.chunk)) }));
+      if (data.length === 0) break;
+    }
+    const r = await Promise.all(parts);
+    return { written: r.reduce((a, x) => a + x.written, 0) };
+  }
+
+  /** Read bytes at an offset, split into several requests when large. */
+  async read(buffer: number, offset: number, length: number): Promise<Buffer> {
+    const parts: Promise<{ data: Uint8Array }>[] = [];
+    for (let done = 0; done < length || (done === 0 && length === 0); done += this.chunk) {
+      parts.push(this.request('read', { buffer, offset: offset + done, length: Math.min(this.chunk, length - done) }));
+      if (length === 0) break;
+    }
+    const r = await Promise.all(parts);
+    return Buffer.concat(r.map((x) => x.data));
   }
 
   /** Resize a hugepage pool (size in bytes: 2 MiB or 1 GiB). */

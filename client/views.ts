@@ -1,7 +1,7 @@
 /**
  * Human views of daemon objects for bufctl.
  */
-import type { Status, PoolStatus, HugepageStatus } from '../protocol/status.js';
+import type { Status, PoolStatus, HugepageStatus, PoolDetail } from '../protocol/status.js';
 import type { HugepagesSetResult } from '../protocol/results.js';
 import { table, size, formatAddress, formatDuration, section } from './format.js';
 
@@ -82,6 +82,9 @@ export function poolsTable(p: PoolStatus[]): string {
     { header: 'BUFFERS', get: (x) => x.buffers, align: 'right' },
     { header: 'ALLOCATED', get: (x) => size(x.allocated), align: 'right' },
     { header: 'ACTIVE', get: (x) => size(x.active), align: 'right' },
+    { header: 'MAPPED', get: (x) => size(x.mapped), align: 'right' },
+    { header: 'DIRTY', get: (x) => size(x.dirty), align: 'right' },
+    { header: 'ACT/ALLOC', get: (x) => x.fragmentation.toFixed(2), align: 'right' },
     { header: 'CONVERSIONS', get: (x) => x.conversions, align: 'right' },
   ]);
 }
@@ -92,4 +95,52 @@ export function hugepagesSetView(r: HugepagesSetResult): string {
       ? `${size(r.size)} hugepages: asked for ${r.requested}, reached ${r.reached} (not enough contiguous memory)\n`
       : `${size(r.size)} hugepages: nr_hugepages ${r.reached}, overcommit ${r.overcommit}\n`;
   return head + hugepagesTable([r.status]);
+}
+
+/** One pool's allocator state: totals, arenas, bins (bufctl status --pool NAME). */
+export function poolDetailView(p: PoolStatus, d: PoolDetail): string {
+  const out: string[] = [];
+  out.push(
+    `Pool ${p.name}: ${p.cache}, ${size(p.pageSize)} pages, region ${p.region}, arena ${p.arena}, dirtyDecayMs ${p.dirtyDecayMs}, direct from ${size(d.directThreshold)}\n` +
+      `  requested ${size(p.requested)}  allocated ${size(p.allocated)}  active ${size(p.active)}  mapped ${size(p.mapped)}  ` +
+      `dirty ${size(p.dirty)}  retained ${size(p.retained)}  metadata ${size(p.metadata)}\n` +
+      `  fragmentation (active/allocated) ${p.fragmentation.toFixed(3)}  buffers ${p.buffers} (direct ${p.directBuffers})  purges ${p.purges}  nmalloc ${p.nmalloc}  ndalloc ${p.ndalloc}\n`,
+  );
+  out.push(
+    section(
+      'Arenas',
+      table(d.arenas, [
+        { header: 'ARENA', get: (a) => a.id, align: 'right' },
+        { header: 'OWNER', get: (a) => (a.owner === 0 ? 'shared' : `client ${a.owner}`) },
+        { header: 'LIVE', get: (a) => a.live, align: 'right' },
+        { header: 'ALLOCATED', get: (a) => size(a.allocated), align: 'right' },
+        { header: 'ACTIVE', get: (a) => size(a.active), align: 'right' },
+        { header: 'MAPPED', get: (a) => size(a.mapped), align: 'right' },
+        { header: 'DIRTY', get: (a) => size(a.dirty), align: 'right' },
+        { header: 'RETAINED', get: (a) => size(a.retained), align: 'right' },
+        { header: 'CHUNKS', get: (a) => a.chunks, align: 'right' },
+        { header: 'PURGES', get: (a) => a.purges, align: 'right' },
+        { header: 'NMALLOC', get: (a) => a.nmalloc, align: 'right' },
+        { header: 'NDALLOC', get: (a) => a.ndalloc, align: 'right' },
+      ]),
+    ),
+  );
+  out.push(
+    section(
+      'Bins (small size classes in use)',
+      table(d.bins, [
+        { header: 'SIZE', get: (b) => b.size, align: 'right' },
+        { header: 'IND', get: (b) => b.ind, align: 'right' },
+        { header: 'SLAB', get: (b) => size(b.slabSize), align: 'right' },
+        { header: 'REGS', get: (b) => b.nregs, align: 'right' },
+        { header: 'CURREGS', get: (b) => b.curregs, align: 'right' },
+        { header: 'CURSLABS', get: (b) => b.curslabs, align: 'right' },
+        { header: 'NONFULL', get: (b) => b.nonfull, align: 'right' },
+        { header: 'UTIL', get: (b) => (b.curslabs === 0 ? '-' : (b.curregs / (b.curslabs * b.nregs)).toFixed(3)), align: 'right' },
+        { header: 'NMALLOC', get: (b) => b.nmalloc, align: 'right' },
+        { header: 'NDALLOC', get: (b) => b.ndalloc, align: 'right' },
+      ]),
+    ),
+  );
+  return out.join('\n');
 }

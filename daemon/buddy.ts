@@ -14,6 +14,21 @@ export interface Block {
   order: number;
 }
 
+/** Trailing zero bits of a non-negative integer below 2^53 (53 for 0). */
+export function ctz(x: number): number {
+  if (x === 0) return 53;
+  const lo = x % 0x1_0000_0000;
+  if (lo !== 0) return 31 - Math.clz32(lo & -lo);
+  const hi = Math.floor(x / 0x1_0000_0000);
+  return 32 + (31 - Math.clz32(hi & -hi));
+}
+
+/** floor(log2(x)) for x ≥ 1 below 2^53. */
+export function floorLog2(x: number): number {
+  if (x < 0x1_0000_0000) return 31 - Math.clz32(x);
+  return 32 + (31 - Math.clz32(Math.floor(x / 0x1_0000_0000)));
+}
+
 export class BuddyAllocator {
   readonly startPfn: number;
   readonly endPfn: number;
@@ -135,8 +150,8 @@ export class BuddyAllocator {
     let p = pfn;
     const end = pfn + npages;
     while (p < end) {
-      let o = 0;
-      while (o < this.maxOrder && p % 2 ** (o + 1) === 0 && p + 2 ** (o + 1) <= end) o++;
+      // the largest order allowed by p's alignment, the range left, and maxOrder
+      const o = Math.min(ctz(p), floorLog2(end - p), this.maxOrder);
       this.free(p, o);
       p += 2 ** o;
     }

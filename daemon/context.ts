@@ -9,6 +9,7 @@ import { ClientRegistry } from './clients.js';
 import { VERSION } from './version.js';
 import { Machine } from './machine.js';
 import type { Session } from './clients.js';
+import { DecayScheduler } from './decay.js';
 
 export interface DaemonContext {
   readonly config: Config;
@@ -21,12 +22,17 @@ export interface DaemonContext {
   now(): number;
   /** Called once when a session's connection closes: release what it held. */
   sessionClosed(s: Session): void;
+  /** Called after every op: re-arm timers (decay). */
+  afterOp(): void;
+  readonly decay: DecayScheduler;
 }
 
 export function createContext(config: Config, log: Logger, socketPath: string): DaemonContext {
   const t0 = performance.now();
-  const machine = new Machine(config.machine);
+  const now = () => performance.now() - t0;
+  const machine = new Machine(config.machine, now);
   for (const w of machine.warnings) log.warn(w);
+  const decay = new DecayScheduler(machine, log);
   const ctx: DaemonContext = {
     config,
     log,
@@ -34,10 +40,14 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     socketPath,
     clients: new ClientRegistry(),
     machine,
-    now: () => performance.now() - t0,
+    now,
+    decay,
     sessionClosed: (s) => {
       for (const buf of [...machine.allBuffers()]) if (buf.owner === s.id) machine.free(buf);
+      machine.ownerGone(s.id);
+      decay.arm();
     },
+    afterOp: () => decay.arm(),
   };
   return ctx;
 }

@@ -66,10 +66,12 @@ export function createDispatcher(ctx: DaemonContext): Dispatcher {
         return out.then(
           (result) => ({ id, result }),
           (e: unknown) => fail(s, id, op, e),
-        );
+        ).finally(() => ctx.afterOp());
       }
+      ctx.afterOp();
       return { id, result: out };
     } catch (e) {
+      ctx.afterOp();
       return fail(s, id, op, e);
     }
   };

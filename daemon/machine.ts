@@ -5,7 +5,7 @@
  */
 import { BufferdError } from '../protocol/errors.js';
 import { formatSize } from '../protocol/units.js';
-import type { HugepageStatus, PoolStatus, RegionStatus } from '../protocol/status.js';
+import type { HugepageStatus, PoolStatus, RegionStatus, PoolDetail } from '../protocol/status.js';
 import type { MachineConfig, CachePolicy } from './machine-config.js';
 import { PhysicalMemory, PAGE } from './physmem.js';
 import { HugepagePool } from './hugepages.js';
@@ -38,7 +38,11 @@ export class Machine {
   private readonly buffers = new Map<number, PhysBuffer>();
   private nextId = 1;
 
-  constructor(readonly cfg: MachineConfig) {
+  constructor(
+    readonly cfg: MachineConfig,
+    /** Monotonic clock in ms (injected for decay tests). */
+    readonly now: () => number = () => performance.now(),
+  ) {
     const cuts = new Map<string, number[]>();
     for (const p of cfg.pools) if (p.maxAddress !== null) cuts.set(p.region, [...(cuts.get(p.region) ?? []), p.maxAddress]);
     this.mem = new PhysicalMemory(cfg.regions, cuts);
@@ -53,7 +57,7 @@ export class Machine {
     for (const p of cfg.pools) {
       const source: PageSource =
         p.pageSize === PAGE ? new BuddySource(this.mem, p, this.attrs) : new HugeSource(this.hugepages.get(p.pageSize)!, p, this.attrs);
-      this.pools.set(p.name, new Pool(p, source, this.mem, this.attrs));
+      this.pools.set(p.name, new Pool(p, source, this.mem, this.attrs, now));
     }
   }
 
@@ -89,6 +93,34 @@ export class Machine {
     if (this.buffers.get(buf.id) !== buf) throw new BufferdError('ENOENT', `buffer ${buf.id} is not allocated`);
     this.buffers.delete(buf.id);
     buf.pool.free(buf);
+  }
+
+  /** A client went away: its arenas are dropped once empty. */
+  ownerGone(owner: number): void {
+    for (const p of this.pools.values()) p.ownerGone(owner);
+  }
+
+  /** Purge dirty chunks whose decay time has passed; returns pages purged. */
+  purgeExpired(): number {
+    let n = 0;
+    for (const p of this.pools.values()) n += p.purge(false);
+    return n;
+  }
+
+  /** When the next dirty chunk becomes due, or null. */
+  nextDecayDeadline(): number | null {
+    let d: number | null = null;
+    for (const p of this.pools.values()) {
+      const x = p.nextDeadline();
+      if (x !== null && (d === null || x < d)) d = x;
+    }
+    return d;
+  }
+
+  /** One pool's arenas and bins. */
+  poolDetail(name: string): PoolDetail {
+    const p = this.pool(name);
+    return { name, directThreshold: p.directThreshold, arenas: p.arenaStats(), bins: p.binStats() };
   }
 
   /** Back a lazily reserved buffer before its pages are used. */
@@ -171,12 +203,11 @@ export class Machine {
       const per = hp.size / PAGE;
       for (const p of hp.freePages()) spans.push({ start: p.pfn, end: p.pfn + per, attr: p.attr, what: `free ${formatSize(hp.size)} hugepage` });
     }
-    const users = new Map<object, number>();
-    for (const b of this.attrs.heldBlocks()) {
+    const held = [...this.attrs.heldBlocks()].sort((x, y) => x.pfn - y.pfn);
+    for (const b of held) {
       spans.push({ start: b.pfn, end: b.pfn + b.npages, attr: b.attr, what: `pool ${b.pool}` });
       const pool = this.pools.get(b.pool);
       if (pool !== undefined && b.attr !== pool.cfg.cache) bad.push(`block at pfn ${b.pfn} held by '${b.pool}' carries ${b.attr}, pool policy ${pool.cfg.cache}`);
-      users.set(b, 0);
     }
     spans.sort((a, b) => a.start - b.start);
     let pages = 0;
@@ -190,27 +221,69 @@ export class Machine {
     }
     const total = this.mem.totalBytes() / PAGE;
     if (pages !== total) bad.push(`page accounting: ${pages} pages accounted, machine has ${total}`);
-    const perPool = new Map<string, { allocated: number; footprint: number; buffers: number }>();
+    // every buffer lies in blocks held by its pool; block user counts match; buffers never overlap
+    const blockOf = (addr: number) => {
+      const pfn = Math.floor(addr / PAGE);
+      let lo = 0;
+      let hi = held.length - 1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        const b = held[mid]!;
+        if (pfn < b.pfn) hi = mid - 1;
+        else if (pfn >= b.pfn + b.npages) lo = mid + 1;
+        else return b;
+      }
+      return undefined;
+    };
+    const users = new Map<object, number>();
+    const segs: { addr: number; end: number; id: number }[] = [];
+    const perPool = new Map<string, { requested: number; buffers: number }>();
     for (const buf of this.buffers.values()) {
       const seg = buf.segments.reduce((a: number, s: Segment) => a + s.len, 0);
       if (buf.reservedPages === 0 && seg !== buf.size) bad.push(`buffer ${buf.id}: segments cover ${seg} bytes of ${buf.size}`);
-      for (const b of buf.blocks) {
-        if (!users.has(b)) bad.push(`buffer ${buf.id} uses a block the tracker does not hold`);
-        else users.set(b, users.get(b)! + 1);
-        if (b.pool !== buf.pool.name) bad.push(`buffer ${buf.id} of pool '${buf.pool.name}' uses a block of '${b.pool}'`);
+      const seen = new Set<object>();
+      for (const s of buf.segments) {
+        segs.push({ addr: s.addr, end: s.addr + s.len, id: buf.id });
+        const b = blockOf(s.addr);
+        const e = blockOf(s.addr + s.len - 1);
+        if (b === undefined || e === undefined) {
+          bad.push(`buffer ${buf.id} segment at 0x${s.addr.toString(16)} is not in a held block`);
+          continue;
+        }
+        if (b.pool !== buf.pool.name) bad.push(`buffer ${buf.id} of pool '${buf.pool.name}' lies in a block of '${b.pool}'`);
+        if (buf.kind !== 'direct' && b !== e) bad.push(`buffer ${buf.id} crosses a chunk boundary`);
+        for (const x of buf.kind === 'direct' ? buf.blocks : [b]) {
+          if (!seen.has(x)) users.set(x, (users.get(x) ?? 0) + 1);
+          seen.add(x);
+        }
       }
-      const acc = perPool.get(buf.pool.name) ?? { allocated: 0, footprint: 0, buffers: 0 };
-      acc.allocated += buf.size;
-      acc.footprint += buf.footprint;
+      if (buf.kind !== 'direct' && buf.addr % Math.min(buf.align, PAGE * 512) !== 0) bad.push(`buffer ${buf.id} at 0x${buf.addr.toString(16)} is not aligned to ${buf.align}`);
+      const acc = perPool.get(buf.pool.name) ?? { requested: 0, buffers: 0 };
+      acc.requested += buf.size;
       acc.buffers++;
       perPool.set(buf.pool.name, acc);
     }
-    for (const [b, n] of users) if ((b as { users: number }).users !== n) bad.push(`block users ${(b as { users: number }).users} but ${n} buffers`);
+    for (const b of held) if (b.users !== (users.get(b) ?? 0)) bad.push(`block at pfn ${b.pfn}: users ${b.users}, buffers in it ${users.get(b) ?? 0}`);
+    segs.sort((x, y) => x.addr - y.addr);
+    for (let i = 1; i < segs.length; i++) {
+      if (segs[i]!.addr < segs[i - 1]!.end) bad.push(`buffers ${segs[i - 1]!.id} and ${segs[i]!.id} overlap at 0x${segs[i]!.addr.toString(16)}`);
+    }
     for (const p of this.pools.values()) {
       const st = p.status();
-      const acc = perPool.get(p.name) ?? { allocated: 0, footprint: 0, buffers: 0 };
-      if (st.allocated !== acc.allocated || st.active !== acc.footprint || st.buffers !== acc.buffers) {
-        bad.push(`pool '${p.name}' counters ${st.allocated}/${st.active}/${st.buffers} vs buffers ${acc.allocated}/${acc.footprint}/${acc.buffers}`);
+      const acc = perPool.get(p.name) ?? { requested: 0, buffers: 0 };
+      if (st.requested !== acc.requested || st.buffers !== acc.buffers) {
+        bad.push(`pool '${p.name}' counters ${st.requested}/${st.buffers} vs buffers ${acc.requested}/${acc.buffers}`);
+      }
+      if (!(st.requested <= st.allocated && st.allocated <= st.active && st.active <= st.mapped)) {
+        bad.push(`pool '${p.name}': requested ${st.requested} ≤ allocated ${st.allocated} ≤ active ${st.active} ≤ mapped ${st.mapped} does not hold`);
+      }
+      if (st.dirty + st.retained + st.active !== st.mapped) bad.push(`pool '${p.name}': active + dirty + retained ≠ mapped`);
+      let heldBytes = 0;
+      for (const b of held) if (b.pool === p.name) heldBytes += b.npages * PAGE;
+      let reserved = 0;
+      for (const buf of this.buffers.values()) if (buf.pool === p) reserved += buf.reservedPages * p.pageSize;
+      if (heldBytes !== st.resident || st.mapped - st.resident !== reserved) {
+        bad.push(`pool '${p.name}': mapped ${st.mapped}, resident ${st.resident}, but holds ${heldBytes} bytes of blocks and ${reserved} bytes of reserved hugepages`);
       }
     }
     for (const hp of this.hugepages.values()) {

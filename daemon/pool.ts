@@ -1,21 +1,30 @@
 /**
- * Pools with a cache policy. A pool hands out buffers from its page source
- * at page granularity: every buffer owns whole pages (4 KiB or hugepages),
- * zeroed when handed out. Failed requests change nothing. Pure: no I/O.
+ * Pools with a cache policy. A pool serves buffers of any size:
+ * - small and large requests come from an arena — one per (pool, client) by
+ *   default, so a chunk (hugepage) only ever holds one client's buffers, or
+ *   one shared arena for density (`arena: "shared"`);
+ * - requests at or above the direct threshold (the pool's hugepage size, or
+ *   2 MiB for 4 KiB pools) take whole pages straight from the page source
+ *   and give them back at once on free, like jemalloc's oversize path.
+ * A failed request first purges dirty chunks and retries; if it still
+ * fails, nothing has changed. Buffers are zeroed when handed out. Pure.
  */
 import { BufferdError } from '../protocol/errors.js';
 import { formatSize } from '../protocol/units.js';
 import type { PoolStatus } from '../protocol/status.js';
 import type { PoolConfig } from './machine-config.js';
 import { PAGE, type PhysicalMemory } from './physmem.js';
-import type { PageSource, AcquireRequest } from './pagesource.js';
+import type { PageSource } from './pagesource.js';
 import type { CacheAttrTracker, HeldBlock } from './cacheattr.js';
+import { Arena, type ArenaStats, type BinStats } from './arena.js';
+import { alignedUsize, SMALL_MAXCLASS } from './sizeclasses.js';
 
-/** A physically contiguous piece of a buffer. */
 export interface Segment {
   addr: number;
   len: number;
 }
+
+export type BufferKind = 'small' | 'large' | 'direct';
 
 export interface PhysBuffer {
   readonly id: number;
@@ -23,10 +32,15 @@ export interface PhysBuffer {
   /** Bytes asked for. */
   readonly size: number;
   readonly align: number;
-  /** Bytes of pages the buffer keeps busy. */
-  readonly footprint: number;
+  /** Usable bytes: the size class, or whole pages for direct buffers. */
+  readonly usize: number;
+  readonly kind: BufferKind;
+  /** Physical address of small and large buffers (−1 for direct ones). */
+  readonly addr: number;
+  readonly arena: Arena | null;
   /** The buffer's bytes, in order, as physical segments (empty until populated). */
   segments: Segment[];
+  /** Pages owned by a direct buffer. */
   blocks: HeldBlock[];
   /** Hugepages reserved and not yet backing the buffer (populate: false). */
   reservedPages: number;
@@ -35,6 +49,8 @@ export interface PhysBuffer {
 
 /** Largest single buffer: 64 GiB. */
 export const MAX_BUFFER_BYTES = 64 * 2 ** 30;
+/** Chunk size of 4 KiB pools: 2 MiB. */
+export const SMALL_POOL_CHUNK = 2 * 1024 * 1024;
 
 export function isPow2(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
@@ -58,20 +74,29 @@ export function segmentsOf(blocks: HeldBlock[], size: number): Segment[] {
 
 export class Pool {
   readonly name: string;
-  private allocated_ = 0;
-  private footprint_ = 0;
+  readonly directThreshold: number;
+  private readonly arenas = new Map<number, Arena>();
+  private nextArena = 0;
+  private requested_ = 0;
   private buffers_ = 0;
-  private pagesHeld_ = 0;
+  private directBytes = 0;
+  /** Bytes of direct buffers' hugepages reserved and not yet backing them (part of directBytes). */
+  private reservedBytes = 0;
+  private directCount = 0;
   nmalloc = 0;
   ndalloc = 0;
+  /** Purges done by arenas since dropped (the pool's count never goes back). */
+  private droppedPurges = 0;
 
   constructor(
     readonly cfg: PoolConfig,
     readonly source: PageSource,
     private readonly mem: PhysicalMemory,
     private readonly attrs: CacheAttrTracker,
+    private readonly now: () => number = () => performance.now(),
   ) {
     this.name = cfg.name;
+    this.directThreshold = source.pageSize > PAGE ? source.pageSize : SMALL_POOL_CHUNK;
   }
 
   get pageSize(): number {
@@ -81,6 +106,15 @@ export class Pool {
   get maxAlign(): number {
     return this.pageSize === PAGE ? 2 ** 30 : this.pageSize;
   }
+
+  /** Bytes of pages the pool holds from the machine. */
+  get mapped(): number {
+    let m = this.directBytes;
+    for (const a of this.arenas.values()) m += a.mappedBytes;
+    return m;
+  }
+
+  private canMap = (bytes: number): boolean => this.cfg.maxBytes === null || this.mapped + bytes <= this.cfg.maxBytes;
 
   /** Check size and alignment; EINVAL naming the field and the limit. */
   checkRequest(size: number, align: number): void {
@@ -95,100 +129,200 @@ export class Pool {
     }
   }
 
-  private request(size: number, align: number): AcquireRequest {
-    return { count: Math.ceil(size / this.pageSize), contiguous: this.cfg.contiguous, align };
+  private arenaFor(owner: number): Arena {
+    const key = this.cfg.arena === 'shared' ? 0 : owner;
+    let a = this.arenas.get(key);
+    if (a === undefined) {
+      a = new Arena(this.nextArena++, key, {
+        pool: this.name,
+        source: this.source,
+        chunkPages: (this.source.pageSize > PAGE ? this.source.pageSize : SMALL_POOL_CHUNK) / PAGE,
+        dirtyDecayMs: this.cfg.dirtyDecayMs,
+        now: this.now,
+        canMap: this.canMap,
+      });
+      this.arenas.set(key, a);
+    }
+    return a;
   }
 
-  private enomem(size: number, why: string, details: Record<string, unknown>): BufferdError {
-    return new BufferdError('ENOMEM', `pool '${this.name}': cannot allocate ${formatSize(size)} (${size} bytes): ${why}`, {
+  private enomem(size: number, count: number, contiguous: boolean): BufferdError {
+    const max = this.cfg.maxBytes;
+    if (max !== null && this.mapped + Math.min(count * this.pageSize, this.directThreshold) > max) {
+      return new BufferdError(
+        'ENOMEM',
+        `pool '${this.name}': cannot allocate ${formatSize(size)} (${size} bytes): the pool's limit maxBytes ${formatSize(max)} would be exceeded (${formatSize(this.mapped)} held)`,
+        { pool: this.name, requested: size, maxBytes: max, inUse: this.mapped },
+      );
+    }
+    const s = this.source.shortfall({ count, contiguous, align: 1 });
+    return new BufferdError('ENOMEM', `pool '${this.name}': cannot allocate ${formatSize(size)} (${size} bytes): ${s.text}`, {
       pool: this.name,
       requested: size,
-      ...details,
+      ...s.details,
     });
   }
 
-  private checkLimit(size: number, footprint: number): void {
-    const max = this.cfg.maxBytes;
-    if (max !== null && this.footprint_ + footprint > max) {
-      throw this.enomem(size, `the pool's limit maxBytes ${formatSize(max)} would be exceeded (${formatSize(this.footprint_)} in use)`, {
-        maxBytes: max,
-        inUse: this.footprint_,
-      });
-    }
-  }
-
-  /** Allocate a zeroed buffer. `populate: false` reserves hugepages and backs them on first use. */
+  /** Allocate a zeroed buffer. `populate: false` reserves hugepages for a direct buffer and backs them on first use. */
   alloc(id: number, size: number, align: number, owner: number, populate = true): PhysBuffer {
     this.checkRequest(size, align);
-    const req = this.request(size, align);
-    const footprint = req.count * this.pageSize;
-    this.checkLimit(size, footprint);
-    let blocks: HeldBlock[] = [];
-    let reserved = 0;
-    if (!populate && this.source.reserve !== undefined && !this.cfg.contiguous) {
-      if (!this.source.reserve(req.count)) {
-        const s = this.source.shortfall(req);
-        throw this.enomem(size, s.text, s.details);
-      }
-      reserved = req.count;
-    } else {
-      const got = this.source.acquire(req);
-      if (got === null) {
-        const s = this.source.shortfall(req);
-        throw this.enomem(size, s.text, s.details);
-      }
-      blocks = got;
-    }
-    const buf: PhysBuffer = { id, pool: this, size, align, footprint, segments: [], blocks, reservedPages: reserved, owner };
-    this.attach(buf);
-    this.allocated_ += size;
-    this.footprint_ += footprint;
+    const usize = alignedUsize(size, align);
+    const buf =
+      usize >= this.directThreshold || align > this.directThreshold
+        ? this.allocDirect(id, size, align, owner, populate)
+        : this.allocArena(id, size, usize, align, owner);
+    this.requested_ += size;
     this.buffers_++;
     this.nmalloc++;
     return buf;
+  }
+
+  private allocArena(id: number, size: number, usize: number, align: number, owner: number): PhysBuffer {
+    const created = !this.arenas.has(this.cfg.arena === 'shared' ? 0 : owner);
+    const arena = this.arenaFor(owner);
+    let addr = arena.alloc(usize, align);
+    if (addr < 0) {
+      this.purge(true);
+      addr = arena.alloc(usize, align);
+    }
+    if (addr < 0) {
+      // only an arena made for this request goes again; an existing one (and its history) stays
+      if (created) {
+        this.arenas.delete(arena.owner);
+        this.nextArena--;
+      }
+      throw this.enomem(size, Math.max(1, Math.ceil(Math.min(usize, this.directThreshold) / this.pageSize)), true);
+    }
+    this.mem.store.zeroBytes(addr, usize);
+    return { id, pool: this, size, align, usize, kind: usize <= SMALL_MAXCLASS ? 'small' : 'large', addr, arena, segments: [{ addr, len: size }], blocks: [], reservedPages: 0, owner };
+  }
+
+  private allocDirect(id: number, size: number, align: number, owner: number, populate: boolean): PhysBuffer {
+    const count = Math.ceil(size / this.pageSize);
+    const usize = count * this.pageSize;
+    const req = { count, contiguous: this.cfg.contiguous, align };
+    const lazy = !populate && this.source.reserve !== undefined && !this.cfg.contiguous;
+    const attempt = (): HeldBlock[] | null => {
+      if (!this.canMap(usize)) return null;
+      if (lazy) return this.source.reserve!(count) ? [] : null;
+      return this.source.acquire(req);
+    };
+    let blocks = attempt();
+    if (blocks === null) {
+      this.purge(true);
+      blocks = attempt();
+    }
+    if (blocks === null) throw this.enomem(size, count, this.cfg.contiguous);
+    const buf: PhysBuffer = { id, pool: this, size, align, usize, kind: 'direct', addr: -1, arena: null, segments: [], blocks, reservedPages: lazy ? count : 0, owner };
+    this.directBytes += usize;
+    this.directCount++;
+    if (lazy) this.reservedBytes += usize;
+    else this.attach(buf);
+    return buf;
+  }
+
+  private attach(buf: PhysBuffer): void {
+    for (const b of buf.blocks) {
+      b.users++;
+      // zeroed on allocation, whatever the pages held before
+      this.mem.store.zeroPages(b.pfn, b.npages);
+    }
+    buf.segments = segmentsOf(buf.blocks, buf.size);
   }
 
   /** Back a buffer's reserved hugepages (first touch). */
   populate(buf: PhysBuffer): void {
     if (buf.reservedPages === 0) return;
     buf.blocks = this.source.takeReserved!(buf.reservedPages);
+    this.reservedBytes -= buf.reservedPages * this.pageSize;
     buf.reservedPages = 0;
     this.attach(buf);
   }
 
-  private attach(buf: PhysBuffer): void {
-    for (const b of buf.blocks) {
-      b.users++;
-      this.pagesHeld_ += (b.npages * PAGE) / this.pageSize;
-    }
-    buf.segments = segmentsOf(buf.blocks, buf.size);
-    // zeroed on allocation, whatever the pages held before
-    for (const b of buf.blocks) this.mem.store.zeroPages(b.pfn, b.npages);
-  }
-
   free(buf: PhysBuffer): void {
-    for (const b of buf.blocks) {
-      b.users--;
-      this.pagesHeld_ -= (b.npages * PAGE) / this.pageSize;
-      this.source.release(b);
+    if (buf.kind === 'direct') {
+      for (const b of buf.blocks) {
+        b.users--;
+        this.source.release(b);
+      }
+      if (buf.reservedPages > 0) {
+        this.source.unreserve!(buf.reservedPages);
+        this.reservedBytes -= buf.reservedPages * this.pageSize;
+      }
+      this.directBytes -= buf.usize;
+      this.directCount--;
+      buf.blocks = [];
+    } else {
+      const a = buf.arena!;
+      a.free(buf.addr);
+      if (a.live === 0 && a.orphan) this.dropArena(a);
     }
-    if (buf.reservedPages > 0) this.source.unreserve!(buf.reservedPages);
-    buf.blocks = [];
     buf.segments = [];
     buf.reservedPages = 0;
-    this.allocated_ -= buf.size;
-    this.footprint_ -= buf.footprint;
+    this.requested_ -= buf.size;
     this.buffers_--;
     this.ndalloc++;
   }
 
-  /** Pages (of pageSize) the pool holds from the machine. */
-  get pagesHeld(): number {
-    return this.pagesHeld_;
+  private dropArena(a: Arena): void {
+    a.purge(true);
+    if (this.arenas.get(a.owner) === a) this.arenas.delete(a.owner);
+    this.droppedPurges += a.purges;
+  }
+
+  /** A client went away: its arena is purged and dropped once empty. */
+  ownerGone(owner: number): void {
+    if (this.cfg.arena === 'shared') return;
+    const a = this.arenas.get(owner);
+    if (a === undefined) return;
+    a.orphan = true;
+    if (a.live === 0) this.dropArena(a);
+  }
+
+  /** Purge due dirty chunks (all with force); returns pages purged. */
+  purge(force = false): number {
+    let n = 0;
+    for (const a of this.arenas.values()) n += a.purge(force);
+    return n;
+  }
+
+  nextDeadline(): number | null {
+    let d: number | null = null;
+    for (const a of this.arenas.values()) {
+      const x = a.nextDeadline();
+      if (x !== null && (d === null || x < d)) d = x;
+    }
+    return d;
+  }
+
+  allArenas(): IterableIterator<Arena> {
+    return this.arenas.values();
+  }
+
+  arenaStats(): ArenaStats[] {
+    return [...this.arenas.values()].map((a) => a.stats());
+  }
+
+  /** Bin statistics merged over the pool's arenas. */
+  binStats(): BinStats[] {
+    const merged = new Map<number, BinStats>();
+    for (const a of this.arenas.values()) {
+      for (const b of a.binStats()) {
+        const m = merged.get(b.ind);
+        if (m === undefined) merged.set(b.ind, { ...b });
+        else for (const k of ['curregs', 'curslabs', 'nonfull', 'nmalloc', 'ndalloc'] as const) m[k] += b[k];
+      }
+    }
+    return [...merged.values()].sort((x, y) => x.ind - y.ind);
   }
 
   status(): PoolStatus {
     const conv = this.attrs.stats(this.name);
+    const arenas = this.arenaStats();
+    const sum = (k: keyof ArenaStats) => arenas.reduce((acc, a) => acc + a[k], 0);
+    const allocated = sum('allocated') + this.directBytes;
+    const active = sum('active') + this.directBytes;
+    const mapped = sum('mapped') + this.directBytes;
     return {
       name: this.name,
       cache: this.cfg.cache,
@@ -198,10 +332,23 @@ export class Pool {
       maxAddress: this.cfg.maxAddress,
       capability: this.cfg.capability,
       maxBytes: this.cfg.maxBytes,
-      pages: this.pagesHeld,
-      allocated: this.allocated_,
-      active: this.footprint_,
+      arena: this.cfg.arena,
+      dirtyDecayMs: this.cfg.dirtyDecayMs,
+      // reserved hugepages count as mapped (and against maxBytes) but are not held until first use
+      pages: Math.ceil((mapped - this.reservedBytes) / this.pageSize),
+      requested: this.requested_,
+      allocated,
+      active,
+      mapped,
+      resident: mapped - this.reservedBytes,
+      dirty: sum('dirty'),
+      retained: sum('retained'),
+      metadata: sum('metadata'),
+      fragmentation: allocated === 0 ? 1 : Math.round((active / allocated) * 1000) / 1000,
+      arenas: arenas.length,
       buffers: this.buffers_,
+      directBuffers: this.directCount,
+      purges: this.droppedPurges + sum('purges'),
       nmalloc: this.nmalloc,
       ndalloc: this.ndalloc,
       conversions: conv.conversions,

@@ -124,6 +124,7 @@ export class Server {
     const timeout = this.ctx.config.server.shutdownTimeoutMs;
     await Promise.all([...this.conns].map((c) => c.shutdown(reason, timeout)));
     await closed;
+    this.ctx.decay.stop();
     if (this.path !== null) {
       try {
         unlinkSync(this.path);

@@ -48,8 +48,9 @@ export function index2size(i: number): number {
   return s;
 }
 
-/** ceil(log2(x)) for x ≥ 1. */
+/** ceil(log2(x)) for x ≥ 1 (clz32 below 2^31, exact float check above). */
 function lgCeil(x: number): number {
+  if (x <= 0x8000_0000) return x <= 1 ? 0 : 32 - Math.clz32(x - 1);
   let lg = Math.ceil(Math.log2(x));
   if (2 ** lg < x) lg++;
   if (lg > 0 && 2 ** (lg - 1) >= x) lg--;
@@ -63,6 +64,11 @@ const NTINY = LG_QUANTUM - LG_TINY_MIN;
  * sz_size2index_compute. Returns -1 below 1 or above the largest class.
  */
 export function size2index(size: number): number {
+  if (size <= LOOKUP_MAXCLASS && size >= 1) return LOOKUP[(size + 7) >>> 3]!;
+  return size2indexCompute(size);
+}
+
+function size2indexCompute(size: number): number {
   if (!(size >= 1) || size > MAX_CLASS) return -1;
   if (size <= 2 ** (LG_QUANTUM - 1)) {
     const lg = lgCeil(size);
@@ -75,6 +81,15 @@ export function size2index(size: number): number {
   const mod = Math.floor((size - 1) / 2 ** lgDelta) % NGROUP;
   return NTINY + grp + mod;
 }
+
+/** Sizes up to 4 KiB map through a table indexed by (size + 7) >> 3, as jemalloc's sz_size2index_tab. */
+const LOOKUP_MAXCLASS = 4096;
+const LOOKUP = (() => {
+  const t = new Uint8Array((LOOKUP_MAXCLASS >>> 3) + 1);
+  for (let i = 1; i < t.length; i++) t[i] = size2indexCompute(i << 3);
+  t[0] = 0;
+  return t;
+})();
 
 /** Usable size for a request: its class size (jemalloc sz_s2u), or -1. */
 export function size2usize(size: number): number {

@@ -47,8 +47,10 @@ export interface BufferInfo {
   /** Bytes asked for. */
   size: number;
   align: number;
-  /** Bytes of pages the buffer keeps busy. */
-  footprint: number;
+  /** Usable bytes: the size class, or whole pages for direct buffers. */
+  usize: number;
+  /** How the pool served it: a slab region, a large extent, or whole pages. */
+  kind: 'small' | 'large' | 'direct';
   /** Physical segments in buffer order; empty while hugepages are only reserved. */
   segments: SegmentInfo[];
   contiguous: boolean;
@@ -79,6 +81,8 @@ export interface Results {
   free: { buffer: number; freed: true };
   info: BufferInfo;
   'hugepages.set': HugepagesSetResult;
+  write: { written: number };
+  read: { data: Uint8Array };
 }
 
 export type ResultOf<K extends OpName> = K extends keyof Results ? Results[K] : never;

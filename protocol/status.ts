@@ -50,13 +50,35 @@ export interface PoolStatus {
   maxAddress: number | null;
   capability: string | null;
   maxBytes: number | null;
+  /** "per-client" (one arena per client) or "shared". */
+  arena: 'per-client' | 'shared';
+  /** Decay time of empty chunks, ms (0 purges at once, −1 never). */
+  dirtyDecayMs: number;
   /** Pages (of pageSize) the pool holds from the machine. */
   pages: number;
-  /** Bytes handed out to buffers. */
+  /** Bytes asked for by live buffers. */
+  requested: number;
+  /** Bytes handed out: usable sizes (size classes, whole pages for direct buffers). */
   allocated: number;
-  /** Bytes of pages backing live buffers. */
+  /** Bytes of pages backing live allocations (slabs, large extents, direct pages). */
   active: number;
+  /** Bytes of pages held from the page source. */
+  mapped: number;
+  /** Bytes physically backed: mapped minus hugepages only reserved (populate: false) and not yet touched. */
+  resident: number;
+  /** Bytes of empty chunks waiting for decay. */
+  dirty: number;
+  /** Free bytes inside chunks still in use. */
+  retained: number;
+  /** Allocator metadata, bytes (estimate). */
+  metadata: number;
+  /** active / allocated (1 when empty). */
+  fragmentation: number;
+  arenas: number;
   buffers: number;
+  /** Buffers served directly with whole pages (at or above the direct threshold). */
+  directBuffers: number;
+  purges: number;
   /** Buffers allocated / freed since start. */
   nmalloc: number;
   ndalloc: number;
@@ -64,6 +86,45 @@ export interface PoolStatus {
   conversions: number;
   /** Simulated cost of those conversions (clean + invalidate + TLB shootdown), microseconds. */
   conversionCostUs: number;
+}
+
+export interface ArenaStatus {
+  id: number;
+  /** Client id owning the arena (0: shared). */
+  owner: number;
+  allocated: number;
+  active: number;
+  mapped: number;
+  resident: number;
+  dirty: number;
+  retained: number;
+  metadata: number;
+  chunks: number;
+  purges: number;
+  purged: number;
+  nmalloc: number;
+  ndalloc: number;
+  live: number;
+}
+
+export interface BinStatus {
+  ind: number;
+  size: number;
+  nregs: number;
+  slabSize: number;
+  curregs: number;
+  curslabs: number;
+  nonfull: number;
+  nmalloc: number;
+  ndalloc: number;
+}
+
+/** `status {pool}`: one pool's arenas and bins (merged over arenas). */
+export interface PoolDetail {
+  name: string;
+  directThreshold: number;
+  arenas: ArenaStatus[];
+  bins: BinStatus[];
 }
 
 export interface ClientStatus {
@@ -91,4 +152,6 @@ export interface Status {
   conversions: { total: number; bytes: number; costUs: number };
   clients: ClientStatus[];
   drivers: DriverStatus[];
+  /** Present when status was asked with `pool`. */
+  pool?: PoolDetail;
 }

@@ -26,4 +26,6 @@ export const HANDLERS: HandlerTable = {
   free: memory.free,
   info: memory.info,
   'hugepages.set': memory.hugepagesSet,
+  write: memory.write,
+  read: memory.read,
 };

@@ -9,6 +9,7 @@ import { formatSize } from '../../protocol/units.js';
 import type { DaemonContext } from '../context.js';
 import type { Session } from '../clients.js';
 import type { PhysBuffer } from '../pool.js';
+import { maxDataBytes } from './session.js';
 
 export function bufferInfo(b: PhysBuffer): BufferInfo {
   return {
@@ -19,7 +20,8 @@ export function bufferInfo(b: PhysBuffer): BufferInfo {
     region: b.pool.cfg.region,
     size: b.size,
     align: b.align,
-    footprint: b.footprint,
+    usize: b.usize,
+    kind: b.kind,
     segments: b.segments.map((s) => ({ addr: s.addr, len: s.len })),
     contiguous: b.segments.length <= 1,
     populated: b.reservedPages === 0,
@@ -60,4 +62,35 @@ export function hugepagesSet(ctx: DaemonContext, s: Session, req: RequestOf<'hug
   const level = r.reached < r.requested ? 'warn' : 'info';
   s.log[level]({ size: r.size, requested: r.requested, reached: r.reached, overcommit: r.overcommit }, `hugepages ${formatSize(r.size)} resized`);
   return r;
+}
+
+/** Offsets and lengths inside the buffer and under the data limit, or EINVAL naming both. */
+function checkRange(ctx: DaemonContext, b: PhysBuffer, offset: number, length: number, field: string): void {
+  const max = maxDataBytes(ctx.config.server.maxFrameBytes);
+  if (length > max) {
+    throw new BufferdError('EINVAL', `field '${field}' is ${length} bytes, over the per-request limit maxDataBytes ${max}; split the transfer`, {
+      length,
+      maxDataBytes: max,
+    });
+  }
+  if (offset + length > b.size) {
+    throw new BufferdError(
+      'EINVAL',
+      `offset ${offset} + ${field} ${length} = ${offset + length} is past the end of buffer ${b.id} (size ${b.size})`,
+      { offset, length, size: b.size },
+    );
+  }
+}
+
+export function write(ctx: DaemonContext, s: Session, req: RequestOf<'write'>): { written: number } {
+  const b = owned(ctx, s, req.buffer);
+  checkRange(ctx, b, req.offset, req.data.length, 'data length');
+  ctx.machine.write(b, req.offset, req.data);
+  return { written: req.data.length };
+}
+
+export function read(ctx: DaemonContext, s: Session, req: RequestOf<'read'>): { data: Uint8Array } {
+  const b = owned(ctx, s, req.buffer);
+  checkRange(ctx, b, req.offset, req.length, 'length');
+  return { data: ctx.machine.read(b, req.offset, req.length) };
 }

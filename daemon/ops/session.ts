@@ -52,6 +52,8 @@ export function ping(ctx: DaemonContext): PingResult {
   return { uptimeMs: ctx.now() };
 }
 
-export function status(ctx: DaemonContext): Status {
-  return buildStatus(ctx);
+export function status(ctx: DaemonContext, _s: Session, req: RequestOf<'status'>): Status {
+  const st = buildStatus(ctx);
+  if (req.pool !== undefined) st.pool = ctx.machine.poolDetail(req.pool);
+  return st;
 }

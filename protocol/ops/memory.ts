@@ -2,7 +2,7 @@
  * Memory ops: pools, alloc, free, info, hugepages.set.
  */
 import { Type } from '@sinclair/typebox';
-import { Name, Uint, request } from '../types.js';
+import { Name, Uint, request, BinaryData } from '../types.js';
 
 /** Largest single buffer: 64 GiB. */
 export const MAX_BUFFER_BYTES = 64 * 2 ** 30;
@@ -36,10 +36,35 @@ export const HugepagesSetRequest = request(
   'Resize a hugepage pool as writing nr_hugepages (and nr_overcommit_hugepages) does.',
 );
 
+/** Largest data payload any configuration accepts in one request (frames are at most 1 GiB). */
+export const MAX_DATA_BYTES = 2 ** 30;
+
+export const WriteRequest = request(
+  'write',
+  {
+    buffer: BufferId,
+    offset: Type.Integer({ minimum: 0, maximum: MAX_BUFFER_BYTES, description: 'byte offset in the buffer' }),
+    data: BinaryData(MAX_DATA_BYTES, 'bytes to write'),
+  },
+  'Write bytes into a buffer (CPU access).',
+);
+
+export const ReadRequest = request(
+  'read',
+  {
+    buffer: BufferId,
+    offset: Type.Integer({ minimum: 0, maximum: MAX_BUFFER_BYTES, description: 'byte offset in the buffer' }),
+    length: Type.Integer({ minimum: 0, maximum: MAX_DATA_BYTES, description: 'bytes to read' }),
+  },
+  'Read bytes from a buffer (CPU access).',
+);
+
 export const MEMORY_REQUESTS = {
   pools: PoolsRequest,
   alloc: AllocRequest,
   free: FreeRequest,
   info: InfoRequest,
   'hugepages.set': HugepagesSetRequest,
+  write: WriteRequest,
+  read: ReadRequest,
 } as const;

@@ -16,7 +16,11 @@ export const HelloRequest = request(
 
 export const PingRequest = request('ping', {}, 'Round trip with no effect.');
 
-export const StatusRequest = request('status', {}, 'Everything the daemon manages, as one object.');
+export const StatusRequest = request(
+  'status',
+  { pool: Type.Optional(Name('pool whose arenas and bins to include')) },
+  'Everything the daemon manages, as one object.',
+);
 
 export const SESSION_REQUESTS = {
   hello: HelloRequest,

@@ -42,7 +42,7 @@ t.test('bufctl usage errors exit 2', async (t) => {
   t.match(h.stdout, 'Exit codes');
   const sh = await bufctl(null, 'status', '--help');
   t.equal(sh.code, 0);
-  t.match(sh.stdout, 'status [--json]');
+  t.match(sh.stdout, 'status [--pool NAME] [--json]');
   const hp = await bufctl(null, 'help');
   t.equal(hp.code, 0);
 });
@@ -78,4 +78,24 @@ t.test('bufctl: the daemon answered an error, exit 1', async (t) => {
   const j = await bufctl(path, 'status', '--json');
   t.equal(j.code, 1);
   t.same(JSON.parse(j.stdout), { error: { code: 'EPERM', message: 'status needs capability status' } });
+});
+
+t.test('bufctl status --pool shows the arena and bin tables', async (t) => {
+  const d = await startDaemon(t);
+  const c = await connect({ socket: d.socket, name: 'small' });
+  t.teardown(() => c.disconnect());
+  for (const size of [8, 100, 100, 5000]) await c.alloc({ pool: 'default', size });
+  const r = await bufctl(d.socket, 'status', '--pool', 'default');
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, 'Pool default: writeback, 4 KiB pages');
+  t.match(r.stdout, /ARENA\s+OWNER\s+LIVE\s+ALLOCATED/);
+  t.match(r.stdout, new RegExp(`client ${c.id}\\s+4`));
+  t.match(r.stdout, /SIZE\s+IND\s+SLAB\s+REGS\s+CURREGS\s+CURSLABS\s+NONFULL/);
+  t.match(r.stdout, /112\s+7\s+28 KiB\s+256\s+2\s+1\s+1/);
+  const j = JSON.parse((await bufctl(d.socket, 'status', '--pool', 'default', '--json')).stdout) as { bins: { size: number; curregs: number }[]; arenas: unknown[] };
+  t.same(j.bins.map((b) => [b.size, b.curregs]), [[8, 1], [112, 2], [5120, 1]]);
+  t.equal(j.arenas.length, 1);
+  const bad = await bufctl(d.socket, 'status', '--pool', 'nosuch');
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, "ENOENT: no pool named 'nosuch'");
 });

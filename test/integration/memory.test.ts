@@ -6,13 +6,30 @@
 import t from 'tap';
 import { startDaemon, bufctl } from '../helpers/daemon.js';
 import { connect, BufferdError, type BufferClient, type Status } from '../../client/index.js';
+import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
+/** The default machine with every pool purging empty chunks at once (no dirty chunks, ever). */
+const EAGER_MACHINE = { ...DEFAULT_MACHINE, pools: DEFAULT_MACHINE.pools.map((p) => ({ ...p, dirtyDecayMs: 0 })) };
+
 /** The parts of status that allocation may change. */
 function memoryView(st: Status) {
   return { memory: st.memory, hugepages: st.hugepages, pools: st.pools, conversions: st.conversions };
+}
+
+/** Pool status without the counters that are history (they only grow). */
+function present(st: { pools: Status['pools'] }) {
+  return st.pools.map(({ conversions: _c, conversionCostUs: _u, nmalloc: _m, ndalloc: _d, purges: _p, ...rest }) => rest);
+}
+
+/** Status once the client named `name` is gone (its disconnect is handled asynchronously). */
+async function statusWithout(c: BufferClient, name: string): Promise<Status> {
+  let st = await c.status();
+  for (let i = 0; i < 50 && st.clients.some((x) => x.name === name); i++) st = await c.status();
+  t.notOk(st.clients.some((x) => x.name === name), `client '${name}' is gone`);
+  return st;
 }
 
 async function err(p: Promise<unknown>): Promise<BufferdError> {
@@ -39,28 +56,41 @@ t.test('alloc, info, free through the daemon', async (t) => {
   t.equal(a.pool, 'default');
   t.equal(a.cache, 'writeback');
   t.equal(a.size, 10_000);
-  t.equal(a.footprint, 12_288);
-  t.equal(a.segments.reduce((n, s) => n + s.len, 0), 10_000);
-  t.ok(a.segments.every((s) => s.addr % 4096 === 0));
+  t.equal(a.kind, 'small');
+  t.equal(a.usize, 10_240, 'the size class');
+  t.same(a.segments.map((s) => s.len), [10_000], 'one piece of a slab');
   t.ok(a.segments[0]!.addr >= 2 ** 32, 'default pool prefers the Normal zone above 4 GiB');
   t.same(await c.info(a.buffer), a);
 
   const h = await c.alloc({ pool: 'huge', size: 5 * MiB });
-  t.equal(h.footprint, 6 * MiB);
+  t.equal(h.kind, 'direct');
+  t.equal(h.usize, 6 * MiB, 'whole hugepages');
   t.ok(h.segments.every((s) => s.addr % (2 * MiB) === 0), 'hugepage aligned');
   const dma = await c.alloc({ pool: 'dma32', size: 3 * MiB });
+  t.equal(dma.kind, 'direct');
   t.ok(dma.segments.every((s) => s.addr + s.len <= 2 ** 32), 'dma32 stays below 4 GiB');
   const con = await c.alloc({ pool: 'contig', size: 3 * MiB + 5, align: 64 * 1024 });
   t.equal(con.segments.length, 1, 'contiguous');
   t.equal(con.segments[0]!.addr % (64 * 1024), 0, 'aligned to 64 KiB');
   t.equal(con.cache, 'writecombine');
+  t.equal(con.usize, 3 * MiB + 4096);
 
   const mid = await c.status();
   const huge = mid.pools.find((p) => p.name === 'huge')!;
-  t.equal(huge.buffers, 1);
-  t.equal(huge.pages, 3);
-  t.equal(huge.allocated, 5 * MiB);
-  t.equal(huge.active, 6 * MiB);
+  t.match(huge, { buffers: 1, directBuffers: 1, pages: 3, requested: 5 * MiB, allocated: 6 * MiB, active: 6 * MiB, mapped: 6 * MiB, arenas: 0 });
+  const def = mid.pools.find((p) => p.name === 'default')!;
+  t.match(def, {
+    buffers: 1,
+    directBuffers: 0,
+    requested: 10_000,
+    allocated: 10_240,
+    active: 20_480, // the slab of class 10240: 5 pages, 2 regions
+    mapped: 2 * MiB, // one chunk
+    pages: 512,
+    dirty: 0,
+    retained: 2 * MiB - 20_480,
+    arenas: 1,
+  });
   const hp2 = mid.hugepages.find((x) => x.size === 2 * MiB)!;
   t.equal(hp2.inUse, 3);
   t.equal(hp2.free, hp2.total - 3);
@@ -70,16 +100,31 @@ t.test('alloc, info, free through the daemon', async (t) => {
   t.equal((await err(c.info(a.buffer))).code, 'ENOENT');
   t.equal((await err(c.free(a.buffer))).code, 'ENOENT');
   const after = memoryView(await c.status());
-  // conversions are history; everything else is back to the baseline
-  t.same({ ...after, pools: after.pools.map((p) => ({ ...p, conversions: 0, conversionCostUs: 0, nmalloc: 0, ndalloc: 0 })), conversions: null },
-    { ...before, pools: before.pools.map((p) => ({ ...p, conversions: 0, conversionCostUs: 0, nmalloc: 0, ndalloc: 0 })), conversions: null });
+  // direct pages went back at once; the client's empty chunk waits for decay (10 s)
+  t.same(after.hugepages, before.hugepages);
+  const keys = ['name', 'requested', 'allocated', 'active', 'buffers', 'directBuffers', 'retained'] as const;
+  const pick = (ps: Status['pools']) => ps.map((p) => keys.map((k) => p[k]));
+  t.same(pick(after.pools), pick(before.pools), 'nothing allocated or active');
+  t.match(after.pools.find((p) => p.name === 'default')!, { dirty: 2 * MiB, mapped: 2 * MiB, arenas: 1 });
+  // when the client goes, its arena is purged and dropped: everything is back to the baseline
+  const o = await connect({ socket: d.socket, name: 'observer' });
+  t.teardown(() => o.disconnect());
+  await c.disconnect();
+  const gone = await statusWithout(o, 'mem');
+  t.same(gone.memory, before.memory);
+  t.same(gone.hugepages, before.hugepages);
+  t.same(present(gone), present(before), 'pools as at the start');
+  t.equal(gone.pools.find((p) => p.name === 'default')!.purges, 1, 'the chunk was purged');
 });
 
 t.test('failed allocations are all-or-nothing and say what is free', async (t) => {
-  const d = await startDaemon(t);
+  // no pool ever holds dirty chunks, so a failed request has nothing to purge and changes nothing
+  const d = await startDaemon(t, { config: EAGER_MACHINE });
   const c = await connect({ socket: d.socket });
   t.teardown(() => c.disconnect());
   const keep = await c.alloc({ pool: 'huge', size: 2 * MiB });
+  const small = await c.alloc({ pool: 'huge', size: 100 });
+  await c.free((await c.alloc({ pool: 'tcm', size: 100 })).buffer);
   const before = memoryView(await c.status());
   let e = await err(c.alloc({ pool: 'giant', size: 3 * GiB }));
   t.equal(e.code, 'ENOMEM');
@@ -91,6 +136,7 @@ t.test('failed allocations are all-or-nothing and say what is free', async (t) =
   t.equal(e.code, 'ENOMEM');
   t.match(e.message, "256 KiB free in region 'tcm', largest contiguous free block 256 KiB");
   t.equal(e.details?.['largestFree'], 256 * 1024);
+  t.same(memoryView(await c.status()), before, 'nothing changed');
   // 256 + 128 overcommit hugepages of 2 MiB exist at most: ask for more
   e = await err(c.alloc({ pool: 'huge', size: 400 * 2 * MiB }));
   t.equal(e.code, 'ENOMEM');
@@ -109,7 +155,41 @@ t.test('failed allocations are all-or-nothing and say what is free', async (t) =
   t.equal(e.code, 'EINVAL');
   t.match(e.message, "field 'size'");
   t.same(memoryView(await c.status()), before);
+  // a small request whose arena cannot get a chunk: no hugepage is left
+  const rest = await c.alloc({ pool: 'giant', size: 2 * GiB });
+  const before2 = memoryView(await c.status());
+  e = await err(c.alloc({ pool: 'giant', size: 1 }));
+  t.equal(e.code, 'ENOMEM');
+  t.match(e.message, "pool 'giant': cannot allocate 1 B (1 bytes): 0 of 2 1 GiB hugepages available");
+  t.same(memoryView(await c.status()), before2, 'nothing changed');
+  await c.free(rest.buffer);
   await c.free(keep.buffer);
+  await c.free(small.buffer);
+});
+
+t.test('a failed allocation purges the pool\'s dirty chunks, and still fails cleanly', async (t) => {
+  const d = await startDaemon(t);
+  const c = await connect({ socket: d.socket });
+  t.teardown(() => c.disconnect());
+  const base = await c.status();
+  // a small buffer takes a hugepage as its chunk; freed, the chunk stays dirty (10 s decay)
+  await c.free((await c.alloc({ pool: 'huge', size: 100 })).buffer);
+  let huge = (await c.status()).pools.find((p) => p.name === 'huge')!;
+  t.match(huge, { dirty: 2 * MiB, mapped: 2 * MiB, purges: 0 });
+  // 256 + 128 overcommit hugepages of 2 MiB exist at most: ask for more
+  const e = await err(c.alloc({ pool: 'huge', size: 400 * 2 * MiB }));
+  t.equal(e.code, 'ENOMEM');
+  t.match(e.message, '256 of 256 2 MiB hugepages available', 'the dirty chunk was purged before the retry');
+  const st = await c.status();
+  huge = st.pools.find((p) => p.name === 'huge')!;
+  t.match(huge, { dirty: 0, mapped: 0, pages: 0, purges: 1, buffers: 0, requested: 0, arenas: 1 });
+  t.same(st.hugepages, base.hugepages, 'every hugepage is back, none gathered for the attempt stayed');
+  t.same(st.memory, base.memory);
+  t.same(
+    present(st).filter((p) => p.name !== 'huge'),
+    present(base).filter((p) => p.name !== 'huge'),
+    'other pools untouched',
+  );
 });
 
 t.test('buffers belong to their connection and are freed when it closes', async (t) => {
@@ -120,16 +200,22 @@ t.test('buffers belong to their connection and are freed when it closes', async 
   const base = memoryView(await b.status());
   const bufs: number[] = [];
   for (let i = 0; i < 50; i++) bufs.push((await a.alloc({ pool: i % 2 ? 'default' : 'huge', size: 4096 * (i + 1) })).buffer);
+  // direct buffers too, and a buffer freed before the disconnect (its chunk is dirty)
+  bufs.push((await a.alloc({ pool: 'huge', size: 3 * MiB })).buffer, (await a.alloc({ pool: 'default', size: 5 * MiB })).buffer);
+  await a.free((await a.alloc({ pool: 'dma32', size: 100 })).buffer);
   t.equal((await err(b.free(bufs[0]!))).code, 'ENOENT', "another client's buffer");
   t.equal((await err(b.info(bufs[1]!))).code, 'ENOENT');
   t.ok((await a.info(bufs[0]!)).size > 0, 'the owner is undisturbed');
+  const mid = await b.status();
+  t.match(mid.pools.find((p) => p.name === 'dma32')!, { dirty: 2 * MiB, arenas: 1 });
+  t.match(mid.pools.find((p) => p.name === 'default')!, { buffers: 26, directBuffers: 1, arenas: 1 });
   await a.disconnect();
-  let st = await b.status();
-  for (let i = 0; i < 50 && st.clients.some((x) => x.name === 'a'); i++) st = await b.status();
-  const after = memoryView(st);
+  const after = memoryView(await statusWithout(b, 'a'));
+  // its buffers are freed and its arenas purged and dropped, without waiting for decay
   t.same(after.hugepages, base.hugepages);
   t.same(after.memory, base.memory);
-  t.same(after.pools.map((p) => [p.name, p.buffers, p.allocated, p.active, p.pages]), base.pools.map((p) => [p.name, p.buffers, p.allocated, p.active, p.pages]));
+  t.same(present(after), present(base));
+  t.ok(after.pools.every((p) => p.arenas === 0 && p.mapped === 0 && p.dirty === 0), 'no arena is left');
 });
 
 t.test('hugepage resize, surplus and reservations through the daemon', async (t) => {
@@ -140,7 +226,8 @@ t.test('hugepage resize, surplus and reservations through the daemon', async (t)
       pools: [
         { name: 'small', cache: 'writeback', region: 'ram' },
         { name: 'huge', cache: 'writeback', pageSize: '2M', region: 'ram' },
-        { name: 'wc', cache: 'writecombine', pageSize: '2M', region: 'ram' },
+        // empty chunks go back to the hugepage pool at once
+        { name: 'wc', cache: 'writecombine', pageSize: '2M', region: 'ram', dirtyDecayMs: 0 },
       ],
     },
   });
@@ -179,10 +266,14 @@ t.test('hugepage resize, surplus and reservations through the daemon', async (t)
   // conversions: a write-back hugepage taken by the write-combine pool
   const convBefore = (await c.status()).pools.find((p) => p.name === 'wc')!.conversions;
   const w = await c.alloc({ pool: 'wc', size: 1 });
+  t.equal(w.kind, 'small');
   await c.free(w.buffer);
+  let wc = (await c.status()).pools.find((p) => p.name === 'wc')!;
+  t.match(wc, { mapped: 0, purges: 1 }, 'the chunk went back to the hugepage pool');
+  t.match(await hp(), { free: 8, inUse: 0 });
   const w2 = await c.alloc({ pool: 'wc', size: 1 });
   t.same(w2.segments[0]!.addr, w.segments[0]!.addr, 'the write-combine page is reused');
-  const wc = (await c.status()).pools.find((p) => p.name === 'wc')!;
+  wc = (await c.status()).pools.find((p) => p.name === 'wc')!;
   t.equal(wc.conversions, convBefore + 1, 'converted once, reused without conversion');
   t.ok(wc.conversionCostUs > 0);
   await c.free(w2.buffer);
