@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util';
 import { connect, ConnectError, type BufferClient } from './client.js';
 import { BufferdError } from '../protocol/errors.js';
-import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailView } from './views.js';
+import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailView, clientsTable, buffersTable } from './views.js';
 import { parseSize } from '../protocol/units.js';
 
 export const EXIT_OK = 0;
@@ -94,6 +94,36 @@ const COMMANDS: Record<string, Command> = {
       return print(a.json, r, () => hugepagesSetView(r));
     },
   },
+  buffers: {
+    usage: 'buffers [--client ID] [--pool NAME] [--json]',
+    summary: 'list live buffers and who holds them (all for admins, your own otherwise)',
+    options: ['json', 'client', 'pool'],
+    minArgs: 0,
+    maxArgs: 0,
+    run: async (c, a) => {
+      const opts: { client?: number; pool?: string } = {};
+      const cl = a.values['client'];
+      if (cl !== undefined) {
+        const n = Number(cl);
+        if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`--client '${String(cl)}' is not a client id`);
+        opts.client = n;
+      }
+      if (a.values['pool'] !== undefined) opts.pool = a.values['pool'] as string;
+      const r = await c.buffers(opts);
+      return print(a.json, r.buffers, () => buffersTable(r.buffers));
+    },
+  },
+  clients: {
+    usage: 'clients [--json]',
+    summary: 'list connected clients: principal, handles, bytes against quota, capabilities',
+    options: ['json'],
+    minArgs: 0,
+    maxArgs: 0,
+    run: async (c, a) => {
+      const st = await c.status();
+      return print(a.json, st.clients, () => clientsTable(st.clients));
+    },
+  },
 };
 
 class UsageError extends Error {}
@@ -103,6 +133,7 @@ const OPTIONS = {
   json: { type: 'boolean' },
   overcommit: { type: 'string' },
   pool: { type: 'string' },
+  client: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

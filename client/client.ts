@@ -17,7 +17,7 @@ import { BufferdError, type WireError } from '../protocol/errors.js';
 import { decodeValue, isPlainMap } from '../protocol/codec.js';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { PROTOCOL_VERSION, type OpName, type ParamsOf } from '../protocol/requests.js';
-import type { HelloResult, PingResult, ResultOf, BufferInfo, HugepagesSetResult } from '../protocol/results.js';
+import type { HelloResult, PingResult, ResultOf, HandleInfo, HugepagesSetResult, RightName, BufferListing, HandleEvent, ShutdownEvent } from '../protocol/results.js';
 import type { Status, PoolStatus } from '../protocol/status.js';
 import { resolveSocketPath, cookiePathFor } from '../protocol/paths.js';
 
@@ -42,7 +42,20 @@ interface Pending {
   op: string;
 }
 
-export class BufferClient extends EventEmitter {
+export interface BufferClientEvents {
+  /** Another client sent this one a handle. */
+  handle: [HandleEvent];
+  /** The daemon is stopping. */
+  shutdown: [ShutdownEvent];
+  /** Every event, whatever its name. */
+  event: [Record<string, unknown> & { event: string }];
+  /** A connection-level error frame (E2BIG, ETIMEDOUT, EPROTO without an id). */
+  'protocol-error': [BufferdError];
+  /** The connection closed; the error says why. */
+  close: [BufferdError];
+}
+
+export class BufferClient extends EventEmitter<BufferClientEvents> {
   readonly socketPath: string;
   private readonly sock: Socket;
   private readonly reader: FrameReader;
@@ -111,19 +124,24 @@ export class BufferClient extends EventEmitter {
     return this.request('pools', {});
   }
 
-  /** Allocate a zeroed buffer from a pool. */
-  alloc(opts: { pool: string; size: number; align?: number; populate?: boolean }): Promise<BufferInfo> {
+  /** Allocate a zeroed buffer from a pool; resolves to a new handle (all rights) and the buffer's description. */
+  alloc(opts: { pool: string; size: number; align?: number; populate?: boolean }): Promise<HandleInfo> {
     return this.request('alloc', opts);
   }
 
-  /** Free a buffer this connection allocated. */
-  free(buffer: number): Promise<{ buffer: number; freed: true }> {
-    return this.request('free', { buffer });
+  /** A new handle number for the same buffer, with the same rights. */
+  dup(handle: number): Promise<{ handle: number; rights: RightName[] }> {
+    return this.request('dup', { handle });
   }
 
-  /** Describe a buffer this connection allocated. */
-  info(buffer: number): Promise<BufferInfo> {
-    return this.request('info', { buffer });
+  /** Close a handle; the buffer is freed when its last reference goes. */
+  close(handle: number): Promise<{ handle: number; closed: true }> {
+    return this.request('close', { handle });
+  }
+
+  /** Describe a handle and its buffer (segments, rights, references). */
+  info(handle: number): Promise<HandleInfo> {
+    return this.request('info', { handle });
   }
 
   /** Largest data payload per request, from hello. */
@@ -131,29 +149,53 @@ export class BufferClient extends EventEmitter {
     return this.session.limits.maxDataBytes;
   }
 
-  /**
-   * Write bytes at an offset. Transfers larger than the per-request limit
-   * are split into several pipelined requests transparently.
-   */
-  async write(buffer: number, offset: number, data: Uint8Array): Promise<{ written: number }> {
+  /** Write bytes at an offset; transfers over the per-request limit are split into pipelined requests. */
+  async write(handle: number, offset: number, data: Uint8Array): Promise<{ written: number }> {
     const parts: Promise<{ written: number }>[] = [];
-    for (let done = 0; done < data.length || (done === 0 && data.length === 0); done += this.chunk) {
-      parts.push(this.request('write', { buffer, offset: offset + done, data: data.subarray(done, Math.min(data.length, done + this.chunk)) }));
-      if (data.length === 0) break;
-    }
+    let done = 0;
+    do {
+      const n = Math.min(this.chunk, data.length - done);
+      parts.push(this.request('write', { handle, offset: offset + done, data: data.subarray(done, done + n) }));
+      done += n;
+    } while (done < data.length);
     const r = await Promise.all(parts);
     return { written: r.reduce((a, x) => a + x.written, 0) };
   }
 
   /** Read bytes at an offset, split into several requests when large. */
-  async read(buffer: number, offset: number, length: number): Promise<Buffer> {
+  async read(handle: number, offset: number, length: number): Promise<Buffer> {
     const parts: Promise<{ data: Uint8Array }>[] = [];
-    for (let done = 0; done < length || (done === 0 && length === 0); done += this.chunk) {
-      parts.push(this.request('read', { buffer, offset: offset + done, length: Math.min(this.chunk, length - done) }));
-      if (length === 0) break;
-    }
+    let done = 0;
+    do {
+      const n = Math.min(this.chunk, length - done);
+      parts.push(this.request('read', { handle, offset: offset + done, length: n }));
+      done += n;
+    } while (done < length);
     const r = await Promise.all(parts);
     return Buffer.concat(r.map((x) => x.data));
+  }
+
+  /** Pass a handle to another connected client (id or name); it gets a 'handle' event. The sender keeps its handle. */
+  send(handle: number, to: number | string, opts: { rights?: RightName[] } = {}): Promise<{ to: number; toName: string | null; rights: RightName[] }> {
+    return this.request('send', opts.rights === undefined ? { handle, to } : { handle, to, rights: opts.rights });
+  }
+
+  /** A single-use token for a handle (default lifetime 30 s); it holds the buffer until imported or expired. */
+  export(handle: number, opts: { rights?: RightName[]; ttlMs?: number } = {}): Promise<{ token: string; expiresInMs: number; rights: RightName[] }> {
+    const p: ParamsOf<'export'> = { handle };
+    if (opts.rights !== undefined) p.rights = opts.rights;
+    if (opts.ttlMs !== undefined) p.ttlMs = opts.ttlMs;
+    return this.request('export', p);
+  }
+
+  /** Redeem a token for a handle. */
+  import(token: string): Promise<HandleInfo> {
+    return this.request('import', { token });
+  }
+
+  /** Live buffers and who holds them (all for admins, those this client holds otherwise). */
+  buffers(opts: { client?: number; pool?: string } = {}): Promise<{ buffers: BufferListing[] }> {
+    return this.request('buffers', opts);
   }
 
   /** Resize a hugepage pool (size in bytes: 2 MiB or 1 GiB). */
@@ -193,8 +235,9 @@ export class BufferClient extends EventEmitter {
   private onMessage(msg: unknown): void {
     if (!isPlainMap(msg)) return;
     if (typeof msg['event'] === 'string') {
-      this.emit(msg['event'], msg);
-      this.emit('event', msg);
+      const ev = msg as Record<string, unknown> & { event: string };
+      (this.emit as (name: string, arg: unknown) => boolean)(ev.event, ev);
+      this.emit('event', ev);
       return;
     }
     const id = msg['id'];
@@ -270,9 +313,16 @@ export async function connect(opts: ConnectOptions = {}): Promise<BufferClient> 
     });
   });
   const client = new BufferClient(sock, path, opts.maxFrameBytes ?? 256 * 1024 * 1024);
-  const token = opts.token ?? (opts.useCookie === false ? undefined : readCookie(path));
+  const cookie = opts.token === undefined && opts.useCookie !== false ? readCookie(path) : undefined;
+  const token = opts.token ?? cookie;
   try {
-    await client.open(opts.name, token);
+    try {
+      await client.open(opts.name, token);
+    } catch (e) {
+      // a cookie read automatically may be a dead daemon's: fall back to anonymous
+      if (!(cookie !== undefined && e instanceof BufferdError && e.code === 'EPERM')) throw e;
+      await client.open(opts.name, undefined);
+    }
   } catch (e) {
     sock.destroy();
     throw e;

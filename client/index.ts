@@ -1,7 +1,8 @@
 /**
  * bufferd/client: the typed client library.
  */
-export { BufferClient, connect, ConnectError, readCookie, type ConnectOptions } from './client.js';
+export { BufferClient, connect, ConnectError, readCookie, type ConnectOptions, type BufferClientEvents } from './client.js';
+export { sendHandle, receiveHandle, HANDLE_RECORD_MAGIC, type SendHandleOptions } from './passing.js';
 export { BufferdError, ERROR_CODES, type ErrorCode } from '../protocol/errors.js';
 export type { Status, RegionStatus, HugepageStatus, PoolStatus, ClientStatus, DriverStatus } from '../protocol/status.js';
 export type {
@@ -14,5 +15,9 @@ export type {
   SegmentInfo,
   HugepagesSetResult,
   CachePolicyName,
+  HandleInfo,
+  HandleEvent,
+  BufferListing,
+  RightName,
 } from '../protocol/results.js';
 export { resolveSocketPath } from '../protocol/paths.js';

@@ -1,8 +1,8 @@
 /**
  * Human views of daemon objects for bufctl.
  */
-import type { Status, PoolStatus, HugepageStatus, PoolDetail } from '../protocol/status.js';
-import type { HugepagesSetResult } from '../protocol/results.js';
+import type { Status, PoolStatus, HugepageStatus, PoolDetail, ClientStatus } from '../protocol/status.js';
+import type { HugepagesSetResult, BufferListing } from '../protocol/results.js';
 import { table, size, formatAddress, formatDuration, section } from './format.js';
 
 export function statusView(st: Status): string {
@@ -24,17 +24,7 @@ export function statusView(st: Status): string {
   out.push(buddyView(st));
   out.push(section('Hugepages', hugepagesTable(st.hugepages)));
   out.push(section(`Pools (conversions: ${st.conversions.total}, ${size(st.conversions.bytes)}, simulated cost ${st.conversions.costUs} µs)`, poolsTable(st.pools)));
-  out.push(
-    section(
-      'Clients',
-      table(st.clients, [
-        { header: 'ID', get: (c) => c.id, align: 'right' },
-        { header: 'NAME', get: (c) => c.name },
-        { header: 'HANDLES', get: (c) => c.handles, align: 'right' },
-        { header: 'CONNECTED', get: (c) => formatDuration(c.connectedMs), align: 'right' },
-      ]),
-    ),
-  );
+  out.push(section(`Clients (${st.buffers.live} live buffers, ${st.buffers.tokensInFlight} tokens in flight)`, clientsTable(st.clients)));
   out.push(
     section(
       'Drivers',
@@ -143,4 +133,31 @@ export function poolDetailView(p: PoolStatus, d: PoolDetail): string {
     ),
   );
   return out.join('\n');
+}
+
+export function clientsTable(cs: ClientStatus[]): string {
+  return table(cs, [
+    { header: 'ID', get: (c) => c.id, align: 'right' },
+    { header: 'NAME', get: (c) => c.name },
+    { header: 'PRINCIPAL', get: (c) => c.principal },
+    { header: 'HANDLES', get: (c) => c.handles, align: 'right' },
+    { header: 'BYTES', get: (c) => size(c.bytes), align: 'right' },
+    { header: 'QUOTA', get: (c) => (c.maxBytes === null ? '-' : size(c.maxBytes)), align: 'right' },
+    { header: 'CONNECTED', get: (c) => formatDuration(c.connectedMs), align: 'right' },
+    { header: 'CAPABILITIES', get: (c) => c.capabilities.join(',') || '-' },
+  ]);
+}
+
+export function buffersTable(bs: BufferListing[]): string {
+  return table(bs, [
+    { header: 'BUFFER', get: (b) => b.buffer, align: 'right' },
+    { header: 'POOL', get: (b) => b.pool },
+    { header: 'CACHE', get: (b) => b.cache },
+    { header: 'SIZE', get: (b) => size(b.size), align: 'right' },
+    { header: 'USIZE', get: (b) => size(b.usize), align: 'right' },
+    { header: 'KIND', get: (b) => b.kind },
+    { header: 'CREATOR', get: (b) => b.creator, align: 'right' },
+    { header: 'HOLDERS', get: (b) => b.holders.map((h) => `${h.name ?? h.client}×${h.handles}`).join(' ') || '-' },
+    { header: 'REFS h/i/r/m', get: (b) => `${b.refs.handles}/${b.refs.inflight}/${b.refs.registrations}/${b.refs.mappings}`, align: 'right' },
+  ]);
 }

@@ -20,6 +20,12 @@ export interface Principal {
   /** Byte quota (usable bytes of live buffers allocated), or null. */
   maxBytes: number | null;
   maxHandles: number;
+  /**
+   * Quota use. Shared by every connection presenting the same token (a
+   * second connection is not a second quota); each anonymous connection
+   * has its own.
+   */
+  usage: { bytes: number };
 }
 
 export interface TokenSpec {
@@ -67,6 +73,7 @@ export class Authenticator {
   private readonly bySecret = new Map<string, Principal>();
   private readonly anonymous: Principal;
   private cookiePath: string | null = null;
+  private cookieDigest: string | null = null;
 
   constructor(
     cfg: AuthConfig,
@@ -78,6 +85,7 @@ export class Authenticator {
       capabilities: new Set(cfg.anonymous.capabilities),
       maxBytes: cfg.anonymous.maxBytes,
       maxHandles: cfg.anonymous.maxHandles ?? defaultMaxHandles,
+      usage: { bytes: 0 },
     };
     for (const t of [...cfg.tokens, ...fileTokens]) this.add(t);
   }
@@ -88,6 +96,7 @@ export class Authenticator {
       capabilities: new Set(t.capabilities),
       maxBytes: t.maxBytes,
       maxHandles: t.maxHandles ?? this.defaultMaxHandles,
+      usage: { bytes: 0 },
     });
   }
 
@@ -101,12 +110,21 @@ export class Authenticator {
     }
     writeFileSync(path, `${secret}\n`, { mode: 0o600, flag: 'wx' });
     chmodSync(path, 0o600);
+    this.dropCookieSecret();
     this.add({ name: 'cookie', secret, capabilities: [ADMIN], maxBytes: null, maxHandles: null });
+    this.cookieDigest = digest(secret);
     this.cookiePath = path;
     return path;
   }
 
+  private dropCookieSecret(): void {
+    if (this.cookieDigest !== null) this.bySecret.delete(this.cookieDigest);
+    this.cookieDigest = null;
+  }
+
+  /** Delete the cookie file; its secret stops working at once. */
   removeCookie(): void {
+    this.dropCookieSecret();
     if (this.cookiePath === null) return;
     try {
       unlinkSync(this.cookiePath);
@@ -118,7 +136,7 @@ export class Authenticator {
 
   /** The principal for a hello token (none: anonymous). An unknown token is EPERM. */
   resolve(token: string | undefined): Principal {
-    if (token === undefined) return this.anonymous;
+    if (token === undefined) return { ...this.anonymous, usage: { bytes: 0 } };
     const p = this.bySecret.get(digest(token));
     if (p === undefined) throw new BufferdError('EPERM', 'unknown token: the daemon has no such secret (omit the token to connect as anonymous)');
     return p;

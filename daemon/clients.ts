@@ -3,6 +3,8 @@
  * the daemon runs. A session becomes a listed client once `hello` succeeds.
  */
 import type { Logger } from './log.js';
+import type { HandleTable } from './handles.js';
+import type { Principal } from './auth.js';
 
 export interface Session {
   readonly id: number;
@@ -11,6 +13,10 @@ export interface Session {
   readonly connectedAt: number;
   open: boolean;
   capabilities: Set<string>;
+  /** Who the client authenticated as (set by hello). */
+  principal: Principal | null;
+  /** The handle table (set by hello). */
+  handles: HandleTable | null;
   /** Push an event frame to this client (no-op once the connection closed). */
   send(event: { event: string } & Record<string, unknown>): void;
   log: Logger;

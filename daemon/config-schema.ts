@@ -51,6 +51,40 @@ export const PoolSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const Capability = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9:._-]*$', description: 'a capability such as "alloc:writecombine", "driver", "admin"' });
+
+export const TokenSchema = Type.Object(
+  {
+    name: Name,
+    secret: Type.String({ minLength: 16, maxLength: 256, description: 'a secret of 16 to 256 characters' }),
+    capabilities: Type.Array(Capability, { maxItems: 64 }),
+    maxBytes: Type.Optional(Size('byte quota')),
+    maxHandles: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })),
+  },
+  { additionalProperties: false },
+);
+
+export const TokenFileSchema = Type.Object({ tokens: Type.Array(TokenSchema, { maxItems: 4096 }) }, { additionalProperties: false });
+
+export const AuthSchema = Type.Object(
+  {
+    anonymous: Type.Optional(
+      Type.Object(
+        {
+          capabilities: Type.Array(Capability, { maxItems: 64 }),
+          maxBytes: Type.Optional(Size('byte quota')),
+          maxHandles: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    tokens: Type.Optional(Type.Array(TokenSchema, { maxItems: 4096 })),
+    tokenFile: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'path of a JSON token file readable only by its owner' })),
+    cookie: Type.Optional(Type.Boolean({ description: 'write an admin cookie beside the socket (default true)' })),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -80,6 +114,7 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
+    auth: Type.Optional(AuthSchema),
     hugepages: Type.Optional(Type.Array(HugepagePoolSchema, { maxItems: 2 })),
     pools: Type.Array(PoolSchema, { minItems: 1, maxItems: 256 }),
   },
@@ -90,3 +125,4 @@ export type RawConfig = Static<typeof ConfigSchema>;
 export type RawRegion = Static<typeof RegionSchema>;
 export type RawHugepagePool = Static<typeof HugepagePoolSchema>;
 export type RawPool = Static<typeof PoolSchema>;
+export type RawToken = Static<typeof TokenSchema>;

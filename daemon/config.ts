@@ -15,6 +15,9 @@ import { ConfigSchema, type RawConfig } from './config-schema.js';
 import { DEFAULT_MACHINE } from './default-machine.js';
 import { parseSize } from '../protocol/units.js';
 import { normalizeMachine, type MachineConfig } from './machine-config.js';
+import { TokenFileSchema, type RawToken } from './config-schema.js';
+import { readTokenFile, AuthError, type AuthConfig, type TokenSpec } from './auth.js';
+import { dirname, resolve as resolvePath } from 'node:path';
 
 export interface ServerConfig {
   socketMode: number;
@@ -34,6 +37,9 @@ export interface Config {
   server: ServerConfig;
   limits: LimitsConfig;
   machine: MachineConfig;
+  auth: AuthConfig;
+  /** Tokens read from auth.tokenFile at start-up. */
+  fileTokens: TokenSpec[];
 }
 
 export class ConfigError extends Error {
@@ -42,14 +48,32 @@ export class ConfigError extends Error {
 
 const ajv = createAjv();
 const validateRaw = ajv.compile(ConfigSchema);
+const validateTokenFile = ajv.compile(TokenFileSchema);
+
+function tokenSpec(t: RawToken, where: string): TokenSpec {
+  return {
+    name: t.name,
+    secret: t.secret,
+    capabilities: t.capabilities,
+    maxBytes: t.maxBytes !== undefined ? parseSize(t.maxBytes, `${where}/maxBytes`) : null,
+    maxHandles: t.maxHandles ?? null,
+  };
+}
+
+function parseTokenFile(raw: unknown, path: string): TokenSpec[] {
+  if (!validateTokenFile(raw)) {
+    throw new AuthError(formatConfigError(validateTokenFile.errors ?? [], TokenFileSchema, `token file ${path} `));
+  }
+  return (raw as { tokens: RawToken[] }).tokens.map((t, i) => tokenSpec(t, `${path}#/tokens/${i}`));
+}
 
 function jsonPath(instancePath: string, extra?: string): string {
   const p = instancePath === '' ? '' : instancePath;
   return extra !== undefined ? `${p}/${extra}` : p === '' ? '/' : p;
 }
 
-function subSchema(pointer: string): unknown {
-  let s: unknown = ConfigSchema;
+function subSchema(pointer: string, root: unknown = ConfigSchema): unknown {
+  let s: unknown = root;
   for (const raw of pointer.split('/').slice(1)) {
     const r = s as Record<string, unknown> | undefined;
     if (r === undefined) return undefined;
@@ -59,7 +83,7 @@ function subSchema(pointer: string): unknown {
   return s;
 }
 
-function formatConfigError(errors: ErrorObject[]): string {
+function formatConfigError(errors: ErrorObject[], root: unknown = ConfigSchema, prefix = 'config '): string {
   // For unions ajv reports every branch, then the anyOf itself; the anyOf at
   // the deepest path gives the clearest sentence.
   const anyOf = errors.find((e) => e.keyword === 'anyOf');
@@ -67,19 +91,19 @@ function formatConfigError(errors: ErrorObject[]): string {
   switch (e.keyword) {
     case 'required': {
       const m = (e.params as { missingProperty: string }).missingProperty;
-      const d = describeSchema(subSchema(`${e.instancePath}/${m}`) as never);
-      return `config ${jsonPath(e.instancePath, m)}: required field missing (expected ${d})`;
+      const d = describeSchema(subSchema(`${e.instancePath}/${m}`, root) as never);
+      return `${prefix}${jsonPath(e.instancePath, m)}: required field missing (expected ${d})`;
     }
     case 'additionalProperties': {
       const m = (e.params as { additionalProperty: string }).additionalProperty;
-      const parent = subSchema(e.instancePath) as { properties?: object } | undefined;
+      const parent = subSchema(e.instancePath, root) as { properties?: object } | undefined;
       const allowed = Object.keys(parent?.properties ?? {}).join(', ');
-      return `config ${jsonPath(e.instancePath, m)}: unknown field (allowed here: ${allowed})`;
+      return `${prefix}${jsonPath(e.instancePath, m)}: unknown field (allowed here: ${allowed})`;
     }
     default: {
-      const s = subSchema(e.instancePath) as { description?: string } | undefined;
+      const s = subSchema(e.instancePath, root) as { description?: string } | undefined;
       const d = s?.description ?? describeSchema(s as never);
-      return `config ${jsonPath(e.instancePath)}: ${e.keyword === 'anyOf' ? 'invalid value' : e.message ?? 'invalid'} (expected ${d})`;
+      return `${prefix}${jsonPath(e.instancePath)}: ${e.keyword === 'anyOf' ? 'invalid value' : e.message ?? 'invalid'} (expected ${d})`;
     }
   }
 }
@@ -101,7 +125,42 @@ export function buildConfig(raw: unknown, source: string): Config {
   }
   const limits: LimitsConfig = { maxHandles: r.limits?.maxHandles ?? 1024 };
   const machine = normalizeMachine(r);
-  return { source, server, limits, machine };
+  const a = r.auth ?? {};
+  const auth: AuthConfig = {
+    anonymous: {
+      capabilities: a.anonymous?.capabilities ?? [],
+      maxBytes: a.anonymous?.maxBytes !== undefined ? parseSize(a.anonymous.maxBytes, '/auth/anonymous/maxBytes') : null,
+      maxHandles: a.anonymous?.maxHandles ?? null,
+    },
+    tokens: (a.tokens ?? []).map((t, i) => tokenSpec(t, `/auth/tokens/${i}`)),
+    tokenFile: a.tokenFile !== undefined ? resolvePath(source.startsWith('(') ? process.cwd() : dirname(source), a.tokenFile) : null,
+    cookie: a.cookie ?? true,
+  };
+  let fileTokens: TokenSpec[] = [];
+  if (auth.tokenFile !== null) {
+    try {
+      fileTokens = readTokenFile(auth.tokenFile, parseTokenFile);
+    } catch (e) {
+      if (e instanceof AuthError) throw new ConfigError(`config /auth/tokenFile: ${e.message}`);
+      throw e;
+    }
+  }
+  // names and secrets are unique across the config and the token file
+  const names = new Map<string, string>();
+  const secrets = new Map<string, string>();
+  const all = [
+    ...auth.tokens.map((t, i) => ({ t, where: `config /auth/tokens/${i}` })),
+    ...fileTokens.map((t, i) => ({ t, where: `token file ${auth.tokenFile} /tokens/${i}` })),
+  ];
+  for (const { t, where } of all) {
+    const prev = names.get(t.name);
+    if (prev !== undefined) throw new ConfigError(`${where}/name: token name '${t.name}' is used twice (also at ${prev})`);
+    names.set(t.name, where);
+    const prevSecret = secrets.get(t.secret);
+    if (prevSecret !== undefined) throw new ConfigError(`${where}/secret: two tokens share one secret (also at ${prevSecret}); each secret must be unique`);
+    secrets.set(t.secret, where);
+  }
+  return { source, server, limits, machine, auth, fileTokens };
 }
 
 /** Load the config file, or the embedded default machine when path is undefined. */

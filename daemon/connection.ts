@@ -43,6 +43,8 @@ export class Connection {
       connectedAt: ctx.now(),
       open: false,
       capabilities: new Set(),
+      principal: null,
+      handles: null,
       log,
       send: (ev) => this.write(ev),
     };

@@ -9,7 +9,11 @@ import { ClientRegistry } from './clients.js';
 import { VERSION } from './version.js';
 import { Machine } from './machine.js';
 import type { Session } from './clients.js';
-import { DecayScheduler } from './decay.js';
+import { DeadlineTimer } from './timers.js';
+import { Authenticator } from './auth.js';
+import { TokenTable } from './tokens.js';
+import { SharedBuffer } from './handles.js';
+import type { PhysBuffer } from './pool.js';
 
 export interface DaemonContext {
   readonly config: Config;
@@ -22,9 +26,15 @@ export interface DaemonContext {
   now(): number;
   /** Called once when a session's connection closes: release what it held. */
   sessionClosed(s: Session): void;
-  /** Called after every op: re-arm timers (decay). */
+  /** Called after every op: re-arm timers (decay, token expiry). */
   afterOp(): void;
-  readonly decay: DecayScheduler;
+  readonly timers: DeadlineTimer[];
+  readonly auth: Authenticator;
+  readonly tokens: TokenTable;
+  /** Live buffers by daemon-wide id. */
+  readonly buffers: Map<number, SharedBuffer>;
+  /** Wrap a new allocation: it is freed (and its creator's quota released) when its last reference goes. */
+  share(phys: PhysBuffer, creator: Session): SharedBuffer;
 }
 
 export function createContext(config: Config, log: Logger, socketPath: string): DaemonContext {
@@ -32,22 +42,49 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const now = () => performance.now() - t0;
   const machine = new Machine(config.machine, now);
   for (const w of machine.warnings) log.warn(w);
-  const decay = new DecayScheduler(machine, log);
+  const auth = new Authenticator(config.auth, config.limits.maxHandles, config.fileTokens);
+  const tokens = new TokenTable(now);
+  const buffers = new Map<number, SharedBuffer>();
+  const clients = new ClientRegistry();
+  const armAll = () => {
+    for (const t of timers) t.arm();
+  };
+  // whatever one timer frees may create a deadline for another (an expired
+  // token frees a buffer whose chunk then decays): re-arm them all after each
+  const timers: DeadlineTimer[] = [
+    new DeadlineTimer('decay', () => machine.nextDecayDeadline(), () => machine.purgeExpired(), now, log, armAll),
+    new DeadlineTimer('token expiry', () => tokens.nextExpiry(), () => tokens.sweep(), now, log, armAll),
+  ];
   const ctx: DaemonContext = {
     config,
     log,
     version: VERSION,
     socketPath,
-    clients: new ClientRegistry(),
+    clients,
     machine,
     now,
-    decay,
+    timers,
+    auth,
+    tokens,
+    buffers,
     sessionClosed: (s) => {
-      for (const buf of [...machine.allBuffers()]) if (buf.owner === s.id) machine.free(buf);
+      s.handles?.closeAll();
       machine.ownerGone(s.id);
-      decay.arm();
+      armAll();
     },
-    afterOp: () => decay.arm(),
+    afterOp: armAll,
+    share: (phys, creator) => {
+      // the quota charge travels with the buffer: released when it is freed, even after its creator left
+      const usage = creator.principal!.usage;
+      const b = new SharedBuffer(phys, creator.id, (x) => {
+        buffers.delete(x.id);
+        machine.free(x.phys);
+        usage.bytes -= x.phys.usize;
+      });
+      usage.bytes += phys.usize;
+      buffers.set(b.id, b);
+      return b;
+    },
   };
   return ctx;
 }

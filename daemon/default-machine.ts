@@ -9,6 +9,9 @@ import type { RawConfig } from './config-schema.js';
 export const DEFAULT_MACHINE: RawConfig = {
   server: { socketMode: '0660', maxFrameBytes: '4M' },
   limits: { maxHandles: 1024 },
+  // Anonymous clients may do everything but admin, so a new user can try every
+  // pool and attach drivers. Production configs narrow this (see README).
+  auth: { anonymous: { capabilities: ['alloc:writecombine', 'alloc:uncached', 'driver'] }, cookie: true },
   memory: {
     regions: [
       { name: 'tcm', base: '0x10000000', size: '256K', kind: 'tcm' },

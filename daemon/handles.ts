@@ -104,14 +104,19 @@ export class HandleTable {
     }
   }
 
-  /** Open a new handle on a buffer; EMFILE at the limit. */
-  open(buffer: SharedBuffer, rights: number): Handle {
+  /** EMFILE when the table is full (checked before anything is allocated). */
+  ensureRoom(who = 'this connection'): void {
     if (this.count_ >= this.max) {
-      throw new BufferdError('EMFILE', `this connection already holds ${this.count_} handles (maxHandles ${this.max})`, {
+      throw new BufferdError('EMFILE', `${who} already holds ${this.count_} handles (maxHandles ${this.max})`, {
         handles: this.count_,
         maxHandles: this.max,
       });
     }
+  }
+
+  /** Open a new handle on a buffer; EMFILE at the limit. */
+  open(buffer: SharedBuffer, rights: number): Handle {
+    this.ensureRoom();
     const fd = this.lowestFree();
     if (fd < this.entries.length) this.freeNums.pop();
     const h: Handle = { fd, buffer, rights };

@@ -163,6 +163,13 @@ export class Pool {
     });
   }
 
+  /** Usable bytes a request would take (its size class, or whole pages when direct). */
+  usizeFor(size: number, align: number): number {
+    const usize = alignedUsize(size, align);
+    if (usize >= this.directThreshold || align > this.directThreshold) return Math.ceil(size / this.pageSize) * this.pageSize;
+    return usize;
+  }
+
   /** Allocate a zeroed buffer. `populate: false` reserves hugepages for a direct buffer and backs them on first use. */
   alloc(id: number, size: number, align: number, owner: number, populate = true): PhysBuffer {
     this.checkRequest(size, align);

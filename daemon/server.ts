@@ -6,6 +6,7 @@
 import { createServer, createConnection, type Server as NetServer, type Socket } from 'node:net';
 import { lstatSync, unlinkSync, chmodSync } from 'node:fs';
 import { encodeFrame } from '../protocol/frame.js';
+import { cookiePathFor } from '../protocol/paths.js';
 import type { DaemonContext } from './context.js';
 import { Connection } from './connection.js';
 import { createDispatcher, type Dispatcher } from './dispatch.js';
@@ -99,6 +100,23 @@ export class Server {
     }
     chmodSync(path, mode);
     this.path = path;
+    const cookie = cookiePathFor(path);
+    if (!this.ctx.config.auth.cookie) {
+      // a cookie beside a socket we just acquired is a dead daemon's: remove it
+      try {
+        unlinkSync(cookie);
+        this.ctx.log.warn({ cookie }, 'removed a stale admin cookie');
+      } catch {
+        /* none */
+      }
+    } else {
+      try {
+        this.ctx.auth.writeCookie(cookie);
+        this.ctx.log.info({ cookie }, 'admin cookie written (mode 0600)');
+      } catch (err) {
+        this.ctx.log.warn({ cookie, err: (err as Error).message }, 'could not write the admin cookie; no local admin');
+      }
+    }
   }
 
   private accept(sock: Socket): void {
@@ -124,7 +142,8 @@ export class Server {
     const timeout = this.ctx.config.server.shutdownTimeoutMs;
     await Promise.all([...this.conns].map((c) => c.shutdown(reason, timeout)));
     await closed;
-    this.ctx.decay.stop();
+    for (const t of this.ctx.timers) t.stop();
+    this.ctx.auth.removeCookie();
     if (this.path !== null) {
       try {
         unlinkSync(this.path);

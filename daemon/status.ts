@@ -10,8 +10,6 @@ export function buildStatus(ctx: DaemonContext): Status {
   const now = ctx.now();
   const m = ctx.machine;
   const regions = m.regionStatus();
-  const buffersByOwner = new Map<number, number>();
-  for (const b of m.allBuffers()) buffersByOwner.set(b.owner, (buffersByOwner.get(b.owner) ?? 0) + 1);
   return {
     version: ctx.version,
     protocolVersion: PROTOCOL_VERSION,
@@ -33,9 +31,14 @@ export function buildStatus(ctx: DaemonContext): Status {
     clients: ctx.clients.list().map((s) => ({
       id: s.id,
       name: s.name,
-      handles: buffersByOwner.get(s.id) ?? 0,
+      handles: s.handles?.count ?? 0,
+      principal: s.principal?.name ?? 'anonymous',
+      capabilities: [...s.capabilities].sort(),
+      bytes: s.principal?.usage.bytes ?? 0,
+      maxBytes: s.principal?.maxBytes ?? null,
       connectedMs: Math.round(now - s.connectedAt),
     })),
+    buffers: { live: ctx.buffers.size, tokensInFlight: ctx.tokens.size, tokensIssued: ctx.tokens.issued, tokensImported: ctx.tokens.imported, tokensExpired: ctx.tokens.expired },
     drivers: [],
   };
 }

@@ -21,6 +21,10 @@ export interface HelloResult {
   server: { name: 'bufferd'; version: string; pid: number };
   limits: ServerLimits;
   capabilities: string[];
+  /** Who the client authenticated as: "anonymous", "cookie" (the local admin) or a token's name. */
+  principal: string;
+  /** Byte quota, or null. */
+  maxBytes: number | null;
 }
 
 export interface PingResult {
@@ -61,6 +65,44 @@ export interface BufferInfo {
   owner: number;
 }
 
+export type RightName = 'read' | 'write' | 'share';
+
+/** A handle and its buffer (alloc, info, import). */
+export interface HandleInfo extends BufferInfo {
+  handle: number;
+  rights: RightName[];
+  /** References keeping the buffer alive, by kind. */
+  refs: { handles: number; inflight: number; registrations: number; mappings: number };
+  /** Clients holding handles on the buffer. */
+  holders: number;
+  /** Client id that allocated the buffer. */
+  creator: number;
+}
+
+export interface BufferListing {
+  buffer: number;
+  pool: string;
+  cache: CachePolicyName;
+  size: number;
+  usize: number;
+  kind: 'small' | 'large' | 'direct';
+  creator: number;
+  holders: { client: number; name: string | null; handles: number }[];
+  refs: { handles: number; inflight: number; registrations: number; mappings: number };
+}
+
+export interface HandleEvent {
+  event: 'handle';
+  /** The new handle number in the receiver's table. */
+  handle: number;
+  rights: RightName[];
+  from: { id: number; name: string | null };
+  buffer: number;
+  size: number;
+  pool: string;
+  cache: CachePolicyName;
+}
+
 export interface HugepagesSetResult {
   /** Hugepage size in bytes. */
   size: number;
@@ -77,9 +119,14 @@ export interface Results {
   ping: PingResult;
   status: Status;
   pools: { pools: PoolStatus[] };
-  alloc: BufferInfo;
-  free: { buffer: number; freed: true };
-  info: BufferInfo;
+  alloc: HandleInfo;
+  info: HandleInfo;
+  dup: { handle: number; rights: RightName[] };
+  close: { handle: number; closed: true };
+  send: { to: number; toName: string | null; rights: RightName[] };
+  export: { token: string; expiresInMs: number; rights: RightName[] };
+  import: HandleInfo;
+  buffers: { buffers: BufferListing[] };
   'hugepages.set': HugepagesSetResult;
   write: { written: number };
   read: { data: Uint8Array };
@@ -98,6 +145,6 @@ export interface ShutdownEvent {
 }
 
 /** Events are pushed by the daemon and carry `event` instead of `id`. */
-export type DaemonEvent = ShutdownEvent;
+export type DaemonEvent = ShutdownEvent | HandleEvent;
 
 export type EventName = DaemonEvent['event'];

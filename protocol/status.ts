@@ -131,6 +131,12 @@ export interface ClientStatus {
   id: number;
   name: string | null;
   handles: number;
+  /** "anonymous", "cookie" or a token name. */
+  principal: string;
+  capabilities: string[];
+  /** Quota use: usable bytes of live buffers allocated by this client's principal (shared by every connection of a token). */
+  bytes: number;
+  maxBytes: number | null;
   connectedMs: number;
 }
 
@@ -151,6 +157,8 @@ export interface Status {
   /** Machine-wide cache-policy conversions (pools and dissolved hugepages). */
   conversions: { total: number; bytes: number; costUs: number };
   clients: ClientStatus[];
+  /** Live buffers and export tokens. */
+  buffers: { live: number; tokensInFlight: number; tokensIssued: number; tokensImported: number; tokensExpired: number };
   drivers: DriverStatus[];
   /** Present when status was asked with `pool`. */
   pool?: PoolDetail;

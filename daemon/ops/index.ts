@@ -8,6 +8,7 @@ import type { DaemonContext } from '../context.js';
 import type { Session } from '../clients.js';
 import * as session from './session.js';
 import * as memory from './memory.js';
+import * as handles from './handles.js';
 
 export type Handler<K extends OpName> = (
   ctx: DaemonContext,
@@ -23,9 +24,14 @@ export const HANDLERS: HandlerTable = {
   status: session.status,
   pools: memory.pools,
   alloc: memory.alloc,
-  free: memory.free,
   info: memory.info,
   'hugepages.set': memory.hugepagesSet,
   write: memory.write,
   read: memory.read,
+  dup: handles.dup,
+  close: handles.close,
+  send: handles.send,
+  export: handles.exportHandle,
+  import: handles.importToken,
+  buffers: handles.buffers,
 };

@@ -1,14 +1,16 @@
 /**
- * Memory ops: pools, alloc, free, info, hugepages.set.
+ * Memory ops: pools, alloc, info, read, write, hugepages.set.
  */
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
-import type { BufferInfo, HugepagesSetResult } from '../../protocol/results.js';
+import type { BufferInfo, HandleInfo, HugepagesSetResult } from '../../protocol/results.js';
 import type { PoolStatus } from '../../protocol/status.js';
 import { formatSize } from '../../protocol/units.js';
 import type { DaemonContext } from '../context.js';
 import type { Session } from '../clients.js';
 import type { PhysBuffer } from '../pool.js';
+import { R_ALL, rightsList, type Handle } from '../handles.js';
+import { ADMIN, requireCapability } from '../auth.js';
 import { maxDataBytes } from './session.js';
 
 export function bufferInfo(b: PhysBuffer): BufferInfo {
@@ -30,38 +32,54 @@ export function bufferInfo(b: PhysBuffer): BufferInfo {
   };
 }
 
-/** The buffer with this id, if this session allocated it. */
-function owned(ctx: DaemonContext, s: Session, id: number): PhysBuffer {
-  const b = ctx.machine.buffer(id);
-  if (b === undefined || b.owner !== s.id) throw new BufferdError('ENOENT', `no buffer ${id} allocated by this connection`, { buffer: id });
-  return b;
+export function handleInfo(h: Handle): HandleInfo {
+  const b = h.buffer;
+  return {
+    ...bufferInfo(b.phys),
+    handle: h.fd,
+    rights: rightsList(h.rights),
+    refs: { ...b.refs },
+    holders: b.holders.size,
+    creator: b.creator,
+  };
+}
+
+/** The session's handle table (hello has run by the time any op gets here). */
+export function table(s: Session) {
+  return s.handles!;
 }
 
 export function pools(ctx: DaemonContext): { pools: PoolStatus[] } {
   return { pools: ctx.machine.poolStatus() };
 }
 
-export function alloc(ctx: DaemonContext, s: Session, req: RequestOf<'alloc'>): BufferInfo {
-  const b = ctx.machine.alloc({ pool: req.pool, size: req.size, align: req.align ?? 1, owner: s.id, populate: req.populate ?? true });
-  s.log.debug({ buffer: b.id, pool: req.pool, size: req.size }, 'alloc');
-  return bufferInfo(b);
+export function alloc(ctx: DaemonContext, s: Session, req: RequestOf<'alloc'>): HandleInfo {
+  const pool = ctx.machine.pool(req.pool);
+  if (pool.cfg.capability !== null) requireCapability(s.capabilities, pool.cfg.capability, `allocating from pool '${pool.name}'`);
+  const align = req.align ?? 1;
+  pool.checkRequest(req.size, align);
+  const quota = s.principal!.maxBytes;
+  if (quota !== null) {
+    const used = s.principal!.usage.bytes;
+    const usize = pool.usizeFor(req.size, align);
+    if (used + usize > quota) {
+      throw new BufferdError(
+        'EDQUOT',
+        `quota exceeded: ${formatSize(usize)} more would make ${formatSize(used + usize)} of the ${formatSize(quota)} allowed to '${s.principal!.name}' (maxBytes); ${formatSize(used)} in use`,
+        { quota, used, requested: usize },
+      );
+    }
+  }
+  const t = table(s);
+  t.ensureRoom();
+  const phys = ctx.machine.alloc({ pool: req.pool, size: req.size, align, owner: s.id, populate: req.populate ?? true });
+  const h = t.open(ctx.share(phys, s), R_ALL);
+  s.log.debug({ handle: h.fd, buffer: phys.id, pool: req.pool, size: req.size }, 'alloc');
+  return handleInfo(h);
 }
 
-export function free(ctx: DaemonContext, s: Session, req: RequestOf<'free'>): { buffer: number; freed: true } {
-  const b = owned(ctx, s, req.buffer);
-  ctx.machine.free(b);
-  return { buffer: req.buffer, freed: true };
-}
-
-export function info(ctx: DaemonContext, s: Session, req: RequestOf<'info'>): BufferInfo {
-  return bufferInfo(owned(ctx, s, req.buffer));
-}
-
-export function hugepagesSet(ctx: DaemonContext, s: Session, req: RequestOf<'hugepages.set'>): HugepagesSetResult {
-  const r = ctx.machine.setHugepages(req.size, req.nr, req.overcommit);
-  const level = r.reached < r.requested ? 'warn' : 'info';
-  s.log[level]({ size: r.size, requested: r.requested, reached: r.reached, overcommit: r.overcommit }, `hugepages ${formatSize(r.size)} resized`);
-  return r;
+export function info(_ctx: DaemonContext, s: Session, req: RequestOf<'info'>): HandleInfo {
+  return handleInfo(table(s).get(req.handle));
 }
 
 /** Offsets and lengths inside the buffer and under the data limit, or EINVAL naming both. */
@@ -74,23 +92,31 @@ function checkRange(ctx: DaemonContext, b: PhysBuffer, offset: number, length: n
     });
   }
   if (offset + length > b.size) {
-    throw new BufferdError(
-      'EINVAL',
-      `offset ${offset} + ${field} ${length} = ${offset + length} is past the end of buffer ${b.id} (size ${b.size})`,
-      { offset, length, size: b.size },
-    );
+    throw new BufferdError('EINVAL', `offset ${offset} + ${field} ${length} = ${offset + length} is past the end of the buffer (size ${b.size})`, {
+      offset,
+      length,
+      size: b.size,
+    });
   }
 }
 
 export function write(ctx: DaemonContext, s: Session, req: RequestOf<'write'>): { written: number } {
-  const b = owned(ctx, s, req.buffer);
+  const b = table(s).need(req.handle, 'write').buffer.phys;
   checkRange(ctx, b, req.offset, req.data.length, 'data length');
   ctx.machine.write(b, req.offset, req.data);
   return { written: req.data.length };
 }
 
 export function read(ctx: DaemonContext, s: Session, req: RequestOf<'read'>): { data: Uint8Array } {
-  const b = owned(ctx, s, req.buffer);
+  const b = table(s).need(req.handle, 'read').buffer.phys;
   checkRange(ctx, b, req.offset, req.length, 'length');
   return { data: ctx.machine.read(b, req.offset, req.length) };
+}
+
+export function hugepagesSet(ctx: DaemonContext, s: Session, req: RequestOf<'hugepages.set'>): HugepagesSetResult {
+  requireCapability(s.capabilities, ADMIN, 'hugepages.set');
+  const r = ctx.machine.setHugepages(req.size, req.nr, req.overcommit);
+  const level = r.reached < r.requested ? 'warn' : 'info';
+  s.log[level]({ size: r.size, requested: r.requested, reached: r.reached, overcommit: r.overcommit }, `hugepages ${formatSize(r.size)} resized`);
+  return r;
 }

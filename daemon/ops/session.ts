@@ -8,6 +8,7 @@ import type { Status } from '../../protocol/status.js';
 import type { DaemonContext } from '../context.js';
 import type { Session } from '../clients.js';
 import { buildStatus } from '../status.js';
+import { HandleTable } from '../handles.js';
 
 export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): HelloResult {
   if (s.open) throw new BufferdError('EPROTO', 'hello was already done on this connection');
@@ -18,6 +19,7 @@ export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): 
       { supported: [PROTOCOL_VERSION], requested: req.version },
     );
   }
+  const principal = ctx.auth.resolve(req.token);
   if (req.name !== undefined) {
     const holder = ctx.clients.byName(req.name);
     if (holder !== undefined) {
@@ -25,9 +27,12 @@ export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): 
     }
     s.name = req.name;
   }
+  s.principal = principal;
+  s.capabilities = new Set(principal.capabilities);
+  s.handles = new HandleTable(s.id, principal.maxHandles);
   s.open = true;
   ctx.clients.add(s);
-  s.log = s.log.child({ clientName: s.name });
+  s.log = s.log.child({ clientName: s.name, principal: principal.name });
   s.log.info({ event: 'hello' }, 'client opened session');
   return {
     clientId: s.id,
@@ -37,8 +42,10 @@ export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): 
     limits: {
       maxFrameBytes: ctx.config.server.maxFrameBytes,
       maxDataBytes: maxDataBytes(ctx.config.server.maxFrameBytes),
-      maxHandles: ctx.config.limits.maxHandles,
+      maxHandles: principal.maxHandles,
     },
+    principal: principal.name,
+    maxBytes: principal.maxBytes,
     capabilities: [...s.capabilities].sort(),
   };
 }

@@ -7,7 +7,7 @@ import { Name, Uint, request, BinaryData } from '../types.js';
 /** Largest single buffer: 64 GiB. */
 export const MAX_BUFFER_BYTES = 64 * 2 ** 30;
 
-export const BufferId = Uint({ description: 'buffer id' });
+export const HandleNum = Uint({ description: 'handle number on this connection' });
 
 export const PoolsRequest = request('pools', {}, 'List the pools with their attributes and counters.');
 
@@ -19,12 +19,10 @@ export const AllocRequest = request(
     align: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 ** 30, description: 'alignment in bytes, a power of two' })),
     populate: Type.Optional(Type.Boolean({ description: 'back hugepages now (default) or reserve them and back on first use' })),
   },
-  'Allocate a zeroed buffer from a pool.',
+  'Allocate a zeroed buffer from a pool; returns a handle with all rights.',
 );
 
-export const FreeRequest = request('free', { buffer: BufferId }, 'Free a buffer this connection allocated.');
-
-export const InfoRequest = request('info', { buffer: BufferId }, 'Describe a buffer: pool, cache policy, size, physical segments.');
+export const InfoRequest = request('info', { handle: HandleNum }, 'Describe a handle and its buffer: pool, cache policy, size, physical segments, rights, references.');
 
 export const HugepagesSetRequest = request(
   'hugepages.set',
@@ -33,7 +31,7 @@ export const HugepagesSetRequest = request(
     nr: Type.Integer({ minimum: 0, maximum: 1 << 20, description: 'nr_hugepages' }),
     overcommit: Type.Optional(Type.Integer({ minimum: 0, maximum: 1 << 20, description: 'nr_overcommit_hugepages' })),
   },
-  'Resize a hugepage pool as writing nr_hugepages (and nr_overcommit_hugepages) does.',
+  'Resize a hugepage pool as writing nr_hugepages (and nr_overcommit_hugepages) does. Admin only.',
 );
 
 /** Largest data payload any configuration accepts in one request (frames are at most 1 GiB). */
@@ -42,7 +40,7 @@ export const MAX_DATA_BYTES = 2 ** 30;
 export const WriteRequest = request(
   'write',
   {
-    buffer: BufferId,
+    handle: HandleNum,
     offset: Type.Integer({ minimum: 0, maximum: MAX_BUFFER_BYTES, description: 'byte offset in the buffer' }),
     data: BinaryData(MAX_DATA_BYTES, 'bytes to write'),
   },
@@ -52,7 +50,7 @@ export const WriteRequest = request(
 export const ReadRequest = request(
   'read',
   {
-    buffer: BufferId,
+    handle: HandleNum,
     offset: Type.Integer({ minimum: 0, maximum: MAX_BUFFER_BYTES, description: 'byte offset in the buffer' }),
     length: Type.Integer({ minimum: 0, maximum: MAX_DATA_BYTES, description: 'bytes to read' }),
   },
@@ -62,7 +60,6 @@ export const ReadRequest = request(
 export const MEMORY_REQUESTS = {
   pools: PoolsRequest,
   alloc: AllocRequest,
-  free: FreeRequest,
   info: InfoRequest,
   'hugepages.set': HugepagesSetRequest,
   write: WriteRequest,

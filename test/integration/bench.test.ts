@@ -116,3 +116,36 @@ t.test('suballoc benchmark emits its figures as JSON lines', async (t) => {
   t.ok((figs.find((x) => x['metric'] === 'hostBytesPerAllocation')?.['value'] as number) > 0, 'host bytes per allocation > 0');
   t.match(r.stderr, 'ratio', 'a readable table is printed');
 });
+
+t.test('handles benchmark emits its figures as JSON lines', async (t) => {
+  const r = await runNode([RUN, 'handles', '--quick'], { timeoutMs: 90_000 });
+  t.equal(r.code, 0, r.stderr);
+  const figs = parseFigures(r.stdout);
+  const want: [string, string, string, string | undefined][] = [
+    ['4KiB', 'sendLatencyUs', 'us', undefined],
+    ['4KiB', 'exportImportLatencyUs', 'us', undefined],
+    ['1GiB', 'sendLatencyUs', 'us', '4KiB'],
+    ['1GiB', 'exportImportLatencyUs', 'us', '4KiB'],
+    ['data', 'writeBytesPerSec', 'bytes/s', 'raw-socket'],
+    ['data', 'readBytesPerSec', 'bytes/s', 'raw-socket'],
+  ];
+  for (const [c, m, unit, baseline] of want) {
+    const f = figs.find((x) => x['case'] === c && x['metric'] === m);
+    t.ok(f, `${c} ${m}`);
+    t.equal(f?.['bench'], 'handles');
+    t.equal(f?.['unit'], unit);
+    t.type(f?.['value'], 'number');
+    t.ok((f?.['value'] as number) > 0 && Number.isFinite(f?.['value']), `${c} ${m} is positive and finite`);
+    if (baseline === undefined) {
+      t.notOk(f !== undefined && 'baseline' in f, `${c} ${m} has no baseline`);
+      continue;
+    }
+    t.equal(f?.['baseline'], baseline);
+    t.type(f?.['baselineValue'], 'number');
+    t.type(f?.['ratio'], 'number');
+  }
+  const small = figs.find((x) => x['case'] === '4KiB' && x['metric'] === 'sendLatencyUs');
+  const big = figs.find((x) => x['case'] === '1GiB' && x['metric'] === 'sendLatencyUs');
+  t.equal(big?.['baselineValue'], small?.['value'], 'the 1 GiB baseline is the 4 KiB figure of the same run');
+  t.match(r.stderr, 'ratio', 'a readable table is printed');
+});

@@ -60,7 +60,7 @@ t.test('alloc, info, free through the daemon', async (t) => {
   t.equal(a.usize, 10_240, 'the size class');
   t.same(a.segments.map((s) => s.len), [10_000], 'one piece of a slab');
   t.ok(a.segments[0]!.addr >= 2 ** 32, 'default pool prefers the Normal zone above 4 GiB');
-  t.same(await c.info(a.buffer), a);
+  t.same(await c.info(a.handle), a);
 
   const h = await c.alloc({ pool: 'huge', size: 5 * MiB });
   t.equal(h.kind, 'direct');
@@ -96,9 +96,9 @@ t.test('alloc, info, free through the daemon', async (t) => {
   t.equal(hp2.free, hp2.total - 3);
   t.equal(mid.clients.find((x) => x.id === c.id)!.handles, 4);
 
-  for (const b of [a, h, dma, con]) t.same(await c.free(b.buffer), { buffer: b.buffer, freed: true });
-  t.equal((await err(c.info(a.buffer))).code, 'ENOENT');
-  t.equal((await err(c.free(a.buffer))).code, 'ENOENT');
+  for (const b of [a, h, dma, con]) t.same(await c.close(b.handle), { handle: b.handle, closed: true });
+  t.equal((await err(c.info(a.handle))).code, 'EBADF');
+  t.equal((await err(c.close(a.handle))).code, 'EBADF');
   const after = memoryView(await c.status());
   // direct pages went back at once; the client's empty chunk waits for decay (10 s)
   t.same(after.hugepages, before.hugepages);
@@ -124,7 +124,7 @@ t.test('failed allocations are all-or-nothing and say what is free', async (t) =
   t.teardown(() => c.disconnect());
   const keep = await c.alloc({ pool: 'huge', size: 2 * MiB });
   const small = await c.alloc({ pool: 'huge', size: 100 });
-  await c.free((await c.alloc({ pool: 'tcm', size: 100 })).buffer);
+  await c.close((await c.alloc({ pool: 'tcm', size: 100 })).handle);
   const before = memoryView(await c.status());
   let e = await err(c.alloc({ pool: 'giant', size: 3 * GiB }));
   t.equal(e.code, 'ENOMEM');
@@ -162,9 +162,9 @@ t.test('failed allocations are all-or-nothing and say what is free', async (t) =
   t.equal(e.code, 'ENOMEM');
   t.match(e.message, "pool 'giant': cannot allocate 1 B (1 bytes): 0 of 2 1 GiB hugepages available");
   t.same(memoryView(await c.status()), before2, 'nothing changed');
-  await c.free(rest.buffer);
-  await c.free(keep.buffer);
-  await c.free(small.buffer);
+  await c.close(rest.handle);
+  await c.close(keep.handle);
+  await c.close(small.handle);
 });
 
 t.test('a failed allocation purges the pool\'s dirty chunks, and still fails cleanly', async (t) => {
@@ -173,7 +173,7 @@ t.test('a failed allocation purges the pool\'s dirty chunks, and still fails cle
   t.teardown(() => c.disconnect());
   const base = await c.status();
   // a small buffer takes a hugepage as its chunk; freed, the chunk stays dirty (10 s decay)
-  await c.free((await c.alloc({ pool: 'huge', size: 100 })).buffer);
+  await c.close((await c.alloc({ pool: 'huge', size: 100 })).handle);
   let huge = (await c.status()).pools.find((p) => p.name === 'huge')!;
   t.match(huge, { dirty: 2 * MiB, mapped: 2 * MiB, purges: 0 });
   // 256 + 128 overcommit hugepages of 2 MiB exist at most: ask for more
@@ -199,12 +199,12 @@ t.test('buffers belong to their connection and are freed when it closes', async 
   t.teardown(() => b.disconnect());
   const base = memoryView(await b.status());
   const bufs: number[] = [];
-  for (let i = 0; i < 50; i++) bufs.push((await a.alloc({ pool: i % 2 ? 'default' : 'huge', size: 4096 * (i + 1) })).buffer);
+  for (let i = 0; i < 50; i++) bufs.push((await a.alloc({ pool: i % 2 ? 'default' : 'huge', size: 4096 * (i + 1) })).handle);
   // direct buffers too, and a buffer freed before the disconnect (its chunk is dirty)
-  bufs.push((await a.alloc({ pool: 'huge', size: 3 * MiB })).buffer, (await a.alloc({ pool: 'default', size: 5 * MiB })).buffer);
-  await a.free((await a.alloc({ pool: 'dma32', size: 100 })).buffer);
-  t.equal((await err(b.free(bufs[0]!))).code, 'ENOENT', "another client's buffer");
-  t.equal((await err(b.info(bufs[1]!))).code, 'ENOENT');
+  bufs.push((await a.alloc({ pool: 'huge', size: 3 * MiB })).handle, (await a.alloc({ pool: 'default', size: 5 * MiB })).handle);
+  await a.close((await a.alloc({ pool: 'dma32', size: 100 })).handle);
+  t.equal((await err(b.close(bufs[0]!))).code, 'EBADF', "another client's buffer");
+  t.equal((await err(b.info(bufs[1]!))).code, 'EBADF');
   t.ok((await a.info(bufs[0]!)).size > 0, 'the owner is undisturbed');
   const mid = await b.status();
   t.match(mid.pools.find((p) => p.name === 'dma32')!, { dirty: 2 * MiB, arenas: 1 });
@@ -258,8 +258,8 @@ t.test('hugepage resize, surplus and reservations through the daemon', async (t)
   t.equal(far.requested, 1000);
   t.ok(far.reached < 1000 && far.reached >= 28, `reached ${far.reached}`);
   t.equal(far.status.surplus, 0);
-  await c.free(lazy.buffer);
-  await c.free(big.buffer);
+  await c.close(lazy.handle);
+  await c.close(big.handle);
   const back = await c.setHugepages(2 * MiB, 8);
   t.match(back.status, { total: 8, free: 8, reserved: 0, surplus: 0 });
   t.equal((await err(c.setHugepages(1 * GiB, 1))).code, 'ENOENT');
@@ -267,7 +267,7 @@ t.test('hugepage resize, surplus and reservations through the daemon', async (t)
   const convBefore = (await c.status()).pools.find((p) => p.name === 'wc')!.conversions;
   const w = await c.alloc({ pool: 'wc', size: 1 });
   t.equal(w.kind, 'small');
-  await c.free(w.buffer);
+  await c.close(w.handle);
   let wc = (await c.status()).pools.find((p) => p.name === 'wc')!;
   t.match(wc, { mapped: 0, purges: 1 }, 'the chunk went back to the hugepage pool');
   t.match(await hp(), { free: 8, inUse: 0 });
@@ -276,7 +276,7 @@ t.test('hugepage resize, surplus and reservations through the daemon', async (t)
   wc = (await c.status()).pools.find((p) => p.name === 'wc')!;
   t.equal(wc.conversions, convBefore + 1, 'converted once, reused without conversion');
   t.ok(wc.conversionCostUs > 0);
-  await c.free(w2.buffer);
+  await c.close(w2.handle);
 });
 
 t.test('bufctl pools and hugepages', async (t) => {

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
-import { connect, type BufferInfo, type PoolStatus } from '../../client/index.js';
+import { connect, type HandleInfo, type PoolStatus } from '../../client/index.js';
 import { alignedUsize, SMALL_MAXCLASS } from '../../daemon/sizeclasses.js';
 
 const MiB = 2 ** 20;
@@ -27,7 +27,7 @@ t.test('many sizes side by side: written, read back intact, counted, freed', asy
   const pool = (st: { pools: PoolStatus[] }, name: string) => st.pools.find((p) => p.name === name)!;
   const st0 = await c.status();
 
-  const bufs: BufferInfo[] = [];
+  const bufs: HandleInfo[] = [];
   for (const name of POOLS) for (const size of SIZES) bufs.push(await c.alloc({ pool: name, size }));
   // a second round interleaved across pools, so classes get several neighbours
   for (const size of SIZES.slice(0, 14)) for (const name of POOLS) bufs.push(await c.alloc({ pool: name, size }));
@@ -44,14 +44,14 @@ t.test('many sizes side by side: written, read back intact, counted, freed', asy
   t.pass(`${bufs.length} buffers allocated with the expected kinds and usable sizes`);
 
   // no two buffers share a byte of physical memory
-  const spans = bufs.flatMap((b) => b.segments.map((s) => ({ ...s, id: b.buffer }))).sort((x, y) => x.addr - y.addr);
+  const spans = bufs.flatMap((b) => b.segments.map((s) => ({ ...s, id: b.handle }))).sort((x, y) => x.addr - y.addr);
   const overlaps = spans.filter((s, i) => i > 0 && s.addr < spans[i - 1]!.addr + spans[i - 1]!.len);
   t.same(overlaps, [], 'no overlapping segments');
 
-  await Promise.all(bufs.map((b, k) => c.write(b.buffer, 0, pattern(k, b.size))));
+  await Promise.all(bufs.map((b, k) => c.write(b.handle, 0, pattern(k, b.size))));
   let intact = 0;
   for (const [k, b] of bufs.entries()) {
-    const got = await c.read(b.buffer, 0, b.size);
+    const got = await c.read(b.handle, 0, b.size);
     if (got.equals(pattern(k, b.size))) intact++;
     else t.fail(`${b.pool} buffer of ${b.size} bytes: pattern damaged at offset ${got.findIndex((x, i) => x !== pattern(k, b.size)[i])}`);
   }
@@ -60,7 +60,7 @@ t.test('many sizes side by side: written, read back intact, counted, freed', asy
   const st = await c.status();
   for (const name of POOLS) {
     const mine = bufs.filter((b) => b.pool === name);
-    const infos = await Promise.all(mine.map((b) => c.info(b.buffer)));
+    const infos = await Promise.all(mine.map((b) => c.info(b.handle)));
     const p = pool(st, name);
     t.equal(p.requested, mine.reduce((a, b) => a + b.size, 0), `${name}: requested = sum of sizes`);
     t.equal(p.allocated, infos.reduce((a, b) => a + b.usize, 0), `${name}: allocated = sum of usable sizes`);
@@ -86,7 +86,7 @@ t.test('many sizes side by side: written, read back intact, counted, freed', asy
     t.equal(detail.arenas[0]!.live, mine.length - mine.filter((b) => b.kind === 'direct').length, `${name}: arena live = small + large buffers`);
   }
 
-  for (const b of bufs) await c.free(b.buffer);
+  for (const b of bufs) await c.close(b.handle);
   const end = await c.status();
   for (const name of POOLS) {
     const p = pool(end, name);
@@ -119,7 +119,7 @@ t.test('the daemon purges dirty chunks once dirtyDecayMs has passed', async (t) 
   const dram = async () => (await c.status()).memory.regions[0]!.free;
   const free0 = await dram();
   const bufs = await Promise.all(['fast', 'hfast', 'keep'].flatMap((pool) => [100, 20000].map((size) => c.alloc({ pool, size }))));
-  for (const b of bufs) await c.free(b.buffer);
+  for (const b of bufs) await c.close(b.handle);
   const freedAt = Date.now();
   const st = await c.status();
   for (const name of ['fast', 'hfast', 'keep']) {
@@ -152,7 +152,7 @@ t.test('a departing client gives its arenas back; another client never shares it
   const free0 = await hp();
   const xa = await Promise.all([64, 64, 3000, 50000].map((size) => a.alloc({ pool: 'huge', size })));
   const xb = await Promise.all([64, 64, 3000, 50000].map((size) => b.alloc({ pool: 'huge', size })));
-  const page = (x: BufferInfo) => Math.floor(x.segments[0]!.addr / (2 * MiB));
+  const page = (x: HandleInfo) => Math.floor(x.segments[0]!.addr / (2 * MiB));
   t.equal(new Set(xa.map(page)).size, 1, "a's buffers share one hugepage");
   t.equal(new Set(xb.map(page)).size, 1, "b's buffers share one hugepage");
   t.not(page(xa[0]!), page(xb[0]!), 'but not with each other');
@@ -168,6 +168,6 @@ t.test('a departing client gives its arenas back; another client never shares it
   }
   t.equal(left, 1, "a's arena is gone");
   t.equal(await hp(), free0 - 1, "a's hugepage is back in the hugepage pool");
-  for (const x of xb) await b.free(x.buffer);
+  for (const x of xb) await b.close(x.handle);
   t.match((await b.status()).pools.find((p) => p.name === 'huge'), { buffers: 0, requested: 0, arenas: 1 });
 });

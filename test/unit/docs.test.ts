@@ -41,7 +41,9 @@ t.test('the example frames are exactly what the encoder produces', async (t) => 
         protocolVersion: 1,
         server: { name: 'bufferd', version: '0.1.0', pid: 4242 },
         limits: { maxFrameBytes: 4194304, maxDataBytes: 4193280, maxHandles: 1024 },
-        capabilities: [],
+        capabilities: ['alloc:uncached', 'alloc:writecombine', 'driver'],
+        principal: 'anonymous',
+        maxBytes: null,
       },
     },
   ];

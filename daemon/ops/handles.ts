@@ -1,0 +1,102 @@
+/**
+ * Handle ops: dup, close, send, export, import, buffers.
+ */
+import { BufferdError } from '../../protocol/errors.js';
+import type { RequestOf } from '../../protocol/requests.js';
+import type { BufferListing, HandleInfo, RightName } from '../../protocol/results.js';
+import type { DaemonContext } from '../context.js';
+import type { Session } from '../clients.js';
+import { narrow, rightsList } from '../handles.js';
+import { DEFAULT_TOKEN_TTL_MS } from '../tokens.js';
+import { ADMIN, hasCapability } from '../auth.js';
+import { handleInfo, table } from './memory.js';
+
+export function dup(_ctx: DaemonContext, s: Session, req: RequestOf<'dup'>): { handle: number; rights: RightName[] } {
+  const t = table(s);
+  const h = t.get(req.handle);
+  const n = t.open(h.buffer, h.rights);
+  return { handle: n.fd, rights: rightsList(n.rights) };
+}
+
+export function close(_ctx: DaemonContext, s: Session, req: RequestOf<'close'>): { handle: number; closed: true } {
+  table(s).close(req.handle);
+  return { handle: req.handle, closed: true };
+}
+
+/** The connected client named by id or name, or ENOENT. */
+function target(ctx: DaemonContext, to: number | string): Session {
+  const c = typeof to === 'number' ? ctx.clients.byId(to) : ctx.clients.byName(to);
+  if (c === undefined || c.handles === null) {
+    throw new BufferdError('ENOENT', `no connected client ${typeof to === 'number' ? to : `'${to}'`}`, { to });
+  }
+  return c;
+}
+
+export function send(ctx: DaemonContext, s: Session, req: RequestOf<'send'>): { to: number; toName: string | null; rights: RightName[] } {
+  const h = table(s).need(req.handle, 'share');
+  const rights = narrow(h, req.rights);
+  const dest = target(ctx, req.to);
+  const dt = dest.handles!;
+  dt.ensureRoom(`client ${dest.id}${dest.name !== null ? ` '${dest.name}'` : ''}`);
+  const n = dt.open(h.buffer, rights);
+  const phys = h.buffer.phys;
+  dest.send({
+    event: 'handle',
+    handle: n.fd,
+    rights: rightsList(rights),
+    from: { id: s.id, name: s.name },
+    buffer: phys.id,
+    size: phys.size,
+    pool: phys.pool.name,
+    cache: phys.pool.cfg.cache,
+  });
+  s.log.debug({ handle: h.fd, to: dest.id, theirs: n.fd, buffer: phys.id }, 'send');
+  return { to: dest.id, toName: dest.name, rights: rightsList(rights) };
+}
+
+export function exportHandle(
+  ctx: DaemonContext,
+  s: Session,
+  req: RequestOf<'export'>,
+): { token: string; expiresInMs: number; rights: RightName[] } {
+  const h = table(s).need(req.handle, 'share');
+  const rights = narrow(h, req.rights);
+  const { token, expiresInMs } = ctx.tokens.export(h.buffer, rights, req.ttlMs ?? DEFAULT_TOKEN_TTL_MS, s.id, s.name);
+  return { token, expiresInMs, rights: rightsList(rights) };
+}
+
+export function importToken(ctx: DaemonContext, s: Session, req: RequestOf<'import'>): HandleInfo {
+  const t = table(s);
+  t.ensureRoom();
+  const inflight = ctx.tokens.take(req.token);
+  const h = t.open(inflight.buffer, inflight.rights);
+  // the handle now holds the buffer: drop the in-flight reference
+  inflight.buffer.unref('inflight');
+  s.log.debug({ handle: h.fd, buffer: h.buffer.id, from: inflight.from }, 'import');
+  return handleInfo(h);
+}
+
+export function buffers(ctx: DaemonContext, s: Session, req: RequestOf<'buffers'>): { buffers: BufferListing[] } {
+  const admin = hasCapability(s.capabilities, ADMIN);
+  if (req.pool !== undefined) ctx.machine.pool(req.pool); // ENOENT for a pool that does not exist
+  const out: BufferListing[] = [];
+  for (const b of ctx.buffers.values()) {
+    if (!admin && !b.holders.has(s.id)) continue;
+    if (req.client !== undefined && !b.holders.has(req.client)) continue;
+    if (req.pool !== undefined && b.phys.pool.name !== req.pool) continue;
+    out.push({
+      buffer: b.id,
+      pool: b.phys.pool.name,
+      cache: b.phys.pool.cfg.cache,
+      size: b.phys.size,
+      usize: b.phys.usize,
+      kind: b.phys.kind,
+      creator: b.creator,
+      holders: [...b.holders].map(([client, handles]) => ({ client, name: ctx.clients.byId(client)?.name ?? null, handles })),
+      refs: { ...b.refs },
+    });
+  }
+  out.sort((a, b) => a.buffer - b.buffer);
+  return { buffers: out };
+}
+

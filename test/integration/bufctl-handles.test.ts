@@ -1,0 +1,182 @@
+/**
+ * bufctl's views of handles: `buffers` (every buffer with its holders by
+ * name, for the admin it is through the cookie; filters by client and pool;
+ * JSON) and `clients` (principal, handles, bytes, quota, capabilities), and
+ * their usage errors.
+ */
+import t from 'tap';
+import { startDaemon, bufctl } from '../helpers/daemon.js';
+import { spawnClient } from '../helpers/procs.js';
+import { connect, type BufferClient, type BufferListing, type ClientStatus, type HandleInfo } from '../../client/index.js';
+import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+
+const CAM = 'camera-token-secret-0123456789';
+const CONFIG = {
+  ...DEFAULT_MACHINE,
+  auth: { ...DEFAULT_MACHINE.auth, tokens: [{ name: 'camera', secret: CAM, capabilities: ['alloc:writecombine'], maxBytes: '16M' }] },
+};
+const MiB = 2 ** 20;
+
+async function client(t: { teardown(fn: () => unknown): void }, socket: string, name: string, token?: string): Promise<BufferClient> {
+  const c = await connect(token === undefined ? { socket, name, useCookie: false } : { socket, name, token });
+  t.teardown(() => c.disconnect());
+  return c;
+}
+
+/** The table row of a buffer id. */
+const row = (out: string, buffer: number) => out.split('\n').find((l) => new RegExp(`^\\s+${buffer}\\s`).test(l));
+
+t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, --json', async (t) => {
+  const d = await startDaemon(t, { config: CONFIG });
+  const alpha = await client(t, d.socket, 'alpha');
+  const beta = await spawnClient(t, d.socket, 'beta'); // another process
+  const a = await alpha.alloc({ pool: 'default', size: 10_000 });
+  const b = await alpha.alloc({ pool: 'huge', size: 3 * MiB });
+  const c = await beta.call<HandleInfo>('alloc', { pool: 'dma32', size: 100 });
+  await alpha.send(a.handle, 'beta', { rights: ['read'] });
+  await alpha.dup(a.handle);
+  const ex = await alpha.export(b.handle);
+  t.ok(ex.token);
+
+  const human = await bufctl(d.socket, 'buffers');
+  t.equal(human.code, 0, human.stderr);
+  t.match(human.stdout, /BUFFER\s+POOL\s+CACHE\s+SIZE\s+USIZE\s+KIND\s+CREATOR\s+HOLDERS\s+REFS h\/i\/r\/m/);
+  t.match(row(human.stdout, a.buffer), new RegExp(`default\\s+writeback\\s+9.77 KiB\\s+10 KiB\\s+small\\s+${alpha.id}\\s+alpha×2 beta×1\\s+3/0/0/0$`));
+  t.match(row(human.stdout, b.buffer), new RegExp(`huge\\s+writeback\\s+3 MiB\\s+4 MiB\\s+direct\\s+${alpha.id}\\s+alpha×1\\s+1/1/0/0$`), 'an exported token shows as in flight');
+  t.match(row(human.stdout, c.buffer), new RegExp(`dma32\\s+writeback\\s+100 B\\s+112 B\\s+small\\s+${beta.id}\\s+beta×1\\s+1/0/0/0$`));
+  t.equal(human.stdout.trim().split('\n').length, 4, 'a header and three buffers');
+
+  const js = await bufctl(d.socket, 'buffers', '--json');
+  t.equal(js.code, 0);
+  const all = JSON.parse(js.stdout) as BufferListing[];
+  t.same(
+    all.map((x) => x.buffer),
+    [a.buffer, b.buffer, c.buffer],
+  );
+  t.same(all[0], {
+    buffer: a.buffer,
+    pool: 'default',
+    cache: 'writeback',
+    size: 10_000,
+    usize: 10_240,
+    kind: 'small',
+    creator: alpha.id,
+    holders: [
+      { client: alpha.id, name: 'alpha', handles: 2 },
+      { client: beta.id, name: 'beta', handles: 1 },
+    ],
+    refs: { handles: 3, inflight: 0, registrations: 0, mappings: 0 },
+  });
+
+  const byClient = async (...args: string[]) => {
+    const r = await bufctl(d.socket, 'buffers', '--json', ...args);
+    t.equal(r.code, 0, r.stderr);
+    return (JSON.parse(r.stdout) as BufferListing[]).map((x) => x.buffer);
+  };
+  const [ofBeta, ofAlpha, ofNobody, ofHuge, both0, both1, filtered, none] = await Promise.all([
+    byClient('--client', String(beta.id)),
+    byClient('--client', String(alpha.id)),
+    byClient('--client', '99999'),
+    byClient('--pool', 'huge'),
+    byClient('--pool', 'dma32', '--client', String(alpha.id)),
+    byClient('--pool', 'dma32', '--client', String(beta.id)),
+    bufctl(d.socket, 'buffers', '--client', String(beta.id)),
+    bufctl(d.socket, 'buffers', '--pool', 'giant'),
+  ]);
+  t.same(ofBeta, [a.buffer, c.buffer], '--client: what that client holds');
+  t.same(ofAlpha, [a.buffer, b.buffer]);
+  t.same(ofNobody, [], 'an unknown client holds nothing');
+  t.same(ofHuge, [b.buffer], '--pool');
+  t.same(both0, [], 'both filters');
+  t.same(both1, [c.buffer]);
+  t.notOk(row(filtered.stdout, b.buffer), 'the table is filtered too');
+  t.ok(row(filtered.stdout, c.buffer));
+  t.equal(none.code, 0);
+  t.match(none.stdout, '(none)');
+
+  // the JSON is what the protocol answers an admin
+  const admin = await connect({ socket: d.socket, name: 'admin' });
+  t.teardown(() => admin.disconnect());
+  t.equal(admin.session.principal, 'cookie');
+  t.same((await admin.buffers()).buffers, all);
+});
+
+t.test('bufctl buffers without the cookie shows only what that client holds: nothing', async (t) => {
+  const d = await startDaemon(t, { config: { ...DEFAULT_MACHINE, auth: { ...DEFAULT_MACHINE.auth, cookie: false } } });
+  const alpha = await client(t, d.socket, 'alpha');
+  await alpha.alloc({ pool: 'default', size: 10 });
+  const r = await bufctl(d.socket, 'buffers', '--json');
+  t.equal(r.code, 0);
+  t.same(JSON.parse(r.stdout), [], 'an anonymous bufctl holds no buffers');
+  const h = await bufctl(d.socket, 'buffers');
+  t.match(h.stdout, '(none)');
+});
+
+t.test('bufctl clients: principal, handles, bytes, quota, capabilities', async (t) => {
+  const d = await startDaemon(t, { config: CONFIG });
+  const alpha = await client(t, d.socket, 'alpha');
+  const cam = await client(t, d.socket, 'cam', CAM);
+  await alpha.alloc({ pool: 'default', size: 10_000 });
+  await alpha.dup(0);
+  await cam.alloc({ pool: 'wc', size: 3 * MiB });
+  const proc = await spawnClient(t, d.socket, 'proc');
+  await proc.call('alloc', { pool: 'huge', size: 100 });
+
+  const human = await bufctl(d.socket, 'clients');
+  t.equal(human.code, 0, human.stderr);
+  t.match(human.stdout, /ID\s+NAME\s+PRINCIPAL\s+HANDLES\s+BYTES\s+QUOTA\s+CONNECTED\s+CAPABILITIES/);
+  const line = (name: string) => human.stdout.split('\n').find((l) => new RegExp(`^\\s+\\d+\\s+${name}\\s`).test(l));
+  t.match(line('alpha'), /alpha\s+anonymous\s+2\s+10 KiB\s+-\s+\d+s\s+alloc:uncached,alloc:writecombine,driver$/);
+  t.match(line('cam'), /cam\s+camera\s+1\s+4 MiB\s+16 MiB\s+\d+s\s+alloc:writecombine$/);
+  t.match(line('proc'), /proc\s+anonymous\s+1\s+112 B\s+-/);
+  t.match(line('bufctl:\\d+'), /bufctl:\d+\s+cookie\s+0\s+0 B\s+-\s+\d+s\s+admin$/, 'bufctl itself, admin through the cookie');
+
+  const js = await bufctl(d.socket, 'clients', '--json');
+  t.equal(js.code, 0);
+  const cs = JSON.parse(js.stdout) as ClientStatus[];
+  const by = (n: string) => cs.find((c) => c.name === n)!;
+  t.match(by('alpha'), { id: alpha.id, principal: 'anonymous', handles: 2, bytes: 10_240, maxBytes: null, capabilities: ['alloc:uncached', 'alloc:writecombine', 'driver'] });
+  t.match(by('cam'), { id: cam.id, principal: 'camera', handles: 1, bytes: 4 * MiB, maxBytes: 16 * MiB, capabilities: ['alloc:writecombine'] });
+  t.match(by('proc'), { id: proc.id, principal: 'anonymous', handles: 1, bytes: 112 });
+  t.ok(cs.some((c) => /^bufctl:\d+$/.test(c.name ?? '') && c.principal === 'cookie'));
+  t.ok(cs.every((c) => typeof c.connectedMs === 'number'));
+});
+
+t.test('bufctl buffers/clients usage errors exit 2', async (t) => {
+  const d = await startDaemon(t);
+  const cases = [
+    ['buffers', '--client', 'abc'],
+    ['buffers', '--client=-1'],
+    ['buffers', '--client', '1.5'],
+    ['buffers', '--client'],
+    ['buffers', 'extra'],
+    ['buffers', '--overcommit', '3'],
+    ['clients', 'extra'],
+    ['clients', '--pool', 'default'],
+    ['clients', '--client', '1'],
+  ];
+  const results = await Promise.all(cases.map((args) => bufctl(d.socket, ...args)));
+  for (const [i, r] of results.entries()) {
+    t.equal(r.code, 2, cases[i]!.join(' '));
+    t.match(r.stderr, /^bufctl: /);
+    t.equal(r.stdout, '', 'nothing on stdout');
+  }
+  const bad = await bufctl(d.socket, 'buffers', '--client', 'abc');
+  t.match(bad.stderr, "--client 'abc' is not a client id");
+  t.match(bad.stderr, 'Usage: bufctl buffers [--client ID] [--pool NAME] [--json]');
+  const help = await bufctl(null, 'buffers', '--help');
+  t.equal(help.code, 0);
+  t.match(help.stdout, 'buffers [--client ID] [--pool NAME] [--json]');
+});
+
+t.test(
+  'bufctl buffers --pool with a pool that does not exist: ENOENT, as status --pool',
+  async (t) => {
+    const d = await startDaemon(t);
+    const st = await bufctl(d.socket, 'status', '--pool', 'no-such-pool');
+    t.equal(st.code, 1, 'status --pool: the daemon answers ENOENT');
+    const r = await bufctl(d.socket, 'buffers', '--pool', 'no-such-pool');
+    t.equal(r.code, 1);
+    t.match(r.stderr, 'ENOENT');
+  },
+);
