@@ -141,9 +141,9 @@ export function prng(seed: number): () => number {
   };
 }
 
-/** Run dist/bench/<script> in its own process (with --expose-gc) and parse the JSON line it prints. */
-export function runChildJson<T>(script: string, args: string[]): Promise<T> {
-  const p = spawn(process.execPath, ['--expose-gc', join(ROOT, 'dist', 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Run dist/bench/<script> in its own process (with --expose-gc and any node flags) and parse the JSON line it prints. */
+export function runChildJson<T>(script: string, args: string[], nodeArgs: string[] = []): Promise<T> {
+  const p = spawn(process.execPath, ['--expose-gc', ...nodeArgs, join(ROOT, 'dist', 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   p.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
   return new Promise((resolve, reject) => {

@@ -5,6 +5,7 @@
  * stderr and its figures as JSON lines on stdout.
  */
 const BENCHES: Record<string, () => Promise<{ run(a: { quick: boolean }): Promise<unknown> }>> = {
+  drivers: () => import('./drivers.js'),
   handles: () => import('./handles.js'),
   ipc: () => import('./ipc.js'),
   memory: () => import('./memory.js'),

@@ -10,6 +10,7 @@ import { connect, ConnectError, type BufferClient } from './client.js';
 import { BufferdError } from '../protocol/errors.js';
 import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailView, clientsTable, buffersTable } from './views.js';
 import { parseSize } from '../protocol/units.js';
+import { driversTable, constraintsView, mergeView } from './views-drivers.js';
 
 export const EXIT_OK = 0;
 export const EXIT_DAEMON_ERROR = 1;
@@ -122,6 +123,39 @@ const COMMANDS: Record<string, Command> = {
     run: async (c, a) => {
       const st = await c.status();
       return print(a.json, st.clients, () => clientsTable(st.clients));
+    },
+  },
+  drivers: {
+    usage: 'drivers [--json]',
+    summary: 'list drivers: registrations, IOVA, IOMMU entries by page size, bounce slots, leaks',
+    options: ['json'],
+    minArgs: 0,
+    maxArgs: 0,
+    run: async (c, a) => {
+      const r = await c.drivers();
+      return print(a.json, r.drivers, () => driversTable(r.drivers));
+    },
+  },
+  constraints: {
+    usage: 'constraints <driver> [--json]',
+    summary: "show a driver's constraints",
+    options: ['json'],
+    minArgs: 1,
+    maxArgs: 1,
+    run: async (c, a) => {
+      const r = await c.constraints(a.positionals[0]!);
+      return print(a.json, r, () => constraintsView(r));
+    },
+  },
+  merge: {
+    usage: 'merge <driver>... [--json]',
+    summary: 'merge several drivers\' constraints and show the pools that satisfy them',
+    options: ['json'],
+    minArgs: 1,
+    maxArgs: 32,
+    run: async (c, a) => {
+      const r = await c.merge(a.positionals);
+      return print(a.json, r, () => mergeView(r));
     },
   },
 };

@@ -17,8 +17,10 @@ import { BufferdError, type WireError } from '../protocol/errors.js';
 import { decodeValue, isPlainMap } from '../protocol/codec.js';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { PROTOCOL_VERSION, type OpName, type ParamsOf } from '../protocol/requests.js';
-import type { HelloResult, PingResult, ResultOf, HandleInfo, HugepagesSetResult, RightName, BufferListing, HandleEvent, ShutdownEvent } from '../protocol/results.js';
-import type { Status, PoolStatus } from '../protocol/status.js';
+import type { HelloResult, PingResult, ResultOf, HandleInfo, HugepagesSetResult, RightName, BufferListing, HandleEvent, ShutdownEvent, MergeResult, RegistrationInfo, RegistrationEvent, UnregistrationEvent, LeakEvent } from '../protocol/results.js';
+import type { Status, PoolStatus, DriverStatus } from '../protocol/status.js';
+import type { Constraints } from '../protocol/attributes.js';
+import { DeviceApi } from './device.js';
 import { resolveSocketPath, cookiePathFor } from '../protocol/paths.js';
 
 export interface ConnectOptions {
@@ -47,6 +49,12 @@ export interface BufferClientEvents {
   handle: [HandleEvent];
   /** The daemon is stopping. */
   shutdown: [ShutdownEvent];
+  /** A buffer was registered with this client's driver; the event's handle is new in this table. */
+  registration: [RegistrationEvent];
+  /** A registration with this client's driver was dropped; its handle was closed. */
+  unregistration: [UnregistrationEvent];
+  /** A registration of a buffer this client holds was dropped without unregister. */
+  leak: [LeakEvent];
   /** Every event, whatever its name. */
   event: [Record<string, unknown> & { event: string }];
   /** A connection-level error frame (E2BIG, ETIMEDOUT, EPROTO without an id). */
@@ -124,10 +132,52 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     return this.request('pools', {});
   }
 
-  /** Allocate a zeroed buffer from a pool; resolves to a new handle (all rights) and the buffer's description. */
-  alloc(opts: { pool: string; size: number; align?: number; populate?: boolean }): Promise<HandleInfo> {
+  /**
+   * Allocate a zeroed buffer, from a named pool or `for` the drivers it will
+   * visit (their constraints are merged and a fitting pool chosen; `info`
+   * says which and why). Resolves to a new handle with all rights.
+   */
+  alloc(opts: { pool: string; size: number; align?: number; populate?: boolean } | { for: string[]; size: number; align?: number; populate?: boolean }): Promise<HandleInfo> {
     return this.request('alloc', opts);
   }
+
+  /** Drivers with their registrations, IOVA, IOMMU entries, bounce use and leaks. */
+  drivers(): Promise<{ drivers: DriverStatus[] }> {
+    return this.request('drivers', {});
+  }
+
+  /** A driver's constraints. */
+  constraints(driver: string): Promise<ResultOf<'constraints'>> {
+    return this.request('constraints', { driver });
+  }
+
+  /** What-if: merged attributes of several drivers and the pools that satisfy them (EINVAL with the conflicts). */
+  merge(drivers: string[]): Promise<MergeResult> {
+    return this.request('merge', { drivers });
+  }
+
+  /** Register a buffer with a driver; rejects with code EATTR and details.mismatches when it doesn't fit. */
+  register(handle: number, driver: string): Promise<RegistrationInfo> {
+    return this.request('register', { handle, driver });
+  }
+
+  /** Drop a registration (by handle; or pass {buffer} as the client that registered it). */
+  unregister(handle: number | { buffer: number }, driver: string): Promise<ResultOf<'unregister'>> {
+    return this.request('unregister', typeof handle === 'number' ? { handle, driver } : { buffer: handle.buffer, driver });
+  }
+
+  /** Attach this client as a driver (needs the 'driver' capability); it gets 'registration' events. */
+  attachDriver(name: string, constraints: Constraints): Promise<ResultOf<'driver.attach'>> {
+    return this.request('driver.attach', { name, constraints });
+  }
+
+  /** Detach a client driver; its registrations are reported as leaks. */
+  detachDriver(name: string): Promise<ResultOf<'driver.detach'>> {
+    return this.request('driver.detach', { name });
+  }
+
+  /** Act as a device on registered buffers. */
+  readonly device: DeviceApi = new DeviceApi(this);
 
   /** A new handle number for the same buffer, with the same rights. */
   dup(handle: number): Promise<{ handle: number; rights: RightName[] }> {

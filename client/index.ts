@@ -3,6 +3,8 @@
  */
 export { BufferClient, connect, ConnectError, readCookie, type ConnectOptions, type BufferClientEvents } from './client.js';
 export { sendHandle, receiveHandle, HANDLE_RECORD_MAGIC, type SendHandleOptions } from './passing.js';
+export { DeviceApi } from './device.js';
+export type { Constraints, MergedAttributes, Mismatch, Conflict } from '../protocol/attributes.js';
 export { BufferdError, ERROR_CODES, type ErrorCode } from '../protocol/errors.js';
 export type { Status, RegionStatus, HugepageStatus, PoolStatus, ClientStatus, DriverStatus } from '../protocol/status.js';
 export type {
@@ -19,5 +21,10 @@ export type {
   HandleEvent,
   BufferListing,
   RightName,
+  RegistrationInfo,
+  MergeResult,
+  RegistrationEvent,
+  UnregistrationEvent,
+  LeakEvent,
 } from '../protocol/results.js';
 export { resolveSocketPath } from '../protocol/paths.js';

@@ -27,10 +27,15 @@ export function statusView(st: Status): string {
   out.push(section(`Clients (${st.buffers.live} live buffers, ${st.buffers.tokensInFlight} tokens in flight)`, clientsTable(st.clients)));
   out.push(
     section(
-      'Drivers',
+      `Drivers (${st.dma.leaks} leaked registrations${st.dma.bounce !== null ? `; bounce pool ${st.dma.bounce.used}/${st.dma.bounce.slots} slots` : ''}; details: bufctl drivers)`,
       table(st.drivers, [
         { header: 'DRIVER', get: (d) => d.name },
+        { header: 'KIND', get: (d) => (d.kind === 'client' ? `client ${d.owner}` : 'builtin') },
+        { header: 'COHERENT', get: (d) => (d.coherent ? 'yes' : 'no') },
+        { header: 'IOMMU', get: (d) => (d.iommu ? 'yes' : 'no') },
         { header: 'REGISTRATIONS', get: (d) => d.registrations, align: 'right' },
+        { header: 'BYTES', get: (d) => size(d.bytes), align: 'right' },
+        { header: 'LEAKS', get: (d) => d.leaks, align: 'right' },
       ]),
     ),
   );

@@ -58,3 +58,9 @@ export class ClientRegistry {
     return [...this.sessions.values()];
   }
 }
+
+/** The session's handle table (hello has run by the time any op needs it). */
+export function handlesOf(s: Session): HandleTable {
+  if (s.handles === null) throw new RangeError(`client ${s.id} has no handle table before hello`);
+  return s.handles;
+}

@@ -5,6 +5,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { SIZE_PATTERN } from '../protocol/units.js';
+import { ConstraintsSchema } from '../protocol/attributes.js';
 
 const Size = (description: string) =>
   Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: SIZE_PATTERN })], {
@@ -85,6 +86,24 @@ export const AuthSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const DriverSchema = Type.Object(
+  {
+    name: Name,
+    description: Type.Optional(Type.String({ maxLength: 200 })),
+    constraints: ConstraintsSchema,
+  },
+  { additionalProperties: false },
+);
+
+export const BounceSchema = Type.Object(
+  {
+    size: Size('bounce pool size'),
+    region: Name,
+    maxMapping: Type.Optional(Size('largest single bounce mapping')),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -117,6 +136,8 @@ export const ConfigSchema = Type.Object(
     auth: Type.Optional(AuthSchema),
     hugepages: Type.Optional(Type.Array(HugepagePoolSchema, { maxItems: 2 })),
     pools: Type.Array(PoolSchema, { minItems: 1, maxItems: 256 }),
+    bounce: Type.Optional(BounceSchema),
+    drivers: Type.Optional(Type.Array(DriverSchema, { maxItems: 256 })),
   },
   { additionalProperties: false },
 );

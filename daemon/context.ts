@@ -14,6 +14,7 @@ import { Authenticator } from './auth.js';
 import { TokenTable } from './tokens.js';
 import { SharedBuffer } from './handles.js';
 import type { PhysBuffer } from './pool.js';
+import { DriverRegistry } from './drivers.js';
 
 export interface DaemonContext {
   readonly config: Config;
@@ -33,6 +34,9 @@ export interface DaemonContext {
   readonly tokens: TokenTable;
   /** Live buffers by daemon-wide id. */
   readonly buffers: Map<number, SharedBuffer>;
+  readonly drivers: DriverRegistry;
+  /** Set by the op table: drop a departed client's registrations and client drivers as leaks. */
+  onSessionClose: ((s: Session) => void) | null;
   /** Wrap a new allocation: it is freed (and its creator's quota released) when its last reference goes. */
   share(phys: PhysBuffer, creator: Session): SharedBuffer;
 }
@@ -46,6 +50,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const tokens = new TokenTable(now);
   const buffers = new Map<number, SharedBuffer>();
   const clients = new ClientRegistry();
+  const drivers = new DriverRegistry(machine, config.machine.drivers);
   const armAll = () => {
     for (const t of timers) t.arm();
   };
@@ -67,7 +72,10 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     auth,
     tokens,
     buffers,
+    drivers,
+    onSessionClose: null,
     sessionClosed: (s) => {
+      ctx.onSessionClose?.(s);
       s.handles?.closeAll();
       machine.ownerGone(s.id);
       armAll();

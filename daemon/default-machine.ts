@@ -33,4 +33,44 @@ export const DEFAULT_MACHINE: RawConfig = {
     { name: 'tcm', cache: 'uncached', pageSize: '4K', region: 'tcm', contiguous: true, capability: 'alloc:uncached' },
     { name: 'giant', cache: 'writeback', pageSize: '1G', region: 'dram' },
   ],
+  // swiotlb: 64 MiB of 2 KiB slots below 4 GiB, for devices that may bounce
+  bounce: { size: '64M', region: 'dram', maxMapping: '256K' },
+  // Built-in simulated devices, modelled on the media pipeline the design grew from.
+  drivers: [
+    {
+      name: 'gpu',
+      description: 'GPU: non-coherent, behind an IOMMU with 4K/64K/2M pages, wants write-combine or uncached',
+      constraints: { align: 4096, cache: ['writecombine', 'uncached'], coherent: false, dmaMask: 40, iommu: { pageSizes: [4096, 65536, 2097152], iovaSize: 4294967296 } },
+    },
+    {
+      name: 'jpeg',
+      description: 'JPEG decoder: no IOMMU, physically contiguous, 32-bit DMA, 64 KiB alignment',
+      constraints: { align: 65536, contiguous: true, coherent: false, dmaMask: 32 },
+    },
+    {
+      name: 'capture',
+      description: 'camera capture: scatter-gather, page-aligned, 32-bit DMA, may bounce',
+      constraints: { align: 4096, maxSegments: 128, maxSegmentSize: 262144, coherent: false, dmaMask: 32, bounce: true },
+    },
+    {
+      name: 'video',
+      description: 'video decoder: non-coherent, behind an IOMMU with 4K/64K pages and a 1 GiB IOVA space',
+      constraints: { align: 4096, cache: ['writeback', 'writecombine'], coherent: false, dmaMask: 32, iommu: { pageSizes: [4096, 65536], iovaSize: 1073741824 } },
+    },
+    {
+      name: 'display',
+      description: 'display controller: scans out of physically contiguous write-combine memory below 4 GiB',
+      constraints: { align: 4096, contiguous: true, cache: ['writecombine'], coherent: false, dmaMask: 32 },
+    },
+    {
+      name: 'dsp',
+      description: 'audio DSP: can only reach the TCM',
+      constraints: { contiguous: true, regions: ['tcm'], coherent: false, dmaMask: 32 },
+    },
+    {
+      name: 'nic',
+      description: 'network controller: cache-coherent (snoops CPU caches), 64-bit DMA, scatter-gather',
+      constraints: { maxSegments: 64, cache: ['writeback'], coherent: true, dmaMask: 64 },
+    },
+  ],
 };

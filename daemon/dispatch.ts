@@ -9,7 +9,7 @@ import { compileRequestValidator } from '../protocol/validate.js';
 import type { OpName } from '../protocol/requests.js';
 import type { DaemonContext } from './context.js';
 import type { Session } from './clients.js';
-import { HANDLERS, type Handler } from './ops/index.js';
+import { HANDLERS, onSessionClose, type Handler } from './ops/index.js';
 
 export type Reply = { id: number; result: unknown } | { id: number | null; error: WireError };
 
@@ -27,6 +27,7 @@ function errorReply(id: number | null, e: BufferdError): Reply {
 
 export function createDispatcher(ctx: DaemonContext): Dispatcher {
   const validate = compileRequestValidator();
+  ctx.onSessionClose = (s) => onSessionClose(ctx, s);
 
   const fail = (s: Session, id: number | null, op: string, e: unknown): Reply => {
     if (e instanceof BufferdError) {

@@ -39,6 +39,8 @@ export class SharedBuffer {
   /** Client ids holding handles, with how many each. */
   readonly holders = new Map<number, number>();
   freed = false;
+  /** For alloc {for}: the drivers, the pool chosen and why. */
+  placement: { for: string[]; pool: string; reason: string } | null = null;
 
   constructor(
     readonly phys: PhysBuffer,

@@ -5,6 +5,7 @@
  */
 import { parseSize, formatAddress, formatSize } from '../protocol/units.js';
 import type { RawConfig } from './config-schema.js';
+import { validateConstraints, type Constraints } from '../protocol/attributes.js';
 
 export const PAGE_SIZE = 4096;
 export const HUGE_2M = 2 * 1024 * 1024;
@@ -42,10 +43,26 @@ export interface PoolConfig {
   dirtyDecayMs: number;
 }
 
+export interface BounceConfig {
+  size: number;
+  region: string;
+  maxMapping: number;
+}
+
+export interface DriverConfig {
+  name: string;
+  description: string;
+  constraints: Constraints;
+}
+
 export interface MachineConfig {
   regions: RegionConfig[];
   hugepages: HugepageConfig[];
   pools: PoolConfig[];
+  /** The swiotlb bounce pool, reserved below 4 GiB at start-up, or null. */
+  bounce: BounceConfig | null;
+  /** Built-in simulated devices. */
+  drivers: DriverConfig[];
 }
 
 export class MachineConfigError extends Error {
@@ -131,5 +148,24 @@ export function normalizeMachine(r: RawConfig): MachineConfig {
   pools.forEach((p, i) => {
     if (pools.findIndex((o) => o.name === p.name) !== i) fail(`config /pools/${i}/name: pool name '${p.name}' is used twice`);
   });
-  return { regions, hugepages, pools };
+  let bounce: BounceConfig | null = null;
+  if (r.bounce !== undefined) {
+    const reg = byName.get(r.bounce.region) ?? fail(`config /bounce/region: no region named '${r.bounce.region}'`);
+    const size = parseSize(r.bounce.size, '/bounce/size');
+    if (size < 2048 || size % PAGE_SIZE !== 0) fail(`config /bounce/size: must be a positive multiple of 4 KiB (got ${size})`);
+    if (reg.base >= 2 ** 32) fail(`config /bounce/region: region '${reg.name}' lies above 4 GiB; a bounce pool must be reachable by 32-bit devices`);
+    bounce = { size, region: reg.name, maxMapping: r.bounce.maxMapping !== undefined ? parseSize(r.bounce.maxMapping, '/bounce/maxMapping') : 256 * 1024 };
+  }
+  const drivers: DriverConfig[] = (r.drivers ?? []).map((d, i) => {
+    const where = `/drivers/${i}/constraints`;
+    const bad = validateConstraints(d.constraints);
+    if (bad.length > 0) fail(`config ${where}: ${bad.join('; ')}`);
+    for (const reg of d.constraints.regions ?? []) if (!byName.has(reg)) fail(`config ${where}/regions: no region named '${reg}'`);
+    if (d.constraints.bounce === true && bounce === null) fail(`config ${where}/bounce: driver '${d.name}' may bounce but no bounce pool is configured (/bounce)`);
+    return { name: d.name, description: d.description ?? '', constraints: d.constraints };
+  });
+  drivers.forEach((d, i) => {
+    if (drivers.findIndex((o) => o.name === d.name) !== i) fail(`config /drivers/${i}/name: driver name '${d.name}' is used twice`);
+  });
+  return { regions, hugepages, pools, bounce, drivers };
 }

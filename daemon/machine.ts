@@ -7,7 +7,8 @@ import { BufferdError } from '../protocol/errors.js';
 import { formatSize } from '../protocol/units.js';
 import type { HugepageStatus, PoolStatus, RegionStatus, PoolDetail } from '../protocol/status.js';
 import type { MachineConfig, CachePolicy } from './machine-config.js';
-import { PhysicalMemory, PAGE } from './physmem.js';
+import { PhysicalMemory, PAGE, FOUR_GIB } from './physmem.js';
+import { Swiotlb } from './swiotlb.js';
 import { HugepagePool } from './hugepages.js';
 import { CacheAttrTracker } from './cacheattr.js';
 import { BuddySource, HugeSource, type PageSource } from './pagesource.js';
@@ -35,6 +36,8 @@ export class Machine {
   readonly hugepages = new Map<number, HugepagePool>();
   readonly pools = new Map<string, Pool>();
   readonly warnings: string[] = [];
+  /** The bounce pool, when configured. */
+  readonly swiotlb: Swiotlb | null = null;
   private readonly buffers = new Map<number, PhysBuffer>();
   private nextId = 1;
 
@@ -46,6 +49,12 @@ export class Machine {
     const cuts = new Map<string, number[]>();
     for (const p of cfg.pools) if (p.maxAddress !== null) cuts.set(p.region, [...(cuts.get(p.region) ?? []), p.maxAddress]);
     this.mem = new PhysicalMemory(cfg.regions, cuts);
+    // the bounce pool is reserved first, below 4 GiB, as swiotlb is at boot
+    if (cfg.bounce !== null) {
+      const e = this.mem.allocContig(cfg.bounce.region, cfg.bounce.size / PAGE, 1, FOUR_GIB);
+      if (e === null) throw new RangeError(`cannot reserve a ${formatSize(cfg.bounce.size)} bounce pool below 4 GiB in region '${cfg.bounce.region}'`);
+      this.swiotlb = new Swiotlb(e.pfn * PAGE, cfg.bounce.size, cfg.bounce.maxMapping);
+    }
     for (const h of cfg.hugepages) {
       const hp = new HugepagePool(this.mem, h, (pfn, n, attr) => this.attrs.dissolve(pfn, n, attr));
       if (hp.persistent < h.nr) {
@@ -202,6 +211,10 @@ export class Machine {
     for (const hp of this.hugepages.values()) {
       const per = hp.size / PAGE;
       for (const p of hp.freePages()) spans.push({ start: p.pfn, end: p.pfn + per, attr: p.attr, what: `free ${formatSize(hp.size)} hugepage` });
+    }
+    if (this.swiotlb !== null) {
+      const b = this.swiotlb;
+      spans.push({ start: b.base / PAGE, end: (b.base + b.size) / PAGE, attr: 'writeback', what: 'swiotlb bounce pool' });
     }
     const held = [...this.attrs.heldBlocks()].sort((x, y) => x.pfn - y.pfn);
     for (const b of held) {

@@ -39,6 +39,10 @@ export function buildStatus(ctx: DaemonContext): Status {
       connectedMs: Math.round(now - s.connectedAt),
     })),
     buffers: { live: ctx.buffers.size, tokensInFlight: ctx.tokens.size, tokensIssued: ctx.tokens.issued, tokensImported: ctx.tokens.imported, tokensExpired: ctx.tokens.expired },
-    drivers: [],
+    drivers: ctx.drivers.list().map((d) => ctx.drivers.status(d)),
+    dma: {
+      leaks: ctx.drivers.totalLeaks,
+      bounce: m.swiotlb === null ? null : { base: m.swiotlb.base, size: m.swiotlb.size, slots: m.swiotlb.nslots, used: m.swiotlb.usedSlots, full: m.swiotlb.full },
+    },
   };
 }

@@ -107,3 +107,8 @@ export class FrameReader {
     return out;
   }
 }
+
+/** Largest data payload a request may carry under a frame limit (room left for the envelope). */
+export function maxDataBytes(maxFrameBytes: number): number {
+  return maxFrameBytes - 1024;
+}

@@ -12,3 +12,4 @@ export * from './status.js';
 export * from './validate.js';
 export * from './paths.js';
 export * from './units.js';
+export * from './attributes.js';

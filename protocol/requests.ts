@@ -7,6 +7,7 @@ import type { Static } from '@sinclair/typebox';
 import { SESSION_REQUESTS } from './ops/session.js';
 import { MEMORY_REQUESTS } from './ops/memory.js';
 import { HANDLE_REQUESTS } from './ops/handles.js';
+import { DRIVER_REQUESTS } from './ops/drivers.js';
 
 /** The protocol version this package speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -15,6 +16,7 @@ export const REQUESTS = {
   ...SESSION_REQUESTS,
   ...MEMORY_REQUESTS,
   ...HANDLE_REQUESTS,
+  ...DRIVER_REQUESTS,
 } as const;
 
 export type OpName = keyof typeof REQUESTS;

@@ -3,7 +3,7 @@
  */
 import type { WireError } from './errors.js';
 import type { OpName } from './requests.js';
-import type { Status, PoolStatus, HugepageStatus } from './status.js';
+import type { Status, PoolStatus, HugepageStatus, DriverStatus } from './status.js';
 
 export interface ServerLimits {
   /** Largest frame body the daemon accepts, bytes. */
@@ -38,7 +38,8 @@ export interface SegmentInfo {
   len: number;
 }
 
-export type CachePolicyName = 'writeback' | 'writecombine' | 'uncached';
+import type { CachePolicyName, MergedAttributes, Mismatch, Constraints } from './attributes.js';
+export type { CachePolicyName };
 
 export interface BufferInfo {
   /** Daemon-wide buffer id. */
@@ -77,6 +78,10 @@ export interface HandleInfo extends BufferInfo {
   holders: number;
   /** Client id that allocated the buffer. */
   creator: number;
+  /** For alloc {for}: which drivers, which pool and why. */
+  placement: { for: string[]; pool: string; reason: string } | null;
+  /** Drivers the buffer is registered with. */
+  registrations: string[];
 }
 
 export interface BufferListing {
@@ -103,6 +108,24 @@ export interface HandleEvent {
   cache: CachePolicyName;
 }
 
+export interface RegistrationInfo {
+  driver: string;
+  buffer: number;
+  /** Device address of the buffer's first byte. */
+  deviceAddress: number;
+  /** The buffer as the device sees it: device addresses, buffer order. */
+  segments: SegmentInfo[];
+  /** IOMMU page-table entries this registration uses, by page size (null without an IOMMU). */
+  iommu: { entries: Record<string, number>; iova: number; iovaSize: number } | null;
+  /** Bytes the device reaches through swiotlb bounce slots (0: none). */
+  bounced: number;
+}
+
+export interface MergeResult {
+  merged: MergedAttributes;
+  pools: { name: string; fits: boolean; allowed: boolean; misfits: Mismatch[] }[];
+}
+
 export interface HugepagesSetResult {
   /** Hugepage size in bytes. */
   size: number;
@@ -127,6 +150,17 @@ export interface Results {
   export: { token: string; expiresInMs: number; rights: RightName[] };
   import: HandleInfo;
   buffers: { buffers: BufferListing[] };
+  drivers: { drivers: DriverStatus[] };
+  constraints: { driver: string; kind: 'builtin' | 'client'; description: string; constraints: Constraints };
+  merge: MergeResult;
+  register: RegistrationInfo;
+  unregister: { driver: string; buffer: number; unregistered: true };
+  'driver.attach': { name: string; constraints: Constraints };
+  'driver.detach': { name: string; leaks: number };
+  'device.write': { written: number };
+  'device.read': { data: Uint8Array };
+  'device.fill': { filled: number };
+  'device.copy': { copied: number };
   'hugepages.set': HugepagesSetResult;
   write: { written: number };
   read: { data: Uint8Array };
@@ -144,7 +178,38 @@ export interface ShutdownEvent {
   reason: string;
 }
 
+/** A client driver got a registration: `handle` is new in its table. */
+export interface RegistrationEvent {
+  event: 'registration';
+  driver: string;
+  handle: number;
+  buffer: number;
+  size: number;
+  deviceAddress: number;
+  segments: SegmentInfo[];
+  registrant: number;
+  rights: RightName[];
+}
+
+export interface UnregistrationEvent {
+  event: 'unregistration';
+  driver: string;
+  handle: number;
+  buffer: number;
+  /** The daemon closed the handle (false: the driver had closed it already). */
+  closed: boolean;
+}
+
+/** A registration was dropped without unregister (driver detached, registrant gone). */
+export interface LeakEvent {
+  event: 'leak';
+  driver: string;
+  buffer: number;
+  registrant: number;
+  reason: string;
+}
+
 /** Events are pushed by the daemon and carry `event` instead of `id`. */
-export type DaemonEvent = ShutdownEvent | HandleEvent;
+export type DaemonEvent = ShutdownEvent | HandleEvent | RegistrationEvent | UnregistrationEvent | LeakEvent;
 
 export type EventName = DaemonEvent['event'];

@@ -142,7 +142,27 @@ export interface ClientStatus {
 
 export interface DriverStatus {
   name: string;
+  /** "builtin" (from config) or "client" (a client attached as a driver). */
+  kind: 'builtin' | 'client';
+  /** Client id of a client driver, else null. */
+  owner: number | null;
+  description: string;
+  coherent: boolean;
+  iommu: boolean;
+  /** Live registrations and their bytes. */
   registrations: number;
+  bytes: number;
+  /** IOVA space used / total, bytes (0 without an IOMMU). */
+  iovaUsed: number;
+  iovaTotal: number;
+  /** Live IOMMU page-table entries by page size (bytes → count). */
+  iommuEntries: Record<string, number>;
+  /** swiotlb slots this device uses / slots in the bounce pool. */
+  bounceSlots: { used: number; total: number };
+  /** Registrations made, refused, and dropped as leaks since start. */
+  registered: number;
+  refused: number;
+  leaks: number;
 }
 
 export interface Status {
@@ -160,6 +180,8 @@ export interface Status {
   /** Live buffers and export tokens. */
   buffers: { live: number; tokensInFlight: number; tokensIssued: number; tokensImported: number; tokensExpired: number };
   drivers: DriverStatus[];
+  /** DMA: registrations leaked since start, and the swiotlb bounce pool (null when none). */
+  dma: { leaks: number; bounce: { base: number; size: number; slots: number; used: number; full: number } | null };
   /** Present when status was asked with `pool`. */
   pool?: PoolDetail;
 }

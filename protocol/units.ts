@@ -34,11 +34,13 @@ export function formatSize(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = bytes;
   let i = 0;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+  const digits = (x: number) => (Math.abs(x) < 10 ? 2 : 1);
+  // move up while the value, as printed, would reach 1024 (so 1 GiB − 4 KiB prints "1 GiB", not "1024 MiB")
+  while (i < units.length - 1 && (Math.abs(v) >= 1024 || Math.abs(Number(v.toFixed(digits(v)))) >= 1024)) {
     v /= 1024;
     i++;
   }
-  const text = Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1).replace(/\.?0+$/, '');
+  const text = Number.isInteger(v) ? String(v) : v.toFixed(digits(v)).replace(/\.?0+$/, '');
   return `${text} ${units[i]}`;
 }
 

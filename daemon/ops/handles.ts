@@ -9,7 +9,8 @@ import type { Session } from '../clients.js';
 import { narrow, rightsList } from '../handles.js';
 import { DEFAULT_TOKEN_TTL_MS } from '../tokens.js';
 import { ADMIN, hasCapability } from '../auth.js';
-import { handleInfo, table } from './memory.js';
+import { handleInfo } from './memory.js';
+import { handlesOf as table } from '../clients.js';
 
 export function dup(_ctx: DaemonContext, s: Session, req: RequestOf<'dup'>): { handle: number; rights: RightName[] } {
   const t = table(s);
@@ -73,7 +74,7 @@ export function importToken(ctx: DaemonContext, s: Session, req: RequestOf<'impo
   // the handle now holds the buffer: drop the in-flight reference
   inflight.buffer.unref('inflight');
   s.log.debug({ handle: h.fd, buffer: h.buffer.id, from: inflight.from }, 'import');
-  return handleInfo(h);
+  return handleInfo(ctx, h);
 }
 
 export function buffers(ctx: DaemonContext, s: Session, req: RequestOf<'buffers'>): { buffers: BufferListing[] } {

@@ -9,6 +9,8 @@ import type { Session } from '../clients.js';
 import * as session from './session.js';
 import * as memory from './memory.js';
 import * as handles from './handles.js';
+import * as drivers from './drivers.js';
+import * as device from './device.js';
 
 export type Handler<K extends OpName> = (
   ctx: DaemonContext,
@@ -34,4 +36,25 @@ export const HANDLERS: HandlerTable = {
   export: handles.exportHandle,
   import: handles.importToken,
   buffers: handles.buffers,
+  drivers: drivers.drivers,
+  constraints: drivers.constraints,
+  merge: drivers.merge,
+  register: drivers.register,
+  unregister: drivers.unregister,
+  'driver.attach': drivers.attach,
+  'driver.detach': drivers.detach,
+  'device.write': device.write,
+  'device.read': device.read,
+  'device.fill': device.fill,
+  'device.copy': device.copy,
 };
+
+/** What a departed client leaves behind: its registrations and its client drivers, reported as leaks. */
+export function onSessionClose(ctx: DaemonContext, s: Session): void {
+  drivers.reportLeaks(ctx, { registrant: s.id }, 'registering client disconnected');
+  for (const d of ctx.drivers.list()) {
+    if (d.owner !== s.id) continue;
+    drivers.reportLeaks(ctx, { driver: d }, 'client driver disconnected');
+    ctx.drivers.detach(d);
+  }
+}

@@ -7,11 +7,12 @@ import type { BufferInfo, HandleInfo, HugepagesSetResult } from '../../protocol/
 import type { PoolStatus } from '../../protocol/status.js';
 import { formatSize } from '../../protocol/units.js';
 import type { DaemonContext } from '../context.js';
-import type { Session } from '../clients.js';
+import { handlesOf as table, type Session } from '../clients.js';
 import type { PhysBuffer } from '../pool.js';
 import { R_ALL, rightsList, type Handle } from '../handles.js';
 import { ADMIN, requireCapability } from '../auth.js';
-import { maxDataBytes } from './session.js';
+import { maxDataBytes } from '../../protocol/frame.js';
+import { planFor } from './drivers.js';
 
 export function bufferInfo(b: PhysBuffer): BufferInfo {
   return {
@@ -32,7 +33,7 @@ export function bufferInfo(b: PhysBuffer): BufferInfo {
   };
 }
 
-export function handleInfo(h: Handle): HandleInfo {
+export function handleInfo(ctx: DaemonContext, h: Handle): HandleInfo {
   const b = h.buffer;
   return {
     ...bufferInfo(b.phys),
@@ -41,12 +42,9 @@ export function handleInfo(h: Handle): HandleInfo {
     refs: { ...b.refs },
     holders: b.holders.size,
     creator: b.creator,
+    placement: b.placement,
+    registrations: ctx.drivers.list().filter((d) => d.registrations.has(b.id)).map((d) => d.name),
   };
-}
-
-/** The session's handle table (hello has run by the time any op gets here). */
-export function table(s: Session) {
-  return s.handles!;
 }
 
 export function pools(ctx: DaemonContext): { pools: PoolStatus[] } {
@@ -54,32 +52,56 @@ export function pools(ctx: DaemonContext): { pools: PoolStatus[] } {
 }
 
 export function alloc(ctx: DaemonContext, s: Session, req: RequestOf<'alloc'>): HandleInfo {
-  const pool = ctx.machine.pool(req.pool);
-  if (pool.cfg.capability !== null) requireCapability(s.capabilities, pool.cfg.capability, `allocating from pool '${pool.name}'`);
-  const align = req.align ?? 1;
-  pool.checkRequest(req.size, align);
-  const quota = s.principal!.maxBytes;
-  if (quota !== null) {
-    const used = s.principal!.usage.bytes;
-    const usize = pool.usizeFor(req.size, align);
-    if (used + usize > quota) {
-      throw new BufferdError(
-        'EDQUOT',
-        `quota exceeded: ${formatSize(usize)} more would make ${formatSize(used + usize)} of the ${formatSize(quota)} allowed to '${s.principal!.name}' (maxBytes); ${formatSize(used)} in use`,
-        { quota, used, requested: usize },
-      );
-    }
+  if ((req.pool === undefined) === (req.for === undefined)) {
+    throw new BufferdError('EINVAL', "give either 'pool' or 'for' (exactly one) (op 'alloc')");
   }
   const t = table(s);
   t.ensureRoom();
-  const phys = ctx.machine.alloc({ pool: req.pool, size: req.size, align, owner: s.id, populate: req.populate ?? true });
-  const h = t.open(ctx.share(phys, s), R_ALL);
-  s.log.debug({ handle: h.fd, buffer: phys.id, pool: req.pool, size: req.size }, 'alloc');
-  return handleInfo(h);
+  let plan: { candidates: { pool: string; reason: string }[]; align: number; for: string[] | null };
+  if (req.for !== undefined) {
+    const p = planFor(ctx, s, req.for);
+    plan = { candidates: p.candidates, align: Math.max(req.align ?? 1, p.merged.align), for: req.for };
+  } else {
+    const pool = ctx.machine.pool(req.pool!);
+    if (pool.cfg.capability !== null) requireCapability(s.capabilities, pool.cfg.capability, `allocating from pool '${pool.name}'`);
+    plan = { candidates: [{ pool: pool.name, reason: 'asked for by name' }], align: req.align ?? 1, for: null };
+  }
+  let last: unknown;
+  for (const c of plan.candidates) {
+    const pool = ctx.machine.pool(c.pool);
+    try {
+      pool.checkRequest(req.size, plan.align);
+      checkQuota(s, pool.usizeFor(req.size, plan.align));
+      const phys = ctx.machine.alloc({ pool: c.pool, size: req.size, align: plan.align, owner: s.id, populate: req.populate ?? true });
+      const b = ctx.share(phys, s);
+      if (plan.for !== null) b.placement = { for: plan.for, pool: c.pool, reason: c.reason };
+      const h = t.open(b, R_ALL);
+      s.log.debug({ handle: h.fd, buffer: phys.id, pool: c.pool, size: req.size }, 'alloc');
+      return handleInfo(ctx, h);
+    } catch (e) {
+      // with several fitting pools, one that is full is not the end
+      if (!(e instanceof BufferdError) || e.code !== 'ENOMEM' || plan.candidates.length === 1) throw e;
+      last = e;
+    }
+  }
+  throw last;
 }
 
-export function info(_ctx: DaemonContext, s: Session, req: RequestOf<'info'>): HandleInfo {
-  return handleInfo(table(s).get(req.handle));
+function checkQuota(s: Session, usize: number): void {
+  const quota = s.principal!.maxBytes;
+  if (quota === null) return;
+  const used = s.principal!.usage.bytes;
+  if (used + usize > quota) {
+    throw new BufferdError(
+      'EDQUOT',
+      `quota exceeded: ${formatSize(usize)} more would make ${formatSize(used + usize)} of the ${formatSize(quota)} allowed to '${s.principal!.name}' (maxBytes); ${formatSize(used)} in use`,
+      { quota, used, requested: usize },
+    );
+  }
+}
+
+export function info(ctx: DaemonContext, s: Session, req: RequestOf<'info'>): HandleInfo {
+  return handleInfo(ctx, table(s).get(req.handle));
 }
 
 /** Offsets and lengths inside the buffer and under the data limit, or EINVAL naming both. */

@@ -8,6 +8,7 @@ import type { Status } from '../../protocol/status.js';
 import type { DaemonContext } from '../context.js';
 import type { Session } from '../clients.js';
 import { buildStatus } from '../status.js';
+import { maxDataBytes } from '../../protocol/frame.js';
 import { HandleTable } from '../handles.js';
 
 export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): HelloResult {
@@ -48,11 +49,6 @@ export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): 
     maxBytes: principal.maxBytes,
     capabilities: [...s.capabilities].sort(),
   };
-}
-
-/** Largest data payload that fits one request frame with room for the envelope. */
-export function maxDataBytes(maxFrameBytes: number): number {
-  return maxFrameBytes - 1024;
 }
 
 export function ping(ctx: DaemonContext): PingResult {

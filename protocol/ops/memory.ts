@@ -14,7 +14,10 @@ export const PoolsRequest = request('pools', {}, 'List the pools with their attr
 export const AllocRequest = request(
   'alloc',
   {
-    pool: Name('pool name'),
+    pool: Type.Optional(Name('pool name (give either pool or for)')),
+    for: Type.Optional(
+      Type.Array(Name('driver name'), { minItems: 1, maxItems: 32, uniqueItems: true, description: 'drivers the buffer will visit: merge their constraints and pick a pool (give either pool or for)' }),
+    ),
     size: Type.Integer({ minimum: 1, maximum: MAX_BUFFER_BYTES, description: 'size in bytes, 1 to 64 GiB' }),
     align: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 ** 30, description: 'alignment in bytes, a power of two' })),
     populate: Type.Optional(Type.Boolean({ description: 'back hugepages now (default) or reserve them and back on first use' })),

@@ -3,7 +3,7 @@
  * form. (Values are not asserted: speed is judged from ratios in `npm run
  * bench`, never by timed assertions in tests.)
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { runNode, ROOT } from '../helpers/daemon.js';
 
@@ -14,6 +14,31 @@ export function parseFigures(stdout: string): Record<string, unknown>[] {
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+type Want = [string, string, string, string | undefined];
+
+/** Every wanted (case, metric) figure is there, positive and finite, with its baseline fields when it has one. */
+function checkFigures(t: Test, bench: string, figs: Record<string, unknown>[], want: Want[], sameRunBaselines = false): void {
+  for (const [c, m, unit, baseline] of want) {
+    const f = figs.find((x) => x['case'] === c && x['metric'] === m);
+    t.ok(f, `${c} ${m}`);
+    t.equal(f?.['bench'], bench);
+    t.equal(f?.['unit'], unit);
+    t.type(f?.['value'], 'number');
+    t.ok((f?.['value'] as number) > 0 && Number.isFinite(f?.['value']), `${c} ${m} is positive and finite`);
+    if (baseline === undefined) {
+      t.notOk(f !== undefined && 'baseline' in f, `${c} ${m} has no baseline`);
+      continue;
+    }
+    t.equal(f?.['baseline'], baseline);
+    t.type(f?.['baselineValue'], 'number');
+    t.type(f?.['ratio'], 'number');
+    if (sameRunBaselines) {
+      const base = figs.find((x) => x['case'] === baseline && x['metric'] === m);
+      t.equal(f?.['baselineValue'], base?.['value'], `the ${c} baseline is the ${baseline} figure of the same run`);
+    }
+  }
 }
 
 t.test('ipc benchmark emits its figures as JSON lines', async (t) => {
@@ -121,7 +146,7 @@ t.test('handles benchmark emits its figures as JSON lines', async (t) => {
   const r = await runNode([RUN, 'handles', '--quick'], { timeoutMs: 90_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
-  const want: [string, string, string, string | undefined][] = [
+  const want: Want[] = [
     ['4KiB', 'sendLatencyUs', 'us', undefined],
     ['4KiB', 'exportImportLatencyUs', 'us', undefined],
     ['1GiB', 'sendLatencyUs', 'us', '4KiB'],
@@ -129,23 +154,30 @@ t.test('handles benchmark emits its figures as JSON lines', async (t) => {
     ['data', 'writeBytesPerSec', 'bytes/s', 'raw-socket'],
     ['data', 'readBytesPerSec', 'bytes/s', 'raw-socket'],
   ];
-  for (const [c, m, unit, baseline] of want) {
-    const f = figs.find((x) => x['case'] === c && x['metric'] === m);
-    t.ok(f, `${c} ${m}`);
-    t.equal(f?.['bench'], 'handles');
-    t.equal(f?.['unit'], unit);
-    t.type(f?.['value'], 'number');
-    t.ok((f?.['value'] as number) > 0 && Number.isFinite(f?.['value']), `${c} ${m} is positive and finite`);
-    if (baseline === undefined) {
-      t.notOk(f !== undefined && 'baseline' in f, `${c} ${m} has no baseline`);
-      continue;
-    }
-    t.equal(f?.['baseline'], baseline);
-    t.type(f?.['baselineValue'], 'number');
-    t.type(f?.['ratio'], 'number');
-  }
+  checkFigures(t, 'handles', figs, want);
   const small = figs.find((x) => x['case'] === '4KiB' && x['metric'] === 'sendLatencyUs');
   const big = figs.find((x) => x['case'] === '1GiB' && x['metric'] === 'sendLatencyUs');
   t.equal(big?.['baselineValue'], small?.['value'], 'the 1 GiB baseline is the 4 KiB figure of the same run');
+  t.match(r.stderr, 'ratio', 'a readable table is printed');
+});
+
+t.test('drivers benchmark emits its figures as JSON lines', async (t) => {
+  const r = await runNode([RUN, 'drivers', '--quick'], { timeoutMs: 60_000 });
+  t.equal(r.code, 0, r.stderr);
+  const figs = parseFigures(r.stdout);
+  const want: Want[] = [
+    ['4KiB', 'registerPairsPerSec', 'pairs/s', undefined],
+    ['64MiB-sg', 'registerPairsPerSec', 'pairs/s', '4KiB'],
+    ['64MiB-sg', 'segments', 'segments', undefined],
+    ['4KiB', 'pipelinedPairsPerSec', 'pairs/s', undefined],
+    ['fill10', 'mapUnmapUs', 'us', undefined],
+    ['fill50', 'mapUnmapUs', 'us', 'fill10'],
+    ['fill90', 'mapUnmapUs', 'us', 'fill10'],
+    ['fill99', 'mapUnmapUs', 'us', 'fill10'],
+    ['fragmented90', 'mapUnmapUs', 'us', 'fill90'],
+  ];
+  checkFigures(t, 'drivers', figs, want, true);
+  const segs = figs.find((x) => x['case'] === '64MiB-sg' && x['metric'] === 'segments');
+  t.ok((segs?.['value'] as number) > 1, 'the 64 MiB buffer is scatter-gathered');
   t.match(r.stderr, 'ratio', 'a readable table is printed');
 });

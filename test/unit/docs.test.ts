@@ -15,7 +15,8 @@ const protocol = readFileSync(join(ROOT, 'PROTOCOL.md'), 'utf8');
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
 t.test('every op has a section in PROTOCOL.md', async (t) => {
-  for (const op of OP_NAMES) t.match(protocol, `### \`${op}\``, op);
+  const headings = protocol.split('\n').filter((l) => l.startsWith('### '));
+  for (const op of OP_NAMES) t.ok(headings.some((h) => h.includes(`\`${op}\``)), op);
 });
 
 t.test('every error code is in the PROTOCOL.md table with its description', async (t) => {

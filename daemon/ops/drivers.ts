@@ -1,0 +1,191 @@
+/**
+ * Driver ops: drivers, constraints, merge, register, unregister,
+ * driver.attach, driver.detach; and choosing a pool for alloc {for}.
+ */
+import { BufferdError } from '../../protocol/errors.js';
+import type { RequestOf } from '../../protocol/requests.js';
+import type { MergeResult, RegistrationInfo } from '../../protocol/results.js';
+import type { DriverStatus } from '../../protocol/status.js';
+import { mergeConstraints, poolMisfits, validateConstraints, type MergedAttributes, type Constraints } from '../../protocol/attributes.js';
+import { formatSize } from '../../protocol/units.js';
+import type { DaemonContext } from '../context.js';
+import type { Session } from '../clients.js';
+import type { Driver, Registration } from '../drivers.js';
+import { R_READ, R_WRITE, rightsList } from '../handles.js';
+import { hasCapability, requireCapability } from '../auth.js';
+import { handlesOf as table } from '../clients.js';
+
+export function drivers(ctx: DaemonContext): { drivers: DriverStatus[] } {
+  return { drivers: ctx.drivers.list().map((d) => ctx.drivers.status(d)) };
+}
+
+export function constraints(ctx: DaemonContext, _s: Session, req: RequestOf<'constraints'>) {
+  const d = ctx.drivers.get(req.driver);
+  return { driver: d.name, kind: d.kind, description: d.description, constraints: d.constraints };
+}
+
+/** Merge the named drivers' constraints; EINVAL listing every conflict. */
+function mergeOf(ctx: DaemonContext, names: string[]): MergedAttributes {
+  const list = names.map((n) => ({ driver: n, constraints: ctx.drivers.get(n).constraints }));
+  const { merged, conflicts } = mergeConstraints(list);
+  if (conflicts.length > 0) {
+    throw new BufferdError(
+      'EINVAL',
+      `the constraints of ${names.join(', ')} conflict: ${conflicts.map((c) => `${c.attribute}: ${c.message} (${c.wants.map((w) => `${w.driver} wants ${JSON.stringify(w.value)}`).join('; ')})`).join('; ')}`,
+      { conflicts },
+    );
+  }
+  return merged;
+}
+
+function poolsFor(ctx: DaemonContext, s: Session, merged: MergedAttributes): MergeResult['pools'] {
+  return ctx.drivers.poolFacts().map((p) => {
+    const cap = ctx.machine.pool(p.name).cfg.capability;
+    const misfits = poolMisfits(merged, p);
+    return { name: p.name, fits: misfits.length === 0, allowed: cap === null || hasCapability(s.capabilities, cap), misfits };
+  });
+}
+
+export function merge(ctx: DaemonContext, s: Session, req: RequestOf<'merge'>): MergeResult {
+  const merged = mergeOf(ctx, req.drivers);
+  return { merged, pools: poolsFor(ctx, s, merged) };
+}
+
+const describeMerged = (m: MergedAttributes) =>
+  [
+    `cache in {${m.cache.join(', ')}}`,
+    m.contiguous ? 'physically contiguous' : 'scatter-gather allowed',
+    m.addressLimit !== null ? `below ${formatSize(m.addressLimit)}` : null,
+    m.regions !== null ? `region in {${m.regions.join(', ')}}` : null,
+    m.align > 1 ? `aligned to ${formatSize(m.align)}` : null,
+  ]
+    .filter((x) => x !== null)
+    .join(', ');
+
+/** Pools to try for alloc {for}, best first, with the reason; the merged alignment. */
+export function planFor(ctx: DaemonContext, s: Session, names: string[]): { merged: MergedAttributes; candidates: { pool: string; reason: string }[] } {
+  const merged = mergeOf(ctx, names);
+  const pools = poolsFor(ctx, s, merged);
+  const fitting = pools.filter((p) => p.fits);
+  if (fitting.length === 0) {
+    throw new BufferdError(
+      'ENOENT',
+      `no pool satisfies ${names.join(' + ')} (${describeMerged(merged)}): ${pools.map((p) => `${p.name}: ${p.misfits.map((m) => m.attribute).join(', ')}`).join('; ')}`,
+      { merged, pools },
+    );
+  }
+  const allowed = fitting.filter((p) => p.allowed);
+  if (allowed.length === 0) {
+    const cap = ctx.machine.pool(fitting[0]!.name).cfg.capability!;
+    requireCapability(s.capabilities, cap, `allocating for ${names.join(' + ')} (pools that fit: ${fitting.map((p) => p.name).join(', ')})`);
+  }
+  const reason = `first pool in config order that satisfies ${names.join(' + ')}: ${describeMerged(merged)}`;
+  return { merged, candidates: allowed.map((p) => ({ pool: p.name, reason })) };
+}
+
+export function registrationInfo(r: Registration): RegistrationInfo {
+  const bounced = r.pieces.filter((p) => p.bounce).reduce((a, p) => a + p.len, 0);
+  const entries: Record<string, number> = {};
+  if (r.iommu !== null) for (const [k, v] of [...r.iommu.entries].sort((a, b) => a[0] - b[0])) entries[String(k)] = v;
+  return {
+    driver: r.driver.name,
+    buffer: r.buffer.id,
+    deviceAddress: r.deviceAddress,
+    segments: r.segments.map((x) => ({ ...x })),
+    iommu: r.iommu === null ? null : { entries, iova: r.iommu.base, iovaSize: r.iommu.size },
+    bounced,
+  };
+}
+
+export function register(ctx: DaemonContext, s: Session, req: RequestOf<'register'>): RegistrationInfo {
+  const h = table(s).get(req.handle);
+  const d = ctx.drivers.get(req.driver);
+  // a client driver gets its own handle on the buffer: make sure it has room before mapping anything
+  const owner = d.owner !== null ? ctx.clients.byId(d.owner) : undefined;
+  owner?.handles!.ensureRoom(`driver '${d.name}' (client ${d.owner})`);
+  const r = ctx.drivers.register(d, h.buffer, s.id);
+  if (owner !== undefined) {
+    const dh = owner.handles!.open(h.buffer, h.rights & (R_READ | R_WRITE));
+    r.driverHandle = dh;
+    owner.send({
+      event: 'registration',
+      driver: d.name,
+      handle: dh.fd,
+      buffer: h.buffer.id,
+      size: h.buffer.phys.size,
+      deviceAddress: r.deviceAddress,
+      segments: r.segments,
+      registrant: s.id,
+      rights: rightsList(dh.rights),
+    });
+  }
+  s.log.debug({ driver: d.name, buffer: h.buffer.id, deviceAddress: r.deviceAddress }, 'register');
+  return registrationInfo(r);
+}
+
+/** Unregister, closing a client driver's handle for it. */
+export function dropRegistration(ctx: DaemonContext, r: Registration): void {
+  const d = r.driver;
+  const owner = d.owner !== null ? ctx.clients.byId(d.owner) : undefined;
+  ctx.drivers.unregister(r);
+  if (owner !== undefined && r.driverHandle !== null) {
+    const t = owner.handles!;
+    const mine = r.driverHandle;
+    // close the handle this registration opened, only if the driver has not closed it already
+    const open = t.all().some((x) => x === mine);
+    if (open) t.close(mine.fd);
+    owner.send({ event: 'unregistration', driver: d.name, handle: mine.fd, buffer: r.buffer.id, closed: open });
+  }
+}
+
+export function unregister(ctx: DaemonContext, s: Session, req: RequestOf<'unregister'>): { driver: string; buffer: number; unregistered: true } {
+  const d = ctx.drivers.get(req.driver);
+  if ((req.handle === undefined) === (req.buffer === undefined)) {
+    throw new BufferdError('EINVAL', "give either 'handle' or 'buffer' (exactly one) (op 'unregister')");
+  }
+  let r: Registration;
+  if (req.handle !== undefined) {
+    r = ctx.drivers.registration(d, table(s).get(req.handle).buffer);
+  } else {
+    const found = d.registrations.get(req.buffer!);
+    if (found === undefined || found.registrant !== s.id) {
+      throw new BufferdError('ENOENT', `no registration of buffer ${req.buffer} with driver '${d.name}' made by this client`, { driver: d.name, buffer: req.buffer });
+    }
+    r = found;
+  }
+  const id = r.buffer.id;
+  dropRegistration(ctx, r);
+  return { driver: d.name, buffer: id, unregistered: true };
+}
+
+/** Drop registrations as leaks: log, count, tell the buffer's holders. */
+export function reportLeaks(ctx: DaemonContext, which: { driver?: Driver; registrant?: number }, reason: string): number {
+  const leaks = ctx.drivers.dropLeaks(which, reason);
+  for (const { reg, leak } of leaks) {
+    ctx.log.warn({ ...leak }, `DMA registration leaked: buffer ${leak.buffer} still registered with '${leak.driver}' (${reason})`);
+    for (const holder of reg.buffer.holders.keys()) ctx.clients.byId(holder)?.send({ event: 'leak', ...leak });
+    dropRegistration(ctx, reg);
+  }
+  return leaks.length;
+}
+
+export function attach(ctx: DaemonContext, s: Session, req: RequestOf<'driver.attach'>): { name: string; constraints: Constraints } {
+  requireCapability(s.capabilities, 'driver', 'driver.attach');
+  const bad = validateConstraints(req.constraints);
+  for (const r of req.constraints.regions ?? []) if (!ctx.machine.cfg.regions.some((x) => x.name === r)) bad.push(`no region named '${r}'`);
+  if (bad.length > 0) throw new BufferdError('EINVAL', `field 'constraints': ${bad.join('; ')} (op 'driver.attach')`);
+  if (req.constraints.bounce === true && ctx.machine.swiotlb === null) {
+    throw new BufferdError('EINVAL', "field 'constraints.bounce': this machine has no bounce pool (op 'driver.attach')");
+  }
+  const d = ctx.drivers.attach(s.id, req.name, req.constraints);
+  s.log.info({ driver: d.name }, 'client attached as a driver');
+  return { name: d.name, constraints: d.constraints };
+}
+
+export function detach(ctx: DaemonContext, s: Session, req: RequestOf<'driver.detach'>): { name: string; leaks: number } {
+  const d = ctx.drivers.get(req.name);
+  if (d.owner !== s.id) throw new BufferdError('EPERM', `driver '${d.name}' is not attached by this connection`, { driver: d.name });
+  const leaks = reportLeaks(ctx, { driver: d }, 'driver detached');
+  ctx.drivers.detach(d);
+  return { name: d.name, leaks };
+}
