@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { rng } from '../daemon/rng.js';
 
 export interface Figure {
   bench: string;
@@ -129,17 +130,8 @@ export function startDaemon(config?: unknown): Promise<Child> {
   );
 }
 
-/** mulberry32: small, fast, deterministic. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+/** mulberry32 (the daemon's own PRNG): small, fast, deterministic. */
+export const prng = rng;
 
 /** Run dist/bench/<script> in its own process (with --expose-gc and any node flags) and parse the JSON line it prints. */
 export function runChildJson<T>(script: string, args: string[], nodeArgs: string[] = []): Promise<T> {

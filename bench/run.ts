@@ -5,6 +5,7 @@
  * stderr and its figures as JSON lines on stdout.
  */
 const BENCHES: Record<string, () => Promise<{ run(a: { quick: boolean }): Promise<unknown> }>> = {
+  coherency: () => import('./coherency.js'),
   drivers: () => import('./drivers.js'),
   handles: () => import('./handles.js'),
   ipc: () => import('./ipc.js'),

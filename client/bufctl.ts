@@ -10,7 +10,7 @@ import { connect, ConnectError, type BufferClient } from './client.js';
 import { BufferdError } from '../protocol/errors.js';
 import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailView, clientsTable, buffersTable } from './views.js';
 import { parseSize } from '../protocol/units.js';
-import { driversTable, constraintsView, mergeView } from './views-drivers.js';
+import { driversTable, constraintsView, mergeView, violationsView } from './views-drivers.js';
 
 export const EXIT_OK = 0;
 export const EXIT_DAEMON_ERROR = 1;
@@ -103,12 +103,8 @@ const COMMANDS: Record<string, Command> = {
     maxArgs: 0,
     run: async (c, a) => {
       const opts: { client?: number; pool?: string } = {};
-      const cl = a.values['client'];
-      if (cl !== undefined) {
-        const n = Number(cl);
-        if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`--client '${String(cl)}' is not a client id`);
-        opts.client = n;
-      }
+      const cl = intOption(a, 'client', 0, 'a client id');
+      if (cl !== undefined) opts.client = cl;
       if (a.values['pool'] !== undefined) opts.pool = a.values['pool'] as string;
       const r = await c.buffers(opts);
       return print(a.json, r.buffers, () => buffersTable(r.buffers));
@@ -158,9 +154,33 @@ const COMMANDS: Record<string, Command> = {
       return print(a.json, r, () => mergeView(r));
     },
   },
+  violations: {
+    usage: 'violations [--kind KIND] [--limit N] [--json]',
+    summary: 'coherency violations recorded by the checker, newest last, and counts by kind',
+    options: ['json', 'kind', 'limit'],
+    minArgs: 0,
+    maxArgs: 0,
+    run: async (c, a) => {
+      const opts: { kind?: string; limit?: number } = {};
+      if (a.values['kind'] !== undefined) opts.kind = a.values['kind'] as string;
+      const limit = intOption(a, 'limit', 1, 'a positive count');
+      if (limit !== undefined) opts.limit = limit;
+      const r = await c.violations(opts);
+      return print(a.json, r, () => violationsView(r));
+    },
+  },
 };
 
 class UsageError extends Error {}
+
+/** An integer option ≥ min, or undefined when absent; a usage error otherwise. */
+function intOption(a: CommandArgs, name: string, min: number, what: string): number | undefined {
+  const v = a.values[name];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} '${String(v)}' is not ${what}`);
+  return n;
+}
 
 const OPTIONS = {
   socket: { type: 'string' },
@@ -168,6 +188,8 @@ const OPTIONS = {
   overcommit: { type: 'string' },
   pool: { type: 'string' },
   client: { type: 'string' },
+  kind: { type: 'string' },
+  limit: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

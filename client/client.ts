@@ -17,7 +17,7 @@ import { BufferdError, type WireError } from '../protocol/errors.js';
 import { decodeValue, isPlainMap } from '../protocol/codec.js';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { PROTOCOL_VERSION, type OpName, type ParamsOf } from '../protocol/requests.js';
-import type { HelloResult, PingResult, ResultOf, HandleInfo, HugepagesSetResult, RightName, BufferListing, HandleEvent, ShutdownEvent, MergeResult, RegistrationInfo, RegistrationEvent, UnregistrationEvent, LeakEvent } from '../protocol/results.js';
+import type { HelloResult, PingResult, ResultOf, HandleInfo, HugepagesSetResult, RightName, BufferListing, HandleEvent, ShutdownEvent, MergeResult, RegistrationInfo, RegistrationEvent, UnregistrationEvent, LeakEvent, ViolationEvent } from '../protocol/results.js';
 import type { Status, PoolStatus, DriverStatus } from '../protocol/status.js';
 import type { Constraints } from '../protocol/attributes.js';
 import { DeviceApi } from './device.js';
@@ -55,6 +55,8 @@ export interface BufferClientEvents {
   unregistration: [UnregistrationEvent];
   /** A registration of a buffer this client holds was dropped without unregister. */
   leak: [LeakEvent];
+  /** A coherency violation on a buffer this client holds. */
+  violation: [ViolationEvent];
   /** Every event, whatever its name. */
   event: [Record<string, unknown> & { event: string }];
   /** A connection-level error frame (E2BIG, ETIMEDOUT, EPROTO without an id). */
@@ -176,6 +178,33 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     return this.request('driver.detach', { name });
   }
 
+  /**
+   * Begin ('start': sync for the CPU) or finish ('end': sync for the device)
+   * CPU access, as DMA_BUF_IOCTL_SYNC. Optionally only part of the buffer.
+   */
+  sync(handle: number, opts: { phase: 'start' | 'end'; access: 'read' | 'write' | 'rw'; offset?: number; length?: number }): Promise<ResultOf<'sync'>> {
+    return this.request('sync', { handle, ...opts });
+  }
+
+  /** A CPU mapping with the buffer's cache policy (asking for another one is EINVAL: no aliasing). */
+  map(handle: number, opts: { cache?: 'writeback' | 'writecombine' | 'uncached' } = {}): Promise<ResultOf<'map'>> {
+    return this.request('map', opts.cache === undefined ? { handle } : { handle, cache: opts.cache });
+  }
+
+  unmap(mapping: number): Promise<ResultOf<'unmap'>> {
+    return this.request('unmap', { mapping });
+  }
+
+  /** Flush the write-combine buffer for a buffer. */
+  fence(handle: number): Promise<ResultOf<'fence'>> {
+    return this.request('fence', { handle });
+  }
+
+  /** Recorded coherency violations, newest last, with counts by kind. */
+  violations(opts: { kind?: string; buffer?: number; limit?: number } = {}): Promise<ResultOf<'violations'>> {
+    return this.request('violations', opts);
+  }
+
   /** Act as a device on registered buffers. */
   readonly device: DeviceApi = new DeviceApi(this);
 
@@ -199,26 +228,28 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     return this.session.limits.maxDataBytes;
   }
 
-  /** Write bytes at an offset; transfers over the per-request limit are split into pipelined requests. */
-  async write(handle: number, offset: number, data: Uint8Array): Promise<{ written: number }> {
+  /** Write bytes at an offset, through a handle or `{mapping}`; transfers over the per-request limit are split into pipelined requests. */
+  async write(target: number | { mapping: number }, offset: number, data: Uint8Array): Promise<{ written: number }> {
+    const via = typeof target === 'number' ? { handle: target } : { mapping: target.mapping };
     const parts: Promise<{ written: number }>[] = [];
     let done = 0;
     do {
       const n = Math.min(this.chunk, data.length - done);
-      parts.push(this.request('write', { handle, offset: offset + done, data: data.subarray(done, done + n) }));
+      parts.push(this.request('write', { ...via, offset: offset + done, data: data.subarray(done, done + n) }));
       done += n;
     } while (done < data.length);
     const r = await Promise.all(parts);
     return { written: r.reduce((a, x) => a + x.written, 0) };
   }
 
-  /** Read bytes at an offset, split into several requests when large. */
-  async read(handle: number, offset: number, length: number): Promise<Buffer> {
+  /** Read bytes at an offset, through a handle or `{mapping}`, split into several requests when large. */
+  async read(target: number | { mapping: number }, offset: number, length: number): Promise<Buffer> {
+    const via = typeof target === 'number' ? { handle: target } : { mapping: target.mapping };
     const parts: Promise<{ data: Uint8Array }>[] = [];
     let done = 0;
     do {
       const n = Math.min(this.chunk, length - done);
-      parts.push(this.request('read', { handle, offset: offset + done, length: n }));
+      parts.push(this.request('read', { ...via, offset: offset + done, length: n }));
       done += n;
     } while (done < length);
     const r = await Promise.all(parts);

@@ -26,5 +26,7 @@ export type {
   RegistrationEvent,
   UnregistrationEvent,
   LeakEvent,
+  ViolationEvent,
+  ViolationInfo,
 } from '../protocol/results.js';
 export { resolveSocketPath } from '../protocol/paths.js';

@@ -3,7 +3,7 @@
  */
 import type { DriverStatus } from '../protocol/status.js';
 import type { Constraints, MergedAttributes } from '../protocol/attributes.js';
-import type { MergeResult } from '../protocol/results.js';
+import type { MergeResult, ResultOf } from '../protocol/results.js';
 import { table, size, formatAddress } from './format.js';
 
 const entries = (e: Record<string, number>) =>
@@ -74,6 +74,28 @@ export function mergeView(r: MergeResult): string {
       { header: 'FITS', get: (p) => (p.fits ? 'yes' : 'no') },
       { header: 'ALLOWED', get: (p) => (p.allowed ? 'yes' : 'no (capability)') },
       { header: 'WHY NOT', get: (p) => p.misfits.map((m) => `${m.attribute}: needs ${JSON.stringify(m.required)}, has ${JSON.stringify(m.actual)}`).join('; ') || '-' },
+    ])
+  );
+}
+
+export function violationsView(r: ResultOf<'violations'>): string {
+  const counts = Object.entries(r.byKind)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
+  const head = `Coherency checker: mode ${r.mode}, ${r.total} violation(s) since start${counts !== '' ? `: ${counts}` : ''}\n`;
+  return (
+    head +
+    table(r.violations, [
+      { header: 'SEQ', get: (v) => v.seq, align: 'right' },
+      { header: 'TIME', get: (v) => `${(v.timeMs / 1000).toFixed(1)}s`, align: 'right' },
+      { header: 'KIND', get: (v) => v.kind },
+      { header: 'CLIENT', get: (v) => (v.client.name !== null ? `${v.client.id} ${v.client.name}` : String(v.client.id)) },
+      { header: 'BUFFER', get: (v) => v.buffer, align: 'right' },
+      { header: 'DRIVER', get: (v) => v.driver ?? '-' },
+      { header: 'OP', get: (v) => v.op },
+      { header: 'RANGE', get: (v) => `${v.range.offset}+${v.range.length}` },
+      { header: 'WHAT WENT WRONG', get: (v) => v.message },
     ])
   );
 }

@@ -25,6 +25,14 @@ export function statusView(st: Status): string {
   out.push(section('Hugepages', hugepagesTable(st.hugepages)));
   out.push(section(`Pools (conversions: ${st.conversions.total}, ${size(st.conversions.bytes)}, simulated cost ${st.conversions.costUs} µs)`, poolsTable(st.pools)));
   out.push(section(`Clients (${st.buffers.live} live buffers, ${st.buffers.tokensInFlight} tokens in flight)`, clientsTable(st.clients)));
+  const co = st.coherency;
+  const kinds = Object.entries(co.violations.byKind).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ');
+  out.push(
+    `Coherency: checker ${co.mode}, prefetch ${co.prefetch}; ${co.violations.total} violation(s)${kinds !== '' ? ` (${kinds})` : ''}\n` +
+      `  cache: ${co.cache.cachedLines} lines cached (${co.cache.lineSize} B), ${co.cache.dirtyLines} dirty; ` +
+      `cleans ${co.cache.cleans}, invalidates ${co.cache.invalidates}, prefetches ${co.cache.prefetches}, ` +
+      `WC flushes ${co.cache.wcFlushes} (${co.cache.wcPendingLines} pending), evictions ${co.cache.evictions}\n`,
+  );
   out.push(
     section(
       `Drivers (${st.dma.leaks} leaked registrations${st.dma.bounce !== null ? `; bounce pool ${st.dma.bounce.used}/${st.dma.bounce.slots} slots` : ''}; details: bufctl drivers)`,

@@ -3,7 +3,15 @@
  * the daemon runs. A session becomes a listed client once `hello` succeeds.
  */
 import type { Logger } from './log.js';
-import type { HandleTable } from './handles.js';
+import type { HandleTable, SharedBuffer } from './handles.js';
+
+/** A CPU mapping of a buffer: its cache policy, the rights of the handle it was made from. */
+export interface Mapping {
+  id: number;
+  buffer: SharedBuffer;
+  rights: number;
+  cache: 'writeback' | 'writecombine' | 'uncached';
+}
 import type { Principal } from './auth.js';
 
 export interface Session {
@@ -17,6 +25,9 @@ export interface Session {
   principal: Principal | null;
   /** The handle table (set by hello). */
   handles: HandleTable | null;
+  /** CPU mappings by id. */
+  mappings: Map<number, Mapping>;
+  nextMapping: number;
   /** Push an event frame to this client (no-op once the connection closed). */
   send(event: { event: string } & Record<string, unknown>): void;
   log: Logger;

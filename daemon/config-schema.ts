@@ -48,6 +48,7 @@ export const PoolSchema = Type.Object(
     maxBytes: Type.Optional(Size('most bytes the pool may hand out')),
     arena: Type.Optional(Type.Union([Type.Literal('per-client'), Type.Literal('shared')], { description: 'one of "per-client", "shared"' })),
     dirtyDecayMs: Type.Optional(Type.Integer({ minimum: -1, maximum: 3_600_000, description: 'integer ms, -1 (never) to 3600000' })),
+    coherency: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('warn'), Type.Literal('strict')], { description: 'checker mode for this pool: one of "off", "warn", "strict"' })),
   },
   { additionalProperties: false },
 );
@@ -104,6 +105,21 @@ export const BounceSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const CoherencySchema = Type.Object(
+  {
+    mode: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('warn'), Type.Literal('strict')], { description: 'one of "off", "warn", "strict"' })),
+    lineSize: Type.Optional(Type.Union([Type.Literal(32), Type.Literal(64), Type.Literal(128)], { description: 'cache line size: 32, 64 or 128' })),
+    prefetch: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('always'), Type.Literal('random')], { description: 'one of "none", "always", "random"' })),
+    prefetchRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'probability a line is prefetched (prefetch "random")' })),
+    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 0xffffffff })),
+    eviction: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('random')], { description: 'one of "none", "random"' })),
+    cacheLines: Type.Optional(Type.Integer({ minimum: 16, maximum: 1 << 26, description: 'cache capacity in lines (eviction "random")' })),
+    wcLines: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'write-combine buffer lines' })),
+    ringSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20, description: 'violations kept' })),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -137,6 +153,7 @@ export const ConfigSchema = Type.Object(
     hugepages: Type.Optional(Type.Array(HugepagePoolSchema, { maxItems: 2 })),
     pools: Type.Array(PoolSchema, { minItems: 1, maxItems: 256 }),
     bounce: Type.Optional(BounceSchema),
+    coherency: Type.Optional(CoherencySchema),
     drivers: Type.Optional(Type.Array(DriverSchema, { maxItems: 256 })),
   },
   { additionalProperties: false },

@@ -31,6 +31,18 @@ export interface LimitsConfig {
   maxHandles: number;
 }
 
+export interface CoherencySettings {
+  mode: 'off' | 'warn' | 'strict';
+  lineSize: number;
+  prefetch: 'none' | 'always' | 'random';
+  prefetchRate: number;
+  seed: number;
+  eviction: 'none' | 'random';
+  cacheLines: number;
+  wcLines: number;
+  ringSize: number;
+}
+
 export interface Config {
   /** Where the config came from: a file path or "(embedded default machine)". */
   source: string;
@@ -40,6 +52,7 @@ export interface Config {
   auth: AuthConfig;
   /** Tokens read from auth.tokenFile at start-up. */
   fileTokens: TokenSpec[];
+  coherency: CoherencySettings;
 }
 
 export class ConfigError extends Error {
@@ -160,7 +173,19 @@ export function buildConfig(raw: unknown, source: string): Config {
     if (prevSecret !== undefined) throw new ConfigError(`${where}/secret: two tokens share one secret (also at ${prevSecret}); each secret must be unique`);
     secrets.set(t.secret, where);
   }
-  return { source, server, limits, machine, auth, fileTokens };
+  const c = r.coherency ?? {};
+  const coherency: CoherencySettings = {
+    mode: c.mode ?? 'warn',
+    lineSize: c.lineSize ?? 64,
+    prefetch: c.prefetch ?? 'always',
+    prefetchRate: c.prefetchRate ?? 0.5,
+    seed: c.seed ?? 1,
+    eviction: c.eviction ?? 'none',
+    cacheLines: c.cacheLines ?? 32768,
+    wcLines: c.wcLines ?? 8,
+    ringSize: c.ringSize ?? 1024,
+  };
+  return { source, server, limits, machine, auth, fileTokens, coherency };
 }
 
 /** Load the config file, or the embedded default machine when path is undefined. */

@@ -45,6 +45,8 @@ export class Connection {
       capabilities: new Set(),
       principal: null,
       handles: null,
+      mappings: new Map(),
+      nextMapping: 1,
       log,
       send: (ev) => this.write(ev),
     };

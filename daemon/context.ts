@@ -15,6 +15,8 @@ import { TokenTable } from './tokens.js';
 import { SharedBuffer } from './handles.js';
 import type { PhysBuffer } from './pool.js';
 import { DriverRegistry } from './drivers.js';
+import { CpuCache } from './cache.js';
+import { Coherency } from './coherency.js';
 
 export interface DaemonContext {
   readonly config: Config;
@@ -35,6 +37,7 @@ export interface DaemonContext {
   /** Live buffers by daemon-wide id. */
   readonly buffers: Map<number, SharedBuffer>;
   readonly drivers: DriverRegistry;
+  readonly coherency: Coherency;
   /** Set by the op table: drop a departed client's registrations and client drivers as leaks. */
   onSessionClose: ((s: Session) => void) | null;
   /** Wrap a new allocation: it is freed (and its creator's quota released) when its last reference goes. */
@@ -51,6 +54,22 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const buffers = new Map<number, SharedBuffer>();
   const clients = new ClientRegistry();
   const drivers = new DriverRegistry(machine, config.machine.drivers);
+  const cc = config.coherency;
+  const cache = new CpuCache(machine.mem.store, { lineSize: cc.lineSize, capacityLines: cc.cacheLines, eviction: cc.eviction, wcLines: cc.wcLines, seed: cc.seed });
+  const coherency = new Coherency(cache, machine.mem.store, { mode: cc.mode, prefetch: cc.prefetch, prefetchRate: cc.prefetchRate, ringSize: cc.ringSize }, {
+    registrations: (b) => drivers.list().flatMap((d) => {
+      const r = d.registrations.get(b.id);
+      return r === undefined ? [] : [r];
+    }),
+    modeFor: (b) => b.phys.pool.cfg.coherency ?? cc.mode,
+    report: (v, b) => {
+      log.warn({ violation: v.kind, client: v.client.id, buffer: v.buffer, driver: v.driver, op: v.op, mode: v.mode }, v.message);
+      // the buffer's holders, and the offending client even if it only holds a mapping
+      for (const id of new Set([...b.holders.keys(), v.client.id])) clients.byId(id)?.send({ event: 'violation', ...v });
+    },
+    now,
+  });
+  machine.onPages = (segs) => coherency.forget(segs);
   const armAll = () => {
     for (const t of timers) t.arm();
   };
@@ -73,9 +92,13 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     tokens,
     buffers,
     drivers,
+    coherency,
     onSessionClose: null,
     sessionClosed: (s) => {
       ctx.onSessionClose?.(s);
+      coherency.clientGone(s.id);
+      for (const m of s.mappings.values()) m.buffer.unref('mappings');
+      s.mappings.clear();
       s.handles?.closeAll();
       machine.ownerGone(s.id);
       armAll();

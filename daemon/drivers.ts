@@ -170,8 +170,6 @@ export class DriverRegistry {
       throw e;
     }
     const reg: Registration = { driver: d, buffer, registrant, ...view, driverHandle: null };
-    // a bounced device starts from what the CPU wrote (dma_map for the device)
-    for (const p of reg.pieces) if (p.bounce) this.machine.mem.store.copy(p.dev, p.phys, p.len);
     buffer.ref('registrations');
     d.registrations.set(buffer.id, reg);
     d.registered++;
@@ -233,8 +231,7 @@ export class DriverRegistry {
     if (r.iommu !== null) d.iommu!.unmap(r.iommu);
     for (const p of r.pieces) {
       if (!p.bounce) continue;
-      // device accesses already copy through bounce slots both ways, so nothing is copied back here;
-      // the slots are cleared so the next mapping starts clean
+      // the coherency model copied the bounce data back (dma_unmap) before this; clear the slots for the next mapping
       this.machine.mem.store.zeroBytes(p.dev, p.len);
       this.machine.swiotlb!.unmap(d.name, p.dev, p.len);
     }

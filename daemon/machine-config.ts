@@ -41,6 +41,8 @@ export interface PoolConfig {
   maxBytes: number | null;
   arena: 'per-client' | 'shared';
   dirtyDecayMs: number;
+  /** Coherency checker mode for this pool, or null for the global mode. */
+  coherency: 'off' | 'warn' | 'strict' | null;
 }
 
 export interface BounceConfig {
@@ -143,6 +145,7 @@ export function normalizeMachine(r: RawConfig): MachineConfig {
       maxBytes,
       arena: p.arena ?? 'per-client',
       dirtyDecayMs: p.dirtyDecayMs ?? 10_000,
+      coherency: p.coherency ?? null,
     };
   });
   pools.forEach((p, i) => {

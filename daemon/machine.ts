@@ -38,6 +38,8 @@ export class Machine {
   readonly warnings: string[] = [];
   /** The bounce pool, when configured. */
   readonly swiotlb: Swiotlb | null = null;
+  /** Told about pages a buffer takes or gives up (the CPU cache forgets them). */
+  onPages: ((segments: Segment[]) => void) | null = null;
   private readonly buffers = new Map<number, PhysBuffer>();
   private nextId = 1;
 
@@ -83,6 +85,7 @@ export class Machine {
     const buf = pool.alloc(this.nextId, o.size, o.align ?? 1, o.owner, o.populate ?? true);
     this.nextId++;
     this.buffers.set(buf.id, buf);
+    this.onPages?.(buf.segments);
     return buf;
   }
 
@@ -101,6 +104,7 @@ export class Machine {
   free(buf: PhysBuffer): void {
     if (this.buffers.get(buf.id) !== buf) throw new BufferdError('ENOENT', `buffer ${buf.id} is not allocated`);
     this.buffers.delete(buf.id);
+    this.onPages?.(buf.segments);
     buf.pool.free(buf);
   }
 
@@ -134,7 +138,9 @@ export class Machine {
 
   /** Back a lazily reserved buffer before its pages are used. */
   touch(buf: PhysBuffer): void {
-    if (buf.reservedPages > 0) buf.pool.populate(buf);
+    if (buf.reservedPages === 0) return;
+    buf.pool.populate(buf);
+    this.onPages?.(buf.segments);
   }
 
   /** Visit the physical pieces of [off, off + len) of a buffer. */

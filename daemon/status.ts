@@ -40,6 +40,12 @@ export function buildStatus(ctx: DaemonContext): Status {
     })),
     buffers: { live: ctx.buffers.size, tokensInFlight: ctx.tokens.size, tokensIssued: ctx.tokens.issued, tokensImported: ctx.tokens.imported, tokensExpired: ctx.tokens.expired },
     drivers: ctx.drivers.list().map((d) => ctx.drivers.status(d)),
+    coherency: {
+      mode: ctx.config.coherency.mode,
+      prefetch: ctx.config.coherency.prefetch,
+      cache: ctx.coherency.cache.snapshot(),
+      violations: { total: ctx.coherency.total, byKind: ctx.coherency.countsByKind() },
+    },
     dma: {
       leaks: ctx.drivers.totalLeaks,
       bounce: m.swiotlb === null ? null : { base: m.swiotlb.base, size: m.swiotlb.size, slots: m.swiotlb.nslots, used: m.swiotlb.usedSlots, full: m.swiotlb.full },

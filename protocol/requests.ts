@@ -8,6 +8,7 @@ import { SESSION_REQUESTS } from './ops/session.js';
 import { MEMORY_REQUESTS } from './ops/memory.js';
 import { HANDLE_REQUESTS } from './ops/handles.js';
 import { DRIVER_REQUESTS } from './ops/drivers.js';
+import { COHERENCY_REQUESTS } from './ops/coherency.js';
 
 /** The protocol version this package speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -17,6 +18,7 @@ export const REQUESTS = {
   ...MEMORY_REQUESTS,
   ...HANDLE_REQUESTS,
   ...DRIVER_REQUESTS,
+  ...COHERENCY_REQUESTS,
 } as const;
 
 export type OpName = keyof typeof REQUESTS;

@@ -126,6 +126,23 @@ export interface MergeResult {
   pools: { name: string; fits: boolean; allowed: boolean; misfits: Mismatch[] }[];
 }
 
+export interface ViolationInfo {
+  seq: number;
+  timeMs: number;
+  kind: string;
+  client: { id: number; name: string | null };
+  buffer: number;
+  driver: string | null;
+  op: string;
+  range: { offset: number; length: number };
+  mode: 'off' | 'warn' | 'strict';
+  message: string;
+}
+
+export interface ViolationEvent extends ViolationInfo {
+  event: 'violation';
+}
+
 export interface HugepagesSetResult {
   /** Hugepage size in bytes. */
   size: number;
@@ -161,6 +178,11 @@ export interface Results {
   'device.read': { data: Uint8Array };
   'device.fill': { filled: number };
   'device.copy': { copied: number };
+  sync: { phase: 'start' | 'end'; access: 'read' | 'write' | 'rw'; cleaned: number; invalidated: number; flushed: number };
+  map: { mapping: number; cache: CachePolicyName; size: number; rights: RightName[] };
+  unmap: { mapping: number; unmapped: true };
+  fence: { flushed: number };
+  violations: { mode: 'off' | 'warn' | 'strict'; total: number; byKind: Record<string, number>; violations: ViolationInfo[] };
   'hugepages.set': HugepagesSetResult;
   write: { written: number };
   read: { data: Uint8Array };
@@ -210,6 +232,6 @@ export interface LeakEvent {
 }
 
 /** Events are pushed by the daemon and carry `event` instead of `id`. */
-export type DaemonEvent = ShutdownEvent | HandleEvent | RegistrationEvent | UnregistrationEvent | LeakEvent;
+export type DaemonEvent = ShutdownEvent | HandleEvent | RegistrationEvent | UnregistrationEvent | LeakEvent | ViolationEvent;
 
 export type EventName = DaemonEvent['event'];

@@ -180,6 +180,13 @@ export interface Status {
   /** Live buffers and export tokens. */
   buffers: { live: number; tokensInFlight: number; tokensIssued: number; tokensImported: number; tokensExpired: number };
   drivers: DriverStatus[];
+  /** The CPU cache model and the coherency checker. */
+  coherency: {
+    mode: 'off' | 'warn' | 'strict';
+    prefetch: 'none' | 'always' | 'random';
+    cache: { lineSize: number; cachedLines: number; dirtyLines: number; cleans: number; invalidates: number; prefetches: number; wcFlushes: number; wcPendingLines: number; evictions: number };
+    violations: { total: number; byKind: Record<string, number> };
+  };
   /** DMA: registrations leaked since start, and the swiotlb bounce pool (null when none). */
   dma: { leaks: number; bounce: { base: number; size: number; slots: number; used: number; full: number } | null };
   /** Present when status was asked with `pool`. */

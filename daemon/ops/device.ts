@@ -4,7 +4,8 @@
  * mapping, bounce slots copied to and from the buffer). Built-in devices
  * are driven by any client holding a handle on the buffer (with the right
  * for the direction); a client driver's device only by the client that
- * attached it.
+ * attached it. Every access goes through the coherency model (cache lines,
+ * bounce slots, ownership checks).
  */
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
@@ -35,56 +36,34 @@ function checkRange(ctx: DaemonContext, r: Registration, offset: number, length:
   }
 }
 
-/** The device writes bytes at buffer offset `off`. */
-export function deviceWriteBytes(ctx: DaemonContext, r: Registration, off: number, data: Uint8Array): void {
-  const store = ctx.machine.mem.store;
-  ctx.drivers.forEachPiece(r, off, data.length, (dev, phys, bounce, at, n) => {
-    if (bounce) {
-      // the device writes the bounce slots; no cache model yet, so they are copied back at once
-      store.write(dev, data, at, n);
-      store.copy(phys, dev, n);
-    } else {
-      store.write(phys, data, at, n);
-    }
-  });
-}
+const who = (s: Session) => ({ id: s.id, name: s.name });
 
-/** The device reads bytes at buffer offset `off`. */
-export function deviceReadBytes(ctx: DaemonContext, r: Registration, off: number, len: number): Buffer {
-  const store = ctx.machine.mem.store;
-  const out = Buffer.allocUnsafe(len);
-  ctx.drivers.forEachPiece(r, off, len, (dev, phys, bounce, at, n) => {
-    if (bounce) {
-      store.copy(dev, phys, n);
-      store.readInto(dev, n, out, at);
-    } else {
-      store.readInto(phys, n, out, at);
-    }
-  });
-  return out;
-}
+/** Visit a registration's device view of [off, off + len). */
+const view = (ctx: DaemonContext, r: Registration, off: number, len: number) => (fn: (dev: number, phys: number, bounce: boolean, at: number, n: number) => void) =>
+  ctx.drivers.forEachPiece(r, off, len, fn);
 
 export function write(ctx: DaemonContext, s: Session, req: RequestOf<'device.write'>): { written: number } {
   const r = target(ctx, s, req.driver, req.handle, 'write');
   checkRange(ctx, r, req.offset, req.data.length, true);
-  deviceWriteBytes(ctx, r, req.offset, req.data);
+  ctx.coherency.deviceWrite(who(s), r, req.offset, req.data, view(ctx, r, req.offset, req.data.length));
   return { written: req.data.length };
 }
 
 export function read(ctx: DaemonContext, s: Session, req: RequestOf<'device.read'>): { data: Uint8Array } {
   const r = target(ctx, s, req.driver, req.handle, 'read');
   checkRange(ctx, r, req.offset, req.length, true);
-  return { data: deviceReadBytes(ctx, r, req.offset, req.length) };
+  return { data: ctx.coherency.deviceRead(who(s), r, req.offset, req.length, view(ctx, r, req.offset, req.length)) };
 }
 
 export function fill(ctx: DaemonContext, s: Session, req: RequestOf<'device.fill'>): { filled: number } {
   const r = target(ctx, s, req.driver, req.handle, 'write');
   checkRange(ctx, r, req.offset, req.length, false);
-  const store = ctx.machine.mem.store;
-  ctx.drivers.forEachPiece(r, req.offset, req.length, (dev, phys, bounce, _at, n) => {
-    store.fill(bounce ? dev : phys, n, req.value);
-    if (bounce) store.copy(phys, dev, n);
-  });
+  const step = 4 * 1024 * 1024;
+  const chunk = Buffer.alloc(Math.min(step, req.length), req.value);
+  for (let off = 0; off < req.length; off += step) {
+    const n = Math.min(step, req.length - off);
+    ctx.coherency.deviceWrite(who(s), r, req.offset + off, chunk.subarray(0, n), view(ctx, r, req.offset + off, n), 'device.fill');
+  }
   return { filled: req.length };
 }
 
@@ -95,7 +74,8 @@ export function copy(ctx: DaemonContext, s: Session, req: RequestOf<'device.copy
   const step = 4 * 1024 * 1024;
   for (let off = 0; off < n; off += step) {
     const len = Math.min(step, n - off);
-    deviceWriteBytes(ctx, dst, off, deviceReadBytes(ctx, src, off, len));
+    const data = ctx.coherency.deviceRead(who(s), src, off, len, view(ctx, src, off, len));
+    ctx.coherency.deviceWrite(who(s), dst, off, data, view(ctx, dst, off, len), 'device.copy');
   }
   return { copied: n };
 }

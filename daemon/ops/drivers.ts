@@ -104,6 +104,7 @@ export function register(ctx: DaemonContext, s: Session, req: RequestOf<'registe
   const owner = d.owner !== null ? ctx.clients.byId(d.owner) : undefined;
   owner?.handles!.ensureRoom(`driver '${d.name}' (client ${d.owner})`);
   const r = ctx.drivers.register(d, h.buffer, s.id);
+  ctx.coherency.mapped(r);
   if (owner !== undefined) {
     const dh = owner.handles!.open(h.buffer, h.rights & (R_READ | R_WRITE));
     r.driverHandle = dh;
@@ -123,10 +124,11 @@ export function register(ctx: DaemonContext, s: Session, req: RequestOf<'registe
   return registrationInfo(r);
 }
 
-/** Unregister, closing a client driver's handle for it. */
+/** Unregister (dma_unmap), closing a client driver's handle for it. */
 export function dropRegistration(ctx: DaemonContext, r: Registration): void {
   const d = r.driver;
   const owner = d.owner !== null ? ctx.clients.byId(d.owner) : undefined;
+  ctx.coherency.unmapping(r);
   ctx.drivers.unregister(r);
   if (owner !== undefined && r.driverHandle !== null) {
     const t = owner.handles!;
@@ -145,7 +147,14 @@ export function unregister(ctx: DaemonContext, s: Session, req: RequestOf<'unreg
   }
   let r: Registration;
   if (req.handle !== undefined) {
-    r = ctx.drivers.registration(d, table(s).get(req.handle).buffer);
+    const b = table(s).get(req.handle).buffer;
+    const found = d.registrations.get(b.id);
+    if (found === undefined) {
+      // dma-debug: unmap of something that was never mapped
+      ctx.coherency.violate(b, { id: s.id, name: s.name }, 'unregister-not-registered', 'unregister', 0, b.phys.size, d.name, `client ${s.id} unregistered buffer ${b.id} from '${d.name}', which it is not registered with`, true);
+      throw new BufferdError('ENOENT', `buffer ${b.id} is not registered with driver '${d.name}'`, { driver: d.name, buffer: b.id });
+    }
+    r = found;
   } else {
     const found = d.registrations.get(req.buffer!);
     if (found === undefined || found.registrant !== s.id) {
@@ -153,6 +162,7 @@ export function unregister(ctx: DaemonContext, s: Session, req: RequestOf<'unreg
     }
     r = found;
   }
+  ctx.coherency.checkUnmap({ id: s.id, name: s.name }, r);
   const id = r.buffer.id;
   dropRegistration(ctx, r);
   return { driver: d.name, buffer: id, unregistered: true };

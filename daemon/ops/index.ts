@@ -11,6 +11,7 @@ import * as memory from './memory.js';
 import * as handles from './handles.js';
 import * as drivers from './drivers.js';
 import * as device from './device.js';
+import * as coherency from './coherency.js';
 
 export type Handler<K extends OpName> = (
   ctx: DaemonContext,
@@ -47,6 +48,11 @@ export const HANDLERS: HandlerTable = {
   'device.read': device.read,
   'device.fill': device.fill,
   'device.copy': device.copy,
+  sync: coherency.sync,
+  map: coherency.map,
+  unmap: coherency.unmap,
+  fence: coherency.fence,
+  violations: coherency.violations,
 };
 
 /** What a departed client leaves behind: its registrations and its client drivers, reported as leaks. */

@@ -9,7 +9,7 @@ import { formatSize } from '../../protocol/units.js';
 import type { DaemonContext } from '../context.js';
 import { handlesOf as table, type Session } from '../clients.js';
 import type { PhysBuffer } from '../pool.js';
-import { R_ALL, rightsList, type Handle } from '../handles.js';
+import { R_ALL, R_READ, R_WRITE, rightsList, type Handle, type SharedBuffer } from '../handles.js';
 import { ADMIN, requireCapability } from '../auth.js';
 import { maxDataBytes } from '../../protocol/frame.js';
 import { planFor } from './drivers.js';
@@ -122,17 +122,33 @@ function checkRange(ctx: DaemonContext, b: PhysBuffer, offset: number, length: n
   }
 }
 
+/** The buffer a CPU access names (a handle or a mapping), checking the right it needs. */
+export function cpuTarget(s: Session, req: { handle?: number; mapping?: number }, right: 'read' | 'write', op: string): SharedBuffer {
+  if ((req.handle === undefined) === (req.mapping === undefined)) {
+    throw new BufferdError('EINVAL', `give either 'handle' or 'mapping' (exactly one) (op '${op}')`);
+  }
+  if (req.handle !== undefined) return table(s).need(req.handle, right).buffer;
+  const m = s.mappings.get(req.mapping!);
+  if (m === undefined) throw new BufferdError('EBADF', `mapping ${req.mapping} is not open on this connection`, { mapping: req.mapping });
+  if ((m.rights & (right === 'read' ? R_READ : R_WRITE)) === 0) {
+    throw new BufferdError('EPERM', `mapping ${m.id} lacks the '${right}' right`, { mapping: m.id, missing: right });
+  }
+  return m.buffer;
+}
+
 export function write(ctx: DaemonContext, s: Session, req: RequestOf<'write'>): { written: number } {
-  const b = table(s).need(req.handle, 'write').buffer.phys;
-  checkRange(ctx, b, req.offset, req.data.length, 'data length');
-  ctx.machine.write(b, req.offset, req.data);
+  const b = cpuTarget(s, req, 'write', 'write');
+  ctx.machine.touch(b.phys);
+  checkRange(ctx, b.phys, req.offset, req.data.length, 'data length');
+  ctx.coherency.cpuWrite({ id: s.id, name: s.name }, b, req.offset, req.data);
   return { written: req.data.length };
 }
 
 export function read(ctx: DaemonContext, s: Session, req: RequestOf<'read'>): { data: Uint8Array } {
-  const b = table(s).need(req.handle, 'read').buffer.phys;
-  checkRange(ctx, b, req.offset, req.length, 'length');
-  return { data: ctx.machine.read(b, req.offset, req.length) };
+  const b = cpuTarget(s, req, 'read', 'read');
+  ctx.machine.touch(b.phys);
+  checkRange(ctx, b.phys, req.offset, req.length, 'length');
+  return { data: ctx.coherency.cpuRead({ id: s.id, name: s.name }, b, req.offset, req.length) };
 }
 
 export function hugepagesSet(ctx: DaemonContext, s: Session, req: RequestOf<'hugepages.set'>): HugepagesSetResult {

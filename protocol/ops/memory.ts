@@ -40,24 +40,28 @@ export const HugepagesSetRequest = request(
 /** Largest data payload any configuration accepts in one request (frames are at most 1 GiB). */
 export const MAX_DATA_BYTES = 2 ** 30;
 
+const MappingNum = Uint({ description: 'mapping id on this connection (instead of a handle)' });
+
 export const WriteRequest = request(
   'write',
   {
-    handle: HandleNum,
+    handle: Type.Optional(HandleNum),
+    mapping: Type.Optional(MappingNum),
     offset: Type.Integer({ minimum: 0, maximum: MAX_BUFFER_BYTES, description: 'byte offset in the buffer' }),
     data: BinaryData(MAX_DATA_BYTES, 'bytes to write'),
   },
-  'Write bytes into a buffer (CPU access).',
+  'Write bytes into a buffer (CPU access) through a handle or a mapping.',
 );
 
 export const ReadRequest = request(
   'read',
   {
-    handle: HandleNum,
+    handle: Type.Optional(HandleNum),
+    mapping: Type.Optional(MappingNum),
     offset: Type.Integer({ minimum: 0, maximum: MAX_BUFFER_BYTES, description: 'byte offset in the buffer' }),
     length: Type.Integer({ minimum: 0, maximum: MAX_DATA_BYTES, description: 'bytes to read' }),
   },
-  'Read bytes from a buffer (CPU access).',
+  'Read bytes from a buffer (CPU access) through a handle or a mapping.',
 );
 
 export const MEMORY_REQUESTS = {

@@ -36,7 +36,7 @@ export async function driverStatus(c: BufferClient, name: string): Promise<Drive
 }
 
 /** The next event of a kind on a connection from the test process. */
-export function nextEvent<T>(c: BufferClient, name: 'registration' | 'unregistration' | 'leak' | 'handle', timeoutMs = 5000): Promise<T> {
+export function nextEvent<T>(c: BufferClient, name: 'registration' | 'unregistration' | 'leak' | 'handle' | 'violation', timeoutMs = 5000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       c.off(name, on as never);
@@ -51,7 +51,7 @@ export function nextEvent<T>(c: BufferClient, name: 'registration' | 'unregistra
 }
 
 /** Collect every event of a kind on a connection from now on. */
-export function collect<T>(c: BufferClient, name: 'registration' | 'unregistration' | 'leak' | 'handle'): T[] {
+export function collect<T>(c: BufferClient, name: 'registration' | 'unregistration' | 'leak' | 'handle' | 'violation'): T[] {
   const got: T[] = [];
   c.on(name, ((ev: T) => got.push(ev)) as never);
   return got;

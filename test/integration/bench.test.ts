@@ -181,3 +181,18 @@ t.test('drivers benchmark emits its figures as JSON lines', async (t) => {
   t.ok((segs?.['value'] as number) > 1, 'the 64 MiB buffer is scatter-gathered');
   t.match(r.stderr, 'ratio', 'a readable table is printed');
 });
+
+t.test('coherency benchmark emits its figures as JSON lines', async (t) => {
+  const r = await runNode([RUN, 'coherency', '--quick'], { timeoutMs: 90_000 });
+  t.equal(r.code, 0, r.stderr);
+  const figs = parseFigures(r.stdout);
+  const want: Want[] = [];
+  for (const m of ['writeBytesPerSec', 'readBytesPerSec']) {
+    want.push(['off', m, 'bytes/s', undefined]);
+    for (const c of ['warn', 'strict', 'unregistered']) want.push([c, m, 'bytes/s', 'off']);
+  }
+  for (const m of ['syncEndUs', 'syncStartUs']) want.push(['4KiB', m, 'us', undefined], ['64MiB', m, 'us', '4KiB']);
+  checkFigures(t, 'coherency', figs, want, true);
+  t.equal(figs.length, want.length, 'exactly the expected figures');
+  t.match(r.stderr, 'ratio', 'a readable table is printed');
+});

@@ -217,6 +217,11 @@ t.test('errors: EPERM without the driver capability, EEXIST, ENOENT, EINVAL', as
   const h = await anon.alloc({ pool: 'dma32', size: 8 * KiB });
   t.match(await rejection(anon.device.read('capture', h.handle, 0, 16)), { code: 'ENOENT', message: /not registered/ }, 'device op on an unregistered buffer');
   t.match(await rejection(anon.unregister(h.handle, 'capture')), { code: 'ENOENT' });
+  t.match(
+    (await anon.violations({ buffer: h.buffer })).violations,
+    [{ kind: 'unregister-not-registered', buffer: h.buffer, driver: 'capture', client: { id: anon.id } }],
+    'and is recorded as a coherency violation (an unmap of something never mapped)',
+  );
   await anon.register(h.handle, 'capture');
   t.match(await rejection(anon.register(h.handle, 'capture')), { code: 'EBUSY' }, 'twice');
   t.match(await rejection(anon.device.read('capture', h.handle, 8 * KiB - 10, 11)), { code: 'EINVAL', message: /past the end/ }, 'device.read beyond the end');
@@ -230,9 +235,15 @@ t.test('errors: EPERM without the driver capability, EEXIST, ENOENT, EINVAL', as
   // device.copy between two buffers registered with the same built-in device
   const h2 = await anon.alloc({ pool: 'dma32', size: 4 * KiB });
   await anon.register(h2.handle, 'capture');
+  // the device owns both now: the CPU writes inside a sync bracket, and sync end puts the data in memory for the device
+  await anon.sync(h.handle, { phase: 'start', access: 'write' });
   await anon.write(h.handle, 0, pattern(8 * KiB, 5));
+  await anon.sync(h.handle, { phase: 'end', access: 'write' });
   t.same(await anon.device.copy('capture', h.handle, h2.handle), { copied: 4 * KiB }, 'as much as fits');
+  // sync start (read) drops the CPU's stale lines before it reads what the device wrote
+  await anon.sync(h2.handle, { phase: 'start', access: 'read' });
   t.ok((await anon.read(h2.handle, 0, 4 * KiB)).equals(pattern(4 * KiB, 5)), 'copied by the device');
+  await anon.sync(h2.handle, { phase: 'end', access: 'read' });
   const h3 = await anon.alloc({ pool: 'dma32', size: 4 * KiB });
   t.match(await rejection(anon.device.copy('capture', h.handle, h3.handle)), { code: 'ENOENT' }, 'the destination must be registered too');
 
@@ -242,7 +253,12 @@ t.test('errors: EPERM without the driver capability, EEXIST, ENOENT, EINVAL', as
   const wo = (await woEv).handle;
   t.match(await rejection(admin.device.read('capture', wo, 0, 16)), { code: 'EPERM', message: /'read' right/ }, 'device.read needs read');
   t.same(await admin.device.write('capture', wo, 0, Buffer.from('from admin')), { written: 10 }, 'device.write with write');
-  t.equal((await anon.read(h.handle, 0, 10)).toString(), 'from admin');
+  await anon.sync(h.handle, { phase: 'start', access: 'read' });
+  t.equal((await anon.read(h.handle, 0, 10)).toString(), 'from admin', 'the holder sees what the device wrote for another holder');
+  await anon.sync(h.handle, { phase: 'end', access: 'read' });
+  // the synced flows above were clean: the only violation on either buffer is the deliberate unregister of an unregistered buffer
+  t.same((await anon.violations({ buffer: h.buffer })).violations.map((v) => v.kind), ['unregister-not-registered'], 'no other violation on the source');
+  t.same((await anon.violations({ buffer: h2.buffer })).violations, [], 'none on the destination');
 });
 
 t.test('a client driver with a full handle table: the registration is refused before anything is mapped', async (t) => {

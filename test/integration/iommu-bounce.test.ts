@@ -9,9 +9,9 @@
 import t, { type Test } from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { pattern, rejection } from '../helpers/procs.js';
-import { client, driverStatus, KiB, MiB, GiB } from '../helpers/drivers.js';
+import { client, driverStatus, collect, nextEvent, KiB, MiB, GiB } from '../helpers/drivers.js';
 import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
-import type { BufferClient, HandleInfo, RegistrationInfo } from '../../client/index.js';
+import type { BufferClient, HandleInfo, RegistrationInfo, ViolationEvent } from '../../client/index.js';
 
 /** Σ page size × count over the entries: the bytes of IOVA they map. */
 const mapped = (e: Record<string, number>) => Object.entries(e).reduce((a, [k, v]) => a + Number(k) * v, 0);
@@ -108,14 +108,23 @@ t.test('capture bounces a buffer above 4 GiB; jpeg refuses it', async (t) => {
   t.match(st.drivers.find((x) => x.name === 'capture'), { registrations: 1, bytes: SIZE, bounceSlots: { used: SIZE / 2048, total: pool.slots } });
   t.equal(pool.used, SIZE / 2048);
 
+  // register (dma_map) copied the buffer into the bounce slots; after that data moves only at sync points
   await deviceSees(t, c, 'capture', h, 0, pattern(SIZE, 1), 'the device sees what the CPU wrote before registering');
+  await c.sync(h.handle, { phase: 'start', access: 'write', offset: 1000, length: 5000 });
   await c.write(h.handle, 1000, pattern(5000, 2, 1000));
-  await deviceSees(t, c, 'capture', h, 1000, pattern(5000, 2, 1000), 'and what it wrote after');
+  await c.sync(h.handle, { phase: 'end', access: 'write', offset: 1000, length: 5000 });
+  await deviceSees(t, c, 'capture', h, 1000, pattern(5000, 2, 1000), 'and what it wrote after, once synced for the device');
+  await deviceSees(t, c, 'capture', h, 0, pattern(1000, 1), 'the bounce bytes outside the synced range are untouched');
   await c.device.write('capture', h.handle, 70_000, pattern(20_000, 3, 70_000));
-  await cpuSees(t, c, h, 70_000, pattern(20_000, 3, 70_000), 'the CPU sees what the device wrote');
+  await c.sync(h.handle, { phase: 'start', access: 'read', offset: 70_000, length: 20_000 });
+  await cpuSees(t, c, h, 70_000, pattern(20_000, 3, 70_000), 'the CPU sees what the device wrote, once synced for the CPU');
+  await c.sync(h.handle, { phase: 'end', access: 'read', offset: 70_000, length: 20_000 });
   await c.device.fill('capture', h.handle, 100, 50, 0xab);
-  await cpuSees(t, c, h, 100, Buffer.alloc(50, 0xab), 'the CPU sees what the device filled');
+  await c.sync(h.handle, { phase: 'start', access: 'read', offset: 0, length: 150 });
+  await cpuSees(t, c, h, 100, Buffer.alloc(50, 0xab), 'the CPU sees what the device filled, once synced for the CPU');
   await cpuSees(t, c, h, 0, pattern(100, 1), 'the bytes before are the CPU\'s');
+  await c.sync(h.handle, { phase: 'end', access: 'read', offset: 0, length: 150 });
+  t.same((await c.violations({ buffer: h.buffer })).violations, [], 'the synced flow is free of coherency violations');
 
   // the same buffer on jpeg (no IOMMU, may not bounce): refused on the mask
   const e = await rejection(c.register(h.handle, 'jpeg'));
@@ -128,16 +137,60 @@ t.test('capture bounces a buffer above 4 GiB; jpeg refuses it', async (t) => {
   t.equal(st2.dma.bounce!.used, 0);
   t.match(st2.drivers.find((x) => x.name === 'capture'), { registrations: 0, bounceSlots: { used: 0 } });
   await cpuSees(t, c, h, 70_000, pattern(20_000, 3, 70_000), 'the device\'s data survives unregister');
+  await cpuSees(t, c, h, 100, Buffer.alloc(50, 0xab), 'and so does what it filled');
+  t.same((await c.violations({ buffer: h.buffer })).violations, [], 'a synced unregister is no violation either');
 });
 
-t.test('CPU writes made after the device last touched a bounced buffer survive unregister', async (t) => {
+t.test('a CPU write while the device owns a bounced buffer is a violation, and unregister (dma_unmap) copies the bounce data back over it', async (t) => {
   const d = await startDaemon(t);
   const c = await client(t, d.socket, 'app');
   const h = await c.alloc({ pool: 'default', size: 8 * KiB });
-  await c.register(h.handle, 'capture');
+  t.ok(h.segments[0]!.addr >= 4 * GiB, 'above 4 GiB');
+  await c.write(h.handle, 0, pattern(8 * KiB, 1));
+  t.equal((await c.register(h.handle, 'capture')).bounced, 8 * KiB, 'bounced: the device works on copies');
+  const events = collect<ViolationEvent>(c, 'violation');
+
+  // no sync start: the device still owns the buffer
+  const ev = nextEvent<ViolationEvent>(c, 'violation');
   await c.write(h.handle, 0, Buffer.alloc(16, 3));
+  t.match(
+    await ev,
+    { event: 'violation', kind: 'cpu-access-while-device-owned', client: { id: c.id, name: 'app' }, buffer: h.buffer, driver: 'capture', op: 'write', range: { offset: 0, length: 16 }, mode: 'warn', message: /sync \{phase:'start', access:'write'\}/ },
+    'the holder is told: a CPU write while the device owns the buffer, naming the missing sync',
+  );
+  await c.unregister(h.handle, 'capture');
+  const v = (await c.violations({ buffer: h.buffer })).violations;
+  t.match(
+    v,
+    [
+      { kind: 'cpu-access-while-device-owned', driver: 'capture', op: 'write', range: { offset: 0, length: 16 } },
+      { kind: 'unsynced-unregister', driver: 'capture', op: 'unregister', message: /dirty/ },
+    ],
+    'recorded: the unsynchronised write, then an unregister with its dirty line still in the cache',
+  );
+  t.equal(v.length, 2, 'nothing else');
+  t.same(events.map((e) => e.kind), ['cpu-access-while-device-owned', 'unsynced-unregister'], 'both sent as events');
+  await cpuSees(t, c, h, 0, pattern(16, 1), 'dma_unmap copied the bounce data back over the CPU write: it is lost');
+  await cpuSees(t, c, h, 16, pattern(8 * KiB - 16, 1, 16), 'the rest is what the bounce slots held');
+});
+
+t.test('CPU writes made inside a sync bracket survive unregister of a bounced buffer', async (t) => {
+  const d = await startDaemon(t);
+  const c = await client(t, d.socket, 'app');
+  const h = await c.alloc({ pool: 'default', size: 8 * KiB });
+  t.ok(h.segments[0]!.addr >= 4 * GiB, 'above 4 GiB');
+  await c.write(h.handle, 0, pattern(8 * KiB, 1));
+  t.equal((await c.register(h.handle, 'capture')).bounced, 8 * KiB, 'bounced');
+  await c.device.write('capture', h.handle, 4096, Buffer.alloc(16, 9));
+  // the device touched the buffer last; the CPU takes it for read-modify-write (rw: the bounce data comes back first)
+  await c.sync(h.handle, { phase: 'start', access: 'rw' });
+  await c.write(h.handle, 0, Buffer.alloc(16, 3));
+  await c.sync(h.handle, { phase: 'end', access: 'rw' });
   await c.unregister(h.handle, 'capture');
   await cpuSees(t, c, h, 0, Buffer.alloc(16, 3), 'the CPU write is still there');
+  await cpuSees(t, c, h, 16, pattern(4096 - 16, 1, 16), 'around it, the CPU\'s earlier data');
+  await cpuSees(t, c, h, 4096, Buffer.alloc(16, 9), 'and the device\'s write survives too');
+  t.same((await c.violations({ buffer: h.buffer })).violations, [], 'no violations');
 });
 
 t.test('bounce pool exhaustion: ENOMEM naming the device; unregistering frees slots', async (t) => {

@@ -1,0 +1,61 @@
+/**
+ * Coherency ops: sync, map, unmap, fence, violations.
+ */
+import { BufferdError } from '../../protocol/errors.js';
+import type { RequestOf } from '../../protocol/requests.js';
+import type { ResultOf } from '../../protocol/results.js';
+import type { DaemonContext } from '../context.js';
+import { handlesOf as table, type Session } from '../clients.js';
+import { rightsList } from '../handles.js';
+
+export function sync(ctx: DaemonContext, s: Session, req: RequestOf<'sync'>): ResultOf<'sync'> {
+  const b = table(s).get(req.handle).buffer;
+  ctx.machine.touch(b.phys);
+  const off = req.offset ?? 0;
+  const len = req.length ?? Math.max(0, b.phys.size - off);
+  const r = ctx.coherency.sync({ id: s.id, name: s.name }, b, req.phase, req.access, off, len);
+  return { phase: req.phase, access: req.access, ...r };
+}
+
+export function map(ctx: DaemonContext, s: Session, req: RequestOf<'map'>): ResultOf<'map'> {
+  const h = table(s).get(req.handle);
+  const b = h.buffer;
+  const policy = b.phys.pool.cfg.cache;
+  if (req.cache !== undefined && req.cache !== policy) {
+    throw new BufferdError(
+      'EINVAL',
+      `field 'cache': buffer ${b.id}'s pages are ${policy}; a ${req.cache} mapping would give one physical page two cache attributes (op 'map')`,
+      { requested: req.cache, actual: policy },
+    );
+  }
+  ctx.machine.touch(b.phys);
+  b.ref('mappings');
+  const id = s.nextMapping++;
+  s.mappings.set(id, { id, buffer: b, rights: h.rights, cache: policy });
+  return { mapping: id, cache: policy, size: b.phys.size, rights: rightsList(h.rights) };
+}
+
+export function unmap(_ctx: DaemonContext, s: Session, req: RequestOf<'unmap'>): ResultOf<'unmap'> {
+  const m = s.mappings.get(req.mapping);
+  if (m === undefined) throw new BufferdError('EBADF', `mapping ${req.mapping} is not open on this connection`, { mapping: req.mapping });
+  s.mappings.delete(req.mapping);
+  m.buffer.unref('mappings');
+  return { mapping: req.mapping, unmapped: true };
+}
+
+export function fence(ctx: DaemonContext, s: Session, req: RequestOf<'fence'>): ResultOf<'fence'> {
+  return { flushed: ctx.coherency.fence(table(s).get(req.handle).buffer) };
+}
+
+export function violations(ctx: DaemonContext, _s: Session, req: RequestOf<'violations'>): ResultOf<'violations'> {
+  const filter: { kind?: string; buffer?: number; limit?: number } = {};
+  if (req.kind !== undefined) filter.kind = req.kind;
+  if (req.buffer !== undefined) filter.buffer = req.buffer;
+  if (req.limit !== undefined) filter.limit = req.limit;
+  return {
+    mode: ctx.config.coherency.mode,
+    total: ctx.coherency.total,
+    byKind: ctx.coherency.countsByKind(),
+    violations: ctx.coherency.violations(filter),
+  };
+}
