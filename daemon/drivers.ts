@@ -10,7 +10,7 @@
  * dropped and reported as leaks (as dma-debug reports pending mappings).
  */
 import { BufferdError } from '../protocol/errors.js';
-import { checkBuffer, mergeConstraints, poolMisfits, maskLimit, type Constraints, type PoolFacts } from '../protocol/attributes.js';
+import { checkBuffer, deviceSegments, mergeConstraints, poolMisfits, maskLimit, type Constraints, type PoolFacts } from '../protocol/attributes.js';
 import type { DriverStatus } from '../protocol/status.js';
 import { Iommu, type IommuMapping } from './iommu.js';
 import type { Machine } from './machine.js';
@@ -195,7 +195,7 @@ export class DriverRegistry {
     const tlb = this.machine.swiotlb;
     let off = 0;
     try {
-      for (const s of segments) {
+      for (const s of deviceSegments(d.constraints, segments)) {
         if (s.addr + s.len > limit) {
           // checkBuffer let it through: the device may bounce
           if (tlb === null) throw new BufferdError('ENOMEM', `driver '${d.name}' needs a bounce pool and none is configured`);
@@ -209,12 +209,8 @@ export class DriverRegistry {
       for (const p of pieces) if (p.bounce) tlb!.unmap(d.name, p.dev, p.len);
       throw e;
     }
-    const segs: { addr: number; len: number }[] = [];
-    for (const p of pieces) {
-      const last = segs[segs.length - 1];
-      if (last !== undefined && last.addr + last.len === p.dev) last.len += p.len;
-      else segs.push({ addr: p.dev, len: p.len });
-    }
+    // the device's scatterlist: one entry per piece (already split at its segment limits)
+    const segs = pieces.map((p) => ({ addr: p.dev, len: p.len }));
     return { deviceAddress: segs[0]!.addr, segments: segs, pieces, iommu: null };
   }
 

@@ -199,8 +199,38 @@ export function alignmentOf(addr: number): number {
 const hex = (n: number) => `0x${n.toString(16)}`;
 
 /**
+ * The scatterlist a device without an IOMMU is given: the buffer's physical
+ * segments, each split where it passes `maxSegmentSize` bytes or crosses a
+ * multiple of `segmentBoundary` (as Linux builds an sg_table for a device's
+ * dma_max_seg_size and segment boundary). Splitting never refuses a buffer;
+ * too many entries for `maxSegments` does.
+ */
+export function deviceSegments(c: Pick<Constraints, 'maxSegmentSize' | 'segmentBoundary'>, segs: readonly { addr: number; len: number }[]): { addr: number; len: number }[] {
+  const max = c.maxSegmentSize;
+  const b = c.segmentBoundary;
+  if (max === undefined && b === undefined) return segs.map((s) => ({ addr: s.addr, len: s.len }));
+  const out: { addr: number; len: number }[] = [];
+  for (const s of segs) {
+    let addr = s.addr;
+    let left = s.len;
+    while (left > 0) {
+      let n = left;
+      if (max !== undefined) n = Math.min(n, max);
+      if (b !== undefined) n = Math.min(n, b - (addr % b));
+      out.push({ addr, len: n });
+      addr += n;
+      left -= n;
+    }
+  }
+  return out;
+}
+
+/**
  * Every attribute of the buffer that fails the driver's constraints. With
  * `canBounce` a segment beyond the DMA mask is not a mismatch: it bounces.
+ * Segment limits are met by splitting (deviceSegments); the entry count
+ * after splitting must fit `maxSegments`, and a device that needs one
+ * contiguous range must get exactly one entry.
  */
 export function checkBuffer(c: Constraints, f: BufferFacts): Mismatch[] {
   const out: Mismatch[] = [];
@@ -212,19 +242,22 @@ export function checkBuffer(c: Constraints, f: BufferFacts): Mismatch[] {
   if (c.align !== undefined && first !== undefined && first.addr % c.align !== 0) {
     out.push({ attribute: 'align', required: c.align, actual: alignmentOf(first.addr) });
   }
-  if ((c.contiguous === true || c.maxSegments === 1) && segs.length > 1) {
-    out.push({ attribute: 'contiguous', required: true, actual: `${segs.length} segments` });
-  } else if (c.maxSegments !== undefined && segs.length > c.maxSegments) {
-    out.push({ attribute: 'maxSegments', required: c.maxSegments, actual: segs.length });
-  }
-  if (c.maxSegmentSize !== undefined) {
-    const big = Math.max(0, ...segs.map((s) => s.len));
-    if (big > c.maxSegmentSize) out.push({ attribute: 'maxSegmentSize', required: c.maxSegmentSize, actual: big });
-  }
-  if (c.segmentBoundary !== undefined) {
-    const b = c.segmentBoundary;
-    const crossing = segs.find((s) => Math.floor(s.addr / b) !== Math.floor((s.addr + s.len - 1) / b));
-    if (crossing !== undefined) out.push({ attribute: 'segmentBoundary', required: b, actual: `segment ${hex(crossing.addr)}+${crossing.len} crosses it` });
+  if (c.contiguous === true || c.maxSegments === 1) {
+    // one range, in one descriptor: the segment limits can't be met by splitting
+    if (segs.length > 1) out.push({ attribute: 'contiguous', required: true, actual: `${segs.length} segments` });
+    if (c.maxSegmentSize !== undefined) {
+      const big = Math.max(0, ...segs.map((s) => s.len));
+      if (big > c.maxSegmentSize) out.push({ attribute: 'maxSegmentSize', required: c.maxSegmentSize, actual: big });
+    }
+    if (c.segmentBoundary !== undefined) {
+      const b = c.segmentBoundary;
+      const crossing = segs.find((s) => Math.floor(s.addr / b) !== Math.floor((s.addr + s.len - 1) / b));
+      if (crossing !== undefined) out.push({ attribute: 'segmentBoundary', required: b, actual: `segment ${hex(crossing.addr)}+${crossing.len} crosses it` });
+    }
+  } else if (c.maxSegments !== undefined) {
+    // scatter-gather: segments are split at the limits; the entries must fit
+    const n = deviceSegments(c, segs).length;
+    if (n > c.maxSegments) out.push({ attribute: 'maxSegments', required: c.maxSegments, actual: n });
   }
   if (c.dmaMask !== undefined && c.bounce !== true) {
     const limit = maskLimit(c.dmaMask);
@@ -254,12 +287,6 @@ export function poolMisfits(m: MergedAttributes, p: PoolFacts): Mismatch[] {
   if (!m.cache.includes(p.cache)) out.push({ attribute: 'cache', required: m.cache, actual: p.cache });
   if (m.regions !== null && !m.regions.includes(p.region)) out.push({ attribute: 'regions', required: m.regions, actual: p.region });
   if (m.contiguous && !p.contiguous) out.push({ attribute: 'contiguous', required: true, actual: false });
-  if (!m.contiguous && m.maxSegmentSize !== null && !p.contiguous && p.pageSize > m.maxSegmentSize) {
-    out.push({ attribute: 'maxSegmentSize', required: m.maxSegmentSize, actual: `pages of ${p.pageSize}` });
-  }
-  if (!m.contiguous && m.segmentBoundary !== null && !p.contiguous && p.pageSize > m.segmentBoundary) {
-    out.push({ attribute: 'segmentBoundary', required: m.segmentBoundary, actual: `pages of ${p.pageSize} cross it` });
-  }
   if (m.addressLimit !== null && p.end > m.addressLimit) {
     out.push({ attribute: 'dmaMask', required: `below ${hex(m.addressLimit)}`, actual: `pool reaches ${hex(p.end)}` });
   }

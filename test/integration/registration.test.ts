@@ -100,13 +100,25 @@ t.test('each single mismatch is reported alone', async (t) => {
   hint = await refused(t, c, hi, 'dma32-only', [{ attribute: 'dmaMask', required: '32 bits (below 0x100000000)', actual: `segment ends at ${hex(end)}` }], 'dmaMask');
   await hintWorks(t, c, hint, 'dma32-only');
 
-  // segment limits: capture takes at most 256 KiB per segment (it may bounce, so the mask is no mismatch)
+  // segment limits: capture takes at most 256 KiB per segment; a scatter-gather
+  // device gets longer segments split (its scatterlist shows the entries)…
   const bigseg = sg.segments.reduce((a, s) => Math.max(a, s.len), 0);
   t.ok(bigseg > 256 * KiB);
-  await refused(t, c, sg, 'capture', [{ attribute: 'maxSegmentSize', required: 256 * KiB, actual: bigseg }], 'maxSegmentSize (capture)');
-  await drv.attachDriver('boundary', { segmentBoundary: 64 * KiB });
-  const crossing = sg.segments[0]!;
-  await refused(t, c, sg, 'boundary', [{ attribute: 'segmentBoundary', required: 64 * KiB, actual: `segment ${hex(crossing.addr)}+${crossing.len} crosses it` }], 'segmentBoundary');
+  const capReg = await c.register(sg.handle, 'capture');
+  t.ok(capReg.segments.every((s) => s.len <= 256 * KiB), 'every capture entry is at most 256 KiB');
+  t.equal(capReg.segments.reduce((a, s) => a + s.len, 0), sg.size, 'and they cover the buffer');
+  t.ok(capReg.segments.length > sg.segments.length, `${sg.segments.length} segments became ${capReg.segments.length} entries`);
+  await c.unregister(sg.handle, 'capture');
+  // …but a device that needs one range, or has too few entries, refuses
+  await drv.attachDriver('one-256k', { contiguous: true, maxSegmentSize: 256 * KiB });
+  const contigBig = await c.alloc({ pool: 'contig', size: 512 * KiB });
+  await refused(t, c, contigBig, 'one-256k', [{ attribute: 'maxSegmentSize', required: 256 * KiB, actual: 512 * KiB }], 'maxSegmentSize (one range)');
+  await drv.attachDriver('few-entries', { maxSegments: 2, maxSegmentSize: 256 * KiB });
+  const pieces = sg.segments.reduce((a, s) => a + Math.ceil(s.len / (256 * KiB)), 0);
+  await refused(t, c, sg, 'few-entries', [{ attribute: 'maxSegments', required: 2, actual: pieces }], 'maxSegments after splitting');
+  await drv.attachDriver('boundary', { segmentBoundary: 64 * KiB, maxSegments: 1 });
+  const crossing = contigBig.segments[0]!;
+  await refused(t, c, contigBig, 'boundary', [{ attribute: 'segmentBoundary', required: 64 * KiB, actual: `segment ${hex(crossing.addr)}+${crossing.len} crosses it` }], 'segmentBoundary');
 
   // every refusal counted
   t.match(await driverStatus(c, 'jpeg'), { refused: 1, registered: 2, registrations: 1 });
@@ -183,7 +195,7 @@ t.test('merge: LCM of alignments, smallest mask, cache intersection, conflicts',
   const vc = await c.merge(['video', 'capture']);
   t.same(vc.merged.cache, ['writeback', 'writecombine']);
   t.equal(vc.merged.addressLimit, null, 'video sees through its IOMMU, capture bounces: no address limit');
-  t.same(vc.pools.filter((p) => p.fits).map((p) => p.name), ['default', 'contig', 'dma32'], 'huge/wc/giant pages are bigger than 256 KiB segments');
+  t.same(vc.pools.filter((p) => p.fits).map((p) => p.name), ['default', 'huge', 'wc', 'contig', 'dma32', 'giant'], 'pages bigger than 256 KiB are split into capture-sized entries');
 
   // empty cache intersection: EINVAL naming the drivers, with the conflicts
   const e = await rejection(c.merge(['display', 'nic']));

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import {
   mergeConstraints,
   checkBuffer,
+  deviceSegments,
   poolMisfits,
   alignmentOf,
   maskLimit,
@@ -147,13 +148,22 @@ t.test('checkBuffer: each single mismatch is reported alone, with meaningful val
   const three = [...two, { addr: 0x8000_8000, len: 4096 }];
   t.same(one({ maxSegments: 2 }, buf(three)), [{ attribute: 'maxSegments', required: 2, actual: 3 }]);
   t.same(one({ maxSegments: 3 }, buf(three)), []);
-  t.same(one({ maxSegmentSize: 64 * K }, buf([{ addr: 0, len: 64 * K }, { addr: 1 * M, len: 128 * K }])), [
-    { attribute: 'maxSegmentSize', required: 64 * K, actual: 128 * K },
+  // scatter-gather devices get their segments split at the limits: no refusal…
+  const sg = [{ addr: 0, len: 64 * K }, { addr: 1 * M, len: 128 * K }];
+  t.same(one({ maxSegmentSize: 64 * K }, buf(sg)), [], 'a long segment is split, not refused');
+  t.same(one({ segmentBoundary: 64 * K }, buf([{ addr: 0x8000_0000, len: 4096 }, { addr: 0x8000_f000, len: 0x2000 }])), [], 'a crossing segment is split');
+  // …unless the entries after splitting are too many
+  t.same(one({ maxSegmentSize: 64 * K, maxSegments: 2 }, buf(sg)), [{ attribute: 'maxSegments', required: 2, actual: 3 }]);
+  t.same(one({ maxSegmentSize: 64 * K, maxSegments: 3 }, buf(sg)), []);
+  t.same(one({ segmentBoundary: 64 * K, maxSegments: 2 }, buf([{ addr: 0x8000_0000, len: 4096 }, { addr: 0x8000_f000, len: 0x2000 }])), [
+    { attribute: 'maxSegments', required: 2, actual: 3 },
   ]);
-  t.same(one({ segmentBoundary: 64 * K }, buf([{ addr: 0x8000_0000, len: 4096 }, { addr: 0x8000_f000, len: 0x2000 }])), [
+  // a device that needs one range can't have it split
+  t.same(one({ contiguous: true, maxSegmentSize: 64 * K }, buf([{ addr: 1 * M, len: 128 * K }])), [{ attribute: 'maxSegmentSize', required: 64 * K, actual: 128 * K }]);
+  t.same(one({ maxSegments: 1, segmentBoundary: 64 * K }, buf([{ addr: 0x8000_f000, len: 0x2000 }])), [
     { attribute: 'segmentBoundary', required: 64 * K, actual: 'segment 0x8000f000+8192 crosses it' },
   ]);
-  t.same(one({ segmentBoundary: 64 * K }, buf([{ addr: 0x8000_f000, len: 0x1000 }])), [], 'ending at the boundary does not cross it');
+  t.same(one({ maxSegments: 1, segmentBoundary: 64 * K }, buf([{ addr: 0x8000_f000, len: 0x1000 }])), [], 'ending at the boundary does not cross it');
   t.same(one({}, buf(three)), []);
 });
 
@@ -233,21 +243,33 @@ t.test('poolMisfits', async (t) => {
   );
   const nic = attrs(['nic', { maxSegmentSize: 64 * K, regions: ['dram', 'sram'] }]);
   t.same(poolMisfits(nic, pool({})), []);
-  t.same(poolMisfits(nic, pool({ pageSize: 2 * M })), [{ attribute: 'maxSegmentSize', required: 64 * K, actual: `pages of ${2 * M}` }]);
+  t.same(poolMisfits(nic, pool({ pageSize: 2 * M })), [], 'pages larger than a segment are split into several entries');
   t.same(poolMisfits(nic, pool({ pageSize: 2 * M, contiguous: true })), [], 'a contiguous pool is not judged by its page size');
   t.same(poolMisfits(nic, pool({ region: 'carve' })), [{ attribute: 'regions', required: ['dram', 'sram'], actual: 'carve' }]);
   // IOMMU and bounce devices leave the pool's reach alone
   t.same(poolMisfits(attrs(['gpu', { dmaMask: 32, iommu: IOMMU }], ['n', { dmaMask: 32, bounce: true }]), pool({ end: 2 ** 40 })), []);
 });
 
-t.test('poolMisfits: pages larger than the segment boundary', async (t) => {
-  const m = attrs(['dev', { segmentBoundary: 64 * K }]);
-  const p = pool({ pageSize: 2 * M });
-  t.same(checkBuffer({ segmentBoundary: 64 * K }, buf([{ addr: 0x8000_0000, len: 2 * M }])).length, 1);
-  t.same(
-    poolMisfits(m, p).map((x) => x.attribute),
-    ['segmentBoundary'],
-  );
+t.test('deviceSegments: split at maxSegmentSize and segmentBoundary, nothing lost', async (t) => {
+  const segs = [{ addr: 0x8000_f000, len: 0x2_2000 }, { addr: 0x9000_0000, len: 4096 }];
+  t.same(deviceSegments({}, segs), segs, 'no limits: the physical segments');
+  t.same(deviceSegments({ segmentBoundary: 64 * K }, segs), [
+    { addr: 0x8000_f000, len: 0x1000 },
+    { addr: 0x8001_0000, len: 0x1_0000 },
+    { addr: 0x8002_0000, len: 0x1_0000 },
+    { addr: 0x8003_0000, len: 0x1000 },
+    { addr: 0x9000_0000, len: 4096 },
+  ]);
+  t.same(deviceSegments({ maxSegmentSize: 0x1_8000 }, segs), [
+    { addr: 0x8000_f000, len: 0x1_8000 },
+    { addr: 0x8002_7000, len: 0xa000 },
+    { addr: 0x9000_0000, len: 4096 },
+  ]);
+  const both = deviceSegments({ maxSegmentSize: 0x8000, segmentBoundary: 64 * K }, segs);
+  t.ok(both.every((s) => s.len <= 0x8000 && Math.floor(s.addr / (64 * K)) === Math.floor((s.addr + s.len - 1) / (64 * K))));
+  t.equal(both.reduce((a, s) => a + s.len, 0), 0x2_2000 + 4096, 'every byte once');
+  t.same(checkBuffer({ segmentBoundary: 64 * K }, buf([{ addr: 0x8000_0000, len: 2 * M }])), [], 'a scatter-gather device gets 32 entries');
+  t.same(poolMisfits(attrs(['dev', { segmentBoundary: 64 * K }]), pool({ pageSize: 2 * M })), []);
 });
 
 // ---- properties ----
@@ -285,15 +307,30 @@ const norm = (r: ReturnType<typeof mergeConstraints>) => {
   };
 };
 
-/** Does the buffer meet merged attributes (with the alignment given)? */
-function meets(m: MergedAttributes, f: BufferFacts, align: number): boolean {
+/**
+ * Does the buffer meet merged attributes (with the alignment given)? With
+ * `segmentLimits` false, the segment size, boundary and count limits are
+ * left out: the merge states the tightest of each, which is sufficient but
+ * not necessary once scatter-gather devices split segments at their own.
+ */
+function meets(m: MergedAttributes, f: BufferFacts, align: number, segmentLimits = true): boolean {
   const segs = f.segments;
   if (!m.cache.includes(f.cache) || (m.regions !== null && !m.regions.includes(f.region))) return false;
   if (segs[0]!.addr % align !== 0) return false;
-  if ((m.contiguous && segs.length > 1) || (m.maxSegments !== null && segs.length > m.maxSegments)) return false;
-  if (m.maxSegmentSize !== null && segs.some((s) => s.len > m.maxSegmentSize!)) return false;
-  const b = m.segmentBoundary;
-  if (b !== null && segs.some((s) => Math.floor(s.addr / b) !== Math.floor((s.addr + s.len - 1) / b))) return false;
+  const one = m.contiguous || m.maxSegments === 1;
+  if (one && segs.length > 1) return false;
+  if (segmentLimits) {
+    const b = m.segmentBoundary;
+    if (one) {
+      if (m.maxSegmentSize !== null && segs.some((s) => s.len > m.maxSegmentSize!)) return false;
+      if (b !== null && segs.some((s) => Math.floor(s.addr / b) !== Math.floor((s.addr + s.len - 1) / b))) return false;
+    } else if (m.maxSegments !== null) {
+      const lim: Constraints = {};
+      if (m.maxSegmentSize !== null) lim.maxSegmentSize = m.maxSegmentSize;
+      if (b !== null) lim.segmentBoundary = b;
+      if (deviceSegments(lim, segs).length > m.maxSegments) return false;
+    }
+  }
   return m.addressLimit === null || segs.every((s) => s.addr + s.len <= m.addressLimit!);
 }
 
@@ -323,12 +360,13 @@ t.test('property: merged attributes and per-driver checks agree', async (t) => {
         assert.ok(ok, 'a buffer meeting the merge passes every driver');
       }
       // passing every driver means meeting the merge, except alignment
-      // asked by IOMMU devices (checkBuffer does not check it for them)
+      // asked by IOMMU devices (checkBuffer does not check it for them) and
+      // the segment limits (the merge's tightest-of-each is conservative)
       if (ok) {
         passesAll++;
         assert.deepEqual(conflicts, []);
         const physAlign = mergeConstraints(list.filter((d) => d.constraints.iommu == null)).merged.align;
-        assert.ok(meets(merged, f, physAlign), 'a buffer passing every driver meets the merge');
+        assert.ok(meets(merged, f, physAlign, false), 'a buffer passing every driver meets the merge');
       }
     }),
     { ...FC, numRuns: 3000 },
