@@ -12,16 +12,18 @@
  */
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
-import { existsSync, readFileSync } from 'node:fs';
 import { BufferdError, type WireError } from '../protocol/errors.js';
 import { decodeValue, isPlainMap } from '../protocol/codec.js';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { PROTOCOL_VERSION, type OpName, type ParamsOf } from '../protocol/requests.js';
-import type { HelloResult, PingResult, ResultOf, HandleInfo, HugepagesSetResult, RightName, BufferListing, HandleEvent, ShutdownEvent, MergeResult, RegistrationInfo, RegistrationEvent, UnregistrationEvent, LeakEvent, ViolationEvent } from '../protocol/results.js';
+import type { HelloResult, PingResult, ResultOf, HandleInfo, HugepagesSetResult, RightName, BufferListing, HandleEvent, ShutdownEvent, MergeResult, RegistrationInfo, RegistrationEvent, UnregistrationEvent, LeakEvent, ViolationEvent, ActivityEvent, SnapshotEvent, SubscriptionDroppedEvent } from '../protocol/results.js';
 import type { Status, PoolStatus, DriverStatus } from '../protocol/status.js';
 import type { Constraints } from '../protocol/attributes.js';
 import { DeviceApi } from './device.js';
-import { resolveSocketPath, cookiePathFor } from '../protocol/paths.js';
+import { resolveSocketPath } from '../protocol/paths.js';
+import { readCookie, ConnectError } from './cookie.js';
+
+export { readCookie, ConnectError };
 
 export interface ConnectOptions {
   /** Socket path; default resolution as the daemon's (BUFFERD_SOCKET, XDG_RUNTIME_DIR, /tmp). */
@@ -57,6 +59,12 @@ export interface BufferClientEvents {
   leak: [LeakEvent];
   /** A coherency violation on a buffer this client holds. */
   violation: [ViolationEvent];
+  /** Something happened on a subscribed topic (after subscribe()). */
+  activity: [ActivityEvent];
+  /** A periodic status snapshot (topic "status"). */
+  snapshot: [SnapshotEvent];
+  /** The daemon ended this subscription: the client read too slowly. */
+  'subscription-dropped': [SubscriptionDroppedEvent];
   /** Every event, whatever its name. */
   event: [Record<string, unknown> & { event: string }];
   /** A connection-level error frame (E2BIG, ETIMEDOUT, EPROTO without an id). */
@@ -205,6 +213,24 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     return this.request('violations', opts);
   }
 
+  /**
+   * Stream live events to this connection: 'activity' events for the topics
+   * asked (default all) and 'snapshot' events every intervalMs (topic
+   * "status"). Subscribing again replaces the subscription.
+   */
+  subscribe(opts: ParamsOf<'subscribe'> = {}): Promise<ResultOf<'subscribe'>> {
+    return this.request('subscribe', opts);
+  }
+
+  unsubscribe(): Promise<ResultOf<'unsubscribe'>> {
+    return this.request('unsubscribe', {});
+  }
+
+  /** Reload the daemon's config file (admin); an invalid file is rejected with EINVAL and nothing changes. */
+  reload(): Promise<ResultOf<'reload'>> {
+    return this.request('reload', {});
+  }
+
   /** Act as a device on registered buffers. */
   readonly device: DeviceApi = new DeviceApi(this);
 
@@ -347,30 +373,6 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     this.pending.clear();
     for (const p of all) p.reject(new BufferdError('ECONNRESET', `${err.message} before '${p.op}' was answered`));
     this.emit('close', err);
-  }
-}
-
-/** Read the admin cookie written by the daemon beside its socket, if we may. */
-export function readCookie(socketPath: string): string | undefined {
-  const p = cookiePathFor(socketPath);
-  try {
-    if (!existsSync(p)) return undefined;
-    const t = readFileSync(p, 'utf8').trim();
-    return t === '' ? undefined : t;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Error raised when the daemon cannot be reached at all. */
-export class ConnectError extends Error {
-  constructor(
-    readonly socketPath: string,
-    readonly code: string,
-    detail: string,
-  ) {
-    super(`cannot connect to bufferd at ${socketPath} (${code}): ${detail}`);
-    this.name = 'ConnectError';
   }
 }
 

@@ -14,6 +14,17 @@ import type { PageSource } from './pagesource.js';
 import type { ArenaStatus, BinStatus } from '../protocol/status.js';
 
 /** A large allocation: one extent of usize bytes. */
+/** One chunk as the dashboard draws it (see Arena.chunkMap). */
+export interface ChunkMap {
+  addr: number;
+  size: number;
+  slab: number;
+  large: number;
+  free: number;
+  dirty: boolean;
+  runs: [number, number, number, number][];
+}
+
 interface Large {
   pfn: number;
   npages: number;
@@ -61,6 +72,10 @@ export class Arena {
     readonly owner: number,
     private readonly env: ArenaEnv,
   ) {}
+
+  setDecay(ms: number): void {
+    this.env.dirtyDecayMs = ms;
+  }
 
   get mappedBytes(): number {
     return this.mappedPages * PAGE;
@@ -230,6 +245,36 @@ export class Arena {
 
   freeExtents() {
     return this.extents.all();
+  }
+
+  /**
+   * Each chunk's layout for the dashboard map: totals by use, whether it is
+   * dirty (empty, decaying), and its used runs as [first page offset, pages,
+   * kind (0 slab, 1 large extent), fill % (slabs: regions in use)].
+   */
+  chunkMap(): ChunkMap[] {
+    const byChunk = new Map<Chunk, ChunkMap>();
+    const seen = new Set<object>();
+    for (const c of this.chunks) byChunk.set(c, { addr: c.pfn * PAGE, size: c.npages * PAGE, slab: 0, large: 0, free: 0, dirty: c.dirtySince >= 0, runs: [] });
+    for (const o of this.rtree.values()) {
+      if (seen.has(o)) continue;
+      seen.add(o);
+      const m = byChunk.get(o.chunk);
+      if (m === undefined) continue;
+      if ('bin' in o) {
+        m.slab += o.bin.slabPages * PAGE;
+        m.runs.push([o.pfn - o.chunk.pfn, o.bin.slabPages, 0, Math.round((100 * (o.bin.nregs - o.nfree)) / o.bin.nregs)]);
+      } else {
+        m.large += o.npages * PAGE;
+        m.runs.push([o.pfn - o.chunk.pfn, o.npages, 1, 100]);
+      }
+    }
+    const out = [...byChunk.values()].sort((a, b) => a.addr - b.addr);
+    for (const m of out) {
+      m.free = m.size - m.slab - m.large;
+      m.runs.sort((a, b) => a[0] - b[0]);
+    }
+    return out;
   }
 
   metadataBytes(): number {

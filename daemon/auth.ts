@@ -71,13 +71,13 @@ export function readTokenFile(path: string, parse: (raw: unknown, where: string)
 
 export class Authenticator {
   private readonly bySecret = new Map<string, Principal>();
-  private readonly anonymous: Principal;
+  private anonymous: Principal;
   private cookiePath: string | null = null;
   private cookieDigest: string | null = null;
 
   constructor(
     cfg: AuthConfig,
-    private readonly defaultMaxHandles: number,
+    private defaultMaxHandles: number,
     fileTokens: TokenSpec[] = [],
   ) {
     this.anonymous = {
@@ -85,6 +85,22 @@ export class Authenticator {
       capabilities: new Set(cfg.anonymous.capabilities),
       maxBytes: cfg.anonymous.maxBytes,
       maxHandles: cfg.anonymous.maxHandles ?? defaultMaxHandles,
+      usage: { bytes: 0 },
+    };
+    for (const t of [...cfg.tokens, ...fileTokens]) this.add(t);
+  }
+
+  /** Replace the anonymous set and every configured token (a reload); the cookie stays valid. */
+  reload(cfg: AuthConfig, fileTokens: TokenSpec[], defaultMaxHandles = this.defaultMaxHandles): void {
+    this.defaultMaxHandles = defaultMaxHandles;
+    const cookie = this.cookieDigest !== null ? this.bySecret.get(this.cookieDigest) : undefined;
+    this.bySecret.clear();
+    if (cookie !== undefined) this.bySecret.set(this.cookieDigest!, cookie);
+    this.anonymous = {
+      name: 'anonymous',
+      capabilities: new Set(cfg.anonymous.capabilities),
+      maxBytes: cfg.anonymous.maxBytes,
+      maxHandles: cfg.anonymous.maxHandles ?? this.defaultMaxHandles,
       usage: { bytes: 0 },
     };
     for (const t of [...cfg.tokens, ...fileTokens]) this.add(t);

@@ -30,6 +30,18 @@ export interface Session {
   nextMapping: number;
   /** Push an event frame to this client (no-op once the connection closed). */
   send(event: { event: string } & Record<string, unknown>): void;
+  /**
+   * Push a subscription event. Event frames beyond what the socket holds
+   * wait in the connection's own queue, which dropStream() empties. A
+   * Buffer is a frame already encoded (shared by every subscriber).
+   */
+  stream(event: ({ event: string } & Record<string, unknown>) | Buffer): void;
+  /** Throw away the subscription events not yet written (a dropped subscriber). */
+  dropStream(): void;
+  /** Bytes queued for the client and not yet taken by it (socket and stream queue). */
+  buffered(): number;
+  /** The client's event subscription, if any. */
+  subscription: import('./events.js').Subscriber | null;
   log: Logger;
 }
 

@@ -131,6 +131,18 @@ export const ConfigSchema = Type.Object(
           maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
           frameTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
           shutdownTimeoutMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+          http: Type.Optional(Type.String({ pattern: '^(127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|localhost|\\[::1\\]):[0-9]{1,5}$', description: 'loopback HOST:PORT for the dashboard, e.g. "127.0.0.1:8080"' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    events: Type.Optional(
+      Type.Object(
+        {
+          maxBuffered: Type.Optional(Size('unsent event bytes after which a subscriber is dropped')),
+          maxBufferedTotal: Type.Optional(Size('unsent event bytes of all subscribers together after which the slowest is dropped')),
+          allocRate: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'allocation events per second sent one by one; above it they are aggregated' })),
+          pingMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000, description: 'WebSocket ping interval; a peer that misses a pong is cut' })),
         },
         { additionalProperties: false },
       ),

@@ -25,6 +25,15 @@ export interface ServerConfig {
   maxConnections: number;
   frameTimeoutMs: number;
   shutdownTimeoutMs: number;
+  /** Loopback HOST:PORT of the dashboard, or null (off). */
+  http: string | null;
+}
+
+export interface EventsConfig {
+  maxBuffered: number;
+  maxBufferedTotal: number;
+  allocRate: number;
+  pingMs: number;
 }
 
 export interface LimitsConfig {
@@ -47,6 +56,7 @@ export interface Config {
   /** Where the config came from: a file path or "(embedded default machine)". */
   source: string;
   server: ServerConfig;
+  events: EventsConfig;
   limits: LimitsConfig;
   machine: MachineConfig;
   auth: AuthConfig;
@@ -132,6 +142,14 @@ export function buildConfig(raw: unknown, source: string): Config {
     maxConnections: s.maxConnections ?? 1024,
     frameTimeoutMs: s.frameTimeoutMs ?? 30_000,
     shutdownTimeoutMs: s.shutdownTimeoutMs ?? 5_000,
+    http: s.http ?? null,
+  };
+  const ev = r.events ?? {};
+  const events: EventsConfig = {
+    maxBuffered: ev.maxBuffered !== undefined ? parseSize(ev.maxBuffered, '/events/maxBuffered') : 8 * 1024 * 1024,
+    maxBufferedTotal: ev.maxBufferedTotal !== undefined ? parseSize(ev.maxBufferedTotal, '/events/maxBufferedTotal') : 64 * 1024 * 1024,
+    allocRate: ev.allocRate ?? 200,
+    pingMs: ev.pingMs ?? 15_000,
   };
   if (server.maxFrameBytes < 1024 || server.maxFrameBytes > 1024 * 1024 * 1024) {
     throw new ConfigError(`config /server/maxFrameBytes: must be between 1K and 1G (got ${server.maxFrameBytes} bytes)`);
@@ -185,7 +203,7 @@ export function buildConfig(raw: unknown, source: string): Config {
     wcLines: c.wcLines ?? 8,
     ringSize: c.ringSize ?? 1024,
   };
-  return { source, server, limits, machine, auth, fileTokens, coherency };
+  return { source, server, events, limits, machine, auth, fileTokens, coherency };
 }
 
 /** Load the config file, or the embedded default machine when path is undefined. */

@@ -17,6 +17,8 @@ import type { Session } from './clients.js';
 import type { Dispatcher, Reply } from './dispatch.js';
 
 const BACKLOG_PAUSE = 256;
+/** Subscription events go to the socket only while it holds less than this. */
+const STREAM_HIGH_WATER = 64 * 1024;
 
 export class Connection {
   readonly session: Session;
@@ -28,6 +30,9 @@ export class Connection {
   private stopping = false;
   private frameTimer: NodeJS.Timeout | null = null;
   private idleWaiters: (() => void)[] = [];
+  /** Subscription event frames waiting for the socket to drain. */
+  private streamQueue: Buffer[] = [];
+  private streamBytes = 0;
 
   constructor(
     private readonly ctx: DaemonContext,
@@ -49,10 +54,20 @@ export class Connection {
       nextMapping: 1,
       log,
       send: (ev) => this.write(ev),
+      stream: (ev) => this.stream(ev),
+      dropStream: () => {
+        this.streamQueue = [];
+        this.streamBytes = 0;
+      },
+      buffered: () => this.streamBytes + this.socket.writableLength,
+      subscription: null,
     };
     this.reader = new FrameReader(ctx.config.server.maxFrameBytes);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.maybeResume());
+    socket.on('drain', () => {
+      this.flushStream();
+      this.maybeResume();
+    });
     socket.on('error', (err) => log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.handleClose());
     log.debug('connection accepted');
@@ -139,6 +154,37 @@ export class Connection {
     if (!ok) this.pause();
   }
 
+  /**
+   * A subscription event: written while the socket holds little, else queued
+   * (coalesced on drain). The queue is what events.maxBuffered bounds, and
+   * it is freed at once when the subscriber is dropped.
+   */
+  private stream(ev: ({ event: string } & Record<string, unknown>) | Buffer): void {
+    if (this.closed || this.socket.destroyed || !this.socket.writable) return;
+    const f = Buffer.isBuffer(ev) ? ev : encodeFrame(ev);
+    if (this.streamQueue.length === 0 && this.socket.writableLength < STREAM_HIGH_WATER) {
+      this.socket.write(f);
+      return;
+    }
+    this.streamQueue.push(f);
+    this.streamBytes += f.length;
+  }
+
+  private flushStream(): void {
+    const q = this.streamQueue;
+    let head = 0;
+    while (head < q.length && this.socket.writableLength < STREAM_HIGH_WATER && this.socket.writable) {
+      let n = head;
+      let bytes = 0;
+      while (n < q.length && bytes < STREAM_HIGH_WATER) bytes += q[n++]!.length;
+      const chunk = n === head + 1 ? q[head]! : Buffer.concat(q.slice(head, n), bytes);
+      head = n;
+      this.streamBytes -= bytes;
+      this.socket.write(chunk);
+    }
+    if (head > 0) this.streamQueue = q.slice(head);
+  }
+
   private pause(): void {
     if (!this.draining) {
       this.draining = true;
@@ -198,6 +244,8 @@ export class Connection {
     this.closed = true;
     if (this.frameTimer !== null) clearTimeout(this.frameTimer);
     this.backlog.length = 0;
+    this.streamQueue = [];
+    this.streamBytes = 0;
     this.ctx.clients.remove(this.session);
     try {
       this.ctx.sessionClosed(this.session);

@@ -17,12 +17,15 @@ import type { PhysBuffer } from './pool.js';
 import { DriverRegistry } from './drivers.js';
 import { CpuCache } from './cache.js';
 import { Coherency } from './coherency.js';
+import { EventBus } from './events.js';
 
 export interface DaemonContext {
-  readonly config: Config;
+  /** The configuration in force (replaced by a reload). */
+  config: Config;
   readonly log: Logger;
   readonly version: string;
-  readonly socketPath: string;
+  /** The socket served (an inherited one's real path once known). */
+  socketPath: string;
   readonly clients: ClientRegistry;
   readonly machine: Machine;
   /** Monotonic milliseconds since the daemon started. */
@@ -38,6 +41,11 @@ export interface DaemonContext {
   readonly buffers: Map<number, SharedBuffer>;
   readonly drivers: DriverRegistry;
   readonly coherency: Coherency;
+  readonly bus: EventBus;
+  /** The dashboard's URL when --http is on (no token in it). */
+  dashboard: string | null;
+  /** Set by the status module: the snapshot subscribers get. */
+  snapshot: ((full: boolean) => Record<string, unknown>) | null;
   /** Set by the op table: drop a departed client's registrations and client drivers as leaks. */
   onSessionClose: ((s: Session) => void) | null;
   /** Wrap a new allocation: it is freed (and its creator's quota released) when its last reference goes. */
@@ -61,8 +69,9 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
       const r = d.registrations.get(b.id);
       return r === undefined ? [] : [r];
     }),
-    modeFor: (b) => b.phys.pool.cfg.coherency ?? cc.mode,
+    modeFor: (b) => b.phys.pool.cfg.coherency ?? ctx.config.coherency.mode,
     report: (v, b) => {
+      bus.publish('violations', v.kind, { ...v });
       log.warn({ violation: v.kind, client: v.client.id, buffer: v.buffer, driver: v.driver, op: v.op, mode: v.mode }, v.message);
       // the buffer's holders, and the offending client even if it only holds a mapping
       for (const id of new Set([...b.holders.keys(), v.client.id])) clients.byId(id)?.send({ event: 'violation', ...v });
@@ -70,6 +79,23 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     now,
   });
   machine.onPages = (segs) => coherency.forget(segs);
+  const bus = new EventBus(
+    {
+      // read at each use, so a reload applies at once
+      get maxBuffered() {
+        return ctx.config.events.maxBuffered;
+      },
+      get maxBufferedTotal() {
+        return ctx.config.events.maxBufferedTotal;
+      },
+      get allocRate() {
+        return ctx.config.events.allocRate;
+      },
+      now,
+      snapshot: (full) => ctx.snapshot?.(full) ?? {},
+    },
+    log,
+  );
   const armAll = () => {
     for (const t of timers) t.arm();
   };
@@ -93,10 +119,15 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     buffers,
     drivers,
     coherency,
+    bus,
+    dashboard: null,
+    snapshot: null,
     onSessionClose: null,
     sessionClosed: (s) => {
       ctx.onSessionClose?.(s);
       coherency.clientGone(s.id);
+      if (s.subscription !== null) bus.unsubscribe(s.subscription);
+      if (s.open) bus.publish('clients', 'disconnect', { client: s.id, name: s.name });
       for (const m of s.mappings.values()) m.buffer.unref('mappings');
       s.mappings.clear();
       s.handles?.closeAll();
@@ -109,11 +140,13 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
       const usage = creator.principal!.usage;
       const b = new SharedBuffer(phys, creator.id, (x) => {
         buffers.delete(x.id);
+        bus.publish('alloc', 'free', { buffer: x.id, pool: x.phys.pool.name, size: x.phys.size });
         machine.free(x.phys);
         usage.bytes -= x.phys.usize;
       });
       usage.bytes += phys.usize;
       buffers.set(b.id, b);
+      bus.publish('alloc', 'alloc', { buffer: b.id, pool: phys.pool.name, size: phys.size, client: creator.id, name: creator.name });
       return b;
     },
   };

@@ -10,6 +10,7 @@ import type { OpName } from '../protocol/requests.js';
 import type { DaemonContext } from './context.js';
 import type { Session } from './clients.js';
 import { HANDLERS, onSessionClose, type Handler } from './ops/index.js';
+import { snapshot } from './status.js';
 
 export type Reply = { id: number; result: unknown } | { id: number | null; error: WireError };
 
@@ -28,6 +29,7 @@ function errorReply(id: number | null, e: BufferdError): Reply {
 export function createDispatcher(ctx: DaemonContext): Dispatcher {
   const validate = compileRequestValidator();
   ctx.onSessionClose = (s) => onSessionClose(ctx, s);
+  ctx.snapshot = (full) => snapshot(ctx, full);
 
   const fail = (s: Session, id: number | null, op: string, e: unknown): Reply => {
     if (e instanceof BufferdError) {

@@ -255,6 +255,13 @@ export class DriverRegistry {
     this.drivers.delete(d.name);
   }
 
+  /** A built-in driver from config (added or redefined by a reload). */
+  setBuiltin(c: DriverConfig): Driver {
+    const d = new Driver(c.name, 'builtin', c.description, c.constraints, null);
+    this.drivers.set(c.name, d);
+    return d;
+  }
+
   bounceUse(d: Driver): number {
     return this.machine.swiotlb?.byDevice.get(d.name) ?? 0;
   }

@@ -11,6 +11,10 @@ import { createContext } from './context.js';
 import { createLogger, isLogLevel, LOG_LEVELS, type LogLevel } from './log.js';
 import { Server, StartupError } from './server.js';
 import { VERSION } from './version.js';
+import { Notifier } from './notify.js';
+import { socketActivation } from './activation.js';
+import { startHttp, type HttpServer } from './http.js';
+import { doReload } from './ops/events.js';
 
 const USAGE = `Usage: bufferd [options]
 
@@ -21,10 +25,13 @@ Options:
                       $XDG_RUNTIME_DIR/bufferd.sock, else /tmp/bufferd-<uid>.sock)
   --config FILE       JSON config file (default: the embedded default machine)
   --log-level LEVEL   ${LOG_LEVELS.join(', ')} (default: $LOG_LEVEL or info)
+  --http HOST:PORT    serve the dashboard and a WebSocket event stream on a
+                      loopback address (e.g. 127.0.0.1:8080; port 0 picks one)
   -h, --help          show this help
   -v, --version       print the version
 
-Signals: SIGTERM and SIGINT stop the daemon gracefully.
+Signals: SIGTERM and SIGINT stop the daemon gracefully; SIGHUP reloads the config.
+systemd: socket activation (LISTEN_FDS) and sd_notify readiness/watchdog (NOTIFY_SOCKET).
 `;
 
 function die(msg: string, code: number): never {
@@ -41,6 +48,7 @@ async function main(argv: string[]): Promise<void> {
         socket: { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
+        http: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -68,33 +76,59 @@ async function main(argv: string[]): Promise<void> {
   } catch (e) {
     die((e as Error).message, 1);
   }
-  const socketPath = resolveSocketPath(o.socket);
+  const activation = socketActivation(process.env);
+  let socketPath = resolveSocketPath(o.socket);
   const log = createLogger(level as LogLevel);
   const ctx = createContext(config, log, socketPath);
   const server = new Server(ctx);
+  const notifier = new Notifier(log);
+  let http: HttpServer | null = null;
   try {
-    await server.listen(socketPath);
+    if (activation !== null) socketPath = await server.listenFd(activation.fd, o.socket ?? process.env['BUFFERD_SOCKET'] ?? null);
+    else await server.listen(socketPath);
+    const httpSpec = o.http ?? config.server.http;
+    if (httpSpec !== null) http = await startHttp(ctx, httpSpec);
   } catch (e) {
+    // the Unix socket may be up already: take it (and the cookie) down again
+    await server.shutdown('start-up failed').catch(() => {});
     if (e instanceof StartupError) die(e.message, 1);
     throw e;
   }
-  log.info({ socket: socketPath, config: config.source, version: VERSION }, 'listening');
+  log.info(
+    { socket: socketPath, activated: activation !== null, config: config.source, version: VERSION, http: http?.url ?? null, notify: notifier.via },
+    'listening',
+  );
+  notifier.ready(`serving on ${socketPath}`);
+  notifier.startWatchdog();
+
+  process.on('SIGHUP', () => {
+    notifier.reloading();
+    try {
+      doReload(ctx);
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'SIGHUP reload failed; the old configuration stays');
+    }
+    notifier.ready('reloaded');
+  });
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    server.shutdown(signal).then(
-      () => {
-        log.info('stopped');
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'error during shutdown');
-        process.exit(1);
-      },
-    );
+    notifier.stopping();
+    Promise.all([server.shutdown(signal), http?.close()])
+      .then(() => notifier.close())
+      .then(
+        () => {
+          log.info('stopped');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'error during shutdown');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -16,7 +16,7 @@ import type { PoolConfig } from './machine-config.js';
 import { PAGE, type PhysicalMemory } from './physmem.js';
 import type { PageSource } from './pagesource.js';
 import type { CacheAttrTracker, HeldBlock } from './cacheattr.js';
-import { Arena, type ArenaStats, type BinStats } from './arena.js';
+import { Arena, type ArenaStats, type BinStats, type ChunkMap } from './arena.js';
 import { alignedUsize, SMALL_MAXCLASS } from './sizeclasses.js';
 
 export interface Segment {
@@ -277,6 +277,12 @@ export class Pool {
     this.droppedPurges += a.purges;
   }
 
+  /** A reload changed the decay time: every arena follows. */
+  setDecay(ms: number): void {
+    this.cfg.dirtyDecayMs = ms;
+    for (const a of this.arenas.values()) a.setDecay(ms);
+  }
+
   /** A client went away: its arena is purged and dropped once empty. */
   ownerGone(owner: number): void {
     if (this.cfg.arena === 'shared') return;
@@ -300,6 +306,20 @@ export class Pool {
       if (x !== null && (d === null || x < d)) d = x;
     }
     return d;
+  }
+
+  /** The pool's memory as the dashboard draws it: every chunk and direct block, by use. */
+  map(direct: Iterable<PhysBuffer>): (ChunkMap & { direct: number; owner: number })[] {
+    const out: (ChunkMap & { direct: number; owner: number })[] = [];
+    for (const a of this.arenas.values()) for (const c of a.chunkMap()) out.push({ ...c, direct: 0, owner: a.owner });
+    for (const b of direct) {
+      if (b.pool !== this || b.kind !== 'direct') continue;
+      for (const blk of b.blocks) {
+        const size = blk.npages * PAGE;
+        out.push({ addr: blk.pfn * PAGE, size, slab: 0, large: 0, direct: size, free: 0, dirty: false, owner: b.owner, runs: [[0, blk.npages, 2, 100]] });
+      }
+    }
+    return out.sort((x, y) => x.addr - y.addr);
   }
 
   allArenas(): IterableIterator<Arena> {

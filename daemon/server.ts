@@ -7,6 +7,7 @@ import { createServer, createConnection, type Server as NetServer, type Socket }
 import { lstatSync, unlinkSync, chmodSync } from 'node:fs';
 import { encodeFrame } from '../protocol/frame.js';
 import { cookiePathFor } from '../protocol/paths.js';
+import { unixSocketPathOfFd } from './activation.js';
 import type { DaemonContext } from './context.js';
 import { Connection } from './connection.js';
 import { createDispatcher, type Dispatcher } from './dispatch.js';
@@ -62,6 +63,8 @@ export class Server {
   private readonly conns = new Set<Connection>();
   private readonly dispatch: Dispatcher;
   private path: string | null = null;
+  /** Serving on a socket systemd passed us: never unlink it. */
+  private inherited = false;
   private stopping = false;
 
   constructor(private readonly ctx: DaemonContext) {
@@ -100,6 +103,10 @@ export class Server {
     }
     chmodSync(path, mode);
     this.path = path;
+    this.writeCookie(path);
+  }
+
+  private writeCookie(path: string): void {
     const cookie = cookiePathFor(path);
     if (!this.ctx.config.auth.cookie) {
       // a cookie beside a socket we just acquired is a dead daemon's: remove it
@@ -117,6 +124,36 @@ export class Server {
         this.ctx.log.warn({ cookie, err: (err as Error).message }, 'could not write the admin cookie; no local admin');
       }
     }
+  }
+
+  /**
+   * Serve on an inherited listening socket (systemd socket activation: fd 3
+   * when LISTEN_PID is ours and LISTEN_FDS ≥ 1). The socket file belongs to
+   * systemd: it is neither created nor removed here. The cookie goes beside it.
+   */
+  async listenFd(fd: number, claimed: string | null): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      const onErr = (err: Error) => reject(new StartupError(`cannot serve on the inherited socket (fd ${fd}): ${err.message}`));
+      this.net.once('error', onErr);
+      this.net.listen({ fd }, () => {
+        this.net.off('error', onErr);
+        resolve();
+      });
+    });
+    this.inherited = true;
+    // where the socket really is (a --socket/BUFFERD_SOCKET given with it is trusted)
+    const found = unixSocketPathOfFd(fd);
+    const path = claimed ?? found;
+    if (path === null) {
+      this.ctx.socketPath = `(inherited fd ${fd})`;
+      this.ctx.log.warn({ fd }, 'cannot tell where the inherited socket is bound: no admin cookie (pass --socket PATH to name it)');
+      return this.ctx.socketPath;
+    }
+    this.path = path;
+    this.ctx.socketPath = path;
+    if (path.startsWith('@')) this.ctx.log.warn({ socket: path }, 'abstract socket: no admin cookie');
+    else this.writeCookie(path);
+    return path;
   }
 
   private accept(sock: Socket): void {
@@ -144,7 +181,7 @@ export class Server {
     await closed;
     for (const t of this.ctx.timers) t.stop();
     this.ctx.auth.removeCookie();
-    if (this.path !== null) {
+    if (this.path !== null && !this.inherited) {
       try {
         unlinkSync(this.path);
       } catch {

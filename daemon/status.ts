@@ -16,6 +16,7 @@ export function buildStatus(ctx: DaemonContext): Status {
     pid: process.pid,
     uptimeMs: Math.round(now),
     socket: ctx.socketPath,
+    dashboard: ctx.dashboard,
     memory: {
       total: regions.reduce((a, r) => a + r.size, 0),
       free: regions.reduce((a, r) => a + r.free, 0),
@@ -46,9 +47,33 @@ export function buildStatus(ctx: DaemonContext): Status {
       cache: ctx.coherency.cache.snapshot(),
       violations: { total: ctx.coherency.total, byKind: ctx.coherency.countsByKind() },
     },
+    events: { subscribers: ctx.bus.size, published: ctx.bus.published, dropped: ctx.bus.droppedSubscribers },
     dma: {
       leaks: ctx.drivers.totalLeaks,
       bounce: m.swiotlb === null ? null : { base: m.swiotlb.base, size: m.swiotlb.size, slots: m.swiotlb.nslots, used: m.swiotlb.usedSlots, full: m.swiotlb.full },
     },
   };
+}
+
+/** The pool maps the dashboard draws: every chunk and direct block of every pool, by use. */
+export function poolMaps(ctx: DaemonContext) {
+  const bufs = [...ctx.machine.allBuffers()];
+  return [...ctx.machine.pools.values()].map((p) => ({ name: p.name, pageSize: p.pageSize, cache: p.cfg.cache, chunks: p.map(bufs) }));
+}
+
+/** What event subscribers get as a snapshot (dashboards also get the pool maps and the buffers). */
+export function snapshot(ctx: DaemonContext, full: boolean): Record<string, unknown> {
+  const st = buildStatus(ctx) as unknown as Record<string, unknown>;
+  if (!full) return st;
+  const buffers = [...ctx.buffers.values()].map((b) => ({
+    buffer: b.id,
+    pool: b.phys.pool.name,
+    size: b.phys.size,
+    kind: b.phys.kind,
+    creator: b.creator,
+    holders: [...b.holders.keys()],
+    refs: { ...b.refs },
+    registrations: ctx.drivers.list().filter((d) => d.registrations.has(b.id)).map((d) => d.name),
+  }));
+  return { ...st, maps: poolMaps(ctx), buffersList: buffers, violationsRecent: ctx.coherency.violations({ limit: 50 }) };
 }

@@ -9,6 +9,7 @@ import { MEMORY_REQUESTS } from './ops/memory.js';
 import { HANDLE_REQUESTS } from './ops/handles.js';
 import { DRIVER_REQUESTS } from './ops/drivers.js';
 import { COHERENCY_REQUESTS } from './ops/coherency.js';
+import { EVENTS_REQUESTS } from './ops/events.js';
 
 /** The protocol version this package speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -19,6 +20,7 @@ export const REQUESTS = {
   ...HANDLE_REQUESTS,
   ...DRIVER_REQUESTS,
   ...COHERENCY_REQUESTS,
+  ...EVENTS_REQUESTS,
 } as const;
 
 export type OpName = keyof typeof REQUESTS;

@@ -143,6 +143,35 @@ export interface ViolationEvent extends ViolationInfo {
   event: 'violation';
 }
 
+export interface ReloadInfo {
+  source: string;
+  /** What changed. */
+  applied: string[];
+  /** What needs a restart (the running values stay). */
+  ignored: string[];
+}
+
+/** Something happened (a subscribed topic). */
+export interface ActivityEvent {
+  event: 'activity';
+  topic: string;
+  kind: string;
+  timeMs: number;
+  [field: string]: unknown;
+}
+
+export interface SnapshotEvent {
+  event: 'snapshot';
+  timeMs: number;
+  status: Status;
+}
+
+/** The daemon stopped this connection's subscription (it read too slowly). */
+export interface SubscriptionDroppedEvent {
+  event: 'subscription-dropped';
+  reason: string;
+}
+
 export interface HugepagesSetResult {
   /** Hugepage size in bytes. */
   size: number;
@@ -183,6 +212,9 @@ export interface Results {
   unmap: { mapping: number; unmapped: true };
   fence: { flushed: number };
   violations: { mode: 'off' | 'warn' | 'strict'; total: number; byKind: Record<string, number>; violations: ViolationInfo[] };
+  subscribe: { topics: string[]; intervalMs: number };
+  unsubscribe: { unsubscribed: boolean };
+  reload: ReloadInfo;
   'hugepages.set': HugepagesSetResult;
   write: { written: number };
   read: { data: Uint8Array };
@@ -232,6 +264,6 @@ export interface LeakEvent {
 }
 
 /** Events are pushed by the daemon and carry `event` instead of `id`. */
-export type DaemonEvent = ShutdownEvent | HandleEvent | RegistrationEvent | UnregistrationEvent | LeakEvent | ViolationEvent;
+export type DaemonEvent = ShutdownEvent | HandleEvent | RegistrationEvent | UnregistrationEvent | LeakEvent | ViolationEvent | ActivityEvent | SnapshotEvent | SubscriptionDroppedEvent;
 
 export type EventName = DaemonEvent['event'];

@@ -171,6 +171,8 @@ export interface Status {
   pid: number;
   uptimeMs: number;
   socket: string;
+  /** The dashboard's URL (`--http`), or null when it is off. */
+  dashboard: string | null;
   memory: { total: number; free: number; regions: RegionStatus[] };
   hugepages: HugepageStatus[];
   pools: PoolStatus[];
@@ -187,6 +189,8 @@ export interface Status {
     cache: { lineSize: number; cachedLines: number; dirtyLines: number; cleans: number; invalidates: number; prefetches: number; wcFlushes: number; wcPendingLines: number; evictions: number };
     violations: { total: number; byKind: Record<string, number> };
   };
+  /** The live event bus: subscribers now, events published and subscribers dropped since start. */
+  events: { subscribers: number; published: number; dropped: number };
   /** DMA: registrations leaked since start, and the swiotlb bounce pool (null when none). */
   dma: { leaks: number; bounce: { base: number; size: number; slots: number; used: number; full: number } | null };
   /** Present when status was asked with `pool`. */

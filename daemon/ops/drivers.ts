@@ -103,8 +103,15 @@ export function register(ctx: DaemonContext, s: Session, req: RequestOf<'registe
   // a client driver gets its own handle on the buffer: make sure it has room before mapping anything
   const owner = d.owner !== null ? ctx.clients.byId(d.owner) : undefined;
   owner?.handles!.ensureRoom(`driver '${d.name}' (client ${d.owner})`);
-  const r = ctx.drivers.register(d, h.buffer, s.id);
+  let r: Registration;
+  try {
+    r = ctx.drivers.register(d, h.buffer, s.id);
+  } catch (e) {
+    if (e instanceof BufferdError) ctx.bus.publish('drivers', 'refuse', { driver: d.name, buffer: h.buffer.id, client: s.id, code: e.code, mismatches: e.details?.['mismatches'] ?? null });
+    throw e;
+  }
   ctx.coherency.mapped(r);
+  ctx.bus.publish('drivers', 'register', { driver: d.name, buffer: h.buffer.id, client: s.id, deviceAddress: r.deviceAddress, bounced: r.pieces.some((p) => p.bounce) });
   if (owner !== undefined) {
     const dh = owner.handles!.open(h.buffer, h.rights & (R_READ | R_WRITE));
     r.driverHandle = dh;
@@ -130,6 +137,7 @@ export function dropRegistration(ctx: DaemonContext, r: Registration): void {
   const owner = d.owner !== null ? ctx.clients.byId(d.owner) : undefined;
   ctx.coherency.unmapping(r);
   ctx.drivers.unregister(r);
+  ctx.bus.publish('drivers', 'unregister', { driver: d.name, buffer: r.buffer.id });
   if (owner !== undefined && r.driverHandle !== null) {
     const t = owner.handles!;
     const mine = r.driverHandle;
@@ -173,6 +181,7 @@ export function reportLeaks(ctx: DaemonContext, which: { driver?: Driver; regist
   const leaks = ctx.drivers.dropLeaks(which, reason);
   for (const { reg, leak } of leaks) {
     ctx.log.warn({ ...leak }, `DMA registration leaked: buffer ${leak.buffer} still registered with '${leak.driver}' (${reason})`);
+    ctx.bus.publish('drivers', 'leak', { ...leak });
     for (const holder of reg.buffer.holders.keys()) ctx.clients.byId(holder)?.send({ event: 'leak', ...leak });
     dropRegistration(ctx, reg);
   }
@@ -189,6 +198,7 @@ export function attach(ctx: DaemonContext, s: Session, req: RequestOf<'driver.at
   }
   const d = ctx.drivers.attach(s.id, req.name, req.constraints);
   s.log.info({ driver: d.name }, 'client attached as a driver');
+  ctx.bus.publish('drivers', 'attach', { driver: d.name, client: s.id });
   return { name: d.name, constraints: d.constraints };
 }
 
@@ -197,5 +207,6 @@ export function detach(ctx: DaemonContext, s: Session, req: RequestOf<'driver.de
   if (d.owner !== s.id) throw new BufferdError('EPERM', `driver '${d.name}' is not attached by this connection`, { driver: d.name });
   const leaks = reportLeaks(ctx, { driver: d }, 'driver detached');
   ctx.drivers.detach(d);
+  ctx.bus.publish('drivers', 'detach', { driver: d.name, client: s.id, leaks });
   return { name: d.name, leaks };
 }

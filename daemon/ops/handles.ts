@@ -52,6 +52,7 @@ export function send(ctx: DaemonContext, s: Session, req: RequestOf<'send'>): { 
     cache: phys.pool.cfg.cache,
   });
   s.log.debug({ handle: h.fd, to: dest.id, theirs: n.fd, buffer: phys.id }, 'send');
+  ctx.bus.publish('handles', 'send', { buffer: phys.id, from: s.id, fromName: s.name, to: dest.id, toName: dest.name, rights: rightsList(rights) });
   return { to: dest.id, toName: dest.name, rights: rightsList(rights) };
 }
 
@@ -63,6 +64,7 @@ export function exportHandle(
   const h = table(s).need(req.handle, 'share');
   const rights = narrow(h, req.rights);
   const { token, expiresInMs } = ctx.tokens.export(h.buffer, rights, req.ttlMs ?? DEFAULT_TOKEN_TTL_MS, s.id, s.name);
+  ctx.bus.publish('handles', 'export', { buffer: h.buffer.id, from: s.id, fromName: s.name, expiresInMs });
   return { token, expiresInMs, rights: rightsList(rights) };
 }
 
@@ -74,6 +76,7 @@ export function importToken(ctx: DaemonContext, s: Session, req: RequestOf<'impo
   // the handle now holds the buffer: drop the in-flight reference
   inflight.buffer.unref('inflight');
   s.log.debug({ handle: h.fd, buffer: h.buffer.id, from: inflight.from }, 'import');
+  ctx.bus.publish('handles', 'import', { buffer: h.buffer.id, from: inflight.from, fromName: inflight.fromName, to: s.id, toName: s.name });
   return handleInfo(ctx, h);
 }
 

@@ -12,6 +12,7 @@ import * as handles from './handles.js';
 import * as drivers from './drivers.js';
 import * as device from './device.js';
 import * as coherency from './coherency.js';
+import * as events from './events.js';
 
 export type Handler<K extends OpName> = (
   ctx: DaemonContext,
@@ -53,6 +54,9 @@ export const HANDLERS: HandlerTable = {
   unmap: coherency.unmap,
   fence: coherency.fence,
   violations: coherency.violations,
+  subscribe: events.subscribe,
+  unsubscribe: events.unsubscribe,
+  reload: events.reload,
 };
 
 /** What a departed client leaves behind: its registrations and its client drivers, reported as leaks. */

@@ -154,6 +154,7 @@ export function read(ctx: DaemonContext, s: Session, req: RequestOf<'read'>): { 
 export function hugepagesSet(ctx: DaemonContext, s: Session, req: RequestOf<'hugepages.set'>): HugepagesSetResult {
   requireCapability(s.capabilities, ADMIN, 'hugepages.set');
   const r = ctx.machine.setHugepages(req.size, req.nr, req.overcommit);
+  ctx.bus.publish('hugepages', 'resize', { size: r.size, requested: r.requested, reached: r.reached, overcommit: r.overcommit, client: s.id });
   const level = r.reached < r.requested ? 'warn' : 'info';
   s.log[level]({ size: r.size, requested: r.requested, reached: r.reached, overcommit: r.overcommit }, `hugepages ${formatSize(r.size)} resized`);
   return r;

@@ -177,3 +177,14 @@ export async function poll<T>(get: () => Promise<T>, ok: (v: T) => boolean, time
   }
   return v;
 }
+
+/** Wait until get() returns something truthy (a value, or true) and return it; throws naming `what` after timeoutMs. */
+export async function until<T>(get: () => T | undefined | null | false, what: string, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = get();
+    if (v !== undefined && v !== null && v !== false) return v;
+    if (Date.now() > end) throw new Error(`${what}: not seen in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
