@@ -11,6 +11,9 @@ import { BufferdError } from '../protocol/errors.js';
 import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailView, clientsTable, buffersTable } from './views.js';
 import { parseSize } from '../protocol/units.js';
 import { driversTable, constraintsView, mergeView, violationsView } from './views-drivers.js';
+import { watch } from './watch.js';
+import { readCookie } from './cookie.js';
+import { TOPIC_NAMES } from '../protocol/ops/events.js';
 
 export const EXIT_OK = 0;
 export const EXIT_DAEMON_ERROR = 1;
@@ -29,7 +32,7 @@ interface Command {
   options: string[];
   minArgs: number;
   maxArgs: number;
-  run(c: BufferClient, a: CommandArgs): Promise<string>;
+  run(c: BufferClient, a: CommandArgs, io: Io): Promise<string>;
 }
 
 const print = (json: boolean, value: unknown, human: () => string): string =>
@@ -169,6 +172,62 @@ const COMMANDS: Record<string, Command> = {
       return print(a.json, r, () => violationsView(r));
     },
   },
+  watch: {
+    usage: 'watch [--interval MS] [--topics T,...] [--count N] [--json]',
+    summary: 'live status and activity, pushed by the daemon, until Ctrl-C (--json: one event per line)',
+    options: ['json', 'interval', 'topics', 'count'],
+    minArgs: 0,
+    maxArgs: 0,
+    run: async (c, a, io) => {
+      const intervalMs = intOption(a, 'interval', 100, 'an interval of at least 100 ms') ?? 1000;
+      if (intervalMs > 60_000) throw new UsageError('--interval is at most 60000 ms');
+      const count = intOption(a, 'count', 1, 'a positive count');
+      let topics: string[] | undefined;
+      if (a.values['topics'] !== undefined) {
+        topics = String(a.values['topics']).split(',').filter((t) => t !== '');
+        const bad = topics.filter((t) => !(TOPIC_NAMES as readonly string[]).includes(t));
+        if (bad.length > 0 || topics.length === 0) throw new UsageError(`--topics: unknown topic '${bad[0] ?? ''}' (topics: ${TOPIC_NAMES.join(', ')})`);
+      }
+      const o: Parameters<typeof watch>[1] = { intervalMs, json: a.json, tty: io.tty === true && !a.json, out: io.out };
+      if (count !== undefined) o.count = count;
+      if (topics !== undefined) o.topics = topics;
+      await watch(c, o);
+      return '';
+    },
+  },
+  reload: {
+    usage: 'reload [--json]',
+    summary: 'reload the daemon\'s config file (as SIGHUP); an invalid file is rejected and nothing changes',
+    options: ['json'],
+    minArgs: 0,
+    maxArgs: 0,
+    run: async (c, a) => {
+      const r = await c.reload();
+      return print(a.json, r, () =>
+        `reloaded ${r.source}\n` +
+        (r.applied.length === 0 ? '  nothing changed\n' : r.applied.map((x) => `  applied: ${x}\n`).join('')) +
+        r.ignored.map((x) => `  needs a restart: ${x}\n`).join(''),
+      );
+    },
+  },
+  dashboard: {
+    usage: 'dashboard [--json]',
+    summary: 'print the web dashboard\'s address, with the admin cookie as its token when readable',
+    options: ['json'],
+    minArgs: 0,
+    maxArgs: 0,
+    run: async (c, a) => {
+      const st = await c.status();
+      if (st.dashboard === null) {
+        throw new BufferdError('ENOTSUP', 'the dashboard is off: start bufferd with --http 127.0.0.1:PORT (or server.http in the config)');
+      }
+      const token = readCookie(c.socketPath);
+      const url = token === undefined ? st.dashboard : `${st.dashboard}#token=${token}`;
+      return print(a.json, { url, token: token !== undefined }, () =>
+        token === undefined ? `${url}\n(no admin cookie readable: add #token=<a token with the 'monitor' capability>)\n` : `${url}\n`,
+      );
+    },
+  },
 };
 
 class UsageError extends Error {}
@@ -190,12 +249,28 @@ const OPTIONS = {
   client: { type: 'string' },
   kind: { type: 'string' },
   limit: { type: 'string' },
+  interval: { type: 'string' },
+  topics: { type: 'string' },
+  count: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+const OPTION_ARGS: Record<string, string> = { pool: ' NAME', client: ' ID', overcommit: ' N', kind: ' KIND', limit: ' N', interval: ' MS', topics: ' T,...', count: ' N' };
+const OPTION_HELP: Record<string, string> = {
+  json: 'print one JSON document instead of tables',
+  pool: 'only this pool',
+  client: 'only buffers this client id holds',
+  overcommit: 'also set nr_overcommit_hugepages',
+  kind: 'only violations of this kind',
+  limit: 'at most N, newest',
+  interval: 'status snapshot interval, 100 to 60000 ms (default 1000)',
+  topics: `activity topics (default all): ${TOPIC_NAMES.join(', ')}`,
+  count: 'stop after N snapshots',
+};
+
 function usage(): string {
   const cmds = Object.values(COMMANDS)
-    .map((c) => `  ${c.usage.padEnd(34)} ${c.summary}`)
+    .map((c) => `  ${c.usage}\n      ${c.summary}`)
     .join('\n');
   return `Usage: bufctl [--socket PATH] <command> [options]
 
@@ -215,6 +290,8 @@ Exit codes: 0 ok, 1 the daemon answered an error, 2 usage error, 3 cannot connec
 export interface Io {
   out: (s: string) => void;
   err: (s: string) => void;
+  /** Output is a terminal (watch redraws the screen). */
+  tty?: boolean;
 }
 
 /** Run bufctl with argv; returns the exit code. */
@@ -246,7 +323,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
     return EXIT_USAGE;
   }
   if (values['help'] === true) {
-    io.out(`Usage: bufctl [--socket PATH] ${cmd.usage}\n\n${cmd.summary}\n`);
+    const opts = cmd.options.map((o) => `  --${`${o}${OPTION_ARGS[o] ?? ''}`.padEnd(16)} ${OPTION_HELP[o] ?? ''}`).join('\n');
+    io.out(`Usage: bufctl [--socket PATH] ${cmd.usage}\n\n${cmd.summary}\n\nOptions:\n${opts}\n  --socket PATH      daemon socket\n  -h, --help         this help\n`);
     return EXIT_OK;
   }
   for (const k of Object.keys(values)) {
@@ -278,7 +356,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     throw e;
   }
   try {
-    io.out(await cmd.run(client, { positionals: rest, values, json: values['json'] === true }));
+    io.out(await cmd.run(client, { positionals: rest, values, json: values['json'] === true }, io));
     return EXIT_OK;
   } catch (e) {
     if (e instanceof UsageError) {
@@ -301,6 +379,7 @@ if (isMain) {
   run(process.argv.slice(2), {
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
+    tty: process.stdout.isTTY,
   }).then(
     (code) => {
       process.exitCode = code;

@@ -1,0 +1,215 @@
+/**
+ * bufctl's operations commands: `watch` (piped, JSON lines, on a terminal
+ * through script(1), interrupted, cut by a daemon shutdown), `reload` and
+ * `dashboard`; and for every command: --help and --json.
+ */
+import t, { type Test } from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startDaemon, bufctl, BUFCTL } from '../helpers/daemon.js';
+import { client } from '../helpers/drivers.js';
+import { poll, until } from '../helpers/procs.js';
+import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import type { BufferClient } from '../../client/index.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const COMMANDS = ['status', 'pools', 'hugepages', 'buffers', 'clients', 'drivers', 'constraints', 'merge', 'violations', 'watch', 'reload', 'dashboard'];
+const hasScript = spawnSync('script', ['--version']).status === 0;
+
+interface Running {
+  out: () => string;
+  err: () => string;
+  exited: Promise<number | null>;
+  kill(sig: NodeJS.Signals): void;
+}
+
+/** Start a command (bufctl, or script around it) without waiting for it; killed at teardown. */
+function start(t: Test, cmd: string, args: string[]): Running {
+  const p = spawn(cmd, args, { env: { ...process.env, BUFFERD_SOCKET: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+  p.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+  const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
+  t.teardown(() => {
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  });
+  return { out: () => out, err: () => err, exited, kill: (s) => p.kill(s) };
+}
+
+const watchCmd = (socket: string, ...args: string[]) => [BUFCTL, '--socket', socket, 'watch', ...args];
+
+/** Wait until `n` event subscribers are connected (a watch has subscribed). */
+const subscribed = (c: BufferClient, n = 1) => poll(() => c.status(), (s) => s.events.subscribers >= n, 10_000);
+
+// one daemon for the subtests that don't stop it or need a config file
+const shared = await startDaemon(t, { args: ['--http', '127.0.0.1:0'] });
+
+t.test('bufctl watch, piped: snapshot screens and activity lines', async (t) => {
+  const d = shared;
+  const probe = await client(t, d.socket, 'probe');
+  const w = start(t, process.execPath, watchCmd(d.socket, '--count', '3', '--interval', '700'));
+  await subscribed(probe);
+  const app = await client(t, d.socket, 'app');
+  const h = await app.alloc({ pool: 'default', size: 5000 });
+  t.equal(await w.exited, 0, w.err());
+  const out = w.out();
+  t.equal(out.match(/^--- .* ---$/gm)?.length, 3, 'three snapshots');
+  for (const s of ['Hugepages', 'Pools in use', 'Clients', 'Drivers in use', 'Activity']) t.match(out, s);
+  t.match(out, new RegExp(`app \\(#${app.id}\\) connected as anonymous`), 'the connect line');
+  t.match(out, new RegExp(`buffer ${h.buffer}: .* from default by app \\(#${app.id}\\)`), 'the alloc line');
+  t.notMatch(out, /\x1b\[/, 'no escape sequences when piped');
+  t.equal(w.err(), '');
+});
+
+t.test('bufctl watch --json: one JSON object per line; --topics filters', async (t) => {
+  const d = shared;
+  const probe = await client(t, d.socket, 'probe2');
+  const w = start(t, process.execPath, watchCmd(d.socket, '--json', '--count', '3', '--interval', '600', '--topics', 'alloc'));
+  await subscribed(probe);
+  const app = await client(t, d.socket, 'app2'); // a clients event, filtered out
+  const h = await app.alloc({ pool: 'default', size: 5000 });
+  await app.close(h.handle);
+  t.equal(await w.exited, 0, w.err());
+  const lines = w.out().trim().split('\n');
+  const evs = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.equal(evs.filter((e) => e['event'] === 'snapshot').length, 3, 'three snapshots');
+  t.ok(evs.filter((e) => e['event'] === 'snapshot').every((e) => typeof (e['status'] as { version?: unknown }).version === 'string'), 'snapshots carry the status');
+  const acts = evs.filter((e) => e['event'] === 'activity');
+  t.match(acts, [{ topic: 'alloc', kind: 'alloc', buffer: h.buffer, size: 5000 }, { topic: 'alloc', kind: 'free', buffer: h.buffer }], 'the alloc and the free');
+  t.ok(acts.every((e) => e['topic'] === 'alloc'), 'only alloc activity');
+  t.same(new Set(evs.map((e) => e['event'])), new Set(['snapshot', 'activity']));
+});
+
+t.test('bufctl watch: bad options exit 2 with usage', async (t) => {
+  const d = shared;
+  const bad = [['--interval', '50'], ['--interval', '60001'], ['--topics', 'alloc,nope'], ['--topics', ','], ['--count', '0'], ['extra'], ['--pool', 'default']];
+  const results = await Promise.all(bad.map((args) => bufctl(d.socket, 'watch', ...args)));
+  for (const [i, args] of bad.entries()) {
+    const r = results[i]!;
+    t.equal(r.code, 2, args.join(' '));
+    t.match(r.stderr, 'Usage: bufctl watch', `${args.join(' ')}: usage`);
+    t.equal(r.stdout, '');
+  }
+});
+
+t.test('bufctl watch on a terminal: alternate screen, redraws, restored on exit', { skip: !hasScript && 'no script(1)' }, async (t) => {
+  const d = shared;
+  const probe = await client(t, d.socket, 'probe3');
+  const cmd = `'${process.execPath}' '${BUFCTL}' --socket '${d.socket}' watch --count 3 --interval 700`;
+  const w = start(t, 'script', ['-qec', cmd, '/dev/null']);
+  await subscribed(probe);
+  const app = await client(t, d.socket, 'tty-app');
+  const h = await app.alloc({ pool: 'default', size: 5000 });
+  t.equal(await w.exited, 0, w.err());
+  const out = w.out();
+  const enter = out.indexOf('\x1b[?1049h');
+  const redraw = out.indexOf('\x1b[H\x1b[2J', enter);
+  const leave = out.lastIndexOf('\x1b[?1049l');
+  t.ok(enter >= 0, 'enters the alternate screen');
+  t.ok(redraw > enter, 'redraws');
+  t.ok(leave > redraw, 'leaves the alternate screen');
+  t.ok(out.split('\x1b[H\x1b[2J').length - 1 >= 3, 'several redraws');
+  const final = out.slice(leave);
+  for (const s of ['Hugepages', 'Pools in use', 'Activity']) t.match(final, s, `the final screen (${s}) stays`);
+  t.match(final, new RegExp(`buffer ${h.buffer}: .* from default by tty-app`), 'activity shown on the screen');
+  t.notMatch(out, /^--- /m, 'no piped separators');
+});
+
+t.test('bufctl watch: SIGINT and SIGTERM end it with 0; a daemon shutdown with 1', async (t) => {
+  const d = await startDaemon(t);
+  const probe = await client(t, d.socket, 'probe');
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    const w = start(t, process.execPath, watchCmd(d.socket, '--interval', '200'));
+    await until(() => w.out().includes('Hugepages'), 'a first screen');
+    w.kill(sig);
+    t.equal(await w.exited, 0, `${sig}: exit 0`);
+    t.equal(w.err(), '', `${sig}: no error`);
+    await poll(() => probe.status(), (s) => s.events.subscribers === 0, 10_000);
+  }
+  const w = start(t, process.execPath, watchCmd(d.socket, '--interval', '200'));
+  await until(() => w.out().includes('Hugepages'), 'a first screen');
+  await d.stop('SIGTERM');
+  t.equal(await w.exited, 1, 'daemon gone: exit 1');
+  t.match(w.err(), /shutting down|connection/, 'says why');
+});
+
+t.test('bufctl reload', async (t) => {
+  const d = shared;
+  const r = await bufctl(d.socket, 'reload');
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /reloaded \(embedded default machine\)/);
+  t.match(r.stdout, 'nothing changed');
+  const js = await bufctl(d.socket, 'reload', '--json');
+  t.equal(js.code, 0);
+  t.same(JSON.parse(js.stdout), { source: '(embedded default machine)', applied: [], ignored: [] });
+
+  // from a file: events settings apply at once
+  const f = await startDaemon(t, { config: DEFAULT_MACHINE });
+  const cfg = join(f.dir, 'config.json');
+  writeFileSync(cfg, JSON.stringify({ ...DEFAULT_MACHINE, events: { allocRate: 2 }, server: { ...DEFAULT_MACHINE.server, http: '127.0.0.1:0' } }));
+  const applied = await bufctl(f.socket, 'reload', '--json');
+  t.equal(applied.code, 0, applied.stderr);
+  const res = JSON.parse(applied.stdout) as { source: string; applied: string[]; ignored: string[] };
+  t.equal(res.source, cfg);
+  t.match(res.applied, [/events\.allocRate 200 → 2/]);
+  t.match(res.ignored, [/server\.http/]);
+  const human = await bufctl(f.socket, 'reload');
+  t.match(human.stdout, 'nothing changed', 'a second reload: nothing new');
+  const c = await client(t, f.socket, 'sub');
+  let summaries = 0;
+  c.on('activity', (e) => e.kind === 'summary' && summaries++);
+  await c.subscribe({ topics: ['alloc'] });
+  for (let i = 0; i < 6; i++) await c.alloc({ pool: 'default', size: 4096 });
+  await until(() => summaries > 0, 'a summary at the new rate');
+  t.pass('the new allocRate is in force');
+  writeFileSync(cfg, '{"pools": 3}');
+  const bad = await bufctl(f.socket, 'reload');
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /EINVAL: reload rejected/);
+  // anonymous may not reload
+  const anon = await client(t, f.socket, 'anon');
+  await t.rejects(anon.reload(), { code: 'EPERM' });
+});
+
+t.test('help lists every command; each has --help', async (t) => {
+  const h = await bufctl(null, '--help');
+  t.equal(h.code, 0);
+  for (const c of COMMANDS) t.match(h.stdout, new RegExp(`^  ${c}\\b`, 'm'), `--help lists ${c}`);
+  const helps = await Promise.all(COMMANDS.map((c) => bufctl('/nonexistent.sock', c, '--help')));
+  COMMANDS.forEach((c, i) => {
+    const r = helps[i]!;
+    t.equal(r.code, 0, `${c} --help: exit 0`);
+    t.match(r.stdout, new RegExp(`^Usage: bufctl \\[--socket PATH\\] ${c}\\b`), `${c}: usage`);
+    t.match(r.stdout, /\nOptions:\n/, `${c}: options`);
+    t.match(r.stdout, /--json/, `${c}: --json listed`);
+  });
+});
+
+t.test('every command takes --json and prints one JSON document', async (t) => {
+  const d = shared;
+  const app = await client(t, d.socket, 'holder');
+  await app.alloc({ pool: 'default', size: 4096 });
+  const runs: string[][] = [
+    ['status'], ['status', '--pool', 'default'], ['pools'], ['hugepages'], ['hugepages', 'set', '2M', '100'], ['buffers'], ['clients'],
+    ['drivers'], ['constraints', 'gpu'], ['merge', 'gpu', 'video'], ['violations'], ['reload'], ['dashboard'],
+  ];
+  const seen = new Set<string>();
+  const results = await Promise.all(runs.map((args) => bufctl(d.socket, ...args, '--json')));
+  for (const [i, args] of runs.entries()) {
+    const r = results[i]!;
+    t.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    let doc: unknown;
+    t.doesNotThrow(() => (doc = JSON.parse(r.stdout)), `${args.join(' ')}: one JSON document`);
+    t.ok(doc !== null && typeof doc === 'object', `${args.join(' ')}: an object or array`);
+    seen.add(args[0]!);
+  }
+  const w = await bufctl(d.socket, 'watch', '--json', '--count', '2', '--interval', '100');
+  t.equal(w.code, 0);
+  const lines = w.stdout.trim().split('\n');
+  t.equal(lines.length, 2, 'watch: one line per event');
+  for (const l of lines) t.match(JSON.parse(l), { event: 'snapshot' });
+  seen.add('watch');
+  t.same([...seen].sort(), [...COMMANDS].sort(), 'every command covered');
+});
