@@ -7,6 +7,7 @@
 const BENCHES: Record<string, () => Promise<{ run(a: { quick: boolean }): Promise<unknown> }>> = {
   coherency: () => import('./coherency.js'),
   drivers: () => import('./drivers.js'),
+  events: () => import('./events.js'),
   handles: () => import('./handles.js'),
   ipc: () => import('./ipc.js'),
   memory: () => import('./memory.js'),
