@@ -67,3 +67,17 @@ t.test('README starts with the set-up', async (t) => {
   t.match(readme, 'npm test');
   t.match(readme, 'npx bufctl status');
 });
+
+t.test('README lists every bufctl command, every config section and every event topic', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const help = spawnSync(process.execPath, [join(ROOT, 'dist', 'client', 'bufctl.js'), '--help'], { encoding: 'utf8' }).stdout;
+  const commands = [...help.matchAll(/^ {2}([a-z]+)\b/gm)].map((m) => m[1]!);
+  t.ok(commands.length >= 12, `bufctl --help lists ${commands.length} commands`);
+  for (const c of commands) t.match(readme, `bufctl [--socket PATH] ${c}`, `README shows bufctl ${c}`);
+  const { ConfigSchema } = await import('../../daemon/config-schema.js');
+  for (const section of Object.keys(ConfigSchema.properties).filter((k) => k !== '$schema')) {
+    t.ok(readme.includes(`| \`${section}`), `README's config table has ${section}`);
+  }
+  const { TOPIC_NAMES } = await import('../../protocol/ops/events.js');
+  for (const topic of TOPIC_NAMES) t.match(protocol, `| \`${topic}\` |`.replace('| `status` |', '`status`'), `PROTOCOL.md documents topic ${topic}`);
+});
