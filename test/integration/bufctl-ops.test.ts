@@ -13,7 +13,6 @@ import { poll, until } from '../helpers/procs.js';
 import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
 import type { BufferClient } from '../../client/index.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const COMMANDS = ['status', 'pools', 'hugepages', 'buffers', 'clients', 'drivers', 'constraints', 'merge', 'violations', 'watch', 'reload', 'dashboard'];
 const hasScript = spawnSync('script', ['--version']).status === 0;
 

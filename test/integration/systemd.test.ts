@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, readFileSync, writeFileSync, mkdirSync } from
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { startDaemon, bufctl, tempDir, ROOT, DAEMON } from '../helpers/daemon.js';
-import { Proc, poll, until } from '../helpers/procs.js';
+import { Proc, until } from '../helpers/procs.js';
 import { client } from '../helpers/drivers.js';
 import { connect } from '../../client/index.js';
 import type { Status } from '../../protocol/status.js';
