@@ -26,7 +26,8 @@
  *    4 KiB the round trip dominates, so the 64 MiB / 4 KiB ratio sits well
  *    below the 16384 × of the line counts). Median of the repetitions.
  */
-import { connect, type BufferClient } from '../client/client.js';
+import { connect } from '../client/connect.js';
+import type { BufferClient } from '../client/client.js';
 import { DEFAULT_MACHINE } from '../daemon/default-machine.js';
 import { Reporter, percentile, prng, startDaemon, type Child } from './harness.js';
 

@@ -32,7 +32,8 @@
  *    and making them swing 2× between runs. This measures the allocator.
  */
 import { fileURLToPath } from 'node:url';
-import { connect, type BufferClient } from '../client/client.js';
+import { connect } from '../client/connect.js';
+import type { BufferClient } from '../client/client.js';
 import { Iommu, type IommuMapping } from '../daemon/iommu.js';
 import { Reporter, startDaemon, runChildJson } from './harness.js';
 

@@ -26,7 +26,8 @@
  *    ratio isolates what the daemon adds: validation, handle lookup, and the
  *    copy into / out of its (simulated, page-by-page) memory.
  */
-import { connect, type BufferClient } from '../client/client.js';
+import { connect } from '../client/connect.js';
+import type { BufferClient } from '../client/client.js';
 import { Reporter, percentile, prng, startChild, startDaemon } from './harness.js';
 
 const MiB = 1024 * 1024;

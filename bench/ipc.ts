@@ -6,7 +6,7 @@
 import { createConnection, type Socket } from 'node:net';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { decodeValue } from '../protocol/codec.js';
-import { connect } from '../client/client.js';
+import { connect } from '../client/connect.js';
 import { Reporter, percentile, startChild, startDaemon } from './harness.js';
 
 class Pinger {

@@ -6,13 +6,14 @@
  * 3 cannot connect.
  */
 import { parseArgs } from 'node:util';
-import { connect, ConnectError, type BufferClient } from './client.js';
+import { connect, ConnectError } from './connect.js';
+import type { BufferClient } from './client.js';
 import { BufferdError } from '../protocol/errors.js';
 import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailView, clientsTable, buffersTable } from './views.js';
 import { parseSize } from '../protocol/units.js';
 import { driversTable, constraintsView, mergeView, violationsView } from './views-drivers.js';
 import { watch } from './watch.js';
-import { readCookie } from './cookie.js';
+import { readCookie } from './connect.js';
 import { TOPIC_NAMES } from '../protocol/ops/events.js';
 
 export const EXIT_OK = 0;

@@ -11,7 +11,7 @@
  * connection rejects every pending call with code ECONNRESET.
  */
 import { EventEmitter } from 'node:events';
-import { createConnection, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { BufferdError, type WireError } from '../protocol/errors.js';
 import { decodeValue, isPlainMap } from '../protocol/codec.js';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
@@ -20,25 +20,6 @@ import type { HelloResult, PingResult, ResultOf, HandleInfo, HugepagesSetResult,
 import type { Status, PoolStatus, DriverStatus } from '../protocol/status.js';
 import type { Constraints } from '../protocol/attributes.js';
 import { DeviceApi } from './device.js';
-import { resolveSocketPath } from '../protocol/paths.js';
-import { readCookie, ConnectError } from './cookie.js';
-
-export { readCookie, ConnectError };
-
-export interface ConnectOptions {
-  /** Socket path; default resolution as the daemon's (BUFFERD_SOCKET, XDG_RUNTIME_DIR, /tmp). */
-  socket?: string;
-  /** Unique client name shown in status and usable as a send target. */
-  name?: string;
-  /** Authentication token; default: the admin cookie beside the socket when readable. */
-  token?: string;
-  /** Read the admin cookie automatically when no token is given (default true). */
-  useCookie?: boolean;
-  /** Largest frame accepted from the daemon (default 256 MiB). */
-  maxFrameBytes?: number;
-  /** Connection timeout in ms (default 5000). */
-  timeoutMs?: number;
-}
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -374,41 +355,4 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     for (const p of all) p.reject(new BufferdError('ECONNRESET', `${err.message} before '${p.op}' was answered`));
     this.emit('close', err);
   }
-}
-
-/** Connect to the daemon and open a session (hello). */
-export async function connect(opts: ConnectOptions = {}): Promise<BufferClient> {
-  const path = resolveSocketPath(opts.socket);
-  const timeoutMs = opts.timeoutMs ?? 5000;
-  const sock = await new Promise<Socket>((resolve, reject) => {
-    const s = createConnection({ path });
-    const t = setTimeout(() => {
-      s.destroy();
-      reject(new ConnectError(path, 'ETIMEDOUT', `no answer within ${timeoutMs} ms`));
-    }, timeoutMs);
-    s.once('connect', () => {
-      clearTimeout(t);
-      resolve(s);
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(t);
-      reject(new ConnectError(path, e.code ?? 'ERROR', e.message));
-    });
-  });
-  const client = new BufferClient(sock, path, opts.maxFrameBytes ?? 256 * 1024 * 1024);
-  const cookie = opts.token === undefined && opts.useCookie !== false ? readCookie(path) : undefined;
-  const token = opts.token ?? cookie;
-  try {
-    try {
-      await client.open(opts.name, token);
-    } catch (e) {
-      // a cookie read automatically may be a dead daemon's: fall back to anonymous
-      if (!(cookie !== undefined && e instanceof BufferdError && e.code === 'EPERM')) throw e;
-      await client.open(opts.name, undefined);
-    }
-  } catch (e) {
-    sock.destroy();
-    throw e;
-  }
-  return client;
 }

@@ -9,7 +9,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { connect, type BufferClient } from './client.js';
+import { connect } from './connect.js';
+import type { BufferClient } from './client.js';
 import { BufferdError } from '../protocol/errors.js';
 import type { HandleEvent, HandleInfo, RegistrationInfo, ViolationEvent } from '../protocol/results.js';
 import type { Mismatch } from '../protocol/attributes.js';

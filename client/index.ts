@@ -1,7 +1,8 @@
 /**
  * bufferd/client: the typed client library.
  */
-export { BufferClient, connect, ConnectError, readCookie, type ConnectOptions, type BufferClientEvents } from './client.js';
+export { BufferClient, type BufferClientEvents } from './client.js';
+export { connect, ConnectError, readCookie, type ConnectOptions } from './connect.js';
 export { sendHandle, receiveHandle, HANDLE_RECORD_MAGIC, type SendHandleOptions } from './passing.js';
 export { DeviceApi } from './device.js';
 export type { Constraints, MergedAttributes, Mismatch, Conflict } from '../protocol/attributes.js';

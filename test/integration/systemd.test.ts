@@ -63,6 +63,10 @@ t.test('socket activation with systemd-socket-activate', async (t) => {
   const first = await statusOf(sock);
   t.equal(first.socket, sock, 'status.socket is the inherited path, found through /proc/net/unix');
   t.equal(first.pid, p.pid, 'systemd-socket-activate exec()s the daemon: same pid (LISTEN_PID)');
+  t.ok(existsSync(cookie), 'the daemon wrote its cookie before serving');
+  const starter = first.clients.filter((c) => c.name?.startsWith('bufctl:'));
+  t.equal(starter.length, 1, 'the anonymous first session was closed');
+  t.equal(starter[0]!.principal, 'cookie', 'the connection that started the daemon ends up admin: the client reopens with the cookie it finds then');
   const listening = await p.wait((l) => l['msg'] === 'listening', 'listening');
   t.equal(listening['activated'], true);
   t.equal(listening['socket'], sock);
