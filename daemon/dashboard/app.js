@@ -130,18 +130,20 @@ function renderHugepages(hps) {
   replace('hugepages', hps.map((h) => {
     const t = Math.max(h.total, 1);
     const pct = (n) => `${(100 * n) / t}%`;
-    const used = h.inUse - h.surplus > 0 ? h.inUse - h.surplus : 0;
+    // a surplus page is an in-use (or reserved) page beyond nr: it shows on the thin bar below
     return el('div', { class: 'card hp' },
       el('div', { class: 'v' }, `${size(h.size)} × ${h.total}`),
-      el('div', { class: 'bar', title: 'in use (persistent) · surplus · reserved · free' },
-        el('i', { class: 'hp-used', style: { width: pct(used) } }),
-        el('i', { class: 'hp-surplus', style: { width: pct(h.surplus) } }),
+      el('div', { class: 'bar', title: 'in use · reserved · free' },
+        el('i', { class: 'hp-used', style: { width: pct(h.inUse) } }),
         el('i', { class: 'hp-reserved', style: { width: pct(h.reserved) } })),
+      el('div', { class: 'bar thin', title: `persistent (nr ${h.nr}) · surplus ${h.surplus}` },
+        el('i', { class: 'hp-persist', style: { width: pct(h.total - h.surplus) } }),
+        el('i', { class: 'hp-surplus', style: { width: pct(h.surplus) } })),
       el('ul', { class: 'legend small' },
-        el('li', {}, el('i', { class: 'hp-used' }), `in use ${h.inUse - h.surplus}`),
-        el('li', {}, el('i', { class: 'hp-surplus' }), `surplus ${h.surplus}`),
+        el('li', {}, el('i', { class: 'hp-used' }), `in use ${h.inUse}`),
         el('li', {}, el('i', { class: 'hp-reserved' }), `reserved ${h.reserved}`),
-        el('li', {}, el('i', { class: 'k-free' }), `free ${h.free - h.reserved}`)),
+        el('li', {}, el('i', { class: 'k-free' }), `free ${h.free - h.reserved}`),
+        el('li', {}, el('i', { class: 'hp-surplus' }), `surplus ${h.surplus}`)),
       el('div', { class: 'l' }, `free ${h.free} · reserved ${h.reserved} · surplus ${h.surplus} · nr ${h.nr} (asked ${h.requested}) · overcommit ${h.overcommit} · region ${h.region}`));
   }));
 }

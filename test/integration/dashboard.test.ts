@@ -236,6 +236,10 @@ async function run(): Promise<void> {
     const ok = await becomes(page, `(${js}).startsWith(${JSON.stringify(label)})`);
     t.ok(ok, `the 2 MiB card: ${label}`, ok ? {} : { shown: await inPage<string>(page, js) });
     t.ok(hp.surplus > 0 && hp.reserved > 0, 'non-zero surplus and reserved numbers to compare');
+    const legendJs = `[...document.querySelectorAll('#hugepages .card.hp')].find((c) => c.querySelector('.v').textContent === '2 MiB × ${hp.total}')?.querySelector('.legend').textContent ?? ''`;
+    const legend = `in use ${hp.inUse}reserved ${hp.reserved}free ${hp.free - hp.reserved}surplus ${hp.surplus}`;
+    const lok = await becomes(page, `(${legendJs}) === ${JSON.stringify(legend)}`);
+    t.ok(lok, `the legend counts surplus pages as in use: ${legend}`, lok ? {} : { shown: await inPage<string>(page, legendJs) });
     const gig = st.hugepages.find((h) => h.size === 1024 * MiB)!;
     t.ok(await becomes(page, `[...document.querySelectorAll('#hugepages .card.hp .v')].some((v) => v.textContent === '1 GiB × ${gig.total}')`), 'the 1 GiB card too');
     const live = await inPage<string[]>(page, `[...document.querySelectorAll('#summary .card')].map((c) => c.textContent)`);
