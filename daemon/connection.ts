@@ -33,6 +33,7 @@ export class Connection {
   /** Subscription event frames waiting for the socket to drain. */
   private streamQueue: Buffer[] = [];
   private streamBytes = 0;
+  private corked = false;
 
   constructor(
     private readonly ctx: DaemonContext,
@@ -163,6 +164,16 @@ export class Connection {
     if (this.closed || this.socket.destroyed || !this.socket.writable) return;
     const f = Buffer.isBuffer(ev) ? ev : encodeFrame(ev);
     if (this.streamQueue.length === 0 && this.socket.writableLength < STREAM_HIGH_WATER) {
+      // events of one event-loop turn leave in one write (responses written
+      // meanwhile join the same write, so the order on the wire holds)
+      if (!this.corked) {
+        this.corked = true;
+        this.socket.cork();
+        setImmediate(() => {
+          this.corked = false;
+          this.socket.uncork();
+        });
+      }
       this.socket.write(f);
       return;
     }

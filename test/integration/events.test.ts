@@ -11,6 +11,7 @@ import { startDaemon } from '../helpers/daemon.js';
 import { spawnClient, rejection, poll, until, type Proc, type Line } from '../helpers/procs.js';
 import { client, MiB } from '../helpers/drivers.js';
 import { RawClient, type Msg } from '../helpers/raw.js';
+import { encodeFrame } from '../../protocol/frame.js';
 import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
 import type { HandleInfo, MergeResult } from '../../client/index.js';
 import type { Status } from '../../protocol/status.js';
@@ -318,4 +319,20 @@ t.test('a hugepages resize applied by a reload is reported', async (t) => {
   t.equal((await admin.status()).hugepages.find((h) => h.size === 2 * MiB)?.nr, 100, 'the resize was applied');
   const ev = await watcher.wait((l) => l['event'] === 'activity' && l['topic'] === 'hugepages', 'a hugepages activity event', 3000);
   t.match(ev, { kind: 'resize', size: 2 * MiB, requested: 100, reached: 100 });
+});
+
+t.test('events and responses keep their order on the wire when they leave together', async (t) => {
+  const d = await startDaemon(t, { config: DEFAULT_MACHINE });
+  const raw = await RawClient.open(d.socket, 'self-watcher');
+  t.teardown(() => raw.end());
+  t.same((await raw.call({ id: 1, op: 'subscribe', topics: ['alloc'] }))['result'], { topics: ['alloc'], intervalMs: 1000 });
+  // 50 pipelined allocations: each publishes its alloc event before its response is written
+  const N = 50;
+  raw.sendBytes(Buffer.concat(Array.from({ length: N }, (_, i) => encodeFrame({ id: 2 + i, op: 'alloc', pool: 'default', size: 4096 }))));
+  const got: Msg[] = [];
+  for (let i = 0; i < 2 * N; i++) got.push((await raw.next())!);
+  const order = got.map((m) => (m['event'] === 'activity' ? `e${m['buffer']}` : `r${(m['result'] as { buffer: number } | undefined)?.buffer}`));
+  const expected = got.filter((m) => m['event'] === undefined).flatMap((m) => [`e${(m['result'] as { buffer: number }).buffer}`, `r${(m['result'] as { buffer: number }).buffer}`]);
+  t.same(order, expected, 'each allocation: its event, then its response');
+  t.same(got.filter((m) => m['event'] === undefined).map((m) => m['id']), Array.from({ length: N }, (_, i) => 2 + i), 'responses in request order');
 });
