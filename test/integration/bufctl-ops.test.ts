@@ -157,12 +157,13 @@ t.test('bufctl reload', async (t) => {
   const human = await bufctl(f.socket, 'reload');
   t.match(human.stdout, 'nothing changed', 'a second reload: nothing new');
   const c = await client(t, f.socket, 'sub');
-  let summaries = 0;
-  c.on('activity', (e) => e.kind === 'summary' && summaries++);
+  const summaries: Record<string, unknown>[] = [];
+  c.on('activity', (e) => e.kind === 'summary' && summaries.push(e as unknown as Record<string, unknown>));
   await c.subscribe({ topics: ['alloc'] });
   for (let i = 0; i < 6; i++) await c.alloc({ pool: 'default', size: 4096 });
-  await until(() => summaries > 0, 'a summary at the new rate');
-  t.pass('the new allocRate is in force');
+  const sum = await until(() => summaries[0], 'a summary at the new rate');
+  t.match(sum, { topic: 'alloc', kind: 'summary', allocs: Number }, 'the new allocRate is in force: 6 allocations within a second are aggregated');
+  t.ok((sum['allocs'] as number) >= 1 && (sum['allocs'] as number) <= 4, `past the first 2, the rest are summarized (${String(sum['allocs'])})`);
   writeFileSync(cfg, '{"pools": 3}');
   const bad = await bufctl(f.socket, 'reload');
   t.equal(bad.code, 1);

@@ -1,21 +1,11 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { HandleTable, SharedBuffer, narrow, rightsMask, rightsList, R_READ, R_WRITE, R_SHARE, R_ALL, type RefKind } from '../../daemon/handles.js';
-import { BufferdError } from '../../protocol/errors.js';
+import { errorOf } from '../helpers/machine.js';
 
 /** A SharedBuffer over a stand-in PhysBuffer; `released` collects ids as the release callback fires. */
 function buf(id: number, released: number[], creator = 1): SharedBuffer {
   return new SharedBuffer({ id } as never, creator, (b) => released.push(b.id));
-}
-
-function err(fn: () => unknown): BufferdError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof BufferdError) return e;
-    throw e;
-  }
-  throw new Error('did not throw');
 }
 
 t.test('new handles take the lowest free number, as POSIX fds', async (t) => {
@@ -68,7 +58,7 @@ t.test('numbering matches "lowest unused non-negative integer" over random seque
       for (const op of ops) {
         if (op.k === 'open') {
           if (model.size === 16) {
-            if (err(() => tab.open(b, R_READ)).code !== 'EMFILE') return false;
+            if (errorOf(() => tab.open(b, R_READ)).code !== 'EMFILE') return false;
             full++;
             continue;
           }
@@ -78,7 +68,7 @@ t.test('numbering matches "lowest unused non-negative integer" over random seque
           model.add(n);
         } else if (op.k === 'close') {
           if (model.size === 0) {
-            if (err(() => tab.close(op.i % 8)).code !== 'EBADF') return false;
+            if (errorOf(() => tab.close(op.i % 8)).code !== 'EBADF') return false;
             continue;
           }
           const open = [...model].sort((x, y) => x - y);
@@ -109,17 +99,17 @@ t.test('EBADF for numbers that are not open', async (t) => {
   tab.open(b, R_ALL);
   tab.close(1);
   for (const fd of [1, 2, 99, -1, 0.5, 1.5, NaN, Infinity, -0.5]) {
-    const e = err(() => tab.get(fd));
+    const e = errorOf(() => tab.get(fd));
     t.equal(e.code, 'EBADF', `get(${fd})`);
     t.match(e.message, `handle ${fd} is not open`);
     t.same(e.details, { handle: fd });
-    t.equal(err(() => tab.close(fd)).code, 'EBADF', `close(${fd})`);
-    t.equal(err(() => tab.need(fd, 'read')).code, 'EBADF', `need(${fd})`);
+    t.equal(errorOf(() => tab.close(fd)).code, 'EBADF', `close(${fd})`);
+    t.equal(errorOf(() => tab.need(fd, 'read')).code, 'EBADF', `need(${fd})`);
   }
   t.equal(tab.get(0).fd, 0);
-  t.equal(err(() => new HandleTable(2, 10).get(0)).code, 'EBADF', "another table's number");
+  t.equal(errorOf(() => new HandleTable(2, 10).get(0)).code, 'EBADF', "another table's number");
   tab.close(0);
-  t.equal(err(() => tab.close(0)).code, 'EBADF', 'double close');
+  t.equal(errorOf(() => tab.close(0)).code, 'EBADF', 'double close');
   t.equal(b.refs.handles, 0);
 });
 
@@ -128,20 +118,20 @@ t.test('EMFILE at maxHandles, with the figures in message and details', async (t
   const b = buf(1, released);
   const tab = new HandleTable(1, 3);
   for (let i = 0; i < 3; i++) tab.open(b, R_ALL);
-  const e = err(() => tab.open(b, R_ALL));
+  const e = errorOf(() => tab.open(b, R_ALL));
   t.equal(e.code, 'EMFILE');
   t.match(e.message, 'this connection already holds 3 handles (maxHandles 3)');
   t.same(e.details, { handles: 3, maxHandles: 3 });
   t.equal(b.refs.handles, 3, 'a refused open takes no reference');
   t.equal(b.holders.get(1), 3);
   t.equal(tab.count, 3);
-  const e2 = err(() => tab.ensureRoom('client 9'));
+  const e2 = errorOf(() => tab.ensureRoom('client 9'));
   t.match(e2.message, 'client 9 already holds 3 handles');
   tab.close(1);
   t.doesNotThrow(() => tab.ensureRoom());
   t.equal(tab.open(b, R_ALL).fd, 1);
   const zero = new HandleTable(1, 0);
-  t.same(err(() => zero.open(b, R_ALL)).details, { handles: 0, maxHandles: 0 });
+  t.same(errorOf(() => zero.open(b, R_ALL)).details, { handles: 0, maxHandles: 0 });
 });
 
 t.test('several handles on one buffer: one handle reference each, holders counted per owner', async (t) => {
@@ -178,12 +168,12 @@ t.test('rights: need() names the missing right', async (t) => {
   tab.open(b, 0);
   t.equal(tab.need(0, 'read').fd, 0);
   for (const r of ['write', 'share'] as const) {
-    const e = err(() => tab.need(0, r));
+    const e = errorOf(() => tab.need(0, r));
     t.equal(e.code, 'EPERM');
     t.match(e.message, `handle 0 lacks the '${r}' right (it has: read)`);
     t.same(e.details, { handle: 0, missing: r });
   }
-  t.match(err(() => tab.need(1, 'read')).message, 'it has: none');
+  t.match(errorOf(() => tab.need(1, 'read')).message, 'it has: none');
 });
 
 t.test('narrow(): a subset is fine, a superset is EPERM naming the extra right', async (t) => {
@@ -193,12 +183,12 @@ t.test('narrow(): a subset is fine, a superset is EPERM naming the extra right',
   t.equal(narrow(h, ['read']), R_READ);
   t.equal(narrow(h, ['share', 'read']), R_READ | R_SHARE);
   t.equal(narrow(h, []), 0);
-  const e = err(() => narrow(h, ['read', 'write']));
+  const e = errorOf(() => narrow(h, ['read', 'write']));
   t.equal(e.code, 'EPERM');
   t.match(e.message, "cannot pass handle 0 with the 'write' right: it only has read, share");
   t.same(e.details, { handle: 0, missing: 'write' });
   const none = tab.open(h.buffer, 0);
-  const e2 = err(() => narrow(none, ['write', 'share']));
+  const e2 = errorOf(() => narrow(none, ['write', 'share']));
   t.match(e2.message, "with the 'write', 'share' right: it only has no rights");
   t.same(e2.details, { handle: 1, missing: 'write' });
 });
@@ -232,7 +222,7 @@ t.test('a buffer is released exactly once, when the last reference of any kind g
   t.equal(b.refs.mappings, 1);
   b.unref('mappings');
   t.throws(() => b.unref('mappings'), RangeError);
-  const e = err(() => b.ref('handles'));
+  const e = errorOf(() => b.ref('handles'));
   t.equal(e.code, 'EBADF');
   t.match(e.message, 'buffer 4 was already freed');
   t.throws(() => new HandleTable(1, 10).open(b, R_ALL), { code: 'EBADF' }, 'opening a freed buffer fails');

@@ -174,5 +174,5 @@ t.test('many owners interleaving small buffers in the hugepage and shared pools'
     fc.property(fc.array(small, { minLength: 50, maxLength: 200, size: 'max' }), fc.boolean(), (ops, byDecay) => run(cfg, ops, byDecay)),
     { seed: 12, numRuns: 40 },
   );
-  t.pass('ok');
+  t.pass('40 runs of up to 200 interleaved operations by 3 owners kept every invariant (fc.assert throws on the first that breaks)');
 });

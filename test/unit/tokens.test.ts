@@ -2,7 +2,7 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { TokenTable, TOKEN_BYTES, DEFAULT_TOKEN_TTL_MS, MAX_TOKEN_TTL_MS } from '../../daemon/tokens.js';
 import { SharedBuffer, R_READ, R_ALL } from '../../daemon/handles.js';
-import { BufferdError } from '../../protocol/errors.js';
+import { errorOf } from '../helpers/machine.js';
 
 function buf(id: number, released: number[]): SharedBuffer {
   return new SharedBuffer({ id } as never, 1, (b) => released.push(b.id));
@@ -12,16 +12,6 @@ function buf(id: number, released: number[]): SharedBuffer {
 function table(start = 1_000_000) {
   const clock = { now: start };
   return { clock, tokens: new TokenTable(() => clock.now) };
-}
-
-function err(fn: () => unknown): BufferdError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof BufferdError) return e;
-    throw e;
-  }
-  throw new Error('did not throw');
 }
 
 t.test('tokens carry at least 128 bits of randomness and are all distinct', async (t) => {
@@ -66,7 +56,7 @@ t.test('a token is redeemed once, with what was exported', async (t) => {
   t.equal(tokens.countFor(b), 0);
   t.equal(b.refs.inflight, 1, 'the inflight reference passes to the taker');
   t.same(released, []);
-  t.equal(err(() => tokens.take(r.token)).code, 'ENOENT', 'second use');
+  t.equal(errorOf(() => tokens.take(r.token)).code, 'ENOENT', 'second use');
   t.equal(tokens.imported, 1);
   t.equal(tokens.expired, 0, 'a used token is not counted as expired');
   t.equal(b.refs.inflight, 1, 'a refused take drops no reference');
@@ -83,18 +73,18 @@ t.test('expiry follows the injected clock', async (t) => {
   clock.now = 1499;
   t.equal(tokens.take(a.token).buffer, b, 'taken at expires - 1');
   clock.now = 1500;
-  const e = err(() => tokens.take(c.token));
+  const e = errorOf(() => tokens.take(c.token));
   t.equal(e.code, 'ENOENT', 'refused at expires');
   t.equal(tokens.expired, 1);
   t.equal(tokens.size, 0, 'an expired token found by take is dropped');
   t.equal(b.refs.inflight, 1, "the expired token's reference is released; the taken one stays");
   clock.now = 0;
-  t.equal(err(() => tokens.take(c.token)).code, 'ENOENT', 'turning the clock back does not revive it');
+  t.equal(errorOf(() => tokens.take(c.token)).code, 'ENOENT', 'turning the clock back does not revive it');
   b.unref('inflight');
   t.same(released, [1]);
   // ttl 0 is expired at once
   const z = tokens.export(buf(2, released), R_ALL, 0, 1, null);
-  t.equal(err(() => tokens.take(z.token)).code, 'ENOENT');
+  t.equal(errorOf(() => tokens.take(z.token)).code, 'ENOENT');
   t.same(released, [1, 2]);
   t.equal(DEFAULT_TOKEN_TTL_MS, 30_000);
   t.equal(MAX_TOKEN_TTL_MS, 86_400_000);
@@ -157,11 +147,11 @@ t.test('unknown, used and expired tokens give the same error', async (t) => {
   const forged = tokens.export(b, R_ALL, 100, 1, 'x').token.replace(/^./, (c) => (c === 'A' ? 'B' : 'A'));
   clock.now = 100;
   const errors = {
-    unknown: err(() => tokens.take('A'.repeat(32))),
-    empty: err(() => tokens.take('')),
-    forged: err(() => tokens.take(forged)),
-    used: err(() => tokens.take(used)),
-    expired: err(() => tokens.take(old)),
+    unknown: errorOf(() => tokens.take('A'.repeat(32))),
+    empty: errorOf(() => tokens.take('')),
+    forged: errorOf(() => tokens.take(forged)),
+    used: errorOf(() => tokens.take(used)),
+    expired: errorOf(() => tokens.take(old)),
   };
   const wire = Object.values(errors).map((e) => JSON.stringify([e.code, e.message, e.details, e.toWire()]));
   t.equal(new Set(wire).size, 1, 'indistinguishable');
