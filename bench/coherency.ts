@@ -29,7 +29,7 @@
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
 import { DEFAULT_MACHINE } from '../daemon/default-machine.js';
-import { Reporter, percentile, prng, startDaemon, type Child } from './harness.js';
+import { Reporter, median, prng, startDaemon, type Child } from './harness.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -37,8 +37,6 @@ const SIZE = 16 * MiB;
 const DRIVER = 'bench';
 const MODES = ['off', 'warn', 'strict'] as const;
 type Mode = (typeof MODES)[number];
-
-const median = (xs: number[]) => percentile(Float64Array.from(xs).sort(), 50);
 
 interface Side {
   mode: Mode;

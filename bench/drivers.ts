@@ -35,7 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
 import { Iommu, type IommuMapping } from '../daemon/iommu.js';
-import { Reporter, startDaemon, runChildJson } from './harness.js';
+import { Reporter, median, startDaemon, runChildJson } from './harness.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -43,21 +43,7 @@ const GiB = 1024 * MiB;
 const DRIVER = 'gpu';
 const WINDOW = 16;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-
-/** Unpipelined register/unregister pairs on one handle for `ms` (at least one pair); pairs per second. */
-async function pairs(c: BufferClient, h: number, ms: number): Promise<number> {
-  const t0 = performance.now();
-  let n = 0;
-  do {
-    await c.register(h, DRIVER);
-    await c.unregister(h, DRIVER);
-    n++;
-  } while (performance.now() - t0 < ms);
-  return n / ((performance.now() - t0) / 1000);
-}
-
-/** One worker per handle, each looping register → unregister, for `ms`; pairs per second. */
+/** One worker per handle, each looping register → unregister, for `ms` (at least one pair each); pairs per second. One handle: unpipelined. */
 async function pipelined(c: BufferClient, hs: number[], ms: number): Promise<number> {
   const t0 = performance.now();
   let n = 0;
@@ -112,13 +98,13 @@ async function daemonBench(rep: Reporter, quick: boolean): Promise<string> {
       .join(' + ');
 
     for (let i = 0; i < warm; i++) {
-      await pairs(c, small, 0);
-      await pairs(c, big.handle, 0);
+      await pipelined(c, [small], 0);
+      await pipelined(c, [big.handle], 0);
     }
     await pipelined(c, window, quick ? 50 : 200);
     // rounds rotate the order of the three measurements; median of the rounds
     const rates: number[][] = [[], [], []];
-    const task = [() => pairs(c!, small, ms), () => pairs(c!, big.handle, ms), () => pipelined(c!, window, ms)];
+    const task = [() => pipelined(c!, [small], ms), () => pipelined(c!, [big.handle], ms), () => pipelined(c!, window, ms)];
     for (let r = 0; r < rounds; r++) for (let k = 0; k < 3; k++) rates[(r + k) % 3]!.push(await task[(r + k) % 3]!());
     const [s, b, p] = rates.map(median) as [number, number, number];
     const st = (await c.drivers()).drivers.find((d) => d.name === DRIVER);

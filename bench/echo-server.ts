@@ -14,7 +14,7 @@
  * client library itself can be the baseline's client.
  */
 import { createServer, type Socket } from 'node:net';
-import { FrameReader, encodeFrame, DEFAULT_MAX_FRAME_BYTES } from '../protocol/frame.js';
+import { FrameReader, encodeFrame, DEFAULT_MAX_FRAME_BYTES, maxDataBytes } from '../protocol/frame.js';
 import { decodeValue } from '../protocol/codec.js';
 
 const path = process.argv[2]!;
@@ -53,7 +53,7 @@ function answer(s: Socket, body: Buffer): void {
           name: null,
           protocolVersion: 1,
           server: { name: 'bufferd', version: 'raw', pid: process.pid },
-          limits: { maxFrameBytes: DEFAULT_MAX_FRAME_BYTES, maxDataBytes: DEFAULT_MAX_FRAME_BYTES - 1024, maxHandles: 1 },
+          limits: { maxFrameBytes: DEFAULT_MAX_FRAME_BYTES, maxDataBytes: maxDataBytes(DEFAULT_MAX_FRAME_BYTES), maxHandles: 1 },
           capabilities: [],
           principal: 'raw',
           maxBytes: null,

@@ -58,7 +58,7 @@ import { DEFAULT_MACHINE } from '../daemon/default-machine.js';
 import { TOPIC_NAMES } from '../protocol/ops/events.js';
 import { decodeValue, isPlainMap } from '../protocol/codec.js';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
-import { Reporter, prng, startDaemon, type Child } from './harness.js';
+import { Reporter, median, prng, startDaemon, vmRss, type Child } from './harness.js';
 
 const WINDOW = 32;
 const CHUNK = 4096;
@@ -67,7 +67,6 @@ const POOL = 'default';
 const SIZE = 4096;
 const MiB = 1024 * 1024;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 type DaemonKey = 'default' | 'every' | 'every64K';
 interface Case {
@@ -226,11 +225,6 @@ class Stuck {
   }
 }
 
-function rssMB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
 /** n alloc+close pairs (or pings), WINDOW in flight; per second. */
 async function timed(c: BufferClient, n: number, ping = false): Promise<number> {
   let left = n;
@@ -291,7 +285,7 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
       const active = subs.filter((_, i) => per[i]! > 0);
       await Promise.all(active.map((s) => s.sub(daemons[k.d].socket, per[subs.indexOf(s)]!)));
       const subCpu = () => active.reduce((x, s) => x + cpuMs(s.proc.pid!), 0);
-      const [d0, rss0, cpu0, sub0] = [await dropped(c), rssMB(pid), cpuMs(pid), subCpu()];
+      const [d0, rss0, cpu0, sub0] = [await dropped(c), vmRss(pid) / MiB, cpuMs(pid), subCpu()];
       let done = 0;
       let ms = 0;
       if (k.stuck) {
@@ -305,7 +299,7 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
             done += m;
             gone = (await dropped(c)) > d0;
           }
-          put('rssGrowthMB', rssMB(pid) - rss0);
+          put('rssGrowthMB', vmRss(pid) / MiB - rss0);
           put('dropped', (await dropped(c)) - d0);
           if (gone && record) put('bytesQueued', await stuck.drain());
         } finally {
@@ -314,7 +308,7 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
       } else {
         ms = (pairsN / (await timed(c, pairsN))) * 1000;
         done = pairsN;
-        if (k.d !== 'default' && k.subs === 0) put('rssGrowthMB', rssMB(pid) - rss0);
+        if (k.d !== 'default' && k.subs === 0) put('rssGrowthMB', vmRss(pid) / MiB - rss0);
       }
       put('pairsPerSec', done / (ms / 1000));
       put('daemonCpuUsPerPair', ((cpuMs(pid) - cpu0) * 1000) / done);

@@ -28,7 +28,7 @@
  */
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
-import { Reporter, percentile, prng, startChild, startDaemon } from './harness.js';
+import { Reporter, median, prng, startChild, startDaemon } from './harness.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -94,10 +94,6 @@ async function passing(p: Pair, handles: Record<string, number>, n: number, warm
   return out;
 }
 
-function p50(xs: number[]): number {
-  return percentile(Float64Array.from(xs).sort(), 50);
-}
-
 /** Run whole transfers until `ms` have passed; accumulate into acc. */
 async function timed(acc: { bytes: number; ms: number }, ms: number, op: () => Promise<unknown>): Promise<void> {
   const t0 = performance.now();
@@ -129,12 +125,12 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
     const small = await a.alloc({ pool: 'default', size: 4096 });
     const big = await a.alloc({ pool: 'giant', size: GiB });
     const lat = await passing(new Pair(a, b), { '4KiB': small.handle, '1GiB': big.handle }, n, warm, block);
-    const s4 = p50(lat['4KiB']!.send);
-    const e4 = p50(lat['4KiB']!.exportImport);
+    const s4 = median(lat['4KiB']!.send);
+    const e4 = median(lat['4KiB']!.exportImport);
     rep.figure('4KiB', 'sendLatencyUs', s4, 'us');
     rep.figure('4KiB', 'exportImportLatencyUs', e4, 'us');
-    rep.figure('1GiB', 'sendLatencyUs', p50(lat['1GiB']!.send), 'us', { name: '4KiB', value: s4 });
-    rep.figure('1GiB', 'exportImportLatencyUs', p50(lat['1GiB']!.exportImport), 'us', { name: '4KiB', value: e4 });
+    rep.figure('1GiB', 'sendLatencyUs', median(lat['1GiB']!.send), 'us', { name: '4KiB', value: s4 });
+    rep.figure('1GiB', 'exportImportLatencyUs', median(lat['1GiB']!.exportImport), 'us', { name: '4KiB', value: e4 });
     await a.close(small.handle);
     await a.close(big.handle);
 

@@ -10,9 +10,8 @@
  *  3. touch1G (touch256M with --quick): in a child process, write non-zero
  *     data over a whole buffer; host RSS growth per simulated byte touched.
  */
-import { readFileSync } from 'node:fs';
 import { BuddyAllocator } from '../daemon/buddy.js';
-import { Reporter, startDaemon, prng, runChildJson } from './harness.js';
+import { Reporter, startDaemon, prng, runChildJson, median, vmRss } from './harness.js';
 
 const GiB = 2 ** 30;
 const ZONE_START_PFN = 0x80000000 / 4096;
@@ -132,8 +131,6 @@ function churn(make: () => PageAllocator, order: number, tr: Uint32Array): numbe
   return tr.length / ((performance.now() - t0) / 1000);
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-
 function buddyBench(rep: Reporter, quick: boolean): void {
   const buddy = () => new BuddyAllocator(ZONE_START_PFN, ZONE_PAGES);
   const bitmap = () => new BitmapFirstFit(ZONE_START_PFN, ZONE_PAGES);
@@ -153,12 +150,6 @@ function buddyBench(rep: Reporter, quick: boolean): void {
     }
     rep.figure(`order${order}`, 'pairsPerSec', median(b), 'pairs/s', { name: 'bitmap-first-fit', value: median(n) });
   }
-}
-
-function vmRss(pid: number): number {
-  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (m === null) throw new Error(`no VmRSS in /proc/${pid}/status`);
-  return Number(m[1]) * 1024;
 }
 
 const POOLS = [
@@ -219,14 +210,10 @@ interface TouchResult {
   residentBytes: number;
 }
 
-function touchChild(bytes: number): Promise<TouchResult> {
-  return runChildJson<TouchResult>('touch-child.js', [String(bytes)]);
-}
-
 async function touchBench(rep: Reporter, quick: boolean): Promise<void> {
   const bytes = quick ? 256 * 2 ** 20 : GiB;
   const c = quick ? 'touch256M' : 'touch1G';
-  const r = await touchChild(bytes);
+  const r = await runChildJson<TouchResult>('touch-child.js', [String(bytes)]);
   if (r.residentBytes !== bytes) throw new Error(`touch-child: ${r.residentBytes} bytes resident after touching ${bytes}`);
   rep.figure(c, 'touchMs', r.touchMs, 'ms');
   rep.figure(c, 'rssGrowthBytes', r.rssAfter - r.rssBefore, 'bytes', { name: 'touched-bytes', value: bytes });

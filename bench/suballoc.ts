@@ -30,7 +30,7 @@
  */
 import { buildConfig } from '../daemon/config.js';
 import type { MachineConfig } from '../daemon/machine-config.js';
-import { Reporter, runChildJson } from './harness.js';
+import { Reporter, median, runChildJson } from './harness.js';
 import {
   FirstFit,
   glibcSimple,
@@ -60,8 +60,6 @@ interface Contender {
 interface Result extends Probed {
   opsPerSec: number;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 /** ops/s over fresh allocators replaying the whole trace until at least minS seconds were timed. */
 function timed(c: Contender, trace: Trace, minS: number): number {
@@ -113,10 +111,6 @@ interface ChildResult {
   metadataBytesPerAllocation: number;
 }
 
-function millionChild(n: number): Promise<ChildResult> {
-  return runChildJson<ChildResult>('suballoc-child.js', [String(n)]);
-}
-
 export async function run(args: { quick: boolean }): Promise<Reporter> {
   const q = args.quick;
   const rep = new Reporter('suballoc');
@@ -164,7 +158,7 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
     report(rep, name, res);
     log(`${name}: ${trace.size.length} ops, ${Math.round(performance.now() - t0)} ms`);
   }
-  const m = await millionChild(1_000_000);
+  const m = await runChildJson<ChildResult>('suballoc-child.js', [String(1_000_000)]);
   rep.figure('million', 'hostBytesPerAllocation', m.hostBytesPerAllocation, 'bytes');
   rep.figure('million', 'metadataBytesPerAllocation', m.metadataBytesPerAllocation, 'bytes');
   rep.table(

@@ -6,14 +6,13 @@
  * 3 cannot connect.
  */
 import { parseArgs } from 'node:util';
-import { connect, ConnectError } from './connect.js';
+import { connect, ConnectError, readCookie } from './connect.js';
 import type { BufferClient } from './client.js';
 import { BufferdError } from '../protocol/errors.js';
 import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailView, clientsTable, buffersTable } from './views.js';
 import { parseSize } from '../protocol/units.js';
 import { driversTable, constraintsView, mergeView, violationsView } from './views-drivers.js';
 import { watch } from './watch.js';
-import { readCookie } from './connect.js';
 import { TOPIC_NAMES } from '../protocol/ops/events.js';
 
 export const EXIT_OK = 0;
@@ -89,13 +88,7 @@ const COMMANDS: Record<string, Command> = {
       }
       const nr = Number(n);
       if (!Number.isSafeInteger(nr) || nr < 0) throw new UsageError(`'${n}' is not a page count`);
-      const oc = a.values['overcommit'];
-      let overcommit: number | undefined;
-      if (oc !== undefined) {
-        overcommit = Number(oc);
-        if (!Number.isSafeInteger(overcommit) || overcommit < 0) throw new UsageError(`--overcommit '${String(oc)}' is not a page count`);
-      }
-      const r = await c.setHugepages(size, nr, overcommit);
+      const r = await c.setHugepages(size, nr, intOption(a, 'overcommit', 0, 'a page count'));
       return print(a.json, r, () => hugepagesSetView(r));
     },
   },
@@ -242,31 +235,19 @@ function intOption(a: CommandArgs, name: string, min: number, what: string): num
   return n;
 }
 
-const OPTIONS = {
+/** Every option: its parseArgs type, and for per-command help its argument and what it does. */
+const OPTIONS: Record<string, { type: 'string' | 'boolean'; short?: string; arg?: string; help?: string }> = {
   socket: { type: 'string' },
-  json: { type: 'boolean' },
-  overcommit: { type: 'string' },
-  pool: { type: 'string' },
-  client: { type: 'string' },
-  kind: { type: 'string' },
-  limit: { type: 'string' },
-  interval: { type: 'string' },
-  topics: { type: 'string' },
-  count: { type: 'string' },
+  json: { type: 'boolean', help: 'print one JSON document instead of tables' },
+  overcommit: { type: 'string', arg: ' N', help: 'also set nr_overcommit_hugepages' },
+  pool: { type: 'string', arg: ' NAME', help: 'only this pool' },
+  client: { type: 'string', arg: ' ID', help: 'only buffers this client id holds' },
+  kind: { type: 'string', arg: ' KIND', help: 'only violations of this kind' },
+  limit: { type: 'string', arg: ' N', help: 'at most N, newest' },
+  interval: { type: 'string', arg: ' MS', help: 'status snapshot interval, 100 to 60000 ms (default 1000)' },
+  topics: { type: 'string', arg: ' T,...', help: `activity topics (default all): ${TOPIC_NAMES.join(', ')}` },
+  count: { type: 'string', arg: ' N', help: 'stop after N snapshots' },
   help: { type: 'boolean', short: 'h' },
-} as const;
-
-const OPTION_ARGS: Record<string, string> = { pool: ' NAME', client: ' ID', overcommit: ' N', kind: ' KIND', limit: ' N', interval: ' MS', topics: ' T,...', count: ' N' };
-const OPTION_HELP: Record<string, string> = {
-  json: 'print one JSON document instead of tables',
-  pool: 'only this pool',
-  client: 'only buffers this client id holds',
-  overcommit: 'also set nr_overcommit_hugepages',
-  kind: 'only violations of this kind',
-  limit: 'at most N, newest',
-  interval: 'status snapshot interval, 100 to 60000 ms (default 1000)',
-  topics: `activity topics (default all): ${TOPIC_NAMES.join(', ')}`,
-  count: 'stop after N snapshots',
 };
 
 function usage(): string {
@@ -324,7 +305,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     return EXIT_USAGE;
   }
   if (values['help'] === true) {
-    const opts = cmd.options.map((o) => `  --${`${o}${OPTION_ARGS[o] ?? ''}`.padEnd(16)} ${OPTION_HELP[o] ?? ''}`).join('\n');
+    const opts = cmd.options.map((o) => `  --${`${o}${OPTIONS[o]?.arg ?? ''}`.padEnd(16)} ${OPTIONS[o]?.help ?? ''}`).join('\n');
     io.out(`Usage: bufctl [--socket PATH] ${cmd.usage}\n\n${cmd.summary}\n\nOptions:\n${opts}\n  --socket PATH      daemon socket\n  -h, --help         this help\n`);
     return EXIT_OK;
   }

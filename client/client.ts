@@ -18,8 +18,9 @@ import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { PROTOCOL_VERSION, type OpName, type ParamsOf } from '../protocol/requests.js';
 import type { HelloResult, PingResult, ResultOf, HandleInfo, HugepagesSetResult, RightName, BufferListing, HandleEvent, ShutdownEvent, MergeResult, RegistrationInfo, RegistrationEvent, UnregistrationEvent, LeakEvent, ViolationEvent, ActivityEvent, SnapshotEvent, SubscriptionDroppedEvent } from '../protocol/results.js';
 import type { Status, PoolStatus, DriverStatus } from '../protocol/status.js';
-import type { Constraints } from '../protocol/attributes.js';
+import type { Constraints, CachePolicyName } from '../protocol/attributes.js';
 import { DeviceApi } from './device.js';
+import { chunkedRead, chunkedWrite } from './chunked.js';
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -176,7 +177,7 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
   }
 
   /** A CPU mapping with the buffer's cache policy (asking for another one is EINVAL: no aliasing). */
-  map(handle: number, opts: { cache?: 'writeback' | 'writecombine' | 'uncached' } = {}): Promise<ResultOf<'map'>> {
+  map(handle: number, opts: { cache?: CachePolicyName } = {}): Promise<ResultOf<'map'>> {
     return this.request('map', opts.cache === undefined ? { handle } : { handle, cache: opts.cache });
   }
 
@@ -238,29 +239,13 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
   /** Write bytes at an offset, through a handle or `{mapping}`; transfers over the per-request limit are split into pipelined requests. */
   async write(target: number | { mapping: number }, offset: number, data: Uint8Array): Promise<{ written: number }> {
     const via = typeof target === 'number' ? { handle: target } : { mapping: target.mapping };
-    const parts: Promise<{ written: number }>[] = [];
-    let done = 0;
-    do {
-      const n = Math.min(this.chunk, data.length - done);
-      parts.push(this.request('write', { ...via, offset: offset + done, data: data.subarray(done, done + n) }));
-      done += n;
-    } while (done < data.length);
-    const r = await Promise.all(parts);
-    return { written: r.reduce((a, x) => a + x.written, 0) };
+    return chunkedWrite(this.chunk, data, (done, part) => this.request('write', { ...via, offset: offset + done, data: part }));
   }
 
   /** Read bytes at an offset, through a handle or `{mapping}`, split into several requests when large. */
   async read(target: number | { mapping: number }, offset: number, length: number): Promise<Buffer> {
     const via = typeof target === 'number' ? { handle: target } : { mapping: target.mapping };
-    const parts: Promise<{ data: Uint8Array }>[] = [];
-    let done = 0;
-    do {
-      const n = Math.min(this.chunk, length - done);
-      parts.push(this.request('read', { ...via, offset: offset + done, length: n }));
-      done += n;
-    } while (done < length);
-    const r = await Promise.all(parts);
-    return Buffer.concat(r.map((x) => x.data));
+    return chunkedRead(this.chunk, length, (done, n) => this.request('read', { ...via, offset: offset + done, length: n }));
   }
 
   /** Pass a handle to another connected client (id or name); it gets a 'handle' event. The sender keeps its handle. */

@@ -15,6 +15,7 @@ import { BufferdError } from '../protocol/errors.js';
 import type { HandleEvent, HandleInfo, RegistrationInfo, ViolationEvent } from '../protocol/results.js';
 import type { Mismatch } from '../protocol/attributes.js';
 import { formatSize, formatAddress } from '../protocol/units.js';
+import { formatMismatch } from './format.js';
 
 export const FRAME = 1024 * 1024; // a 512×512 RGBA frame
 
@@ -41,11 +42,6 @@ function regLine(r: RegistrationInfo): string {
   } else parts.push('no IOMMU');
   if (r.bounced > 0) parts.push(`${formatSize(r.bounced)} BOUNCED through swiotlb`);
   return `registered buffer #${r.buffer} with ${r.driver}: ${parts.join(', ')}`;
-}
-
-export function diffLines(mm: Mismatch[]): string[] {
-  const show = (v: unknown) => (typeof v === 'number' && v > 0xffff ? formatAddress(v) : Array.isArray(v) ? v.join('|') : typeof v === 'string' ? v : JSON.stringify(v));
-  return mm.map((m) => `  ${m.attribute}: needs ${show(m.required)}, buffer has ${show(m.actual)}`);
 }
 
 /** Handles sent to this process, in arrival order. */
@@ -174,7 +170,7 @@ function roleSteps(c: BufferClient, say: Say): Record<string, (s: Step) => Promi
         if (!(e instanceof BufferdError) || e.code !== 'EATTR') throw e;
         const mm = (e.details?.['mismatches'] as Mismatch[] | undefined) ?? [];
         say(`display REFUSED buffer #${ev.buffer} (${e.code}); the attribute diff:`);
-        for (const l of diffLines(mm)) say(l);
+        for (const m of mm) say(`  ${formatMismatch(m, 'buffer has')}`);
         return { refused: true, attributes: mm.map((m) => m.attribute) };
       }
     },

@@ -4,6 +4,7 @@
  * client that attached it). Large transfers are split like client.read/write.
  */
 import type { BufferClient } from './client.js';
+import { chunkedRead, chunkedWrite } from './chunked.js';
 
 export class DeviceApi {
   constructor(private readonly c: BufferClient) {}
@@ -14,27 +15,12 @@ export class DeviceApi {
 
   /** The device writes bytes into the buffer at `offset`. */
   async write(driver: string, handle: number, offset: number, data: Uint8Array): Promise<{ written: number }> {
-    const parts: Promise<{ written: number }>[] = [];
-    let done = 0;
-    do {
-      const n = Math.min(this.chunk, data.length - done);
-      parts.push(this.c.request('device.write', { driver, handle, offset: offset + done, data: data.subarray(done, done + n) }));
-      done += n;
-    } while (done < data.length);
-    const r = await Promise.all(parts);
-    return { written: r.reduce((a, x) => a + x.written, 0) };
+    return chunkedWrite(this.chunk, data, (done, part) => this.c.request('device.write', { driver, handle, offset: offset + done, data: part }));
   }
 
   /** The device reads `length` bytes at `offset`. */
   async read(driver: string, handle: number, offset: number, length: number): Promise<Buffer> {
-    const parts: Promise<{ data: Uint8Array }>[] = [];
-    let done = 0;
-    do {
-      const n = Math.min(this.chunk, length - done);
-      parts.push(this.c.request('device.read', { driver, handle, offset: offset + done, length: n }));
-      done += n;
-    } while (done < length);
-    return Buffer.concat((await Promise.all(parts)).map((x) => x.data));
+    return chunkedRead(this.chunk, length, (done, n) => this.c.request('device.read', { driver, handle, offset: offset + done, length: n }));
   }
 
   /** The device fills `length` bytes at `offset` with `value`. */

@@ -2,6 +2,7 @@
  * Text formatting for bufctl: aligned tables, human sizes and durations.
  */
 import { formatSize, formatAddress } from '../protocol/units.js';
+import type { Mismatch } from '../protocol/attributes.js';
 
 export { formatSize, formatAddress };
 
@@ -48,4 +49,21 @@ export function size(n: number | null | undefined): string {
 
 export function section(title: string, body: string): string {
   return `${title}\n${body}`;
+}
+
+/** A mismatch value: large numbers as addresses, lists joined with |, strings bare. */
+const mismatchValue = (v: unknown) =>
+  typeof v === 'number' && v > 0xffff ? formatAddress(v) : Array.isArray(v) ? v.join('|') : typeof v === 'string' ? v : JSON.stringify(v);
+
+/** "cache: needs writecombine, has writeback"; `has` names the side that doesn't fit ("buffer has"). */
+export function formatMismatch(m: Mismatch, has = 'has'): string {
+  return `${m.attribute}: needs ${mismatchValue(m.required)}, ${has} ${mismatchValue(m.actual)}`;
+}
+
+/** Violation counts by kind, the non-zero ones: "kind-a 2, kind-b 1" ('' when none). */
+export function kindCounts(byKind: Record<string, number>): string {
+  return Object.entries(byKind)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
 }

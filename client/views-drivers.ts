@@ -4,27 +4,36 @@
 import type { DriverStatus } from '../protocol/status.js';
 import type { Constraints, MergedAttributes } from '../protocol/attributes.js';
 import type { MergeResult, ResultOf } from '../protocol/results.js';
-import { table, size, formatAddress } from './format.js';
+import { table, size, formatAddress, formatMismatch, kindCounts, type Column } from './format.js';
 
 const entries = (e: Record<string, number>) =>
   Object.entries(e)
     .map(([k, v]) => `${size(Number(k))}×${v}`)
     .join(' ') || '-';
 
-export function driversTable(ds: DriverStatus[]): string {
-  return table(ds, [
+/**
+ * The drivers table: `bufctl drivers` and watch show every column; `compact`
+ * (the status overview) only who the driver is, its registrations and leaks.
+ */
+export function driversTable(ds: DriverStatus[], o: { compact?: boolean } = {}): string {
+  const cols: Column<DriverStatus>[] = [
     { header: 'DRIVER', get: (d) => d.name },
     { header: 'KIND', get: (d) => (d.kind === 'client' ? `client ${d.owner}` : 'builtin') },
     { header: 'COHERENT', get: (d) => (d.coherent ? 'yes' : 'no') },
     { header: 'IOMMU', get: (d) => (d.iommu ? 'yes' : 'no') },
-    { header: 'REGS', get: (d) => d.registrations, align: 'right' },
+    { header: o.compact === true ? 'REGISTRATIONS' : 'REGS', get: (d) => d.registrations, align: 'right' },
     { header: 'BYTES', get: (d) => size(d.bytes), align: 'right' },
-    { header: 'IOVA USED/TOTAL', get: (d) => (d.iommu ? `${size(d.iovaUsed)}/${size(d.iovaTotal)}` : '-'), align: 'right' },
-    { header: 'IOMMU ENTRIES', get: (d) => entries(d.iommuEntries) },
-    { header: 'BOUNCE SLOTS', get: (d) => (d.bounceSlots.used > 0 ? `${d.bounceSlots.used}/${d.bounceSlots.total}` : '-'), align: 'right' },
-    { header: 'REFUSED', get: (d) => d.refused, align: 'right' },
-    { header: 'LEAKS', get: (d) => d.leaks, align: 'right' },
-  ]);
+  ];
+  if (o.compact !== true) {
+    cols.push(
+      { header: 'IOVA USED/TOTAL', get: (d) => (d.iommu ? `${size(d.iovaUsed)}/${size(d.iovaTotal)}` : '-'), align: 'right' },
+      { header: 'IOMMU ENTRIES', get: (d) => entries(d.iommuEntries) },
+      { header: 'BOUNCE SLOTS', get: (d) => (d.bounceSlots.used > 0 ? `${d.bounceSlots.used}/${d.bounceSlots.total}` : '-'), align: 'right' },
+      { header: 'REFUSED', get: (d) => d.refused, align: 'right' },
+    );
+  }
+  cols.push({ header: 'LEAKS', get: (d) => d.leaks, align: 'right' });
+  return table(ds, cols);
 }
 
 function constraintLines(c: Constraints): [string, string][] {
@@ -73,16 +82,13 @@ export function mergeView(r: MergeResult): string {
       { header: 'POOL', get: (p) => p.name },
       { header: 'FITS', get: (p) => (p.fits ? 'yes' : 'no') },
       { header: 'ALLOWED', get: (p) => (p.allowed ? 'yes' : 'no (capability)') },
-      { header: 'WHY NOT', get: (p) => p.misfits.map((m) => `${m.attribute}: needs ${JSON.stringify(m.required)}, has ${JSON.stringify(m.actual)}`).join('; ') || '-' },
+      { header: 'WHY NOT', get: (p) => p.misfits.map((m) => formatMismatch(m)).join('; ') || '-' },
     ])
   );
 }
 
 export function violationsView(r: ResultOf<'violations'>): string {
-  const counts = Object.entries(r.byKind)
-    .filter(([, n]) => n > 0)
-    .map(([k, n]) => `${k} ${n}`)
-    .join(', ');
+  const counts = kindCounts(r.byKind);
   const head = `Coherency checker: mode ${r.mode}, ${r.total} violation(s) since start${counts !== '' ? `: ${counts}` : ''}\n`;
   return (
     head +

@@ -3,7 +3,8 @@
  */
 import type { Status, PoolStatus, HugepageStatus, PoolDetail, ClientStatus } from '../protocol/status.js';
 import type { HugepagesSetResult, BufferListing } from '../protocol/results.js';
-import { table, size, formatAddress, formatDuration, section } from './format.js';
+import { table, size, formatAddress, formatDuration, section, kindCounts } from './format.js';
+import { driversTable } from './views-drivers.js';
 
 export function statusView(st: Status): string {
   const out: string[] = [];
@@ -26,7 +27,7 @@ export function statusView(st: Status): string {
   out.push(section(`Pools (conversions: ${st.conversions.total}, ${size(st.conversions.bytes)}, simulated cost ${st.conversions.costUs} µs)`, poolsTable(st.pools)));
   out.push(section(`Clients (${st.buffers.live} live buffers, ${st.buffers.tokensInFlight} tokens in flight)`, clientsTable(st.clients)));
   const co = st.coherency;
-  const kinds = Object.entries(co.violations.byKind).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ');
+  const kinds = kindCounts(co.violations.byKind);
   out.push(
     `Coherency: checker ${co.mode}, prefetch ${co.prefetch}; ${co.violations.total} violation(s)${kinds !== '' ? ` (${kinds})` : ''}\n` +
       `  cache: ${co.cache.cachedLines} lines cached (${co.cache.lineSize} B), ${co.cache.dirtyLines} dirty; ` +
@@ -36,15 +37,7 @@ export function statusView(st: Status): string {
   out.push(
     section(
       `Drivers (${st.dma.leaks} leaked registrations${st.dma.bounce !== null ? `; bounce pool ${st.dma.bounce.used}/${st.dma.bounce.slots} slots` : ''}; details: bufctl drivers)`,
-      table(st.drivers, [
-        { header: 'DRIVER', get: (d) => d.name },
-        { header: 'KIND', get: (d) => (d.kind === 'client' ? `client ${d.owner}` : 'builtin') },
-        { header: 'COHERENT', get: (d) => (d.coherent ? 'yes' : 'no') },
-        { header: 'IOMMU', get: (d) => (d.iommu ? 'yes' : 'no') },
-        { header: 'REGISTRATIONS', get: (d) => d.registrations, align: 'right' },
-        { header: 'BYTES', get: (d) => size(d.bytes), align: 'right' },
-        { header: 'LEAKS', get: (d) => d.leaks, align: 'right' },
-      ]),
+      driversTable(st.drivers, { compact: true }),
     ),
   );
   return out.join('\n');

@@ -10,8 +10,11 @@ import type { BufferClient } from './client.js';
 import { BufferdError } from '../protocol/errors.js';
 import type { ActivityEvent, SnapshotEvent } from '../protocol/results.js';
 import type { Status } from '../protocol/status.js';
-import { formatDuration, size, section, table, formatAddress } from './format.js';
+import type { ParamsOf } from '../protocol/requests.js';
+import type { Mismatch } from '../protocol/attributes.js';
+import { formatDuration, size, section, formatAddress, formatMismatch } from './format.js';
 import { hugepagesTable, poolsTable, clientsTable } from './views.js';
+import { driversTable } from './views-drivers.js';
 
 export interface WatchOptions {
   intervalMs: number;
@@ -44,8 +47,8 @@ export function describeActivity(ev: ActivityEvent): string {
       const d = String(e['driver']);
       if (ev.kind === 'register') return `${d} registered buffer ${String(e['buffer'])} at ${formatAddress(e['deviceAddress'] as number)}${e['bounced'] === true ? ' (bounced)' : ''}`;
       if (ev.kind === 'refuse') {
-        const mm = (e['mismatches'] as { attribute: string; required: unknown; actual: unknown }[] | null) ?? [];
-        return `${d} REFUSED buffer ${String(e['buffer'])}: ${mm.map((m) => `${m.attribute} needs ${JSON.stringify(m.required)}, is ${JSON.stringify(m.actual)}`).join('; ') || String(e['code'])}`;
+        const mm = (e['mismatches'] as Mismatch[] | null) ?? [];
+        return `${d} REFUSED buffer ${String(e['buffer'])}: ${mm.map((m) => formatMismatch(m, 'buffer has')).join('; ') || String(e['code'])}`;
       }
       if (ev.kind === 'unregister') return `${d} unregistered buffer ${String(e['buffer'])}`;
       if (ev.kind === 'leak') return `${d} LEAKED buffer ${String(e['buffer'])}`;
@@ -72,18 +75,7 @@ export function watchScreen(st: Status, lines: string[], events: number): string
     `memory ${size(st.memory.total - st.memory.free)} used of ${size(st.memory.total)}  ·  ${st.buffers.live} buffers  ·  ${st.clients.length} clients  ·  ` +
     `violations ${co.violations.total} (${co.mode})  ·  leaks ${st.dma.leaks}  ·  events ${events}\n`;
   const pools = st.pools.filter((p) => p.pages > 0 || p.buffers > 0);
-  const drivers = table(
-    st.drivers.filter((d) => d.registrations > 0 || d.refused > 0 || d.leaks > 0 || d.kind === 'client'),
-    [
-      { header: 'DRIVER', get: (d) => d.name },
-      { header: 'REGISTRATIONS', get: (d) => d.registrations, align: 'right' },
-      { header: 'BYTES', get: (d) => size(d.bytes), align: 'right' },
-      { header: 'IOVA', get: (d) => (d.iovaTotal > 0 ? `${size(d.iovaUsed)}/${size(d.iovaTotal)}` : '-'), align: 'right' },
-      { header: 'BOUNCE', get: (d) => `${d.bounceSlots.used}/${d.bounceSlots.total}`, align: 'right' },
-      { header: 'REFUSED', get: (d) => d.refused, align: 'right' },
-      { header: 'LEAKS', get: (d) => d.leaks, align: 'right' },
-    ],
-  );
+  const drivers = driversTable(st.drivers.filter((d) => d.registrations > 0 || d.refused > 0 || d.leaks > 0 || d.kind === 'client'));
   return [
     head,
     section('Hugepages', hugepagesTable(st.hugepages)),
@@ -154,7 +146,7 @@ export async function watch(c: BufferClient, o: WatchOptions): Promise<number> {
     c.on('close', (e) => finish(e));
 
     if (o.tty) o.out('\x1b[?1049h\x1b[?25l\x1b[H\x1b[2Jwaiting for the first snapshot…');
-    const params: { intervalMs: number; topics?: ('alloc' | 'handles' | 'drivers' | 'violations' | 'hugepages' | 'clients' | 'status')[] } = { intervalMs: o.intervalMs };
+    const params: ParamsOf<'subscribe'> = { intervalMs: o.intervalMs };
     if (o.topics !== undefined) params.topics = [...new Set([...o.topics, 'status'])] as NonNullable<typeof params.topics>;
     c.subscribe(params).catch((e: Error) => finish(e));
   });

@@ -9,10 +9,15 @@
  * one sees physical segments directly; a DMA mask it can't reach is either
  * a mismatch or, with `bounce`, a copy through the swiotlb bounce pool.
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TLiteral, type TUnion } from '@sinclair/typebox';
 
 export const CACHE_POLICY_NAMES = ['writeback', 'writecombine', 'uncached'] as const;
 export type CachePolicyName = (typeof CACHE_POLICY_NAMES)[number];
+
+/** Schema of one cache policy name (a union of CACHE_POLICY_NAMES literals). */
+export function CachePolicySchema(options?: { description?: string }): TUnion<TLiteral<CachePolicyName>[]> {
+  return Type.Union(CACHE_POLICY_NAMES.map((n) => Type.Literal(n)), options);
+}
 
 const Pow2 = (description: string, minimum = 1, maximum = 2 ** 40) => Type.Integer({ minimum, maximum, description: `${description} (a power of two)` });
 
@@ -24,7 +29,7 @@ export const ConstraintsSchema = Type.Object(
     maxSegmentSize: Type.Optional(Type.Integer({ minimum: 4096, maximum: 2 ** 40, description: 'largest segment, bytes' })),
     segmentBoundary: Type.Optional(Pow2('a segment may not cross a multiple of this, bytes', 4096)),
     cache: Type.Optional(
-      Type.Array(Type.Union([Type.Literal('writeback'), Type.Literal('writecombine'), Type.Literal('uncached')]), {
+      Type.Array(CachePolicySchema(), {
         minItems: 1,
         maxItems: 3,
         uniqueItems: true,
@@ -139,7 +144,7 @@ export function mergeConstraints(list: { driver: string; constraints: Constraint
     maxSegmentSize = minOf(maxSegmentSize, c.maxSegmentSize);
     segmentBoundary = minOf(segmentBoundary, c.segmentBoundary);
     if (c.bounce === true) bounceDevices.push(driver);
-    else if (c.dmaMask !== undefined && c.dmaMask < 53) addressLimit = Math.min(addressLimit ?? Infinity, 2 ** c.dmaMask);
+    else if (c.dmaMask !== undefined && c.dmaMask < 53) addressLimit = Math.min(addressLimit ?? Infinity, maskLimit(c.dmaMask));
   }
   const names = list.map((x) => x.driver);
   if (cache.size === 0) {

@@ -3,6 +3,7 @@
  * --json`. Sizes and addresses are integers in bytes; times in milliseconds.
  * Later capabilities add members; none is ever removed or renamed.
  */
+import type { CachePolicyName } from './attributes.js';
 
 export interface RegionStatus {
   name: string;
@@ -40,9 +41,31 @@ export interface HugepageStatus {
   largestFreeRun: number;
 }
 
-export interface PoolStatus {
+/** Allocator counters: a pool's totals (PoolStatus) and one arena's (ArenaStatus). */
+export interface AllocatorCounters {
+  /** Bytes handed out: usable sizes (size classes, whole pages for direct buffers). */
+  allocated: number;
+  /** Bytes of pages backing live allocations (slabs, large extents, direct pages). */
+  active: number;
+  /** Bytes of pages held from the page source. */
+  mapped: number;
+  /** Bytes physically backed: mapped minus hugepages only reserved (populate: false) and not yet touched. */
+  resident: number;
+  /** Bytes of empty chunks waiting for decay. */
+  dirty: number;
+  /** Free bytes inside chunks still in use. */
+  retained: number;
+  /** Allocator metadata, bytes (estimate). */
+  metadata: number;
+  purges: number;
+  /** Buffers allocated / freed since start. */
+  nmalloc: number;
+  ndalloc: number;
+}
+
+export interface PoolStatus extends AllocatorCounters {
   name: string;
-  cache: 'writeback' | 'writecombine' | 'uncached';
+  cache: CachePolicyName;
   pageSize: number;
   region: string;
   contiguous: boolean;
@@ -58,52 +81,24 @@ export interface PoolStatus {
   pages: number;
   /** Bytes asked for by live buffers. */
   requested: number;
-  /** Bytes handed out: usable sizes (size classes, whole pages for direct buffers). */
-  allocated: number;
-  /** Bytes of pages backing live allocations (slabs, large extents, direct pages). */
-  active: number;
-  /** Bytes of pages held from the page source. */
-  mapped: number;
-  /** Bytes physically backed: mapped minus hugepages only reserved (populate: false) and not yet touched. */
-  resident: number;
-  /** Bytes of empty chunks waiting for decay. */
-  dirty: number;
-  /** Free bytes inside chunks still in use. */
-  retained: number;
-  /** Allocator metadata, bytes (estimate). */
-  metadata: number;
   /** active / allocated (1 when empty). */
   fragmentation: number;
   arenas: number;
   buffers: number;
   /** Buffers served directly with whole pages (at or above the direct threshold). */
   directBuffers: number;
-  purges: number;
-  /** Buffers allocated / freed since start. */
-  nmalloc: number;
-  ndalloc: number;
   /** Cache-policy conversions of this pool's pages (into its policy, and back to write-back). */
   conversions: number;
   /** Simulated cost of those conversions (clean + invalidate + TLB shootdown), microseconds. */
   conversionCostUs: number;
 }
 
-export interface ArenaStatus {
+export interface ArenaStatus extends AllocatorCounters {
   id: number;
   /** Client id owning the arena (0: shared). */
   owner: number;
-  allocated: number;
-  active: number;
-  mapped: number;
-  resident: number;
-  dirty: number;
-  retained: number;
-  metadata: number;
   chunks: number;
-  purges: number;
   purged: number;
-  nmalloc: number;
-  ndalloc: number;
   live: number;
 }
 

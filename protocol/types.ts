@@ -11,6 +11,9 @@ export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 export const Uint = (opts: { maximum?: number; minimum?: number; description?: string } = {}) =>
   Type.Integer({ minimum: 0, maximum: MAX_SAFE, ...opts });
 
+/** A handle number on the connection. */
+export const HandleNum = Uint({ description: 'handle number on this connection' });
+
 /** Request id chosen by the client. */
 export const RequestId = Uint({ description: 'unsigned integer request id' });
 

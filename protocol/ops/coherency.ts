@@ -2,12 +2,11 @@
  * Coherency ops: sync (DMA_BUF_IOCTL_SYNC), map, unmap, fence, violations.
  */
 import { Type } from '@sinclair/typebox';
-import { Uint, request } from '../types.js';
+import { HandleNum as Handle, Uint, request } from '../types.js';
+import { CachePolicySchema } from '../attributes.js';
 
-const Handle = Uint({ description: 'handle number on this connection' });
-
-export const Phase = Type.Union([Type.Literal('start'), Type.Literal('end')], { description: 'one of "start", "end"' });
-export const AccessMode = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('rw')], { description: 'one of "read", "write", "rw"' });
+const Phase = Type.Union([Type.Literal('start'), Type.Literal('end')], { description: 'one of "start", "end"' });
+const AccessMode = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('rw')], { description: 'one of "read", "write", "rw"' });
 
 export const COHERENCY_REQUESTS = {
   sync: request(
@@ -25,7 +24,7 @@ export const COHERENCY_REQUESTS = {
     'map',
     {
       handle: Handle,
-      cache: Type.Optional(Type.Union([Type.Literal('writeback'), Type.Literal('writecombine'), Type.Literal('uncached')], { description: 'the cache attribute asked for; must be the buffer pages\' own' })),
+      cache: Type.Optional(CachePolicySchema({ description: 'the cache attribute asked for; must be the buffer pages\' own' })),
     },
     "A CPU mapping of the buffer with its pages' cache policy; it holds a buffer reference until unmapped.",
   ),

@@ -3,13 +3,12 @@
  * driver.attach, driver.detach, and device-side access (device.*).
  */
 import { Type } from '@sinclair/typebox';
-import { Name, Uint, request, BinaryData } from '../types.js';
+import { HandleNum as Handle, Name, Uint, request, BinaryData } from '../types.js';
 import { ConstraintsSchema } from '../attributes.js';
+import { MAX_DATA_BYTES } from './memory.js';
 
-const Handle = Uint({ description: 'handle number on this connection' });
 const Driver = Name('driver name');
 const Offset = Type.Integer({ minimum: 0, maximum: 2 ** 40, description: 'byte offset in the buffer' });
-const MAX_DATA = 2 ** 30;
 
 export const DRIVER_REQUESTS = {
   drivers: request('drivers', {}, 'List the drivers with their registrations, IOVA, IOMMU entries, bounce use and leaks.'),
@@ -37,12 +36,12 @@ export const DRIVER_REQUESTS = {
   'driver.detach': request('driver.detach', { name: Driver }, 'Detach a client driver this connection attached; its registrations are reported as leaks.'),
   'device.write': request(
     'device.write',
-    { driver: Driver, handle: Handle, offset: Offset, data: BinaryData(MAX_DATA, 'bytes the device writes') },
+    { driver: Driver, handle: Handle, offset: Offset, data: BinaryData(MAX_DATA_BYTES, 'bytes the device writes') },
     'The device writes into a registered buffer through its device addresses.',
   ),
   'device.read': request(
     'device.read',
-    { driver: Driver, handle: Handle, offset: Offset, length: Type.Integer({ minimum: 0, maximum: MAX_DATA, description: 'bytes to read' }) },
+    { driver: Driver, handle: Handle, offset: Offset, length: Type.Integer({ minimum: 0, maximum: MAX_DATA_BYTES, description: 'bytes to read' }) },
     'The device reads a registered buffer through its device addresses.',
   ),
   'device.fill': request(

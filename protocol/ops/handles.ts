@@ -3,20 +3,21 @@
  * and write take and return handles too; they live with the memory ops.)
  */
 import { Type } from '@sinclair/typebox';
-import { Name, Uint, request } from '../types.js';
+import { HandleNum as Handle, Name, Uint, request } from '../types.js';
 
-export const Handle = Uint({ description: 'handle number on this connection' });
+/** Longest token lifetime export accepts: 24 h. */
+export const MAX_TOKEN_TTL_MS = 24 * 3600 * 1000;
 
-export const Right = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('share')], {
+const Right = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('share')], {
   description: 'one of "read", "write", "share"',
 });
-export const Rights = Type.Array(Right, { maxItems: 3, uniqueItems: true, description: 'rights: "read", "write", "share"' });
+const Rights = Type.Array(Right, { maxItems: 3, uniqueItems: true, description: 'rights: "read", "write", "share"' });
 
-export const DupRequest = request('dup', { handle: Handle }, 'A new handle number for the same buffer, same rights.');
+const DupRequest = request('dup', { handle: Handle }, 'A new handle number for the same buffer, same rights.');
 
-export const CloseRequest = request('close', { handle: Handle }, 'Close a handle; the buffer is freed when its last reference goes.');
+const CloseRequest = request('close', { handle: Handle }, 'Close a handle; the buffer is freed when its last reference goes.');
 
-export const SendRequest = request(
+const SendRequest = request(
   'send',
   {
     handle: Handle,
@@ -26,23 +27,23 @@ export const SendRequest = request(
   'Pass a handle to another connected client; it receives a `handle` event. The sender keeps its handle.',
 );
 
-export const ExportRequest = request(
+const ExportRequest = request(
   'export',
   {
     handle: Handle,
     rights: Type.Optional(Rights),
-    ttlMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 24 * 3600 * 1000, description: 'token lifetime in ms, 1 to 86400000' })),
+    ttlMs: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TOKEN_TTL_MS, description: `token lifetime in ms, 1 to ${MAX_TOKEN_TTL_MS}` })),
   },
   'Turn a handle into a single-use token another client can import.',
 );
 
-export const ImportRequest = request(
+const ImportRequest = request(
   'import',
   { token: Type.String({ minLength: 1, maxLength: 128, description: 'a token from export' }) },
   'Redeem a token for a handle.',
 );
 
-export const BuffersRequest = request(
+const BuffersRequest = request(
   'buffers',
   {
     client: Type.Optional(Uint({ description: 'only buffers this client holds' })),

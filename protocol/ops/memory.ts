@@ -2,16 +2,14 @@
  * Memory ops: pools, alloc, free, info, hugepages.set.
  */
 import { Type } from '@sinclair/typebox';
-import { Name, Uint, request, BinaryData } from '../types.js';
+import { HandleNum, Name, Uint, request, BinaryData } from '../types.js';
 
 /** Largest single buffer: 64 GiB. */
-export const MAX_BUFFER_BYTES = 64 * 2 ** 30;
+const MAX_BUFFER_BYTES = 64 * 2 ** 30;
 
-export const HandleNum = Uint({ description: 'handle number on this connection' });
+const PoolsRequest = request('pools', {}, 'List the pools with their attributes and counters.');
 
-export const PoolsRequest = request('pools', {}, 'List the pools with their attributes and counters.');
-
-export const AllocRequest = request(
+const AllocRequest = request(
   'alloc',
   {
     pool: Type.Optional(Name('pool name (give either pool or for)')),
@@ -25,9 +23,9 @@ export const AllocRequest = request(
   'Allocate a zeroed buffer from a pool; returns a handle with all rights.',
 );
 
-export const InfoRequest = request('info', { handle: HandleNum }, 'Describe a handle and its buffer: pool, cache policy, size, physical segments, rights, references.');
+const InfoRequest = request('info', { handle: HandleNum }, 'Describe a handle and its buffer: pool, cache policy, size, physical segments, rights, references.');
 
-export const HugepagesSetRequest = request(
+const HugepagesSetRequest = request(
   'hugepages.set',
   {
     size: Type.Integer({ minimum: 1, maximum: 2 ** 40, description: 'hugepage size in bytes (2097152 or 1073741824)' }),
@@ -42,7 +40,7 @@ export const MAX_DATA_BYTES = 2 ** 30;
 
 const MappingNum = Uint({ description: 'mapping id on this connection (instead of a handle)' });
 
-export const WriteRequest = request(
+const WriteRequest = request(
   'write',
   {
     handle: Type.Optional(HandleNum),
@@ -53,7 +51,7 @@ export const WriteRequest = request(
   'Write bytes into a buffer (CPU access) through a handle or a mapping.',
 );
 
-export const ReadRequest = request(
+const ReadRequest = request(
   'read',
   {
     handle: Type.Optional(HandleNum),

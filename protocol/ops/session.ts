@@ -4,7 +4,7 @@
 import { Type } from '@sinclair/typebox';
 import { Name, Uint, request } from '../types.js';
 
-export const HelloRequest = request(
+const HelloRequest = request(
   'hello',
   {
     version: Uint({ description: 'protocol version spoken by the client' }),
@@ -14,9 +14,9 @@ export const HelloRequest = request(
   'Open the session: must be the first request on a connection.',
 );
 
-export const PingRequest = request('ping', {}, 'Round trip with no effect.');
+const PingRequest = request('ping', {}, 'Round trip with no effect.');
 
-export const StatusRequest = request(
+const StatusRequest = request(
   'status',
   { pool: Type.Optional(Name('pool whose arenas and bins to include')) },
   'Everything the daemon manages, as one object.',
