@@ -9,11 +9,10 @@
  */
 import { ExtentSet, type Chunk } from './extent.js';
 import { Bin, type Slab } from './slab.js';
-import { NBINS, PAGE, SMALL_MAXCLASS, size2index } from './sizeclasses.js';
+import { NBINS, PAGE, isSmall, size2index } from './sizeclasses.js';
 import type { PageSource } from './pagesource.js';
 import type { ArenaStatus, BinStatus } from '../protocol/status.js';
 
-/** A large allocation: one extent of usize bytes. */
 /** One chunk as the dashboard draws it (see Arena.chunkMap). */
 export interface ChunkMap {
   addr: number;
@@ -25,6 +24,7 @@ export interface ChunkMap {
   runs: [number, number, number, number][];
 }
 
+/** A large allocation: one extent of usize bytes. */
 interface Large {
   pfn: number;
   npages: number;
@@ -33,11 +33,11 @@ interface Large {
 }
 
 export interface ArenaEnv {
-  pool: string;
   source: PageSource;
   /** Preferred chunk size in 4 KiB pages (a hugepage, or 512 for 4 KiB pools). */
   chunkPages: number;
-  dirtyDecayMs: number;
+  /** The pool's decay time in ms, read at each use (0 purges at once, −1 never). */
+  dirtyDecayMs(): number;
   now(): number;
   /** May the pool map this many more bytes (maxBytes)? */
   canMap(bytes: number): boolean;
@@ -59,7 +59,6 @@ export class Arena {
   private mappedPages = 0;
   private dirtyPages = 0;
   private largeCount = 0;
-  live = 0;
   nmalloc = 0;
   ndalloc = 0;
   purges = 0;
@@ -73,8 +72,9 @@ export class Arena {
     private readonly env: ArenaEnv,
   ) {}
 
-  setDecay(ms: number): void {
-    this.env.dirtyDecayMs = ms;
+  /** Allocations not yet freed (every successful alloc counts in nmalloc, every free in ndalloc). */
+  get live(): number {
+    return this.nmalloc - this.ndalloc;
   }
 
   get mappedBytes(): number {
@@ -131,7 +131,7 @@ export class Arena {
       chunk.dirtySince = this.env.now();
       this.dirty.set(chunk, chunk.dirtySince);
       this.dirtyPages += chunk.npages;
-      if (this.env.dirtyDecayMs === 0) this.purgeChunk(chunk);
+      if (this.env.dirtyDecayMs() === 0) this.purgeChunk(chunk);
     }
   }
 
@@ -143,7 +143,7 @@ export class Arena {
   alloc(usize: number, align: number): number {
     let addr: number;
     let chunk: Chunk;
-    if (usize <= SMALL_MAXCLASS) {
+    if (isSmall(usize)) {
       const ind = size2index(usize);
       // a bin is kept once it has had a slab: a failed request leaves no trace
       const bin = this.bins[ind] ?? new Bin(ind);
@@ -169,7 +169,6 @@ export class Arena {
     }
     chunk.block.users++;
     this.allocated_ += usize;
-    this.live++;
     this.nmalloc++;
     return addr;
   }
@@ -201,7 +200,6 @@ export class Arena {
       this.releasePages(o.chunk, o.pfn, o.npages);
     }
     this.allocated_ -= usize;
-    this.live--;
     this.ndalloc++;
     return usize;
   }
@@ -219,7 +217,7 @@ export class Arena {
 
   /** Purge dirty chunks whose decay time has passed (all of them with force). Returns pages purged. */
   purge(force = false): number {
-    const decay = this.env.dirtyDecayMs;
+    const decay = this.env.dirtyDecayMs();
     if (!force && decay < 0) return 0;
     const now = this.env.now();
     let n = 0;
@@ -233,8 +231,9 @@ export class Arena {
 
   /** When the next dirty chunk becomes due, or null. */
   nextDeadline(): number | null {
-    if (this.env.dirtyDecayMs < 0) return null;
-    for (const since of this.dirty.values()) return since + this.env.dirtyDecayMs;
+    const decay = this.env.dirtyDecayMs();
+    if (decay < 0) return null;
+    for (const since of this.dirty.values()) return since + decay;
     return null;
   }
 

@@ -14,11 +14,10 @@
  * snoops: it sees dirty lines and its writes invalidate them.
  * Deterministic for a given config and seed. Pure: no I/O.
  */
-import type { PageStore } from './pagestore.js';
+import { forEachSpan, PAGE, type PageStore } from './pagestore.js';
 import { rng } from './rng.js';
 import { WcBuffer } from './wcbuffer.js';
 
-const PAGE = 4096;
 export const ABSENT = 0;
 export const MIRROR = 1;
 export const CLEAN = 2;
@@ -113,16 +112,7 @@ export class CpuCache {
 
   /** Visit [addr, addr + len) page by page: fn(pfn, record, start and end byte in the page, offset in the range). */
   private eachPage(addr: number, len: number, create: boolean, fn: (pfn: number, p: CPage | undefined, s: number, e: number, at: number) => void): void {
-    let a = addr;
-    let at = 0;
-    while (at < len) {
-      const pfn = Math.floor(a / PAGE);
-      const s = a - pfn * PAGE;
-      const n = Math.min(PAGE - s, len - at);
-      fn(pfn, this.page(pfn, create), s, s + n, at);
-      a += n;
-      at += n;
-    }
+    forEachSpan(addr, len, PAGE, (pfn, s, n, at) => fn(pfn, this.page(pfn, create), s, s + n, at));
   }
 
   private first(s: number): number {
@@ -144,9 +134,11 @@ export class CpuCache {
 
   private evictIfNeeded(): void {
     if (this.cfg.eviction !== 'random') return;
-    while (this.cached > this.cfg.capacityLines && this.pages.size > 0) {
-      const keys = [...this.pages.keys()];
-      const pfn = keys[Math.floor(this.random() * keys.length)]!;
+    if (this.cached <= this.cfg.capacityLines) return;
+    // nothing below adds pages: one key list, kept in the map's order, serves every victim
+    const keys = [...this.pages.keys()];
+    while (this.cached > this.cfg.capacityLines && keys.length > 0) {
+      const pfn = keys.splice(Math.floor(this.random() * keys.length), 1)[0]!;
       const p = this.pages.get(pfn)!;
       for (let i = 0; i < this.perPage; i++) {
         if (p.state[i] === DIRTY) this.mem.write(pfn * PAGE + i * this.line, p.data!, i * this.line, this.line);

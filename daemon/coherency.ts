@@ -19,6 +19,7 @@ import type { CpuCache } from './cache.js';
 import type { SharedBuffer } from './handles.js';
 import type { Registration } from './drivers.js';
 import type { PageStore } from './pagestore.js';
+import { forEachPiece } from './pool.js';
 
 export const VIOLATION_KINDS = [
   'cpu-access-while-device-owned',
@@ -135,13 +136,7 @@ export class Coherency {
 
   /** The physical pieces of [off, off + len) of a buffer: fn(addr, at, n). */
   private pieces(b: SharedBuffer, off: number, len: number, fn: (addr: number, at: number, n: number) => void): void {
-    let segStart = 0;
-    for (const s of b.phys.segments) {
-      const lo = Math.max(off, segStart);
-      const hi = Math.min(off + len, segStart + s.len);
-      if (lo < hi) fn(s.addr + (lo - segStart), lo - off, hi - lo);
-      segStart += s.len;
-    }
+    forEachPiece(b.phys.segments, off, len, fn);
   }
 
   private policy(b: SharedBuffer) {
@@ -158,8 +153,8 @@ export class Coherency {
     this.pieces(b, 0, b.phys.size, (addr, _at, n) => this.cache.prefetch(addr, n, rate));
   }
 
-  private ownerNote(b: SharedBuffer): string {
-    const devs = this.nonCoherent(b).map((r) => `'${r.driver.name}'`).join(', ');
+  private ownerNote(nonCoherent: Registration[]): string {
+    const devs = nonCoherent.map((r) => `'${r.driver.name}'`).join(', ');
     return `device ${devs}`;
   }
 
@@ -167,9 +162,10 @@ export class Coherency {
 
   private checkCpu(who: Who, b: SharedBuffer, write: boolean, op: string, off: number, len: number): void {
     const st = this.state(b);
-    if (st.device && st.brackets.size === 0 && this.nonCoherent(b).length > 0) {
-      this.violate(b, who, 'cpu-access-while-device-owned', op, off, len, this.nonCoherent(b)[0]!.driver.name,
-        `client ${who.id} ${write ? 'wrote' : 'read'} buffer ${b.id} while ${this.ownerNote(b)} owns it (after registration, sync end or a device access): missing sync {phase:'start', access:'${write ? 'write' : 'read'}'}`);
+    const devs = st.device && st.brackets.size === 0 ? this.nonCoherent(b) : [];
+    if (devs.length > 0) {
+      this.violate(b, who, 'cpu-access-while-device-owned', op, off, len, devs[0]!.driver.name,
+        `client ${who.id} ${write ? 'wrote' : 'read'} buffer ${b.id} while ${this.ownerNote(devs)} owns it (after registration, sync end or a device access): missing sync {phase:'start', access:'${write ? 'write' : 'read'}'}`);
     }
     const mine = st.brackets.get(who.id);
     if (write && mine === 'read') {

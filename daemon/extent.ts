@@ -106,14 +106,25 @@ export class ExtentSet {
 
   /** Lowest-addressed free extent that can hold n pages at this alignment. */
   private firstFit(n: number, alignPages: number): FreeExtent | undefined {
+    const lo = bucketOf(n);
     if (alignPages > 1) {
+      // only extents of at least n pages can fit, and they sit in buckets lo and up: in each, the
+      // head (lowest address) if it fits, else every member — unless none can beat the best so far
       let best: FreeExtent | undefined;
-      for (const e of this.byStart.values()) {
-        if (ExtentSet.fits(e, n, alignPages) >= 0 && (best === undefined || e.pfn < best.pfn)) best = e;
+      for (let b = lo; b < NBUCKETS; b++) {
+        if (this.members[b]!.size === 0) continue;
+        const h = this.head(b);
+        if (h === undefined || (best !== undefined && h.pfn > best.pfn)) continue;
+        if (ExtentSet.fits(h, n, alignPages) >= 0) {
+          best = h;
+          continue;
+        }
+        for (const e of this.members[b]!) {
+          if (ExtentSet.fits(e, n, alignPages) >= 0 && (best === undefined || e.pfn < best.pfn)) best = e;
+        }
       }
       return best;
     }
-    const lo = bucketOf(n);
     let best: FreeExtent | undefined;
     // buckets above lo hold extents of at least 2^(lo+1) > n pages: their heads are candidates
     for (let b = lo + 1; b < NBUCKETS; b++) {

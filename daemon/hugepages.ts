@@ -107,11 +107,15 @@ export class HugepagePool {
     else this.attrs.set(pfn, attr);
   }
 
-  private removeFreeAt(i: number): Hugepage {
-    const pfn = this.freeList.splice(i, 1)[0]!;
+  /** A page leaving the free list: its attribute goes with it. */
+  private detach(pfn: number): Hugepage {
     const attr = this.attrs.get(pfn) ?? 'writeback';
     this.attrs.delete(pfn);
     return { pfn, attr };
+  }
+
+  private removeFreeAt(i: number): Hugepage {
+    return this.detach(this.freeList.splice(i, 1)[0]!);
   }
 
   /** A fresh page from the buddy allocator, added to the pool. */
@@ -179,8 +183,11 @@ export class HugepagePool {
     const pages = this.take(n, contiguous, prefer);
     if (pages === null) {
       this.resv_ -= n;
+      if (fresh.length > 0) {
+        const gone = new Set(fresh);
+        this.freeList = this.freeList.filter((pfn) => !gone.has(pfn));
+      }
       for (const pfn of fresh) {
-        this.freeList.splice(this.freeList.indexOf(pfn), 1);
         this.mem.freeBlockOrder(pfn, this.order);
         this.total_--;
         this.surplus_--;
@@ -241,14 +248,18 @@ export class HugepagePool {
     if (contiguous && n > 1) {
       const start = this.findRun(n);
       if (start < 0) return null;
-      for (let i = 0; i < n; i++) out.push(this.removeFreeAt(start));
+      for (const pfn of this.freeList.splice(start, n)) out.push(this.detach(pfn));
     } else {
-      const matching: number[] = [];
-      for (let i = 0; i < this.freeList.length && matching.length < n; i++) {
-        if ((this.attrs.get(this.freeList[i]!) ?? 'writeback') === prefer) matching.push(this.freeList[i]!);
+      // one pass: the first n pages carrying `prefer` go, the others stay in order
+      const rest: number[] = [];
+      for (const pfn of this.freeList) {
+        if (out.length < n && (this.attrs.get(pfn) ?? 'writeback') === prefer) out.push(this.detach(pfn));
+        else rest.push(pfn);
       }
-      for (const pfn of matching) out.push(this.removeFreeAt(this.freeList.indexOf(pfn)));
-      while (out.length < n) out.push(this.removeFreeAt(0));
+      // then the lowest of the others
+      const more = n - out.length;
+      for (let i = 0; i < more; i++) out.push(this.detach(rest[i]!));
+      this.freeList = more > 0 ? rest.slice(more) : rest;
     }
     this.resv_ -= n;
     return out;

@@ -12,7 +12,7 @@ import { Swiotlb } from './swiotlb.js';
 import { HugepagePool } from './hugepages.js';
 import { CacheAttrTracker } from './cacheattr.js';
 import { BuddySource, HugeSource, type PageSource } from './pagesource.js';
-import { Pool, type PhysBuffer, type Segment } from './pool.js';
+import { earliest, forEachPiece, Pool, type PhysBuffer, type Segment } from './pool.js';
 
 export interface AllocOptions {
   pool: string;
@@ -93,10 +93,6 @@ export class Machine {
     return this.buffers.get(id);
   }
 
-  get bufferCount(): number {
-    return this.buffers.size;
-  }
-
   allBuffers(): IterableIterator<PhysBuffer> {
     return this.buffers.values();
   }
@@ -122,12 +118,7 @@ export class Machine {
 
   /** When the next dirty chunk becomes due, or null. */
   nextDecayDeadline(): number | null {
-    let d: number | null = null;
-    for (const p of this.pools.values()) {
-      const x = p.nextDeadline();
-      if (x !== null && (d === null || x < d)) d = x;
-    }
-    return d;
+    return earliest(this.pools.values(), (p) => p.nextDeadline());
   }
 
   /** One pool's arenas and bins. */
@@ -146,19 +137,7 @@ export class Machine {
   /** Visit the physical pieces of [off, off + len) of a buffer. */
   forEachPhys(buf: PhysBuffer, off: number, len: number, fn: (addr: number, bufOff: number, n: number) => void): void {
     this.touch(buf);
-    let segStart = 0;
-    let pos = off;
-    const end = off + len;
-    for (const s of buf.segments) {
-      const segEnd = segStart + s.len;
-      if (pos < segEnd && pos < end) {
-        const n = Math.min(segEnd, end) - pos;
-        fn(s.addr + (pos - segStart), pos - off, n);
-        pos += n;
-      }
-      segStart = segEnd;
-      if (pos >= end) break;
-    }
+    forEachPiece(buf.segments, off, len, fn);
   }
 
   read(buf: PhysBuffer, off: number, len: number): Buffer {

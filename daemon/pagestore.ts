@@ -12,6 +12,23 @@ export const PAGE_SHIFT = 12;
 export const PAGE = 1 << PAGE_SHIFT;
 const SLOTS = 256;
 
+/**
+ * Visit [addr, addr + len) cut at multiples of `unit` (pages, cache lines):
+ * fn(unit index, offset in the unit, bytes, offset in the range).
+ */
+export function forEachSpan(addr: number, len: number, unit: number, fn: (idx: number, inUnit: number, n: number, done: number) => void): void {
+  let a = addr;
+  let done = 0;
+  while (done < len) {
+    const idx = Math.floor(a / unit);
+    const inUnit = a - idx * unit;
+    const n = Math.min(unit - inUnit, len - done);
+    fn(idx, inUnit, n, done);
+    a += n;
+    done += n;
+  }
+}
+
 function allZero(b: Uint8Array, start: number, end: number): boolean {
   for (let i = start; i < end; i++) if (b[i] !== 0) return false;
   return true;
@@ -31,7 +48,6 @@ export class PageStore {
   private partial: number[] = [];
   /** Ids of dropped slabs, reused first. */
   private readonly freeIds: number[] = [];
-  private live = 0;
 
   /** Pages holding host memory. */
   get residentPages(): number {
@@ -42,11 +58,6 @@ export class PageStore {
     return this.slots.size * PAGE;
   }
 
-  /** Host bytes held by slabs (resident pages plus free slots in partial slabs). */
-  get hostBytes(): number {
-    return this.live * SLOTS * PAGE;
-  }
-
   private newSlot(): number {
     let id = this.partial[this.partial.length - 1];
     if (id === undefined) {
@@ -54,7 +65,6 @@ export class PageStore {
       const free: number[] = [];
       for (let i = SLOTS - 1; i >= 0; i--) free.push(i);
       this.slabs[id] = { mem: new Uint8Array(SLOTS * PAGE), used: 0, free };
-      this.live++;
       this.partial.push(id);
     }
     const slab = this.slabs[id]!;
@@ -74,7 +84,6 @@ export class PageStore {
     slab.free.push(idx);
     if (slab.used === 0) {
       this.slabs[id] = undefined;
-      this.live--;
       this.freeIds.push(id);
       this.partial = this.partial.filter((x) => x !== id);
     }
@@ -88,23 +97,9 @@ export class PageStore {
     return (slot % SLOTS) * PAGE;
   }
 
-  /** Visit [addr, addr + len) page by page: fn(pfn, offset in page, bytes, offset in range). */
-  private walk(addr: number, len: number, fn: (pfn: number, inPage: number, n: number, done: number) => void): void {
-    let a = addr;
-    let done = 0;
-    while (done < len) {
-      const pfn = Math.floor(a / PAGE);
-      const inPage = a - pfn * PAGE;
-      const n = Math.min(PAGE - inPage, len - done);
-      fn(pfn, inPage, n, done);
-      a += n;
-      done += n;
-    }
-  }
-
   /** Copy len bytes at physical address addr into dst[dstOff...]. */
   readInto(addr: number, len: number, dst: Uint8Array, dstOff = 0): void {
-    this.walk(addr, len, (pfn, inPage, n, done) => {
+    forEachSpan(addr, len, PAGE, (pfn, inPage, n, done) => {
       const slot = this.slots.get(pfn);
       if (slot === undefined) {
         dst.fill(0, dstOff + done, dstOff + done + n);
@@ -123,7 +118,7 @@ export class PageStore {
 
   /** Write bytes at a physical address. Zero data on untouched pages costs nothing. */
   write(addr: number, data: Uint8Array, srcOff = 0, len = data.length - srcOff): void {
-    this.walk(addr, len, (pfn, inPage, n, done) => {
+    forEachSpan(addr, len, PAGE, (pfn, inPage, n, done) => {
       const off = srcOff + done;
       let slot = this.slots.get(pfn);
       if (slot === undefined) {
@@ -142,7 +137,7 @@ export class PageStore {
       return;
     }
     const chunk = Buffer.alloc(Math.min(len, PAGE), value);
-    this.walk(addr, len, (pfn, inPage, n) => this.write(pfn * PAGE + inPage, chunk, 0, n));
+    forEachSpan(addr, len, PAGE, (pfn, inPage, n) => this.write(pfn * PAGE + inPage, chunk, 0, n));
   }
 
   /** Zero whole pages [pfn, pfn + npages): drop their host memory. */
@@ -178,7 +173,7 @@ export class PageStore {
   }
 
   private clearPartial(addr: number, len: number): void {
-    this.walk(addr, len, (pfn, inPage, n) => {
+    forEachSpan(addr, len, PAGE, (pfn, inPage, n) => {
       const slot = this.slots.get(pfn);
       if (slot === undefined) return;
       const mem = this.mem(slot);

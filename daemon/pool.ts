@@ -11,13 +11,14 @@
  */
 import { BufferdError } from '../protocol/errors.js';
 import { formatSize } from '../protocol/units.js';
+import { isPowerOfTwo } from '../protocol/attributes.js';
 import type { PoolStatus } from '../protocol/status.js';
 import type { PoolConfig } from './machine-config.js';
 import { PAGE, type PhysicalMemory } from './physmem.js';
 import type { PageSource } from './pagesource.js';
 import type { CacheAttrTracker, HeldBlock } from './cacheattr.js';
 import { Arena, type ArenaStats, type BinStats, type ChunkMap } from './arena.js';
-import { alignedUsize, SMALL_MAXCLASS } from './sizeclasses.js';
+import { alignedUsize, isSmall } from './sizeclasses.js';
 
 export interface Segment {
   addr: number;
@@ -52,10 +53,6 @@ export const MAX_BUFFER_BYTES = 64 * 2 ** 30;
 /** Chunk size of 4 KiB pools: 2 MiB. */
 export const SMALL_POOL_CHUNK = 2 * 1024 * 1024;
 
-export function isPow2(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
-}
-
 /** Segments covering `size` bytes of the given blocks, adjacent blocks merged. */
 export function segmentsOf(blocks: HeldBlock[], size: number): Segment[] {
   const out: Segment[] = [];
@@ -72,13 +69,35 @@ export function segmentsOf(blocks: HeldBlock[], size: number): Segment[] {
   return out;
 }
 
+/** Visit the physical pieces of bytes [off, off + len) of a segment list: fn(addr, offset in the range, bytes). */
+export function forEachPiece(segments: Segment[], off: number, len: number, fn: (addr: number, at: number, n: number) => void): void {
+  const end = off + len;
+  let segStart = 0;
+  for (const s of segments) {
+    if (segStart >= end) break;
+    const lo = Math.max(off, segStart);
+    const hi = Math.min(end, segStart + s.len);
+    if (lo < hi) fn(s.addr + (lo - segStart), lo - off, hi - lo);
+    segStart += s.len;
+  }
+}
+
+/** The least non-null value of f over items, or null. */
+export function earliest<T>(items: Iterable<T>, f: (x: T) => number | null): number | null {
+  let d: number | null = null;
+  for (const it of items) {
+    const x = f(it);
+    if (x !== null && (d === null || x < d)) d = x;
+  }
+  return d;
+}
+
 export class Pool {
   readonly name: string;
   readonly directThreshold: number;
   private readonly arenas = new Map<number, Arena>();
   private nextArena = 0;
   private requested_ = 0;
-  private buffers_ = 0;
   private directBytes = 0;
   /** Bytes of direct buffers' hugepages reserved and not yet backing them (part of directBytes). */
   private reservedBytes = 0;
@@ -121,7 +140,7 @@ export class Pool {
     if (!Number.isSafeInteger(size) || size < 1 || size > MAX_BUFFER_BYTES) {
       throw new BufferdError('EINVAL', `field 'size' must be between 1 and ${MAX_BUFFER_BYTES} bytes (64 GiB) (got ${size})`);
     }
-    if (!isPow2(align) || align > this.maxAlign) {
+    if (!isPowerOfTwo(align) || align > this.maxAlign) {
       throw new BufferdError(
         'EINVAL',
         `field 'align' must be a power of two of at most ${formatSize(this.maxAlign)} for pool '${this.name}' (got ${align})`,
@@ -129,15 +148,20 @@ export class Pool {
     }
   }
 
+  /** The arena key of an owner: 0 for a shared arena. */
+  private arenaKey(owner: number): number {
+    return this.cfg.arena === 'shared' ? 0 : owner;
+  }
+
   private arenaFor(owner: number): Arena {
-    const key = this.cfg.arena === 'shared' ? 0 : owner;
+    const key = this.arenaKey(owner);
     let a = this.arenas.get(key);
     if (a === undefined) {
       a = new Arena(this.nextArena++, key, {
-        pool: this.name,
         source: this.source,
-        chunkPages: (this.source.pageSize > PAGE ? this.source.pageSize : SMALL_POOL_CHUNK) / PAGE,
-        dirtyDecayMs: this.cfg.dirtyDecayMs,
+        chunkPages: this.directThreshold / PAGE,
+        // read at each use, so a reload's setDecay reaches every arena
+        dirtyDecayMs: () => this.cfg.dirtyDecayMs,
         now: this.now,
         canMap: this.canMap,
       });
@@ -163,10 +187,15 @@ export class Pool {
     });
   }
 
+  /** Does a request of this size class and alignment take whole pages straight from the page source? */
+  private isDirect(usize: number, align: number): boolean {
+    return usize >= this.directThreshold || align > this.directThreshold;
+  }
+
   /** Usable bytes a request would take (its size class, or whole pages when direct). */
   usizeFor(size: number, align: number): number {
     const usize = alignedUsize(size, align);
-    if (usize >= this.directThreshold || align > this.directThreshold) return Math.ceil(size / this.pageSize) * this.pageSize;
+    if (this.isDirect(usize, align)) return Math.ceil(size / this.pageSize) * this.pageSize;
     return usize;
   }
 
@@ -174,18 +203,14 @@ export class Pool {
   alloc(id: number, size: number, align: number, owner: number, populate = true): PhysBuffer {
     this.checkRequest(size, align);
     const usize = alignedUsize(size, align);
-    const buf =
-      usize >= this.directThreshold || align > this.directThreshold
-        ? this.allocDirect(id, size, align, owner, populate)
-        : this.allocArena(id, size, usize, align, owner);
+    const buf = this.isDirect(usize, align) ? this.allocDirect(id, size, align, owner, populate) : this.allocArena(id, size, usize, align, owner);
     this.requested_ += size;
-    this.buffers_++;
     this.nmalloc++;
     return buf;
   }
 
   private allocArena(id: number, size: number, usize: number, align: number, owner: number): PhysBuffer {
-    const created = !this.arenas.has(this.cfg.arena === 'shared' ? 0 : owner);
+    const created = !this.arenas.has(this.arenaKey(owner));
     const arena = this.arenaFor(owner);
     let addr = arena.alloc(usize, align);
     if (addr < 0) {
@@ -201,7 +226,7 @@ export class Pool {
       throw this.enomem(size, Math.max(1, Math.ceil(Math.min(usize, this.directThreshold) / this.pageSize)), true);
     }
     this.mem.store.zeroBytes(addr, usize);
-    return { id, pool: this, size, align, usize, kind: usize <= SMALL_MAXCLASS ? 'small' : 'large', addr, arena, segments: [{ addr, len: size }], blocks: [], reservedPages: 0, owner };
+    return { id, pool: this, size, align, usize, kind: isSmall(usize) ? 'small' : 'large', addr, arena, segments: [{ addr, len: size }], blocks: [], reservedPages: 0, owner };
   }
 
   private allocDirect(id: number, size: number, align: number, owner: number, populate: boolean): PhysBuffer {
@@ -267,7 +292,6 @@ export class Pool {
     buf.segments = [];
     buf.reservedPages = 0;
     this.requested_ -= buf.size;
-    this.buffers_--;
     this.ndalloc++;
   }
 
@@ -277,10 +301,9 @@ export class Pool {
     this.droppedPurges += a.purges;
   }
 
-  /** A reload changed the decay time: every arena follows. */
+  /** A reload changed the decay time: every arena reads it from the pool's config. */
   setDecay(ms: number): void {
     this.cfg.dirtyDecayMs = ms;
-    for (const a of this.arenas.values()) a.setDecay(ms);
   }
 
   /** A client went away: its arena is purged and dropped once empty. */
@@ -300,12 +323,7 @@ export class Pool {
   }
 
   nextDeadline(): number | null {
-    let d: number | null = null;
-    for (const a of this.arenas.values()) {
-      const x = a.nextDeadline();
-      if (x !== null && (d === null || x < d)) d = x;
-    }
-    return d;
+    return earliest(this.arenas.values(), (a) => a.nextDeadline());
   }
 
   /** The pool's memory as the dashboard draws it: every chunk and direct block, by use. */
@@ -373,7 +391,8 @@ export class Pool {
       metadata: sum('metadata'),
       fragmentation: allocated === 0 ? 1 : Math.round((active / allocated) * 1000) / 1000,
       arenas: arenas.length,
-      buffers: this.buffers_,
+      // every successful alloc counts in nmalloc, every free in ndalloc
+      buffers: this.nmalloc - this.ndalloc,
       directBuffers: this.directCount,
       purges: this.droppedPurges + sum('purges'),
       nmalloc: this.nmalloc,

@@ -12,10 +12,12 @@
  * waste); from 16 KiB up they are *large* page multiples. The table goes up
  * to 64 GiB, the largest buffer. Pure: no I/O.
  */
+import { PAGE, PAGE_SHIFT } from './pagestore.js';
+
+export { PAGE };
 export const LG_QUANTUM = 4;
 export const LG_TINY_MIN = 3;
-export const LG_PAGE = 12;
-export const PAGE = 1 << LG_PAGE;
+export const LG_PAGE = PAGE_SHIFT;
 export const LG_NGROUP = 2;
 export const NGROUP = 1 << LG_NGROUP;
 /** Largest class: 64 GiB. */

@@ -46,10 +46,6 @@ export class Slab {
     throw new RangeError('slab is full');
   }
 
-  isFree(reg: number): boolean {
-    return (this.bitmap[reg >>> 5]! & (1 << (reg & 31))) !== 0;
-  }
-
   give(reg: number): void {
     const w = reg >>> 5;
     const m = 1 << (reg & 31);
@@ -67,15 +63,18 @@ export class Bin {
   private readonly nonfull = new MinHeap();
   private readonly slabs = new Map<number, Slab>();
   private nonfullCount = 0;
-  curregs = 0;
   nmalloc = 0;
   ndalloc = 0;
-  nslabs = 0;
 
   constructor(readonly ind: number) {
     this.size = index2size(ind);
     this.nregs = nregsOf(ind);
     this.slabPages = slabSize(ind) / PAGE;
+  }
+
+  /** Regions in use (every alloc counts in nmalloc, every free in ndalloc). */
+  get curregs(): number {
+    return this.nmalloc - this.ndalloc;
   }
 
   get curslabs(): number {
@@ -120,7 +119,6 @@ export class Bin {
     if (s === undefined) return null;
     const reg = s.take();
     if (s.nfree === 0) this.markFull(s);
-    this.curregs++;
     this.nmalloc++;
     return { slab: s, reg };
   }
@@ -129,7 +127,6 @@ export class Bin {
   addSlab(pfn: number, chunk: Chunk): Slab {
     const s = new Slab(pfn, chunk, this);
     this.slabs.set(pfn, s);
-    this.nslabs++;
     this.markNonfull(s);
     return s;
   }
@@ -137,7 +134,6 @@ export class Bin {
   /** Free a region; returns true when the slab became empty and was removed from the bin. */
   free(s: Slab, reg: number): boolean {
     s.give(reg);
-    this.curregs--;
     this.ndalloc++;
     if (s.nfree === this.nregs) {
       this.markFull(s);
@@ -152,9 +148,5 @@ export class Bin {
   metadataBytes(): number {
     // live heap entries only: stale ones are dropped lazily by lookups, which must not change the figure
     return this.slabs.size * (72 + 64 + Math.ceil(this.nregs / 32) * 4) + this.nonfullCount * 8 + 160;
-  }
-
-  allSlabs(): IterableIterator<Slab> {
-    return this.slabs.values();
   }
 }

@@ -4,7 +4,7 @@
  * full and its oldest line is pushed out. The CPU's own reads see pending
  * bytes; devices see only memory. Pure: no I/O.
  */
-import type { PageStore } from './pagestore.js';
+import { forEachSpan, type PageStore } from './pagestore.js';
 
 export class WcBuffer {
   /** Pending bytes by line index, oldest first. */
@@ -31,12 +31,7 @@ export class WcBuffer {
   }
 
   write(addr: number, data: Uint8Array, off = 0, len = data.length - off): void {
-    let a = addr;
-    let at = 0;
-    while (at < len) {
-      const key = Math.floor(a / this.line);
-      const inLine = a - key * this.line;
-      const n = Math.min(this.line - inLine, len - at);
+    forEachSpan(addr, len, this.line, (key, inLine, n, at) => {
       let e = this.lines.get(key);
       if (e === undefined) {
         e = { data: new Uint8Array(this.line), mask: new Uint8Array(this.line) };
@@ -45,9 +40,7 @@ export class WcBuffer {
       e.data.set(data.subarray(off + at, off + at + n), inLine);
       e.mask.fill(1, inLine, inLine + n);
       while (this.lines.size > this.capacity) this.flushLine(this.lines.keys().next().value!);
-      a += n;
-      at += n;
-    }
+    });
   }
 
   /** Memory with the CPU's pending bytes laid over it. */
