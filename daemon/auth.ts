@@ -43,7 +43,8 @@ export interface AuthConfig {
   cookie: boolean;
 }
 
-const digest = (s: string) => createHash('sha256').update(s).digest('base64');
+/** The SHA-256 digest (base64) kept in place of a secret. */
+export const digest = (s: string): string => createHash('sha256').update(s).digest('base64');
 
 export class AuthError extends Error {
   override name = 'AuthError';
@@ -71,7 +72,7 @@ export function readTokenFile(path: string, parse: (raw: unknown, where: string)
 
 export class Authenticator {
   private readonly bySecret = new Map<string, Principal>();
-  private anonymous: Principal;
+  private anonymous!: Principal;
   private cookiePath: string | null = null;
   private cookieDigest: string | null = null;
 
@@ -80,14 +81,7 @@ export class Authenticator {
     private defaultMaxHandles: number,
     fileTokens: TokenSpec[] = [],
   ) {
-    this.anonymous = {
-      name: 'anonymous',
-      capabilities: new Set(cfg.anonymous.capabilities),
-      maxBytes: cfg.anonymous.maxBytes,
-      maxHandles: cfg.anonymous.maxHandles ?? defaultMaxHandles,
-      usage: { bytes: 0 },
-    };
-    for (const t of [...cfg.tokens, ...fileTokens]) this.add(t);
+    this.reload(cfg, fileTokens);
   }
 
   /** Replace the anonymous set and every configured token (a reload); the cookie stays valid. */

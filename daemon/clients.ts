@@ -2,15 +2,15 @@
  * Client sessions: one per connection, numbered from 1 and never reused while
  * the daemon runs. A session becomes a listed client once `hello` succeeds.
  */
+import { BufferdError } from '../protocol/errors.js';
 import type { Logger } from './log.js';
 import type { HandleTable, SharedBuffer } from './handles.js';
 
-/** A CPU mapping of a buffer: its cache policy, the rights of the handle it was made from. */
+/** A CPU mapping of a buffer, with the rights of the handle it was made from. */
 export interface Mapping {
   id: number;
   buffer: SharedBuffer;
   rights: number;
-  cache: 'writeback' | 'writecombine' | 'uncached';
 }
 import type { Principal } from './auth.js';
 
@@ -86,4 +86,11 @@ export class ClientRegistry {
 export function handlesOf(s: Session): HandleTable {
   if (s.handles === null) throw new RangeError(`client ${s.id} has no handle table before hello`);
   return s.handles;
+}
+
+/** The session's CPU mapping by id, or EBADF. */
+export function mappingOf(s: Session, id: number): Mapping {
+  const m = s.mappings.get(id);
+  if (m === undefined) throw new BufferdError('EBADF', `mapping ${id} is not open on this connection`, { mapping: id });
+  return m;
 }

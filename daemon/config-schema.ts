@@ -12,6 +12,9 @@ const Size = (description: string) =>
     description: `${description}: an integer, "0x..." or a size such as "4K", "2M", "1G"`,
   });
 
+/** A loopback HOST:PORT (the dashboard's listener); http.ts parses with the same pattern. */
+export const LOOPBACK_HOST_PORT = '^(127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|localhost|\\[::1\\]):[0-9]{1,5}$';
+
 const Name = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._:@-]*$', description: 'a name of letters, digits, ".", "_", ":", "@", "-"' });
 
 export const RegionSchema = Type.Object(
@@ -131,7 +134,7 @@ export const ConfigSchema = Type.Object(
           maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
           frameTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
           shutdownTimeoutMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
-          http: Type.Optional(Type.String({ pattern: '^(127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|localhost|\\[::1\\]):[0-9]{1,5}$', description: 'loopback HOST:PORT for the dashboard, e.g. "127.0.0.1:8080"' })),
+          http: Type.Optional(Type.String({ pattern: LOOPBACK_HOST_PORT, description: 'loopback HOST:PORT for the dashboard, e.g. "127.0.0.1:8080"' })),
         },
         { additionalProperties: false },
       ),

@@ -18,6 +18,8 @@ import { DriverRegistry } from './drivers.js';
 import { CpuCache } from './cache.js';
 import { Coherency } from './coherency.js';
 import { EventBus } from './events.js';
+import { onSessionClose } from './ops/index.js';
+import { snapshot } from './status.js';
 
 export interface DaemonContext {
   /** The configuration in force (replaced by a reload). */
@@ -32,8 +34,10 @@ export interface DaemonContext {
   now(): number;
   /** Called once when a session's connection closes: release what it held. */
   sessionClosed(s: Session): void;
-  /** Called after every op: re-arm timers (decay, token expiry). */
-  afterOp(): void;
+  /** Re-arm the decay timer: call where a dirty chunk can appear or decay sooner (a buffer freed, the decay time changed). */
+  armDecay(): void;
+  /** Re-arm the token-expiry timer: call after a token is issued. */
+  armTokens(): void;
   readonly timers: DeadlineTimer[];
   readonly auth: Authenticator;
   readonly tokens: TokenTable;
@@ -44,10 +48,6 @@ export interface DaemonContext {
   readonly bus: EventBus;
   /** The dashboard's URL when --http is on (no token in it). */
   dashboard: string | null;
-  /** Set by the status module: the snapshot subscribers get. */
-  snapshot: ((full: boolean) => Record<string, unknown>) | null;
-  /** Set by the op table: drop a departed client's registrations and client drivers as leaks. */
-  onSessionClose: ((s: Session) => void) | null;
   /** Wrap a new allocation: it is freed (and its creator's quota released) when its last reference goes. */
   share(phys: PhysBuffer, creator: Session): SharedBuffer;
 }
@@ -65,10 +65,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const cc = config.coherency;
   const cache = new CpuCache(machine.mem.store, { lineSize: cc.lineSize, capacityLines: cc.cacheLines, eviction: cc.eviction, wcLines: cc.wcLines, seed: cc.seed });
   const coherency = new Coherency(cache, machine.mem.store, { mode: cc.mode, prefetch: cc.prefetch, prefetchRate: cc.prefetchRate, ringSize: cc.ringSize }, {
-    registrations: (b) => drivers.list().flatMap((d) => {
-      const r = d.registrations.get(b.id);
-      return r === undefined ? [] : [r];
-    }),
+    registrations: (b) => drivers.registrationsOf(b),
     modeFor: (b) => b.phys.pool.cfg.coherency ?? ctx.config.coherency.mode,
     report: (v, b) => {
       bus.publish('violations', v.kind, { ...v });
@@ -92,19 +89,18 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
         return ctx.config.events.allocRate;
       },
       now,
-      snapshot: (full) => ctx.snapshot?.(full) ?? {},
+      snapshot: (full) => snapshot(ctx, full),
     },
     log,
   );
-  const armAll = () => {
-    for (const t of timers) t.arm();
-  };
-  // whatever one timer frees may create a deadline for another (an expired
-  // token frees a buffer whose chunk then decays): re-arm them all after each
-  const timers: DeadlineTimer[] = [
-    new DeadlineTimer('decay', () => machine.nextDecayDeadline(), () => machine.purgeExpired(), now, log, armAll),
-    new DeadlineTimer('token expiry', () => tokens.nextExpiry(), () => tokens.sweep(), now, log, armAll),
-  ];
+  // Deadlines only come earlier where they are made: a dirty chunk when a
+  // buffer is freed (share's release below, whoever drops the last
+  // reference: an op, an expired token, a closed connection) or when a
+  // reload shortens the decay; a token when one is issued. A deadline that
+  // moves later (a chunk reused, a token taken) just fires early and re-arms.
+  const decay = new DeadlineTimer('decay', () => machine.nextDecayDeadline(), () => machine.purgeExpired(), now, log);
+  const expiry = new DeadlineTimer('token expiry', () => tokens.nextExpiry(), () => tokens.sweep(), now, log);
+  const timers: DeadlineTimer[] = [decay, expiry];
   const ctx: DaemonContext = {
     config,
     log,
@@ -121,10 +117,8 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     coherency,
     bus,
     dashboard: null,
-    snapshot: null,
-    onSessionClose: null,
     sessionClosed: (s) => {
-      ctx.onSessionClose?.(s);
+      onSessionClose(ctx, s);
       coherency.clientGone(s.id);
       if (s.subscription !== null) bus.unsubscribe(s.subscription);
       if (s.open) bus.publish('clients', 'disconnect', { client: s.id, name: s.name });
@@ -132,9 +126,11 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
       s.mappings.clear();
       s.handles?.closeAll();
       machine.ownerGone(s.id);
-      armAll();
+      // once per disconnect, after the arenas are settled (the frees above armed it already)
+      decay.arm();
     },
-    afterOp: armAll,
+    armDecay: () => decay.arm(),
+    armTokens: () => expiry.arm(),
     share: (phys, creator) => {
       // the quota charge travels with the buffer: released when it is freed, even after its creator left
       const usage = creator.principal!.usage;
@@ -143,6 +139,8 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
         bus.publish('alloc', 'free', { buffer: x.id, pool: x.phys.pool.name, size: x.phys.size });
         machine.free(x.phys);
         usage.bytes -= x.phys.usize;
+        // the freed pages may leave a chunk dirty: a new decay deadline
+        decay.arm();
       });
       usage.bytes += phys.usize;
       buffers.set(b.id, b);

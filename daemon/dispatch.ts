@@ -9,8 +9,7 @@ import { compileRequestValidator } from '../protocol/validate.js';
 import type { OpName } from '../protocol/requests.js';
 import type { DaemonContext } from './context.js';
 import type { Session } from './clients.js';
-import { HANDLERS, onSessionClose, type Handler } from './ops/index.js';
-import { snapshot } from './status.js';
+import { HANDLERS, type Handler } from './ops/index.js';
 
 export type Reply = { id: number; result: unknown } | { id: number | null; error: WireError };
 
@@ -28,8 +27,6 @@ function errorReply(id: number | null, e: BufferdError): Reply {
 
 export function createDispatcher(ctx: DaemonContext): Dispatcher {
   const validate = compileRequestValidator();
-  ctx.onSessionClose = (s) => onSessionClose(ctx, s);
-  ctx.snapshot = (full) => snapshot(ctx, full);
 
   const fail = (s: Session, id: number | null, op: string, e: unknown): Reply => {
     if (e instanceof BufferdError) {
@@ -69,12 +66,10 @@ export function createDispatcher(ctx: DaemonContext): Dispatcher {
         return out.then(
           (result) => ({ id, result }),
           (e: unknown) => fail(s, id, op, e),
-        ).finally(() => ctx.afterOp());
+        );
       }
-      ctx.afterOp();
       return { id, result: out };
     } catch (e) {
-      ctx.afterOp();
       return fail(s, id, op, e);
     }
   };

@@ -214,6 +214,18 @@ export class DriverRegistry {
     return { deviceAddress: segs[0]!.addr, segments: segs, pieces, iommu: null };
   }
 
+  /** The buffer's registrations, one per driver it is registered with (in driver order). */
+  registrationsOf(buffer: SharedBuffer): Registration[] {
+    // each registration holds one of these references: none, nothing to look for
+    if (buffer.refs.registrations === 0) return [];
+    const out: Registration[] = [];
+    for (const d of this.drivers.values()) {
+      const r = d.registrations.get(buffer.id);
+      if (r !== undefined) out.push(r);
+    }
+    return out;
+  }
+
   /** The registration of a buffer with a driver, or ENOENT. */
   registration(d: Driver, buffer: SharedBuffer): Registration {
     const r = d.registrations.get(buffer.id);

@@ -178,7 +178,7 @@ export class EventBus {
     if (this.timer !== null) return;
     const tick = () => {
       const now = this.opts.now();
-      let cache: Record<string, Outgoing> = {};
+      const cache: Record<string, Outgoing> = {};
       for (const s of this.overLimit()) {
         if (!s.topics.has('status') || now - this.lastSnap.get(s)! < s.intervalMs - 5) continue;
         const full = s.maps;
@@ -186,7 +186,6 @@ export class EventBus {
         this.lastSnap.set(s, now);
         s.send(cache[String(full)]!);
       }
-      cache = {};
     };
     this.timer = setInterval(tick, 100);
     this.timer.unref();

@@ -168,6 +168,11 @@ export class HandleTable {
     for (let fd = this.entries.length - 1; fd >= 0; fd--) if (this.entries[fd] !== undefined) this.close(fd);
   }
 
+  /** Is this very handle (by identity) still open in the table? */
+  has(h: Handle): boolean {
+    return this.entries[h.fd] === h;
+  }
+
   all(): Handle[] {
     return this.entries.filter((h): h is Handle => h !== undefined);
   }

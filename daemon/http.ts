@@ -22,6 +22,7 @@ import type { DaemonContext } from './context.js';
 import { TOPICS, type Subscriber, type Topic } from './events.js';
 import { hasCapability } from './auth.js';
 import { StartupError } from './server.js';
+import { LOOPBACK_HOST_PORT } from './config-schema.js';
 
 export const MONITOR = 'monitor';
 const MAX_PAYLOAD = 4096;
@@ -49,13 +50,15 @@ export function dashboardDir(): string {
   throw new StartupError(`the dashboard files are missing (looked in ${here}/dashboard and ${here}/../../daemon/dashboard)`);
 }
 
-/** Parse and check a loopback HOST:PORT. */
+const LOOPBACK = new RegExp(LOOPBACK_HOST_PORT);
+
+/** Parse and check a loopback HOST:PORT (the config schema checks the same pattern). */
 export function parseHttpSpec(spec: string): { host: string; port: number } {
-  const m = /^(\[::1\]|localhost|127\.\d{1,3}\.\d{1,3}\.\d{1,3}):(\d{1,5})$/.exec(spec);
+  const m = LOOPBACK.exec(spec);
   if (m === null) {
     throw new StartupError(`--http '${spec}': expected a loopback HOST:PORT such as 127.0.0.1:8080 or [::1]:8080 (the dashboard is never served beyond this machine)`);
   }
-  const port = Number(m[2]);
+  const port = Number(spec.slice(m[1]!.length + 1));
   if (port > 65535) throw new StartupError(`--http '${spec}': port must be 0 to 65535`);
   const host = m[1] === '[::1]' ? '::1' : m[1] === 'localhost' ? '127.0.0.1' : m[1]!;
   if (host.split('.').some((o) => Number(o) > 255)) throw new StartupError(`--http '${spec}': not an IPv4 address`);

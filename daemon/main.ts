@@ -14,7 +14,7 @@ import { VERSION } from './version.js';
 import { Notifier } from './notify.js';
 import { socketActivation } from './activation.js';
 import { startHttp, type HttpServer } from './http.js';
-import { doReload } from './ops/events.js';
+import { doReload, ReloadRejected } from './ops/events.js';
 
 const USAGE = `Usage: bufferd [options]
 
@@ -106,7 +106,8 @@ async function main(argv: string[]): Promise<void> {
     try {
       doReload(ctx);
     } catch (e) {
-      log.error({ err: (e as Error).message }, 'SIGHUP reload failed; the old configuration stays');
+      // a rejected file was logged by doReload already
+      if (!(e instanceof ReloadRejected)) log.error({ err: (e as Error).message }, 'SIGHUP reload failed; the old configuration stays');
     }
     notifier.ready('reloaded');
   });

@@ -62,6 +62,7 @@ export function reloadConfig(ctx: DaemonContext, path: string | undefined, onLea
     if (cfg.dirtyDecayMs !== p.dirtyDecayMs) {
       applied.push(`pool '${p.name}': dirtyDecayMs ${cfg.dirtyDecayMs} → ${p.dirtyDecayMs}`);
       pool.setDecay(p.dirtyDecayMs);
+      ctx.armDecay(); // a shorter decay brings the dirty chunks' deadlines closer
     }
     cfg.maxBytes = p.maxBytes;
     cfg.capability = p.capability;

@@ -73,7 +73,7 @@ export function snapshot(ctx: DaemonContext, full: boolean): Record<string, unkn
     creator: b.creator,
     holders: [...b.holders.keys()],
     refs: { ...b.refs },
-    registrations: ctx.drivers.list().filter((d) => d.registrations.has(b.id)).map((d) => d.name),
+    registrations: ctx.drivers.registrationsOf(b).map((r) => r.driver.name),
   }));
   return { ...st, maps: poolMaps(ctx), buffersList: buffers, violationsRecent: ctx.coherency.violations({ limit: 50 }) };
 }

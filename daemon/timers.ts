@@ -1,7 +1,8 @@
 /**
  * Deadline timers of the daemon: one Node timer armed for the earliest
  * deadline a pure module reports (dirty chunks decaying, tokens expiring),
- * re-armed after every op. The work itself stays in the pure modules.
+ * re-armed where that deadline can come earlier (a buffer freed or the decay
+ * time changed; a token issued). The work itself stays in the pure modules.
  */
 import type { Logger } from './log.js';
 
@@ -18,8 +19,6 @@ export class DeadlineTimer {
     private readonly fire: () => number,
     private readonly now: () => number,
     private readonly log: Logger,
-    /** Called after the work is done (re-arm related timers). */
-    private readonly after: () => void = () => {},
   ) {}
 
   /** Arm (or re-arm earlier) the timer for the next deadline. */
@@ -39,7 +38,6 @@ export class DeadlineTimer {
     const n = this.fire();
     if (n > 0) this.log.debug({ timer: this.name, done: n }, `${this.name} deadline passed`);
     this.arm();
-    this.after();
   }
 
   stop(): void {

@@ -6,12 +6,14 @@
  * the daemon's memory never holds an importable secret. Clock injected; the
  * daemon sweeps expired tokens with a timer. Pure apart from randomness.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { BufferdError } from '../protocol/errors.js';
 import type { SharedBuffer } from './handles.js';
+import { digest } from './auth.js';
 
 export const DEFAULT_TOKEN_TTL_MS = 30_000;
-export const MAX_TOKEN_TTL_MS = 24 * 3600 * 1000;
+/** The longest lifetime a token may be asked for: the protocol's limit. */
+export { MAX_TOKEN_TTL_MS } from '../protocol/ops/handles.js';
 export const TOKEN_BYTES = 24;
 
 interface InFlight {
@@ -21,8 +23,6 @@ interface InFlight {
   from: number;
   fromName: string | null;
 }
-
-const digest = (token: string) => createHash('sha256').update(token).digest('base64');
 
 export class TokenTable {
   private readonly live = new Map<string, InFlight>();
@@ -82,12 +82,5 @@ export class TokenTable {
     let d: number | null = null;
     for (const t of this.live.values()) if (d === null || t.expires < d) d = t.expires;
     return d;
-  }
-
-  /** In-flight tokens per buffer id (for status). */
-  countFor(buffer: SharedBuffer): number {
-    let n = 0;
-    for (const t of this.live.values()) if (t.buffer === buffer) n++;
-    return n;
   }
 }

@@ -5,7 +5,7 @@ import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
 import type { ResultOf } from '../../protocol/results.js';
 import type { DaemonContext } from '../context.js';
-import { handlesOf as table, type Session } from '../clients.js';
+import { handlesOf as table, mappingOf, type Session } from '../clients.js';
 import { rightsList } from '../handles.js';
 
 export function sync(ctx: DaemonContext, s: Session, req: RequestOf<'sync'>): ResultOf<'sync'> {
@@ -31,13 +31,12 @@ export function map(ctx: DaemonContext, s: Session, req: RequestOf<'map'>): Resu
   ctx.machine.touch(b.phys);
   b.ref('mappings');
   const id = s.nextMapping++;
-  s.mappings.set(id, { id, buffer: b, rights: h.rights, cache: policy });
+  s.mappings.set(id, { id, buffer: b, rights: h.rights });
   return { mapping: id, cache: policy, size: b.phys.size, rights: rightsList(h.rights) };
 }
 
 export function unmap(_ctx: DaemonContext, s: Session, req: RequestOf<'unmap'>): ResultOf<'unmap'> {
-  const m = s.mappings.get(req.mapping);
-  if (m === undefined) throw new BufferdError('EBADF', `mapping ${req.mapping} is not open on this connection`, { mapping: req.mapping });
+  const m = mappingOf(s, req.mapping);
   s.mappings.delete(req.mapping);
   m.buffer.unref('mappings');
   return { mapping: req.mapping, unmapped: true };

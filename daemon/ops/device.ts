@@ -14,7 +14,7 @@ import type { Session } from '../clients.js';
 import type { Registration } from '../drivers.js';
 import type { Right } from '../handles.js';
 import { handlesOf as table } from '../clients.js';
-import { maxDataBytes } from '../../protocol/frame.js';
+import { checkRange } from './memory.js';
 
 /** The registration a device op acts on, checking who may drive the device. */
 function target(ctx: DaemonContext, s: Session, driver: string, handle: number, right: Right): Registration {
@@ -26,16 +26,6 @@ function target(ctx: DaemonContext, s: Session, driver: string, handle: number, 
   return ctx.drivers.registration(d, h.buffer);
 }
 
-function checkRange(ctx: DaemonContext, r: Registration, offset: number, length: number, limitData: boolean): void {
-  const size = r.buffer.phys.size;
-  if (limitData && length > maxDataBytes(ctx.config.server.maxFrameBytes)) {
-    throw new BufferdError('EINVAL', `field 'length' is ${length} bytes, over the per-request limit maxDataBytes ${maxDataBytes(ctx.config.server.maxFrameBytes)}`);
-  }
-  if (offset + length > size) {
-    throw new BufferdError('EINVAL', `offset ${offset} + length ${length} = ${offset + length} is past the end of the buffer (size ${size})`, { offset, length, size });
-  }
-}
-
 const who = (s: Session) => ({ id: s.id, name: s.name });
 
 /** Visit a registration's device view of [off, off + len). */
@@ -44,20 +34,20 @@ const view = (ctx: DaemonContext, r: Registration, off: number, len: number) => 
 
 export function write(ctx: DaemonContext, s: Session, req: RequestOf<'device.write'>): { written: number } {
   const r = target(ctx, s, req.driver, req.handle, 'write');
-  checkRange(ctx, r, req.offset, req.data.length, true);
+  checkRange(ctx, r.buffer.phys.size, req.offset, req.data.length, 'length', 'plain');
   ctx.coherency.deviceWrite(who(s), r, req.offset, req.data, view(ctx, r, req.offset, req.data.length));
   return { written: req.data.length };
 }
 
 export function read(ctx: DaemonContext, s: Session, req: RequestOf<'device.read'>): { data: Uint8Array } {
   const r = target(ctx, s, req.driver, req.handle, 'read');
-  checkRange(ctx, r, req.offset, req.length, true);
+  checkRange(ctx, r.buffer.phys.size, req.offset, req.length, 'length', 'plain');
   return { data: ctx.coherency.deviceRead(who(s), r, req.offset, req.length, view(ctx, r, req.offset, req.length)) };
 }
 
 export function fill(ctx: DaemonContext, s: Session, req: RequestOf<'device.fill'>): { filled: number } {
   const r = target(ctx, s, req.driver, req.handle, 'write');
-  checkRange(ctx, r, req.offset, req.length, false);
+  checkRange(ctx, r.buffer.phys.size, req.offset, req.length, 'length', 'none');
   const step = 4 * 1024 * 1024;
   const chunk = Buffer.alloc(Math.min(step, req.length), req.value);
   for (let off = 0; off < req.length; off += step) {

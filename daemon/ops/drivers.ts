@@ -142,7 +142,7 @@ export function dropRegistration(ctx: DaemonContext, r: Registration): void {
     const t = owner.handles!;
     const mine = r.driverHandle;
     // close the handle this registration opened, only if the driver has not closed it already
-    const open = t.all().some((x) => x === mine);
+    const open = t.has(mine);
     if (open) t.close(mine.fd);
     owner.send({ event: 'unregistration', driver: d.name, handle: mine.fd, buffer: r.buffer.id, closed: open });
   }

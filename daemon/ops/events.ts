@@ -42,7 +42,10 @@ export function unsubscribe(ctx: DaemonContext, s: Session): ResultOf<'unsubscri
   return { unsubscribed: had };
 }
 
-/** Reload the config file the daemon was started with; an invalid file changes nothing. */
+/** An invalid file refused by a reload (already logged); EINVAL on the wire. */
+export class ReloadRejected extends BufferdError {}
+
+/** Reload the config file the daemon was started with; an invalid file changes nothing (ReloadRejected). */
 export function doReload(ctx: DaemonContext): ResultOf<'reload'> {
   const path = ctx.config.source.startsWith('(') ? undefined : ctx.config.source;
   try {
@@ -52,7 +55,7 @@ export function doReload(ctx: DaemonContext): ResultOf<'reload'> {
   } catch (e) {
     if (e instanceof ConfigError || e instanceof MachineConfigError) {
       ctx.log.error({ err: e.message }, 'reload rejected: the old configuration stays');
-      throw new BufferdError('EINVAL', `reload rejected, the running configuration is unchanged: ${e.message}`);
+      throw new ReloadRejected('EINVAL', `reload rejected, the running configuration is unchanged: ${e.message}`);
     }
     throw e;
   }

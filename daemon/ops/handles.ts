@@ -64,6 +64,7 @@ export function exportHandle(
   const h = table(s).need(req.handle, 'share');
   const rights = narrow(h, req.rights);
   const { token, expiresInMs } = ctx.tokens.export(h.buffer, rights, req.ttlMs ?? DEFAULT_TOKEN_TTL_MS, s.id, s.name);
+  ctx.armTokens();
   ctx.bus.publish('handles', 'export', { buffer: h.buffer.id, from: s.id, fromName: s.name, expiresInMs });
   return { token, expiresInMs, rights: rightsList(rights) };
 }

@@ -7,7 +7,7 @@ import type { BufferInfo, HandleInfo, HugepagesSetResult } from '../../protocol/
 import type { PoolStatus } from '../../protocol/status.js';
 import { formatSize } from '../../protocol/units.js';
 import type { DaemonContext } from '../context.js';
-import { handlesOf as table, type Session } from '../clients.js';
+import { handlesOf as table, mappingOf, type Session } from '../clients.js';
 import type { PhysBuffer } from '../pool.js';
 import { R_ALL, R_READ, R_WRITE, rightsList, type Handle, type SharedBuffer } from '../handles.js';
 import { ADMIN, requireCapability } from '../auth.js';
@@ -43,7 +43,7 @@ export function handleInfo(ctx: DaemonContext, h: Handle): HandleInfo {
     holders: b.holders.size,
     creator: b.creator,
     placement: b.placement,
-    registrations: ctx.drivers.list().filter((d) => d.registrations.has(b.id)).map((d) => d.name),
+    registrations: ctx.drivers.registrationsOf(b).map((r) => r.driver.name),
   };
 }
 
@@ -104,21 +104,20 @@ export function info(ctx: DaemonContext, s: Session, req: RequestOf<'info'>): Ha
   return handleInfo(ctx, table(s).get(req.handle));
 }
 
-/** Offsets and lengths inside the buffer and under the data limit, or EINVAL naming both. */
-function checkRange(ctx: DaemonContext, b: PhysBuffer, offset: number, length: number, field: string): void {
+/**
+ * Offsets and lengths inside a buffer of `size` bytes and, unless `limit` is
+ * 'none', under the per-request data limit; EINVAL naming both. CPU ops
+ * ('split') advise splitting the transfer; device ops ('plain') do not.
+ */
+export function checkRange(ctx: DaemonContext, size: number, offset: number, length: number, field: string, limit: 'split' | 'plain' | 'none'): void {
   const max = maxDataBytes(ctx.config.server.maxFrameBytes);
-  if (length > max) {
-    throw new BufferdError('EINVAL', `field '${field}' is ${length} bytes, over the per-request limit maxDataBytes ${max}; split the transfer`, {
-      length,
-      maxDataBytes: max,
-    });
+  if (limit !== 'none' && length > max) {
+    const text = `field '${field}' is ${length} bytes, over the per-request limit maxDataBytes ${max}`;
+    if (limit === 'plain') throw new BufferdError('EINVAL', text);
+    throw new BufferdError('EINVAL', `${text}; split the transfer`, { length, maxDataBytes: max });
   }
-  if (offset + length > b.size) {
-    throw new BufferdError('EINVAL', `offset ${offset} + ${field} ${length} = ${offset + length} is past the end of the buffer (size ${b.size})`, {
-      offset,
-      length,
-      size: b.size,
-    });
+  if (offset + length > size) {
+    throw new BufferdError('EINVAL', `offset ${offset} + ${field} ${length} = ${offset + length} is past the end of the buffer (size ${size})`, { offset, length, size });
   }
 }
 
@@ -128,8 +127,7 @@ export function cpuTarget(s: Session, req: { handle?: number; mapping?: number }
     throw new BufferdError('EINVAL', `give either 'handle' or 'mapping' (exactly one) (op '${op}')`);
   }
   if (req.handle !== undefined) return table(s).need(req.handle, right).buffer;
-  const m = s.mappings.get(req.mapping!);
-  if (m === undefined) throw new BufferdError('EBADF', `mapping ${req.mapping} is not open on this connection`, { mapping: req.mapping });
+  const m = mappingOf(s, req.mapping!);
   if ((m.rights & (right === 'read' ? R_READ : R_WRITE)) === 0) {
     throw new BufferdError('EPERM', `mapping ${m.id} lacks the '${right}' right`, { mapping: m.id, missing: right });
   }
@@ -139,7 +137,7 @@ export function cpuTarget(s: Session, req: { handle?: number; mapping?: number }
 export function write(ctx: DaemonContext, s: Session, req: RequestOf<'write'>): { written: number } {
   const b = cpuTarget(s, req, 'write', 'write');
   ctx.machine.touch(b.phys);
-  checkRange(ctx, b.phys, req.offset, req.data.length, 'data length');
+  checkRange(ctx, b.phys.size, req.offset, req.data.length, 'data length', 'split');
   ctx.coherency.cpuWrite({ id: s.id, name: s.name }, b, req.offset, req.data);
   return { written: req.data.length };
 }
@@ -147,7 +145,7 @@ export function write(ctx: DaemonContext, s: Session, req: RequestOf<'write'>): 
 export function read(ctx: DaemonContext, s: Session, req: RequestOf<'read'>): { data: Uint8Array } {
   const b = cpuTarget(s, req, 'read', 'read');
   ctx.machine.touch(b.phys);
-  checkRange(ctx, b.phys, req.offset, req.length, 'length');
+  checkRange(ctx, b.phys.size, req.offset, req.length, 'length', 'split');
   return { data: ctx.coherency.cpuRead({ id: s.id, name: s.name }, b, req.offset, req.length) };
 }
 
