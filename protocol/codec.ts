@@ -2,14 +2,26 @@
  * Plain MessagePack encoding of one value per frame.
  *
  * msgpackr is used with records off, so nothing msgpackr-specific reaches the
- * wire. Two adjustments keep the bytes plain for other languages:
+ * wire, and only through its `msgpackr/pack` entry: in Node that entry is the
+ * pure-JavaScript build, which never loads msgpackr-extract's native string
+ * decoder (a str32 header lying about its length crashed it, SIGSEGV, with
+ * 12 bytes from any local process). Nothing in this package may import the
+ * bare `msgpackr` entry, which would switch the native decoder on for the
+ * whole process (test/unit/structure.test.ts checks). Before decoding, every
+ * body passes checkWellFormed (wellformed.ts), so the decoder never sees a
+ * header whose length is not true.
+ *
+ * Two adjustments keep the bytes plain for other languages:
  * - `undefined` is encoded as nil (msgpackr would otherwise use an extension);
  * - integers outside the 32-bit range (physical addresses above 4 GiB, byte
  *   counts) are encoded as MessagePack int64/uint64, not float64, so a C or
  *   Rust client reads them as integers.
  * Decoding turns 64-bit integers into JS numbers and maps into plain objects.
  */
-import { Packr } from 'msgpackr';
+import { Packr } from 'msgpackr/pack';
+// the flag is exported by the runtime module, typed only on the bare entry
+import * as unpackModule from 'msgpackr/unpack';
+import { checkWellFormed, MalformedError } from './wellformed.js';
 
 const packr = new Packr({
   useRecords: false,
@@ -63,25 +75,29 @@ export class DecodeError extends Error {
   override name = 'DecodeError';
 }
 
+/** Is msgpackr's native string decoder in use in this process? (It must not be.) */
+export function nativeDecoderEnabled(): boolean {
+  return (unpackModule as unknown as { isNativeAccelerationEnabled: boolean }).isNativeAccelerationEnabled;
+}
+
 /**
  * Decode exactly one MessagePack value from `body`. Trailing bytes, truncated
- * data, unknown extensions and the reserved byte 0xc1 are all errors.
+ * data, lengths that lie, extension types and the reserved byte 0xc1 (at any
+ * depth), non-string map keys and nesting deeper than 64 are all errors.
  */
 export function decodeValue(body: Uint8Array): unknown {
   if (body.length === 0) throw new DecodeError('empty frame body');
-  let v: unknown;
   try {
-    v = packr.unpack(body);
+    checkWellFormed(body);
+  } catch (e) {
+    if (e instanceof MalformedError) throw new DecodeError(`body is not valid MessagePack: ${e.message}`);
+    throw e;
+  }
+  try {
+    return packr.unpack(body);
   } catch (e) {
     throw new DecodeError(`body is not valid MessagePack: ${(e as Error).message.split('\n')[0]?.slice(0, 120)}`);
   }
-  if (v !== null && typeof v === 'object' && !Array.isArray(v) && !ArrayBuffer.isView(v)) {
-    const proto = Object.getPrototypeOf(v);
-    if (proto !== Object.prototype && proto !== null) {
-      throw new DecodeError('body is not valid MessagePack: reserved or extension type at top level');
-    }
-  }
-  return v;
 }
 
 /** True for a plain object (a decoded MessagePack map). */

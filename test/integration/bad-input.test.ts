@@ -133,6 +133,45 @@ t.test('bad input on one connection never disturbs another', async (t) => {
     await r.end();
   });
 
+  await t.test('a str32 header lying about its length, after a frame with a long string: EPROTO, daemon alive', async (t) => {
+    // this pair crashed the daemon (SIGSEGV in msgpackr-extract's native string decoder)
+    const warm = await RawClient.connect(d.socket);
+    const m1 = await warm.call({ id: 1, op: 'x'.repeat(40) });
+    t.equal(errOf(m1).code, 'EINVAL', 'a long string (an unknown op) in a frame before hello');
+    for (const len of ['fffffffb', 'fffffffc', 'fffffffd', 'fffffffe', 'ffffffff']) {
+      const r = await RawClient.connect(d.socket);
+      r.sendBytes(Buffer.from(`00000008db${len}616263`, 'hex'));
+      const m = await r.next();
+      t.equal(m?.['id'], null);
+      t.equal(errOf(m).code, 'EPROTO');
+      t.match(errOf(m).message, `claims ${parseInt(len, 16)} bytes, only 3 left`);
+      t.ok((await r.call({ id: 2, op: 'hello', version: 1 }))['result'], 'the connection is still usable');
+      await r.end();
+    }
+    await warm.end();
+    t.equal(d.proc.exitCode, null, 'daemon still running');
+    t.equal(d.proc.signalCode, null, 'no signal');
+  });
+
+  await t.test('extension types, 0xc1 and non-string keys nested in a request: EPROTO, id nil', async (t) => {
+    const r = await RawClient.open(d.socket);
+    const bodies = [
+      '83 a26964 05 a26f70 a4696e666f a668616e646c65 d40100', // {id:5, op:'info', handle: fixext1}
+      '83 a26964 06 a26f70 a4696e666f a668616e646c65 c1', // handle: 0xc1
+      '83 a26964 07 a26f70 a6737461747573 a4706f6f6c 91 c70105ff', // pool: [ext8]
+      '83 a26964 08 a26f70 a470696e67 01 02', // a non-string key
+    ];
+    for (const h of bodies) {
+      const body = Buffer.from(h.replace(/ /g, ''), 'hex');
+      r.sendBytes(Buffer.concat([Buffer.from([0, 0, 0, body.length]), body]));
+      const m = await r.next();
+      t.equal(m?.['id'], null, h);
+      t.equal(errOf(m).code, 'EPROTO', h);
+    }
+    t.ok((await r.call({ id: 9, op: 'ping' }))['result'], 'connection kept');
+    await r.end();
+  });
+
   await t.test('ops before hello and wrong version: EPROTO', async (t) => {
     const r = await RawClient.connect(d.socket);
     for (const op of ['ping', 'status']) {

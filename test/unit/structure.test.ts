@@ -60,3 +60,11 @@ t.test('protocol/ has no sockets and no daemon imports', async (t) => {
     t.notMatch(text, /from '\.\.\/daemon\//, `${relative(ROOT, f)} does not import the daemon`);
   }
 });
+
+t.test("nothing imports msgpackr's bare entry (it would load the native decoder)", async (t) => {
+  const all = [...files, ...sources(join(ROOT, 'test'))].filter((f) => !f.endsWith('structure.test.ts'));
+  for (const f of all) {
+    const text = readFileSync(f, 'utf8');
+    t.notMatch(text, /from 'msgpackr'|import\('msgpackr'\)|require\('msgpackr'\)/, relative(ROOT, f));
+  }
+});

@@ -1,0 +1,168 @@
+/**
+ * A structural check of one MessagePack value, run on every frame body
+ * before any decoder sees it. It walks the type headers without building
+ * anything (an explicit stack, no recursion) and refuses, with the offset:
+ *
+ * - a header whose length or element count claims more than the bytes left
+ *   (every element takes at least one byte, every map entry two);
+ * - trailing bytes after the value, or a value cut short;
+ * - the reserved byte 0xc1 and every extension type, at any depth;
+ * - map keys that are not strings;
+ * - nesting deeper than MAX_DEPTH;
+ * - strings that are not valid UTF-8.
+ *
+ * So the decoder only ever sees bytes whose every length is true: a lying
+ * str32 header (`db ffffffff …`), which crashed a native string decoder,
+ * never reaches one, and no header can make the decoder allocate more than
+ * the frame's own size. Linear in the number of values and string bytes;
+ * bin payloads are skipped, not read.
+ */
+import { isUtf8 } from 'node:buffer';
+
+/** Deepest nesting of arrays and maps accepted (requests use fewer than 8). */
+export const MAX_DEPTH = 64;
+
+export class MalformedError extends Error {
+  override name = 'MalformedError';
+  constructor(
+    message: string,
+    readonly offset: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Frames of containers being walked: items left, and whether the next item is a map key. */
+interface Level {
+  left: number;
+  map: boolean;
+  /** For maps: the next item is a key. */
+  key: boolean;
+}
+
+const hex = (b: number) => `0x${b.toString(16).padStart(2, '0')}`;
+
+/** Throw MalformedError unless `body` holds exactly one well-formed value within the rules above. */
+export function checkWellFormed(body: Uint8Array): void {
+  const n = body.length;
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const stack: Level[] = [];
+  let pos = 0;
+
+  const need = (k: number, what: string, at: number): void => {
+    if (pos + k > n) throw new MalformedError(`${what} at offset ${at} needs ${k} more byte(s), only ${n - pos} left`, at);
+  };
+  /** A length-prefixed payload (str, bin): the length must fit in what is left; a string must be UTF-8. */
+  const skip = (len: number, what: string, at: number): void => {
+    if (len > n - pos) throw new MalformedError(`${what} at offset ${at} claims ${len} bytes, only ${n - pos} left in the frame`, at);
+    if (what === 'string' && len > 0 && !isUtf8(body.subarray(pos, pos + len))) {
+      throw new MalformedError(`string at offset ${at} is not valid UTF-8`, at);
+    }
+    pos += len;
+  };
+  /** A container header: its element count must be possible in what is left. */
+  const open = (count: number, map: boolean, at: number): void => {
+    const min = map ? count * 2 : count;
+    if (min > n - pos) {
+      throw new MalformedError(`${map ? 'map' : 'array'} at offset ${at} claims ${count} ${map ? 'entries' : 'elements'}, more than the ${n - pos} byte(s) left could hold`, at);
+    }
+    if (stack.length >= MAX_DEPTH) throw new MalformedError(`nesting deeper than ${MAX_DEPTH} levels at offset ${at}`, at);
+    if (count === 0) return;
+    stack.push({ left: map ? count * 2 : count, map, key: map });
+  };
+
+  do {
+    if (pos >= n) throw new MalformedError(`value cut short at offset ${pos} (frame ends)`, pos);
+    const at = pos;
+    const top = stack[stack.length - 1];
+    const isKey = top !== undefined && top.map && top.key;
+    if (top !== undefined) {
+      top.left--;
+      if (top.map) top.key = !top.key;
+    }
+    const b = body[pos++]!;
+    if (isKey && !((b >= 0xa0 && b <= 0xbf) || b === 0xd9 || b === 0xda || b === 0xdb)) {
+      throw new MalformedError(`map key at offset ${at} is not a string (type byte ${hex(b)}); map keys must be strings`, at);
+    }
+    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) {
+      // fixint, negative fixint, nil, false, true
+    } else if (b >= 0xa0 && b <= 0xbf) {
+      skip(b & 0x1f, 'string', at);
+    } else if (b >= 0x90 && b <= 0x9f) {
+      open(b & 0x0f, false, at);
+    } else if (b >= 0x80 && b <= 0x8f) {
+      open(b & 0x0f, true, at);
+    } else {
+      switch (b) {
+        case 0xcc:
+        case 0xd0:
+          need(1, 'integer', at);
+          pos += 1;
+          break;
+        case 0xcd:
+        case 0xd1:
+          need(2, 'integer', at);
+          pos += 2;
+          break;
+        case 0xce:
+        case 0xd2:
+        case 0xca:
+          need(4, 'number', at);
+          pos += 4;
+          break;
+        case 0xcf:
+        case 0xd3:
+        case 0xcb:
+          need(8, 'number', at);
+          pos += 8;
+          break;
+        case 0xd9:
+        case 0xc4:
+          need(1, 'length', at);
+          pos += 1;
+          skip(body[pos - 1]!, b === 0xd9 ? 'string' : 'bin', at);
+          break;
+        case 0xda:
+        case 0xc5:
+          need(2, 'length', at);
+          pos += 2;
+          skip(view.getUint16(pos - 2), b === 0xda ? 'string' : 'bin', at);
+          break;
+        case 0xdb:
+        case 0xc6:
+          need(4, 'length', at);
+          pos += 4;
+          skip(view.getUint32(pos - 4), b === 0xdb ? 'string' : 'bin', at);
+          break;
+        case 0xdc:
+          need(2, 'array length', at);
+          pos += 2;
+          open(view.getUint16(pos - 2), false, at);
+          break;
+        case 0xdd:
+          need(4, 'array length', at);
+          pos += 4;
+          open(view.getUint32(pos - 4), false, at);
+          break;
+        case 0xde:
+          need(2, 'map length', at);
+          pos += 2;
+          open(view.getUint16(pos - 2), true, at);
+          break;
+        case 0xdf:
+          need(4, 'map length', at);
+          pos += 4;
+          open(view.getUint32(pos - 4), true, at);
+          break;
+        case 0xc1:
+          throw new MalformedError(`the reserved byte 0xc1 at offset ${at} is never valid MessagePack`, at);
+        default:
+          // 0xc7–0xc9 ext 8/16/32, 0xd4–0xd8 fixext
+          throw new MalformedError(`extension type (byte ${hex(b)}) at offset ${at}: extension types are not accepted`, at);
+      }
+    }
+    // close every container this value completed
+    while (stack.length > 0 && stack[stack.length - 1]!.left === 0) stack.pop();
+  } while (stack.length > 0);
+  if (pos !== n) throw new MalformedError(`${n - pos} trailing byte(s) after the value, from offset ${pos}`, pos);
+}
