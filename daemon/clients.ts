@@ -28,8 +28,16 @@ export interface Session {
   /** CPU mappings by id. */
   mappings: Map<number, Mapping>;
   nextMapping: number;
-  /** Push an event frame to this client (no-op once the connection closed). */
-  send(event: { event: string } & Record<string, unknown>): void;
+  /**
+   * Push an event frame to this client (no-op once the connection closed).
+   * A `droppable` event (a report others can make it receive without end)
+   * is dropped, and counted, while the client leaves too much unread.
+   */
+  send(event: { event: string } & Record<string, unknown>, droppable?: boolean): void;
+  /** Droppable events dropped so far. */
+  eventsDropped(): number;
+  /** Whom this client accepts handles from (`send`); null: nobody. */
+  accept: AcceptPolicy | null;
   /**
    * Push a subscription event. Event frames beyond what the socket holds
    * wait in the connection's own queue, which dropStream() empties. A
@@ -43,6 +51,13 @@ export interface Session {
   /** The client's event subscription, if any. */
   subscription: import('./events.js').Subscriber | null;
   log: Logger;
+}
+
+/** Senders a client accepts handles from: anyone, or these client ids and names. */
+export interface AcceptPolicy {
+  any: boolean;
+  ids: Set<number>;
+  names: Set<string>;
 }
 
 export class ClientRegistry {

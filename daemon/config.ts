@@ -23,7 +23,12 @@ export interface ServerConfig {
   socketMode: number;
   maxFrameBytes: number;
   maxConnections: number;
+  /** A frame must be complete this long after its first byte. */
   frameTimeoutMs: number;
+  /** A connection must complete hello this long after it is accepted. */
+  helloTimeoutMs: number;
+  /** Unsent response bytes after which a connection's requests wait (and its socket is not read). */
+  maxUnsentBytes: number;
   shutdownTimeoutMs: number;
   /** Loopback HOST:PORT of the dashboard, or null (off). */
   http: string | null;
@@ -141,6 +146,8 @@ export function buildConfig(raw: unknown, source: string): Config {
     maxFrameBytes: s.maxFrameBytes !== undefined ? parseSize(s.maxFrameBytes, '/server/maxFrameBytes') : DEFAULT_MAX_FRAME_BYTES,
     maxConnections: s.maxConnections ?? 1024,
     frameTimeoutMs: s.frameTimeoutMs ?? 30_000,
+    helloTimeoutMs: s.helloTimeoutMs ?? 10_000,
+    maxUnsentBytes: s.maxUnsentBytes !== undefined ? parseSize(s.maxUnsentBytes, '/server/maxUnsentBytes') : 4 * 1024 * 1024,
     shutdownTimeoutMs: s.shutdownTimeoutMs ?? 5_000,
     http: s.http ?? null,
   };
@@ -153,6 +160,9 @@ export function buildConfig(raw: unknown, source: string): Config {
   };
   if (server.maxFrameBytes < 1024 || server.maxFrameBytes > 1024 * 1024 * 1024) {
     throw new ConfigError(`config /server/maxFrameBytes: must be between 1K and 1G (got ${server.maxFrameBytes} bytes)`);
+  }
+  if (server.maxUnsentBytes < 64 * 1024) {
+    throw new ConfigError(`config /server/maxUnsentBytes: must be at least 64K (got ${server.maxUnsentBytes} bytes)`);
   }
   const limits: LimitsConfig = { maxHandles: r.limits?.maxHandles ?? 1024 };
   const machine = normalizeMachine(r);

@@ -1,39 +1,64 @@
 /**
  * One client connection: framing in, in-order dispatch, framing out.
  *
- * - Responses leave in request order even when a handler is asynchronous:
- *   while one is pending, later frames wait in a backlog.
- * - Backpressure: when the client stops reading (socket buffer full) or the
- *   backlog grows, the connection stops reading until it drains, so a
- *   pipelining client that never reads costs bounded memory.
- * - A length prefix over the limit gets one E2BIG error frame and a close; a
- *   frame started and not finished within frameTimeoutMs gets ETIMEDOUT and
- *   a close. Nothing a client sends can affect another connection.
+ * What one connection can make the daemon hold is bounded:
+ * - unsent responses: while more than `server.maxUnsentBytes` wait in the
+ *   socket for the client to read, its next request waits and its socket is
+ *   not read (a pipelining client that never reads holds at most the limit
+ *   plus one response);
+ * - requests received and not yet run: reading stops at BACKLOG_FRAMES
+ *   frames or `maxUnsentBytes` bytes of them;
+ * - a frame being received: at most about twice the bytes that arrived
+ *   (FrameReader), and it must be complete `frameTimeoutMs` after its first
+ *   byte (a deadline, not an idle timer; the clock stops while the daemon
+ *   itself is not reading);
+ * - a connection that has not completed `hello` within `helloTimeoutMs` is
+ *   closed.
+ * Responses leave in request order even when a handler is asynchronous.
+ * Everything is released when the socket closes. Nothing a client sends can
+ * affect another connection.
  */
 import type { Socket } from 'node:net';
 import { encodeFrame, FrameReader, FrameTooLargeError } from '../protocol/frame.js';
+import type { WireError } from '../protocol/errors.js';
 import type { DaemonContext } from './context.js';
 import type { Session } from './clients.js';
 import type { Dispatcher, Reply } from './dispatch.js';
 
-const BACKLOG_PAUSE = 256;
+/** Requests received and not yet run, after which the socket is not read. */
+const BACKLOG_FRAMES = 256;
 /** Subscription events go to the socket only while it holds less than this. */
 const STREAM_HIGH_WATER = 64 * 1024;
+
+type EventMsg = { event: string } & Record<string, unknown>;
 
 export class Connection {
   readonly session: Session;
   private readonly reader: FrameReader;
-  private readonly backlog: Buffer[] = [];
+  /** Limits in force when the connection was accepted (a reload applies to new connections). */
+  private readonly maxUnsent: number;
+  private readonly frameTimeoutMs: number;
+  private backlog: Buffer[] = [];
+  private backlogBytes = 0;
   private busy = false;
   private closed = false;
-  private draining = false;
   private stopping = false;
+  /** The socket is paused by us (backpressure), not by the client. */
+  private paused = false;
   private frameTimer: NodeJS.Timeout | null = null;
+  /** When the frame being received must be complete (null: none pending). */
+  private frameDeadline: number | null = null;
+  /** Since when reading has been paused by us (the frame's clock stops meanwhile). */
+  private pausedAt = 0;
+  private helloTimer: NodeJS.Timeout | null = null;
   private idleWaiters: (() => void)[] = [];
   /** Subscription event frames waiting for the socket to drain. */
   private streamQueue: Buffer[] = [];
   private streamBytes = 0;
   private corked = false;
+  /** Events dropped because the client was not reading (violation reports). */
+  eventsDropped = 0;
+  private readonly afterFlush = () => this.onFlushed();
 
   constructor(
     private readonly ctx: DaemonContext,
@@ -43,6 +68,9 @@ export class Connection {
   ) {
     const id = ctx.clients.allocateId();
     const log = ctx.log.child({ client: id });
+    const cfg = ctx.config.server;
+    this.maxUnsent = cfg.maxUnsentBytes;
+    this.frameTimeoutMs = cfg.frameTimeoutMs;
     this.session = {
       id,
       name: null,
@@ -54,7 +82,7 @@ export class Connection {
       mappings: new Map(),
       nextMapping: 1,
       log,
-      send: (ev) => this.write(ev),
+      send: (ev, droppable) => this.event(ev, droppable === true),
       stream: (ev) => this.stream(ev),
       dropStream: () => {
         this.streamQueue = [];
@@ -62,12 +90,22 @@ export class Connection {
       },
       buffered: () => this.streamBytes + this.socket.writableLength,
       subscription: null,
+      accept: null,
+      eventsDropped: () => this.eventsDropped,
     };
-    this.reader = new FrameReader(ctx.config.server.maxFrameBytes);
+    this.reader = new FrameReader(cfg.maxFrameBytes);
+    const helloMs = cfg.helloTimeoutMs;
+    this.helloTimer = setTimeout(() => {
+      this.helloTimer = null;
+      if (this.session.open || this.closed) return;
+      log.warn({ code: 'ETIMEDOUT', helloTimeoutMs: helloMs }, 'no hello in time; closing connection');
+      this.fatal({ code: 'ETIMEDOUT', message: `no successful hello within ${helloMs} ms of connecting (helloTimeoutMs)` });
+    }, helloMs);
+    this.helloTimer.unref();
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
       this.flushStream();
-      this.maybeResume();
+      this.pump();
     });
     socket.on('error', (err) => log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.handleClose());
@@ -78,51 +116,101 @@ export class Connection {
     return this.closed;
   }
 
+  /** Has the client completed hello? */
+  get opened(): boolean {
+    return this.session.open;
+  }
+
   private onData(chunk: Buffer): void {
     if (this.closed || this.stopping) return;
+    const before = this.reader.completed;
     let frames: Buffer[];
     try {
       frames = this.reader.push(chunk);
     } catch (e) {
       if (e instanceof FrameTooLargeError) {
         this.session.log.warn({ code: 'E2BIG', length: e.length, limit: e.limit }, 'frame too large; closing connection');
-        this.fatal({ id: null, error: { code: 'E2BIG', message: e.message, details: { length: e.length, limit: e.limit } } });
+        this.fatal({ code: 'E2BIG', message: e.message, details: { length: e.length, limit: e.limit } });
         return;
       }
       throw e;
     }
-    for (const f of frames) this.enqueue(f);
-    this.armFrameTimer();
+    for (const f of frames) {
+      this.backlog.push(f);
+      this.backlogBytes += f.length;
+    }
+    this.frameClock(this.reader.completed !== before);
+    this.pump();
+  }
+
+  /** Arm, keep or clear the deadline of the frame being received. */
+  private frameClock(frameEnded: boolean): void {
+    if (this.reader.pendingBytes === 0) {
+      this.clearFrameTimer();
+      this.frameDeadline = null;
+      return;
+    }
+    // a frame started in this chunk (none was pending, or one ended and another began)
+    if (this.frameDeadline === null || frameEnded) {
+      this.frameDeadline = this.ctx.now() + this.frameTimeoutMs;
+      this.armFrameTimer();
+    }
   }
 
   private armFrameTimer(): void {
-    const pending = this.reader.pendingBytes > 0;
-    if (!pending) {
-      if (this.frameTimer !== null) {
-        clearTimeout(this.frameTimer);
-        this.frameTimer = null;
-      }
-      return;
-    }
-    if (this.frameTimer !== null) this.frameTimer.refresh();
-    else {
-      const ms = this.ctx.config.server.frameTimeoutMs;
-      this.frameTimer = setTimeout(() => {
-        this.frameTimer = null;
-        this.session.log.warn({ code: 'ETIMEDOUT' }, 'incomplete frame timed out; closing connection');
-        this.fatal({ id: null, error: { code: 'ETIMEDOUT', message: `incomplete frame: no data for ${ms} ms (frameTimeoutMs)` } });
-      }, ms);
-      this.frameTimer.unref();
-    }
+    this.clearFrameTimer();
+    const ms = this.frameTimeoutMs;
+    this.frameTimer = setTimeout(() => {
+      this.frameTimer = null;
+      this.session.log.warn({ code: 'ETIMEDOUT', received: this.reader.pendingBytes }, 'frame not completed in time; closing connection');
+      this.fatal({ code: 'ETIMEDOUT', message: `incomplete frame: not completed within ${ms} ms of its first byte (frameTimeoutMs); ${this.reader.pendingBytes} bytes received` });
+    }, Math.max(0, (this.frameDeadline ?? 0) - this.ctx.now()));
+    this.frameTimer.unref();
   }
 
-  private enqueue(body: Buffer): void {
-    if (this.busy || this.backlog.length > 0) {
-      this.backlog.push(body);
-      if (this.backlog.length >= BACKLOG_PAUSE) this.pause();
-      return;
+  private clearFrameTimer(): void {
+    if (this.frameTimer !== null) clearTimeout(this.frameTimer);
+    this.frameTimer = null;
+  }
+
+  /** Run queued requests while the client takes its responses. */
+  private pump(): void {
+    while (!this.busy && this.backlog.length > 0 && !this.closed) {
+      if (this.socket.writableLength >= this.maxUnsent) break; // resumed when the client reads (write callback, drain)
+      const body = this.backlog.shift()!;
+      this.backlogBytes -= body.length;
+      this.run(body);
     }
-    this.run(body);
+    if (!this.busy && this.backlog.length === 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const f of w) f();
+    }
+    this.flow();
+  }
+
+  /** Read the socket only while the connection can take more. */
+  private flow(): void {
+    const want =
+      !this.closed &&
+      !this.stopping &&
+      this.backlog.length < BACKLOG_FRAMES &&
+      this.backlogBytes < this.maxUnsent &&
+      this.socket.writableLength < this.maxUnsent;
+    if (want === !this.paused) return;
+    this.paused = !want;
+    if (want) {
+      this.socket.resume();
+      // the frame's clock runs only while we read
+      if (this.frameDeadline !== null) {
+        this.frameDeadline += this.ctx.now() - this.pausedAt;
+        this.armFrameTimer();
+      }
+    } else {
+      this.socket.pause();
+      this.pausedAt = this.ctx.now();
+      this.clearFrameTimer();
+    }
   }
 
   private run(body: Buffer): void {
@@ -131,28 +219,42 @@ export class Connection {
       this.busy = true;
       void out.then((reply) => {
         this.busy = false;
-        this.write(reply);
+        this.respond(reply);
         this.pump();
       });
     } else {
-      this.write(out);
+      this.respond(out);
     }
   }
 
-  private pump(): void {
-    while (!this.busy && this.backlog.length > 0) this.run(this.backlog.shift()!);
-    if (!this.busy && this.backlog.length === 0) {
-      this.maybeResume();
-      const w = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const f of w) f();
+  private respond(reply: Reply): void {
+    if (this.helloTimer !== null && this.session.open) {
+      clearTimeout(this.helloTimer);
+      this.helloTimer = null;
     }
-  }
-
-  private write(msg: Reply | ({ event: string } & Record<string, unknown>)): void {
     if (this.closed || this.socket.destroyed || !this.socket.writable) return;
-    const ok = this.socket.write(encodeFrame(msg));
-    if (!ok) this.pause();
+    this.socket.write(encodeFrame(reply), this.afterFlush);
+  }
+
+  /** A response left for the kernel: requests held back for the client to read may run now. */
+  private onFlushed(): void {
+    if (this.closed) return;
+    if (this.backlog.length > 0 || this.paused) this.pump();
+  }
+
+  /**
+   * An event for this client. Events it caused or must not miss (handles,
+   * registrations, shutdown) always go; reports that others can make it
+   * receive without end (violations) are dropped and counted while the
+   * client leaves more than maxUnsentBytes unread.
+   */
+  private event(ev: EventMsg, droppable: boolean): void {
+    if (this.closed || this.socket.destroyed || !this.socket.writable) return;
+    if (droppable && this.socket.writableLength >= this.maxUnsent) {
+      if (this.eventsDropped++ === 0) this.session.log.warn({ event: ev.event }, 'client is not reading: dropping its event reports');
+      return;
+    }
+    this.socket.write(encodeFrame(ev), this.afterFlush);
   }
 
   /**
@@ -160,7 +262,7 @@ export class Connection {
    * (coalesced on drain). The queue is what events.maxBuffered bounds, and
    * it is freed at once when the subscriber is dropped.
    */
-  private stream(ev: ({ event: string } & Record<string, unknown>) | Buffer): void {
+  private stream(ev: EventMsg | Buffer): void {
     if (this.closed || this.socket.destroyed || !this.socket.writable) return;
     const f = Buffer.isBuffer(ev) ? ev : encodeFrame(ev);
     if (this.streamQueue.length === 0 && this.socket.writableLength < STREAM_HIGH_WATER) {
@@ -196,26 +298,15 @@ export class Connection {
     if (head > 0) this.streamQueue = q.slice(head);
   }
 
-  private pause(): void {
-    if (!this.draining) {
-      this.draining = true;
-      this.socket.pause();
-    }
-  }
-
-  private maybeResume(): void {
-    if (this.draining && !this.socket.writableNeedDrain && this.backlog.length < BACKLOG_PAUSE && !this.stopping) {
-      this.draining = false;
-      this.socket.resume();
-    }
-  }
-
-  /** Send one last frame and close. */
-  private fatal(msg: Reply): void {
+  /** Send one last error frame (id nil) and close. */
+  fatal(error: WireError): void {
+    if (this.stopping || this.closed) return;
     this.stopping = true;
-    this.backlog.length = 0;
-    this.socket.pause();
-    if (this.socket.writable) this.socket.end(encodeFrame(msg));
+    this.backlog = [];
+    this.backlogBytes = 0;
+    this.clearFrameTimer();
+    this.flow();
+    if (this.socket.writable) this.socket.end(encodeFrame({ id: null, error }));
     const t = setTimeout(() => this.socket.destroy(), 2000);
     t.unref();
   }
@@ -232,9 +323,10 @@ export class Connection {
    */
   async shutdown(reason: string, timeoutMs: number): Promise<void> {
     if (this.closed) return;
-    this.write({ event: 'shutdown', reason });
+    this.event({ event: 'shutdown', reason }, false);
     await this.idle();
     this.stopping = true;
+    this.flow();
     if (this.closed) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {
@@ -253,8 +345,11 @@ export class Connection {
   private handleClose(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.frameTimer !== null) clearTimeout(this.frameTimer);
-    this.backlog.length = 0;
+    this.clearFrameTimer();
+    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    this.backlog = [];
+    this.backlogBytes = 0;
     this.streamQueue = [];
     this.streamBytes = 0;
     this.ctx.clients.remove(this.session);
@@ -263,7 +358,7 @@ export class Connection {
     } catch (err) {
       this.session.log.error({ err }, 'error releasing the session');
     }
-    this.session.log.info({ event: 'disconnect' }, 'client disconnected');
+    this.session.log.debug({ event: 'disconnect' }, 'client disconnected');
     this.onClose(this);
     const w = this.idleWaiters;
     this.idleWaiters = [];

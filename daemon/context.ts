@@ -71,7 +71,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
       bus.publish('violations', v.kind, { ...v });
       log.warn({ violation: v.kind, client: v.client.id, buffer: v.buffer, driver: v.driver, op: v.op, mode: v.mode }, v.message);
       // the buffer's holders, and the offending client even if it only holds a mapping
-      for (const id of new Set([...b.holders.keys(), v.client.id])) clients.byId(id)?.send({ event: 'violation', ...v });
+      for (const id of new Set([...b.holders.keys(), v.client.id])) clients.byId(id)?.send({ event: 'violation', ...v }, true);
     },
     now,
   });

@@ -99,7 +99,7 @@ export function reloadConfig(ctx: DaemonContext, path: string | undefined, onLea
   ctx.auth.reload(next.auth, next.fileTokens, next.limits.maxHandles);
   if (next.auth.cookie !== old.auth.cookie) ignored.push('auth.cookie (restart to change)');
   if (next.coherency.mode !== old.coherency.mode) applied.push(`coherency.mode ${old.coherency.mode} → ${next.coherency.mode}`);
-  for (const k of ['maxConnections', 'frameTimeoutMs', 'shutdownTimeoutMs', 'maxFrameBytes'] as const) {
+  for (const k of ['maxConnections', 'frameTimeoutMs', 'helloTimeoutMs', 'maxUnsentBytes', 'shutdownTimeoutMs', 'maxFrameBytes'] as const) {
     if (next.server[k] !== old.server[k]) applied.push(`server.${k} ${old.server[k]} → ${next.server[k]} (new connections)`);
   }
   if (next.server.socketMode !== old.server.socketMode) ignored.push('server.socketMode (restart to change)');

@@ -163,6 +163,18 @@ export class Server {
     }
     if (this.conns.size >= this.ctx.config.server.maxConnections) {
       const limit = this.ctx.config.server.maxConnections;
+      // a socket that never said hello must not keep a client out: the oldest one makes room
+      // (as sshd's MaxStartups drops unauthenticated connections first)
+      for (const c of this.conns) {
+        if (c.opened || c.isClosed) continue;
+        this.ctx.log.warn({ limit, client: c.session.id }, 'at maxConnections: closing the oldest connection without hello to make room');
+        c.fatal({ code: 'EBUSY', message: `closed to make room for a new connection: the daemon is at maxConnections ${limit} and this connection has not completed hello` });
+        this.conns.delete(c);
+        break;
+      }
+    }
+    if (this.conns.size >= this.ctx.config.server.maxConnections) {
+      const limit = this.ctx.config.server.maxConnections;
       this.ctx.log.warn({ limit }, 'connection refused: too many connections');
       sock.end(encodeFrame({ id: null, error: { code: 'EBUSY', message: `too many connections (maxConnections ${limit})` } }));
       return;

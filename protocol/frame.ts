@@ -32,79 +32,94 @@ export class FrameTooLargeError extends Error {
 
 /**
  * Incremental frame splitter. Feed it chunks as they arrive; it returns the
- * complete frame bodies. Never buffers more than one frame body beyond the
- * current chunk, and never buffers a body whose prefix is over the limit.
+ * complete frame bodies, in order.
+ *
+ * - The prefix is checked against the limit as soon as its four bytes are
+ *   in, before any of the body is held.
+ * - A body wholly inside one chunk is returned as a view of that chunk (no
+ *   copy). A body spread over chunks is assembled in one buffer that grows
+ *   geometrically with what actually arrived — never to the length the
+ *   prefix claims before the bytes are there — so a client holds at most
+ *   about twice what it sent, however it splits its writes (a frame
+ *   trickled a byte at a time costs one buffer, not one object per byte).
  */
 export class FrameReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly head = Buffer.alloc(FRAME_HEADER_BYTES);
+  private headLen = 0;
   /** Body length of the frame being assembled, or -1 while reading a prefix. */
   private need = -1;
+  private body: Buffer | null = null;
+  private got = 0;
+  /** Frames completed so far (a new partial frame started after the last one). */
+  completed = 0;
 
   constructor(readonly maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {}
 
-  /** Bytes held for an incomplete frame. */
+  /** Bytes received for the incomplete frame (prefix included); 0 between frames. */
   get pendingBytes(): number {
-    return this.buffered;
+    return this.need < 0 ? this.headLen : FRAME_HEADER_BYTES + this.got;
+  }
+
+  /** Bytes held in memory for the incomplete frame (its assembly buffer). */
+  get heldBytes(): number {
+    return (this.body?.length ?? 0) + FRAME_HEADER_BYTES;
   }
 
   /** Append a chunk; return every frame body it completes. Throws FrameTooLargeError. */
   push(chunk: Buffer): Buffer[] {
     const out: Buffer[] = [];
-    if (chunk.length === 0) return out;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    for (;;) {
+    let off = 0;
+    while (off < chunk.length) {
       if (this.need < 0) {
-        if (this.buffered < FRAME_HEADER_BYTES) break;
-        const len = this.peekPrefix();
-        if (len > this.maxFrameBytes) {
-          this.chunks = [];
-          this.buffered = 0;
-          throw new FrameTooLargeError(len, this.maxFrameBytes);
+        const k = Math.min(FRAME_HEADER_BYTES - this.headLen, chunk.length - off);
+        chunk.copy(this.head, this.headLen, off, off + k);
+        this.headLen += k;
+        off += k;
+        if (this.headLen < FRAME_HEADER_BYTES) break;
+        const len = this.head.readUInt32BE(0);
+        this.headLen = 0;
+        if (len > this.maxFrameBytes) throw new FrameTooLargeError(len, this.maxFrameBytes);
+        if (len === 0) {
+          this.deliver(out, Buffer.alloc(0));
+          continue;
         }
-        this.consume(FRAME_HEADER_BYTES);
         this.need = len;
       }
-      if (this.buffered < this.need) break;
-      out.push(this.take(this.need));
-      this.need = -1;
-    }
-    return out;
-  }
-
-  private peekPrefix(): number {
-    const first = this.chunks[0]!;
-    if (first.length >= FRAME_HEADER_BYTES) return first.readUInt32BE(0);
-    const head = Buffer.concat(this.chunks, FRAME_HEADER_BYTES);
-    return head.readUInt32BE(0);
-  }
-
-  private consume(n: number): void {
-    this.take(n);
-  }
-
-  /** Remove and return the first n buffered bytes. */
-  private take(n: number): Buffer {
-    this.buffered -= n;
-    const first = this.chunks[0];
-    if (n === 0) return Buffer.alloc(0);
-    if (first !== undefined && first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let off = 0;
-    while (off < n) {
-      const c = this.chunks[0]!;
-      const k = Math.min(c.length, n - off);
-      c.copy(out, off, 0, k);
+      const avail = chunk.length - off;
+      if (avail === 0) break;
+      if (this.got === 0 && avail >= this.need) {
+        // the whole body is in this chunk: a view, no copy
+        const end = off + this.need;
+        this.deliver(out, chunk.subarray(off, end));
+        off = end;
+        continue;
+      }
+      const k = Math.min(this.need - this.got, avail);
+      this.reserve(this.got + k);
+      chunk.copy(this.body!, this.got, off, off + k);
+      this.got += k;
       off += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
+      if (this.got === this.need) this.deliver(out, this.body!);
     }
     return out;
+  }
+
+  /** Grow the assembly buffer to hold `n` bytes: doubling, at least 16 KiB, never past the body's length. */
+  private reserve(n: number): void {
+    const cap = this.body?.length ?? 0;
+    if (n <= cap) return;
+    const next = Math.min(this.need, Math.max(n, 2 * cap, 16 * 1024));
+    const b = Buffer.allocUnsafe(next);
+    if (this.body !== null) this.body.copy(b, 0, 0, this.got);
+    this.body = b;
+  }
+
+  private deliver(out: Buffer[], body: Buffer): void {
+    out.push(body);
+    this.need = -1;
+    this.body = null;
+    this.got = 0;
+    this.completed++;
   }
 }
 

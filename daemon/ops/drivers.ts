@@ -182,7 +182,7 @@ export function reportLeaks(ctx: DaemonContext, which: { driver?: Driver; regist
   for (const { reg, leak } of leaks) {
     ctx.log.warn({ ...leak }, `DMA registration leaked: buffer ${leak.buffer} still registered with '${leak.driver}' (${reason})`);
     ctx.bus.publish('drivers', 'leak', { ...leak });
-    for (const holder of reg.buffer.holders.keys()) ctx.clients.byId(holder)?.send({ event: 'leak', ...leak });
+    for (const holder of reg.buffer.holders.keys()) ctx.clients.byId(holder)?.send({ event: 'leak', ...leak }, true);
     dropRegistration(ctx, reg);
   }
   return leaks.length;

@@ -78,3 +78,51 @@ t.test('FrameReader checks the prefix before buffering the body', async (t) => {
   // zero-length frames are delivered (and rejected later by the decoder)
   t.same(new FrameReader().push(Buffer.from([0, 0, 0, 0])).map((b) => b.length), [0]);
 });
+
+t.test('FrameReader: any split of any frames gives the same bodies (property)', async (t) => {
+  const fc = (await import('fast-check')).default;
+  fc.assert(
+    fc.property(
+      fc.array(fc.uint8Array({ maxLength: 70_000 }), { minLength: 1, maxLength: 6 }),
+      fc.array(fc.nat(), { maxLength: 40 }),
+      (bodies, cuts) => {
+        const all = Buffer.concat(bodies.map((b) => Buffer.concat([Buffer.from([b.length >>> 24, (b.length >>> 16) & 255, (b.length >>> 8) & 255, b.length & 255]), b])));
+        const at = [...new Set(cuts.map((c) => c % (all.length + 1)))].sort((a, b) => a - b);
+        const r = new FrameReader();
+        const got: Buffer[] = [];
+        let prev = 0;
+        for (const c of [...at, all.length]) {
+          got.push(...r.push(all.subarray(prev, c)).map((x) => Buffer.from(x)));
+          prev = c;
+        }
+        if (got.length !== bodies.length || r.pendingBytes !== 0 || r.completed !== bodies.length) throw new Error('frame count');
+        got.forEach((g, i) => {
+          if (!g.equals(Buffer.from(bodies[i]!))) throw new Error(`body ${i} differs`);
+        });
+      },
+    ),
+    { numRuns: 300, seed: 3 },
+  );
+  t.pass('300 random splits');
+});
+
+t.test('FrameReader holds about what arrived, not what the prefix claims', async (t) => {
+  const r = new FrameReader();
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(DEFAULT_MAX_FRAME_BYTES);
+  r.push(head);
+  t.equal(r.pendingBytes, 4, 'a frame is pending once its prefix is in');
+  t.equal(r.heldBytes, 4, 'nothing allocated for the claimed 4 MiB');
+  // a byte at a time: one growing buffer, never more than twice what came (or 16 KiB)
+  let sent = 0;
+  for (let i = 0; i < 100_000; i++) {
+    r.push(Buffer.from([i & 255]));
+    sent++;
+    if (r.heldBytes > Math.max(2 * sent, 16 * 1024) + 4) {
+      t.fail(`holds ${r.heldBytes} after ${sent} bytes`);
+      break;
+    }
+  }
+  t.equal(r.pendingBytes, 4 + sent);
+  t.ok(r.heldBytes <= 2 * sent + 4, `holds ${r.heldBytes} bytes after ${sent} one-byte chunks`);
+});
