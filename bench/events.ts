@@ -58,7 +58,7 @@ import { DEFAULT_MACHINE } from '../daemon/default-machine.js';
 import { TOPIC_NAMES } from '../protocol/ops/events.js';
 import { decodeValue, isPlainMap } from '../protocol/codec.js';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
-import { Reporter, median, prng, startDaemon, vmRss, type Child } from './harness.js';
+import { Reporter, median, prng, startDaemon, track, vmRss, type Child } from './harness.js';
 
 const WINDOW = 32;
 const CHUNK = 4096;
@@ -143,7 +143,7 @@ class SubProc {
     proc.once('exit', (code) => this.waiter?.reject(new Error(`events: subscriber process exited with ${code}`)));
   }
   static async start(): Promise<SubProc> {
-    const proc = spawn(process.execPath, [fileURLToPath(import.meta.url), '--subscriber'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const proc = track(spawn(process.execPath, [fileURLToPath(import.meta.url), '--subscriber'], { stdio: ['pipe', 'pipe', 'inherit'] }));
     const s = new SubProc(proc);
     const l = await s.next();
     if (l !== 'ready') throw new Error(`events: subscriber process said ${l}`);

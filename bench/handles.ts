@@ -118,7 +118,7 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
   try {
     const a = await connect({ socket: daemon.socket, name: 'bench-a' });
     clients.push(a);
-    const b = await connect({ socket: daemon.socket, name: 'bench-b' });
+    const b = await connect({ socket: daemon.socket, name: 'bench-b', accept: ['bench-a'] });
     clients.push(b);
 
     // 1. handle passing

@@ -93,11 +93,38 @@ export interface Child {
   stop(): Promise<void>;
 }
 
+/** Children still running: killed when this process exits or is told to stop, pass or fail. */
+const running = new Set<ChildProcess>();
+let reaping = false;
+
+function reapOnExit(): void {
+  if (reaping) return;
+  reaping = true;
+  const killAll = () => {
+    for (const p of running) p.kill('SIGKILL');
+  };
+  process.once('exit', killAll);
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      killAll();
+      process.exit(128 + (sig === 'SIGHUP' ? 1 : sig === 'SIGINT' ? 2 : 15));
+    });
+  }
+}
+
+/** Track a child process so it never outlives this one. */
+export function track(proc: ChildProcess): ChildProcess {
+  reapOnExit();
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
+  return proc;
+}
+
 /** Start a node script (from dist/) and wait for a line on stdout containing `ready`. */
 export function startChild(script: string, args: (socket: string, dir: string) => string[], ready: string): Promise<Child> {
   const dir = mkdtempSync(join(tmpdir(), 'bufferd-bench-'));
   const socket = join(dir, 'bench.sock');
-  const proc = spawn(process.execPath, [join(ROOT, 'dist', script), ...args(socket, dir)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = track(spawn(process.execPath, [join(ROOT, 'dist', script), ...args(socket, dir)], { stdio: ['ignore', 'pipe', 'inherit'] }));
   return new Promise((resolve, reject) => {
     let out = '';
     const onData = (s: Buffer) => {
@@ -147,7 +174,7 @@ export const prng = rng;
 
 /** Run dist/bench/<script> in its own process (with --expose-gc and any node flags) and parse the JSON line it prints. */
 export function runChildJson<T>(script: string, args: string[], nodeArgs: string[] = []): Promise<T> {
-  const p = spawn(process.execPath, ['--expose-gc', ...nodeArgs, join(ROOT, 'dist', 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const p = track(spawn(process.execPath, ['--expose-gc', ...nodeArgs, join(ROOT, 'dist', 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] }));
   let out = '';
   p.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
   return new Promise((resolve, reject) => {

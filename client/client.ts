@@ -16,11 +16,14 @@ import { BufferdError, type WireError } from '../protocol/errors.js';
 import { decodeValue, isPlainMap } from '../protocol/codec.js';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { PROTOCOL_VERSION, type OpName, type ParamsOf } from '../protocol/requests.js';
-import type { HelloResult, PingResult, ResultOf, HandleInfo, HugepagesSetResult, RightName, BufferListing, HandleEvent, ShutdownEvent, MergeResult, RegistrationInfo, RegistrationEvent, UnregistrationEvent, LeakEvent, ViolationEvent, ActivityEvent, SnapshotEvent, SubscriptionDroppedEvent } from '../protocol/results.js';
+import type { AcceptFrom, HelloResult, PingResult, ResultOf, HandleInfo, HugepagesSetResult, RightName, BufferListing, HandleEvent, ShutdownEvent, MergeResult, RegistrationInfo, RegistrationEvent, UnregistrationEvent, LeakEvent, ViolationEvent, ActivityEvent, SnapshotEvent, SubscriptionDroppedEvent } from '../protocol/results.js';
 import type { Status, PoolStatus, DriverStatus } from '../protocol/status.js';
 import type { Constraints, CachePolicyName } from '../protocol/attributes.js';
 import { DeviceApi } from './device.js';
 import { chunkedRead, chunkedWrite } from './chunked.js';
+
+/** Events kept for listeners not attached yet. */
+const HELD_MAX = 1024;
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -63,6 +66,9 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
   private nextId = 1;
   private closedError: BufferdError | null = null;
   private hello_: HelloResult | null = null;
+  /** Events that arrived while nobody listened for them (e.g. in the same read as hello's answer). */
+  private held: (Record<string, unknown> & { event: string })[] = [];
+  private flushQueued = false;
 
   /** @internal use connect() */
   constructor(sock: Socket, socketPath: string, maxFrameBytes: number) {
@@ -70,6 +76,12 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     this.sock = sock;
     this.socketPath = socketPath;
     this.reader = new FrameReader(maxFrameBytes);
+    // a listener attached after connect() resolves still gets what came before it
+    (this as EventEmitter).on('newListener', () => {
+      if (this.held.length === 0 || this.flushQueued) return;
+      this.flushQueued = true;
+      queueMicrotask(() => this.flushHeld());
+    });
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', () => {
       /* reported through close */
@@ -102,10 +114,11 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
   }
 
   /** @internal */
-  async open(name: string | undefined, token: string | undefined): Promise<HelloResult> {
+  async open(name: string | undefined, token: string | undefined, accept?: AcceptFrom): Promise<HelloResult> {
     const params: ParamsOf<'hello'> = { version: PROTOCOL_VERSION };
     if (name !== undefined) params.name = name;
     if (token !== undefined) params.token = token;
+    if (accept !== undefined) params.accept = accept;
     this.hello_ = await this.request('hello', params);
     return this.hello_;
   }
@@ -248,7 +261,18 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     return chunkedRead(this.chunk, length, (done, n) => this.request('read', { ...via, offset: offset + done, length: n }));
   }
 
-  /** Pass a handle to another connected client (id or name); it gets a 'handle' event. The sender keeps its handle. */
+  /**
+   * Say whom this client accepts handles from: "any", "none" (the default
+   * until it says otherwise) or a list of client ids and names. Until then
+   * nobody can `send` it a handle (tokens it imports itself are not
+   * affected). Names bound in the daemon's `auth.names` can only be taken by
+   * their principal, so accepting by name is safe for those.
+   */
+  accept(from: AcceptFrom): Promise<{ accept: AcceptFrom }> {
+    return this.request('accept', { from });
+  }
+
+  /** Pass a handle to another connected client (id or name) that accepts from this one; it gets a 'handle' event. The sender keeps its handle. */
   send(handle: number, to: number | string, opts: { rights?: RightName[] } = {}): Promise<{ to: number; toName: string | null; rights: RightName[] }> {
     return this.request('send', opts.rights === undefined ? { handle, to } : { handle, to, rights: opts.rights });
   }
@@ -309,8 +333,13 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     if (!isPlainMap(msg)) return;
     if (typeof msg['event'] === 'string') {
       const ev = msg as Record<string, unknown> & { event: string };
-      (this.emit as (name: string, arg: unknown) => boolean)(ev.event, ev);
-      this.emit('event', ev);
+      if (!this.listened(ev.event)) {
+        // nobody listens yet: keep it for the first listener of its kind, up to HELD_MAX events
+        this.held.push(ev);
+        if (this.held.length > HELD_MAX) this.held.shift();
+        return;
+      }
+      this.deliver(ev);
       return;
     }
     const id = msg['id'];
@@ -325,6 +354,27 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     this.pending.delete(id);
     if (err !== undefined) p.reject(BufferdError.fromWire(err));
     else p.resolve(msg['result']);
+  }
+
+  private listened(name: string): boolean {
+    return this.listenerCount(name as keyof BufferClientEvents) > 0 || this.listenerCount('event') > 0;
+  }
+
+  private deliver(ev: Record<string, unknown> & { event: string }): void {
+    (this.emit as (name: string, arg: unknown) => boolean)(ev.event, ev);
+    this.emit('event', ev);
+  }
+
+  /** Deliver the held events that have a listener now, in the order they came; keep the others. */
+  private flushHeld(): void {
+    this.flushQueued = false;
+    const keep: typeof this.held = [];
+    const now = this.held;
+    this.held = keep;
+    for (const ev of now) {
+      if (this.listened(ev.event)) this.deliver(ev);
+      else keep.push(ev);
+    }
   }
 
   private fail(e: BufferdError): void {

@@ -7,6 +7,7 @@ import { createConnection, type Socket } from 'node:net';
 import { cookiePathFor, resolveSocketPath } from '../protocol/paths.js';
 import { BufferdError } from '../protocol/errors.js';
 import { BufferClient } from './client.js';
+import type { AcceptFrom } from '../protocol/results.js';
 
 export interface ConnectOptions {
   /** Socket path; default resolution as the daemon's (BUFFERD_SOCKET, XDG_RUNTIME_DIR, /tmp). */
@@ -21,6 +22,11 @@ export interface ConnectOptions {
   maxFrameBytes?: number;
   /** Connection timeout in ms (default 5000). */
   timeoutMs?: number;
+  /**
+   * Whom this client accepts handles from (`send`): "any", "none" (default)
+   * or client ids and names. Can be changed later with client.accept().
+   */
+  accept?: AcceptFrom;
 }
 
 
@@ -94,11 +100,11 @@ async function openSession(path: string, opts: ConnectOptions, token: string | u
   const client = new BufferClient(sock, path, opts.maxFrameBytes ?? 256 * 1024 * 1024);
   try {
     try {
-      await client.open(opts.name, token);
+      await client.open(opts.name, token, opts.accept);
     } catch (e) {
       // a cookie read automatically may be a dead daemon's: fall back to anonymous
       if (!(tokenIsCookie && e instanceof BufferdError && e.code === 'EPERM')) throw e;
-      await client.open(opts.name, undefined);
+      await client.open(opts.name, undefined, opts.accept);
     }
   } catch (e) {
     sock.destroy();

@@ -186,7 +186,9 @@ async function main(argv: string[]): Promise<void> {
     process.exit(2);
   }
   const emit = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
-  const c = await connect({ socket, name: role, useCookie: false });
+  // receiving handles is each role's choice: the decoder takes the app's, the display the app's and the camera's
+  const accept: Record<string, string[]> = { decoder: ['texture-app'], display: ['texture-app', 'capture'] };
+  const c = await connect({ socket, name: role, useCookie: false, accept: accept[role] ?? 'none' });
   const steps = roleSteps(c, (text) => emit({ say: text }));
   emit({ ready: role, client: c.id });
   const rl = createInterface({ input: process.stdin });

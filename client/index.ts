@@ -29,5 +29,6 @@ export type {
   LeakEvent,
   ViolationEvent,
   ViolationInfo,
+  AcceptFrom,
 } from '../protocol/results.js';
 export { resolveSocketPath } from '../protocol/paths.js';

@@ -148,6 +148,7 @@ export function clientsTable(cs: ClientStatus[]): string {
     { header: 'PRINCIPAL', get: (c) => c.principal },
     { header: 'HANDLES', get: (c) => c.handles, align: 'right' },
     { header: 'BYTES', get: (c) => size(c.bytes), align: 'right' },
+    { header: 'PRINCIPAL BYTES', get: (c) => size(c.principalBytes), align: 'right' },
     { header: 'QUOTA', get: (c) => (c.maxBytes === null ? '-' : size(c.maxBytes)), align: 'right' },
     { header: 'CONNECTED', get: (c) => formatDuration(c.connectedMs), align: 'right' },
     { header: 'CAPABILITIES', get: (c) => c.capabilities.join(',') || '-' },

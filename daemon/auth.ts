@@ -1,31 +1,44 @@
 /**
  * Access control: who a client is (from the token in `hello`) and what it
  * may do (capabilities such as `alloc:writecombine`, `driver`, `admin`),
- * plus its quota. Secrets come from the config, from a token file that only
+ * plus its quotas. Secrets come from the config, from a token file that only
  * its owner may read, and from the admin cookie the daemon writes beside
- * its socket at start (mode 0600, as bitcoind's .cookie) so the daemon's own
- * user is admin without configuration and nobody else is. Only SHA-256
- * digests of secrets are kept in memory.
+ * its socket at start (mode 0600, as bitcoind's .cookie; cookie.ts) so the
+ * daemon's own user is admin without configuration and nobody else is.
+ * Only SHA-256 digests of secrets are kept in memory.
+ *
+ * Quotas belong to the principal, not the connection: every connection of
+ * one principal (all anonymous connections are one principal) shares its
+ * byte quota and its tokens in flight, and the use survives a reload.
+ * Client names may be bound to principals (`auth.names`).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync, unlinkSync, chmodSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { BufferdError } from '../protocol/errors.js';
+import { writeCookieFile, removeCookieFile, type CookieFile } from './cookie.js';
 
 export const ADMIN = 'admin';
+
+/** What a principal's clients use of its quotas, across all its connections. */
+export interface Usage {
+  /** Usable bytes of live buffers its clients allocated (whatever keeps them alive). */
+  bytes: number;
+  /** Tokens its clients exported that are not yet imported or expired. */
+  tokens: number;
+}
 
 export interface Principal {
   /** "anonymous", "cookie" or the token's name. */
   name: string;
   capabilities: Set<string>;
-  /** Byte quota (usable bytes of live buffers allocated), or null. */
+  /** Byte quota (usable bytes of live buffers its clients allocated), or null. */
   maxBytes: number | null;
+  /** Per connection: handles, mappings and registrations it holds. */
   maxHandles: number;
-  /**
-   * Quota use. Shared by every connection presenting the same token (a
-   * second connection is not a second quota); each anonymous connection
-   * has its own.
-   */
-  usage: { bytes: number };
+  /** Tokens in flight at once, over all its connections. */
+  maxTokens: number;
+  /** Shared by every connection of the principal; kept across reloads. */
+  usage: Usage;
 }
 
 export interface TokenSpec {
@@ -34,13 +47,22 @@ export interface TokenSpec {
   capabilities: string[];
   maxBytes: number | null;
   maxHandles: number | null;
+  maxTokens: number | null;
 }
 
 export interface AuthConfig {
-  anonymous: { capabilities: string[]; maxBytes: number | null; maxHandles: number | null };
+  anonymous: { capabilities: string[]; maxBytes: number | null; maxHandles: number | null; maxTokens: number | null };
   tokens: TokenSpec[];
   tokenFile: string | null;
   cookie: boolean;
+  /** Client names reserved for principals: a bound name can only be taken by one of them. */
+  names: Record<string, string[]>;
+}
+
+/** Defaults for what a principal's spec leaves out. */
+export interface AuthLimits {
+  maxHandles: number;
+  maxTokens: number;
 }
 
 /** The SHA-256 digest (base64) kept in place of a secret. */
@@ -72,58 +94,53 @@ export function readTokenFile(path: string, parse: (raw: unknown, where: string)
 
 export class Authenticator {
   private readonly bySecret = new Map<string, Principal>();
+  /** Quota use by principal name: shared by its connections, kept across reloads. */
+  private readonly usages = new Map<string, Usage>();
   private anonymous!: Principal;
-  private cookiePath: string | null = null;
+  private names: Record<string, string[]> = {};
+  private cookieFile: CookieFile | null = null;
   private cookieDigest: string | null = null;
 
   constructor(
     cfg: AuthConfig,
-    private defaultMaxHandles: number,
+    private limits: AuthLimits,
     fileTokens: TokenSpec[] = [],
   ) {
     this.reload(cfg, fileTokens);
   }
 
-  /** Replace the anonymous set and every configured token (a reload); the cookie stays valid. */
-  reload(cfg: AuthConfig, fileTokens: TokenSpec[], defaultMaxHandles = this.defaultMaxHandles): void {
-    this.defaultMaxHandles = defaultMaxHandles;
+  /** Replace the anonymous set, every configured token and the name bindings (a reload); the cookie stays valid. */
+  reload(cfg: AuthConfig, fileTokens: TokenSpec[], limits = this.limits): void {
+    this.limits = limits;
     const cookie = this.cookieDigest !== null ? this.bySecret.get(this.cookieDigest) : undefined;
     this.bySecret.clear();
     if (cookie !== undefined) this.bySecret.set(this.cookieDigest!, cookie);
-    this.anonymous = {
-      name: 'anonymous',
-      capabilities: new Set(cfg.anonymous.capabilities),
-      maxBytes: cfg.anonymous.maxBytes,
-      maxHandles: cfg.anonymous.maxHandles ?? this.defaultMaxHandles,
-      usage: { bytes: 0 },
-    };
-    for (const t of [...cfg.tokens, ...fileTokens]) this.add(t);
+    this.anonymous = this.principal({ name: 'anonymous', ...cfg.anonymous });
+    for (const t of [...cfg.tokens, ...fileTokens]) this.bySecret.set(digest(t.secret), this.principal(t));
+    this.names = cfg.names;
   }
 
-  private add(t: TokenSpec): void {
-    this.bySecret.set(digest(t.secret), {
+  private principal(t: { name: string; capabilities: string[]; maxBytes: number | null; maxHandles: number | null; maxTokens: number | null }): Principal {
+    let usage = this.usages.get(t.name);
+    if (usage === undefined) this.usages.set(t.name, (usage = { bytes: 0, tokens: 0 }));
+    return {
       name: t.name,
       capabilities: new Set(t.capabilities),
       maxBytes: t.maxBytes,
-      maxHandles: t.maxHandles ?? this.defaultMaxHandles,
-      usage: { bytes: 0 },
-    });
+      maxHandles: t.maxHandles ?? this.limits.maxHandles,
+      maxTokens: t.maxTokens ?? this.limits.maxTokens,
+      usage,
+    };
   }
 
-  /** Write a fresh admin cookie (mode 0600); returns its path. */
+  /** Write a fresh admin cookie (mode 0600, see cookie.ts); returns its path. Throws CookieRefused or an fs error. */
   writeCookie(path: string): string {
     const secret = randomBytes(32).toString('hex');
-    try {
-      unlinkSync(path);
-    } catch {
-      /* none yet */
-    }
-    writeFileSync(path, `${secret}\n`, { mode: 0o600, flag: 'wx' });
-    chmodSync(path, 0o600);
+    const file = writeCookieFile(path, secret);
     this.dropCookieSecret();
-    this.add({ name: 'cookie', secret, capabilities: [ADMIN], maxBytes: null, maxHandles: null });
+    this.bySecret.set(digest(secret), this.principal({ name: 'cookie', capabilities: [ADMIN], maxBytes: null, maxHandles: null, maxTokens: null }));
     this.cookieDigest = digest(secret);
-    this.cookiePath = path;
+    this.cookieFile = file;
     return path;
   }
 
@@ -132,24 +149,27 @@ export class Authenticator {
     this.cookieDigest = null;
   }
 
-  /** Delete the cookie file; its secret stops working at once. */
+  /** Delete the cookie file (if it is still ours); its secret stops working at once. */
   removeCookie(): void {
     this.dropCookieSecret();
-    if (this.cookiePath === null) return;
-    try {
-      unlinkSync(this.cookiePath);
-    } catch {
-      /* gone */
-    }
-    this.cookiePath = null;
+    if (this.cookieFile === null) return;
+    removeCookieFile(this.cookieFile);
+    this.cookieFile = null;
   }
 
   /** The principal for a hello token (none: anonymous). An unknown token is EPERM. */
   resolve(token: string | undefined): Principal {
-    if (token === undefined) return { ...this.anonymous, usage: { bytes: 0 } };
+    if (token === undefined) return this.anonymous;
     const p = this.bySecret.get(digest(token));
     if (p === undefined) throw new BufferdError('EPERM', 'unknown token: the daemon has no such secret (omit the token to connect as anonymous)');
     return p;
+  }
+
+  /** EPERM unless the principal may take this client name (auth.names binds names to principals). */
+  checkName(name: string, p: Principal): void {
+    const bound = Object.prototype.hasOwnProperty.call(this.names, name) ? this.names[name]! : undefined;
+    if (bound === undefined || bound.includes(p.name)) return;
+    throw new BufferdError('EPERM', `client name '${name}' is reserved for ${bound.map((b) => `'${b}'`).join(', ')} (auth.names); this client is '${p.name}'`, { name, principals: bound });
   }
 }
 

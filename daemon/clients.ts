@@ -23,6 +23,8 @@ export interface Session {
   capabilities: Set<string>;
   /** Who the client authenticated as (set by hello). */
   principal: Principal | null;
+  /** Usable bytes of live buffers this client allocated (its principal's use is the sum over its connections). */
+  bytes: number;
   /** The handle table (set by hello). */
   handles: HandleTable | null;
   /** CPU mappings by id. */
@@ -58,6 +60,31 @@ export interface AcceptPolicy {
   any: boolean;
   ids: Set<number>;
   names: Set<string>;
+}
+
+/** An accept list from the wire ("any", "none" or ids and names). */
+export function acceptPolicy(from: 'any' | 'none' | (number | string)[]): AcceptPolicy | null {
+  if (from === 'none') return null;
+  if (from === 'any') return { any: true, ids: new Set(), names: new Set() };
+  return {
+    any: false,
+    ids: new Set(from.filter((x): x is number => typeof x === 'number')),
+    names: new Set(from.filter((x): x is string => typeof x === 'string')),
+  };
+}
+
+/** The wire form of an accept policy. */
+export function acceptList(p: AcceptPolicy | null): 'any' | 'none' | (number | string)[] {
+  if (p === null) return 'none';
+  if (p.any) return 'any';
+  return [...p.ids, ...p.names];
+}
+
+/** Does `to` accept a handle sent by `from`? */
+export function accepts(to: Session, from: Session): boolean {
+  const p = to.accept;
+  if (p === null) return false;
+  return p.any || p.ids.has(from.id) || (from.name !== null && p.names.has(from.name));
 }
 
 export class ClientRegistry {

@@ -65,6 +65,7 @@ export const TokenSchema = Type.Object(
     capabilities: Type.Array(Capability, { maxItems: 64 }),
     maxBytes: Type.Optional(Size('byte quota')),
     maxHandles: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })),
+    maxTokens: Type.Optional(Type.Integer({ minimum: 0, maximum: 1 << 24, description: 'tokens in flight at once' })),
   },
   { additionalProperties: false },
 );
@@ -79,11 +80,19 @@ export const AuthSchema = Type.Object(
           capabilities: Type.Array(Capability, { maxItems: 64 }),
           maxBytes: Type.Optional(Size('byte quota')),
           maxHandles: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })),
+          maxTokens: Type.Optional(Type.Integer({ minimum: 0, maximum: 1 << 24, description: 'tokens in flight at once' })),
         },
         { additionalProperties: false },
       ),
     ),
     tokens: Type.Optional(Type.Array(TokenSchema, { maxItems: 4096 })),
+    names: Type.Optional(
+      Type.Record(Type.String({ pattern: Name.pattern }), Type.Union([Name, Type.Array(Name, { minItems: 1, maxItems: 64 })]), {
+        description: 'client names reserved for principals: {"decoder": "decoder-token"} or {"display": ["a", "b"]}',
+        maxProperties: 4096,
+        additionalProperties: false,
+      }),
+    ),
     tokenFile: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'path of a JSON token file readable only by its owner' })),
     cookie: Type.Optional(Type.Boolean({ description: 'write an admin cookie beside the socket (default true)' })),
   },
@@ -156,6 +165,7 @@ export const ConfigSchema = Type.Object(
       Type.Object(
         {
           maxHandles: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })),
+          maxTokens: Type.Optional(Type.Integer({ minimum: 0, maximum: 1 << 24, description: 'tokens in flight at once per principal' })),
         },
         { additionalProperties: false },
       ),

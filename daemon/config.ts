@@ -42,7 +42,10 @@ export interface EventsConfig {
 }
 
 export interface LimitsConfig {
+  /** Per connection: handles, mappings and registrations. */
   maxHandles: number;
+  /** Per principal: tokens in flight. */
+  maxTokens: number;
 }
 
 export interface CoherencySettings {
@@ -85,6 +88,7 @@ function tokenSpec(t: RawToken, where: string): TokenSpec {
     capabilities: t.capabilities,
     maxBytes: t.maxBytes !== undefined ? parseSize(t.maxBytes, `${where}/maxBytes`) : null,
     maxHandles: t.maxHandles ?? null,
+    maxTokens: t.maxTokens ?? null,
   };
 }
 
@@ -164,7 +168,7 @@ export function buildConfig(raw: unknown, source: string): Config {
   if (server.maxUnsentBytes < 64 * 1024) {
     throw new ConfigError(`config /server/maxUnsentBytes: must be at least 64K (got ${server.maxUnsentBytes} bytes)`);
   }
-  const limits: LimitsConfig = { maxHandles: r.limits?.maxHandles ?? 1024 };
+  const limits: LimitsConfig = { maxHandles: r.limits?.maxHandles ?? 1024, maxTokens: r.limits?.maxTokens ?? 4096 };
   const machine = normalizeMachine(r);
   const a = r.auth ?? {};
   const auth: AuthConfig = {
@@ -172,10 +176,12 @@ export function buildConfig(raw: unknown, source: string): Config {
       capabilities: a.anonymous?.capabilities ?? [],
       maxBytes: a.anonymous?.maxBytes !== undefined ? parseSize(a.anonymous.maxBytes, '/auth/anonymous/maxBytes') : null,
       maxHandles: a.anonymous?.maxHandles ?? null,
+      maxTokens: a.anonymous?.maxTokens ?? null,
     },
     tokens: (a.tokens ?? []).map((t, i) => tokenSpec(t, `/auth/tokens/${i}`)),
     tokenFile: a.tokenFile !== undefined ? resolvePath(source.startsWith('(') ? process.cwd() : dirname(source), a.tokenFile) : null,
     cookie: a.cookie ?? true,
+    names: Object.fromEntries(Object.entries(a.names ?? {}).map(([k, v]) => [k, typeof v === 'string' ? [v] : v])),
   };
   let fileTokens: TokenSpec[] = [];
   if (auth.tokenFile !== null) {
@@ -194,12 +200,20 @@ export function buildConfig(raw: unknown, source: string): Config {
     ...fileTokens.map((t, i) => ({ t, where: `token file ${auth.tokenFile} /tokens/${i}` })),
   ];
   for (const { t, where } of all) {
+    if (t.name === 'anonymous' || t.name === 'cookie') throw new ConfigError(`${where}/name: '${t.name}' is the name of a built-in principal; choose another token name`);
     const prev = names.get(t.name);
     if (prev !== undefined) throw new ConfigError(`${where}/name: token name '${t.name}' is used twice (also at ${prev})`);
     names.set(t.name, where);
     const prevSecret = secrets.get(t.secret);
     if (prevSecret !== undefined) throw new ConfigError(`${where}/secret: two tokens share one secret (also at ${prevSecret}); each secret must be unique`);
     secrets.set(t.secret, where);
+  }
+  for (const [client, principals] of Object.entries(auth.names)) {
+    for (const p of principals) {
+      if (p !== 'anonymous' && p !== 'cookie' && !names.has(p)) {
+        throw new ConfigError(`config /auth/names/${client}: no principal '${p}' (expected a token name from auth.tokens or the token file, 'cookie' or 'anonymous')`);
+      }
+    }
   }
   const c = r.coherency ?? {};
   const coherency: CoherencySettings = {

@@ -78,6 +78,7 @@ export class Connection {
       open: false,
       capabilities: new Set(),
       principal: null,
+      bytes: 0,
       handles: null,
       mappings: new Map(),
       nextMapping: 1,
@@ -323,16 +324,22 @@ export class Connection {
    */
   async shutdown(reason: string, timeoutMs: number): Promise<void> {
     if (this.closed) return;
+    const deadline = this.ctx.now() + timeoutMs;
     this.event({ event: 'shutdown', reason }, false);
-    await this.idle();
+    // finish what the client sent, unless it does not read its answers in time
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.idle(), new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
     this.stopping = true;
+    this.backlog = [];
+    this.backlogBytes = 0;
     this.flow();
     if (this.closed) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {
         this.socket.destroy();
         resolve();
-      }, timeoutMs);
+      }, Math.max(0, deadline - this.ctx.now()));
       t.unref();
       this.socket.once('close', () => {
         clearTimeout(t);

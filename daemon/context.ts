@@ -57,7 +57,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const now = () => performance.now() - t0;
   const machine = new Machine(config.machine, now);
   for (const w of machine.warnings) log.warn(w);
-  const auth = new Authenticator(config.auth, config.limits.maxHandles, config.fileTokens);
+  const auth = new Authenticator(config.auth, config.limits, config.fileTokens);
   const tokens = new TokenTable(now);
   const buffers = new Map<number, SharedBuffer>();
   const clients = new ClientRegistry();
@@ -139,10 +139,12 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
         bus.publish('alloc', 'free', { buffer: x.id, pool: x.phys.pool.name, size: x.phys.size });
         machine.free(x.phys);
         usage.bytes -= x.phys.usize;
+        creator.bytes -= x.phys.usize;
         // the freed pages may leave a chunk dirty: a new decay deadline
         decay.arm();
       });
       usage.bytes += phys.usize;
+      creator.bytes += phys.usize;
       buffers.set(b.id, b);
       bus.publish('alloc', 'alloc', { buffer: b.id, pool: phys.pool.name, size: phys.size, client: creator.id, name: creator.name });
       return b;

@@ -79,11 +79,20 @@ export interface Handle {
   readonly rights: number;
 }
 
-/** One connection's handle table. */
+/** What else a connection holds on buffers, counted against its maxHandles with its handles. */
+export type Held = 'mappings' | 'registrations';
+
+/**
+ * One connection's handle table. Its limit (maxHandles) bounds everything
+ * the connection keeps buffers alive with: handles, and the mappings and
+ * registrations it made (a buffer stays alive after close(handle) while
+ * mapped or registered, so those count too).
+ */
 export class HandleTable {
   private readonly entries: (Handle | undefined)[] = [];
   private readonly freeNums = new MinHeap();
   private count_ = 0;
+  readonly held: Record<Held, number> = { mappings: 0, registrations: 0 };
 
   constructor(
     /** The owning client's id. */
@@ -93,6 +102,30 @@ export class HandleTable {
 
   get count(): number {
     return this.count_;
+  }
+
+  /** Handles, mappings and registrations together: what maxHandles bounds. */
+  get used(): number {
+    return this.count_ + this.held.mappings + this.held.registrations;
+  }
+
+  /**
+   * Slots kept for the connection's own use: handles that arrive without
+   * its asking (send, a registration with its driver) may not take them, so
+   * no other client can fill its table.
+   */
+  get reserved(): number {
+    return Math.min(16, Math.floor(this.max / 4));
+  }
+
+  /** Count a mapping or registration against the limit (EMFILE when full). */
+  hold(kind: Held): void {
+    this.ensureRoom();
+    this.held[kind]++;
+  }
+
+  release(kind: Held): void {
+    if (this.held[kind] > 0) this.held[kind]--;
   }
 
   /** The lowest free number (POSIX: the new fd is the lowest available). */
@@ -106,14 +139,27 @@ export class HandleTable {
     }
   }
 
-  /** EMFILE when the table is full (checked before anything is allocated). */
-  ensureRoom(who = 'this connection'): void {
-    if (this.count_ >= this.max) {
-      throw new BufferdError('EMFILE', `${who} already holds ${this.count_} handles (maxHandles ${this.max})`, {
-        handles: this.count_,
-        maxHandles: this.max,
-      });
+  /**
+   * EMFILE when the table is full (checked before anything is allocated).
+   * `incoming`: a handle the owner did not ask for, which must leave the
+   * reserved slots free.
+   */
+  ensureRoom(who = 'this connection', incoming = false): void {
+    const limit = incoming ? this.max - this.reserved : this.max;
+    if (this.used < limit) return;
+    const parts = [`${this.count_} handles`];
+    if (this.held.mappings > 0) parts.push(`${this.held.mappings} mappings`);
+    if (this.held.registrations > 0) parts.push(`${this.held.registrations} registrations`);
+    const what = parts.length > 1 ? `${this.used} slots (${parts.join(', ')})` : parts[0]!;
+    const details = { handles: this.count_, mappings: this.held.mappings, registrations: this.held.registrations, maxHandles: this.max };
+    if (incoming && this.used < this.max) {
+      throw new BufferdError(
+        'EMFILE',
+        `${who} already holds ${what} of maxHandles ${this.max}; its last ${this.reserved} slots are kept for its own use, and a handle it did not ask for may not take them`,
+        { ...details, reserved: this.reserved },
+      );
     }
+    throw new BufferdError('EMFILE', `${who} already holds ${what} (maxHandles ${this.max} counts handles, mappings and registrations)`, details);
   }
 
   /** Open a new handle on a buffer; EMFILE at the limit. */

@@ -96,7 +96,8 @@ export function reloadConfig(ctx: DaemonContext, path: string | undefined, onLea
   if (!same(next.auth.anonymous, old.auth.anonymous) || !same(next.auth.tokens, old.auth.tokens) || !same(next.fileTokens, old.fileTokens)) {
     applied.push(`capabilities and tokens (${next.auth.tokens.length + next.fileTokens.length} token(s); connected clients keep theirs)`);
   }
-  ctx.auth.reload(next.auth, next.fileTokens, next.limits.maxHandles);
+  if (!same(next.auth.names, old.auth.names)) applied.push(`client names bound to principals (${Object.keys(next.auth.names).length}; connected clients keep their names)`);
+  ctx.auth.reload(next.auth, next.fileTokens, next.limits);
   if (next.auth.cookie !== old.auth.cookie) ignored.push('auth.cookie (restart to change)');
   if (next.coherency.mode !== old.coherency.mode) applied.push(`coherency.mode ${old.coherency.mode} → ${next.coherency.mode}`);
   for (const k of ['maxConnections', 'frameTimeoutMs', 'helloTimeoutMs', 'maxUnsentBytes', 'shutdownTimeoutMs', 'maxFrameBytes'] as const) {
@@ -108,6 +109,7 @@ export function reloadConfig(ctx: DaemonContext, path: string | undefined, onLea
     if (next.events[k] !== old.events[k]) applied.push(`events.${k} ${old.events[k]} → ${next.events[k]}`);
   }
   if (next.limits.maxHandles !== old.limits.maxHandles) applied.push(`limits.maxHandles ${old.limits.maxHandles} → ${next.limits.maxHandles} (new connections)`);
+  if (next.limits.maxTokens !== old.limits.maxTokens) applied.push(`limits.maxTokens ${old.limits.maxTokens} → ${next.limits.maxTokens}`);
 
   // the running configuration: the new file where it was applied, the old values where a restart is needed
   const effective: Config = {

@@ -8,6 +8,7 @@ import { lstatSync, unlinkSync, chmodSync } from 'node:fs';
 import { encodeFrame } from '../protocol/frame.js';
 import { cookiePathFor } from '../protocol/paths.js';
 import { unixSocketPathOfFd } from './activation.js';
+import { CookieRefused, removeStaleCookie } from './cookie.js';
 import type { DaemonContext } from './context.js';
 import { Connection } from './connection.js';
 import { createDispatcher, type Dispatcher } from './dispatch.js';
@@ -109,20 +110,17 @@ export class Server {
   private writeCookie(path: string): void {
     const cookie = cookiePathFor(path);
     if (!this.ctx.config.auth.cookie) {
-      // a cookie beside a socket we just acquired is a dead daemon's: remove it
-      try {
-        unlinkSync(cookie);
-        this.ctx.log.warn({ cookie }, 'removed a stale admin cookie');
-      } catch {
-        /* none */
-      }
-    } else {
-      try {
-        this.ctx.auth.writeCookie(cookie);
-        this.ctx.log.info({ cookie }, 'admin cookie written (mode 0600)');
-      } catch (err) {
-        this.ctx.log.warn({ cookie, err: (err as Error).message }, 'could not write the admin cookie; no local admin');
-      }
+      // a cookie beside a socket we just acquired is a dead daemon's: remove it (only if it is one)
+      if (removeStaleCookie(cookie)) this.ctx.log.warn({ cookie }, 'removed a stale admin cookie');
+      return;
+    }
+    try {
+      this.ctx.auth.writeCookie(cookie);
+      this.ctx.log.info({ cookie }, 'admin cookie written (mode 0600)');
+    } catch (err) {
+      // something that is not our cookie sits there: refuse, as for a socket path that is not a socket
+      if (err instanceof CookieRefused) throw new StartupError(`${err.message}; remove it or choose another socket path with --socket`);
+      this.ctx.log.warn({ cookie, err: (err as Error).message }, 'could not write the admin cookie; no local admin');
     }
   }
 

@@ -2,6 +2,7 @@
  * The status object (protocol/status.ts is its contract), assembled from
  * each concept's own report.
  */
+import { acceptList } from './clients.js';
 import type { Status } from '../protocol/status.js';
 import { PROTOCOL_VERSION } from '../protocol/requests.js';
 import type { DaemonContext } from './context.js';
@@ -35,9 +36,14 @@ export function buildStatus(ctx: DaemonContext): Status {
       handles: s.handles?.count ?? 0,
       principal: s.principal?.name ?? 'anonymous',
       capabilities: [...s.capabilities].sort(),
-      bytes: s.principal?.usage.bytes ?? 0,
+      bytes: s.bytes,
+      principalBytes: s.principal?.usage.bytes ?? 0,
       maxBytes: s.principal?.maxBytes ?? null,
       connectedMs: Math.round(now - s.connectedAt),
+      mappings: s.handles?.held.mappings ?? 0,
+      registrations: s.handles?.held.registrations ?? 0,
+      accept: acceptList(s.accept),
+      eventsDropped: s.eventsDropped(),
     })),
     buffers: { live: ctx.buffers.size, tokensInFlight: ctx.tokens.size, tokensIssued: ctx.tokens.issued, tokensImported: ctx.tokens.imported, tokensExpired: ctx.tokens.expired },
     drivers: ctx.drivers.list().map((d) => ctx.drivers.status(d)),

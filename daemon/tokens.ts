@@ -9,23 +9,43 @@
 import { randomBytes } from 'node:crypto';
 import { BufferdError } from '../protocol/errors.js';
 import type { SharedBuffer } from './handles.js';
-import { digest } from './auth.js';
+import { digest, type Usage } from './auth.js';
+import { KeyedHeap, type HeapEntry } from './minheap.js';
 
 export const DEFAULT_TOKEN_TTL_MS = 30_000;
 /** The longest lifetime a token may be asked for: the protocol's limit. */
 export { MAX_TOKEN_TTL_MS } from '../protocol/ops/handles.js';
 export const TOKEN_BYTES = 24;
 
-interface InFlight {
-  buffer: SharedBuffer;
-  rights: number;
-  expires: number;
-  from: number;
-  fromName: string | null;
+/** Who issued a token: its quota counts the token until it is imported or expires. */
+export interface TokenOwner {
+  /** The principal's name (for the EMFILE message). */
+  name: string;
+  usage: Usage;
+  /** Tokens the principal may have in flight at once. */
+  maxTokens: number;
 }
 
+interface InFlight extends HeapEntry {
+  /** The token's digest (its key in the table). */
+  id: string;
+  buffer: SharedBuffer;
+  rights: number;
+  /** Expiry on the table's clock (the heap key). */
+  key: number;
+  from: number;
+  fromName: string | null;
+  owner: TokenOwner;
+}
+
+/**
+ * Live tokens by digest, and a heap of them by expiry: issuing, redeeming
+ * and expiring a token cost O(log n) however many are live, and the next
+ * deadline is read in O(1).
+ */
 export class TokenTable {
   private readonly live = new Map<string, InFlight>();
+  private readonly byExpiry = new KeyedHeap<InFlight>();
   issued = 0;
   imported = 0;
   expired = 0;
@@ -36,51 +56,62 @@ export class TokenTable {
     return this.live.size;
   }
 
-  /** Issue a token for a buffer; it holds an in-flight reference until imported or expired. */
-  export(buffer: SharedBuffer, rights: number, ttlMs: number, from: number, fromName: string | null): { token: string; expiresInMs: number } {
+  /** Issue a token for a buffer; it holds an in-flight reference until imported or expired. EMFILE past the owner's maxTokens. */
+  export(buffer: SharedBuffer, rights: number, ttlMs: number, from: number, fromName: string | null, owner: TokenOwner): { token: string; expiresInMs: number } {
+    if (owner.usage.tokens >= owner.maxTokens) {
+      throw new BufferdError(
+        'EMFILE',
+        `'${owner.name}' already has ${owner.usage.tokens} tokens in flight (maxTokens ${owner.maxTokens}, counted across all its connections until each is imported or expires)`,
+        { tokens: owner.usage.tokens, maxTokens: owner.maxTokens },
+      );
+    }
     const token = randomBytes(TOKEN_BYTES).toString('base64url');
     buffer.ref('inflight');
-    this.live.set(digest(token), { buffer, rights, expires: this.now() + ttlMs, from, fromName });
+    const t: InFlight = { id: digest(token), buffer, rights, key: this.now() + ttlMs, heapIndex: -1, from, fromName, owner };
+    this.live.set(t.id, t);
+    this.byExpiry.push(t);
+    owner.usage.tokens++;
     this.issued++;
     return { token, expiresInMs: ttlMs };
   }
 
-  /** Redeem a token once. ENOENT for unknown, used and expired alike. */
-  take(token: string): InFlight {
-    const key = digest(token);
-    const t = this.live.get(key);
-    if (t === undefined || t.expires <= this.now()) {
-      if (t !== undefined) this.expire(key, t);
+  /** Redeem a token once. ENOENT for unknown, used and expired alike. The caller drops its in-flight reference. */
+  take(token: string): { buffer: SharedBuffer; rights: number; from: number; fromName: string | null } {
+    const t = this.live.get(digest(token));
+    if (t === undefined || t.key <= this.now()) {
+      if (t !== undefined) this.expire(t);
       throw new BufferdError('ENOENT', 'no such token (tokens are single use and expire)');
     }
-    this.live.delete(key);
+    this.forget(t);
     this.imported++;
     return t;
   }
 
-  private expire(key: string, t: InFlight): void {
-    this.live.delete(key);
+  private forget(t: InFlight): void {
+    this.live.delete(t.id);
+    this.byExpiry.remove(t);
+    t.owner.usage.tokens--;
+  }
+
+  private expire(t: InFlight): void {
+    this.forget(t);
     this.expired++;
     t.buffer.unref('inflight');
   }
 
-  /** Release tokens whose time is up; returns how many. */
+  /** Release tokens whose time is up, earliest first; returns how many. */
   sweep(): number {
     const now = this.now();
     let n = 0;
-    for (const [k, t] of this.live) {
-      if (t.expires <= now) {
-        this.expire(k, t);
-        n++;
-      }
+    for (let t = this.byExpiry.peek(); t !== undefined && t.key <= now; t = this.byExpiry.peek()) {
+      this.expire(t);
+      n++;
     }
     return n;
   }
 
-  /** Earliest expiry, or null. */
+  /** Earliest expiry, or null. O(1). */
   nextExpiry(): number | null {
-    let d: number | null = null;
-    for (const t of this.live.values()) if (d === null || t.expires < d) d = t.expires;
-    return d;
+    return this.byExpiry.peek()?.key ?? null;
   }
 }

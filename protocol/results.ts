@@ -10,9 +10,16 @@ export interface ServerLimits {
   maxFrameBytes: number;
   /** Largest `data` the daemon accepts in one request, bytes. */
   maxDataBytes: number;
-  /** Handles one connection may hold. */
+  /** Handles, mappings and registrations one connection may hold together. */
   maxHandles: number;
+  /** Of those, slots kept for the connection's own use: handles it did not ask for never take them. */
+  reservedHandles: number;
+  /** Tokens the principal may have in flight at once (over all its connections). */
+  maxTokens: number;
 }
+
+/** Whom a client accepts handles from. */
+export type AcceptFrom = 'any' | 'none' | (number | string)[];
 
 export interface HelloResult {
   clientId: number;
@@ -23,8 +30,10 @@ export interface HelloResult {
   capabilities: string[];
   /** Who the client authenticated as: "anonymous", "cookie" (the local admin) or a token's name. */
   principal: string;
-  /** Byte quota, or null. */
+  /** Byte quota of the principal (shared by all its connections), or null. */
   maxBytes: number | null;
+  /** Whom this client accepts handles from (hello's `accept`, default "none"). */
+  accept: AcceptFrom;
 }
 
 export interface PingResult {
@@ -190,6 +199,7 @@ export interface Results {
   pools: { pools: PoolStatus[] };
   alloc: HandleInfo;
   info: HandleInfo;
+  accept: { accept: AcceptFrom };
   dup: { handle: number; rights: RightName[] };
   close: { handle: number; closed: true };
   send: { to: number; toName: string | null; rights: RightName[] };

@@ -129,10 +129,20 @@ export interface ClientStatus {
   /** "anonymous", "cookie" or a token name. */
   principal: string;
   capabilities: string[];
-  /** Quota use: usable bytes of live buffers allocated by this client's principal (shared by every connection of a token). */
+  /** Usable bytes of live buffers this client allocated. */
   bytes: number;
+  /** Its principal's quota use: usable bytes of live buffers allocated by all of the principal's connections (past ones included while their buffers live). */
+  principalBytes: number;
+  /** The principal's byte quota, or null. */
   maxBytes: number | null;
   connectedMs: number;
+  /** Mappings and registrations it holds (counted with handles against maxHandles). */
+  mappings: number;
+  registrations: number;
+  /** Whom it accepts handles from. */
+  accept: 'any' | 'none' | (number | string)[];
+  /** Violation and leak reports dropped because it was not reading. */
+  eventsDropped: number;
 }
 
 export interface DriverStatus {

@@ -28,6 +28,8 @@ export function map(ctx: DaemonContext, s: Session, req: RequestOf<'map'>): Resu
       { requested: req.cache, actual: policy },
     );
   }
+  // a mapping keeps the buffer alive like a handle: it takes a slot of maxHandles
+  table(s).hold('mappings');
   ctx.machine.touch(b.phys);
   b.ref('mappings');
   const id = s.nextMapping++;
@@ -38,6 +40,7 @@ export function map(ctx: DaemonContext, s: Session, req: RequestOf<'map'>): Resu
 export function unmap(_ctx: DaemonContext, s: Session, req: RequestOf<'unmap'>): ResultOf<'unmap'> {
   const m = mappingOf(s, req.mapping);
   s.mappings.delete(req.mapping);
+  table(s).release('mappings');
   m.buffer.unref('mappings');
   return { mapping: req.mapping, unmapped: true };
 }

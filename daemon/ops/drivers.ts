@@ -98,11 +98,23 @@ export function registrationInfo(r: Registration): RegistrationInfo {
 }
 
 export function register(ctx: DaemonContext, s: Session, req: RequestOf<'register'>): RegistrationInfo {
-  const h = table(s).get(req.handle);
+  const t = table(s);
+  const h = t.get(req.handle);
   const d = ctx.drivers.get(req.driver);
-  // a client driver gets its own handle on the buffer: make sure it has room before mapping anything
+  // the registration keeps the buffer alive after close(handle): it takes a slot of the registrant's maxHandles
+  t.ensureRoom();
+  // a client driver gets its own handle on the buffer, which it did not ask for: make sure it has room before mapping anything
   const owner = d.owner !== null ? ctx.clients.byId(d.owner) : undefined;
-  owner?.handles!.ensureRoom(`driver '${d.name}' (client ${d.owner})`);
+  if (owner !== undefined && owner !== s) owner.handles!.ensureRoom(`driver '${d.name}' (client ${d.owner})`, true);
+  if (owner === s) {
+    // its own driver: the registration and the driver's handle both take a slot
+    t.hold('registrations');
+    try {
+      t.ensureRoom();
+    } finally {
+      t.release('registrations');
+    }
+  }
   let r: Registration;
   try {
     r = ctx.drivers.register(d, h.buffer, s.id);
@@ -110,6 +122,7 @@ export function register(ctx: DaemonContext, s: Session, req: RequestOf<'registe
     if (e instanceof BufferdError) ctx.bus.publish('drivers', 'refuse', { driver: d.name, buffer: h.buffer.id, client: s.id, code: e.code, mismatches: e.details?.['mismatches'] ?? null });
     throw e;
   }
+  t.hold('registrations');
   ctx.coherency.mapped(r);
   ctx.bus.publish('drivers', 'register', { driver: d.name, buffer: h.buffer.id, client: s.id, deviceAddress: r.deviceAddress, bounced: r.pieces.some((p) => p.bounce) });
   if (owner !== undefined) {
@@ -137,6 +150,7 @@ export function dropRegistration(ctx: DaemonContext, r: Registration): void {
   const owner = d.owner !== null ? ctx.clients.byId(d.owner) : undefined;
   ctx.coherency.unmapping(r);
   ctx.drivers.unregister(r);
+  ctx.clients.byId(r.registrant)?.handles?.release('registrations');
   ctx.bus.publish('drivers', 'unregister', { driver: d.name, buffer: r.buffer.id });
   if (owner !== undefined && r.driverHandle !== null) {
     const t = owner.handles!;

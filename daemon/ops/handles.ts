@@ -3,14 +3,19 @@
  */
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
-import type { BufferListing, HandleInfo, RightName } from '../../protocol/results.js';
+import type { AcceptFrom, BufferListing, HandleInfo, RightName } from '../../protocol/results.js';
 import type { DaemonContext } from '../context.js';
 import type { Session } from '../clients.js';
 import { narrow, rightsList } from '../handles.js';
 import { DEFAULT_TOKEN_TTL_MS } from '../tokens.js';
 import { ADMIN, hasCapability } from '../auth.js';
 import { handleInfo } from './memory.js';
-import { handlesOf as table } from '../clients.js';
+import { handlesOf as table, accepts, acceptList, acceptPolicy } from '../clients.js';
+
+export function accept(_ctx: DaemonContext, s: Session, req: RequestOf<'accept'>): { accept: AcceptFrom } {
+  s.accept = acceptPolicy(req.from);
+  return { accept: acceptList(s.accept) };
+}
 
 export function dup(_ctx: DaemonContext, s: Session, req: RequestOf<'dup'>): { handle: number; rights: RightName[] } {
   const t = table(s);
@@ -23,6 +28,8 @@ export function close(_ctx: DaemonContext, s: Session, req: RequestOf<'close'>):
   table(s).close(req.handle);
   return { handle: req.handle, closed: true };
 }
+
+const describeAccept = (a: AcceptFrom): string => (a === 'any' ? 'any sender' : a === 'none' ? 'none' : `only ${a.join(', ')}`);
 
 /** The connected client named by id or name, or ENOENT. */
 function target(ctx: DaemonContext, to: number | string): Session {
@@ -37,8 +44,17 @@ export function send(ctx: DaemonContext, s: Session, req: RequestOf<'send'>): { 
   const h = table(s).need(req.handle, 'share');
   const rights = narrow(h, req.rights);
   const dest = target(ctx, req.to);
+  const who = `client ${dest.id}${dest.name !== null ? ` '${dest.name}'` : ''}`;
+  if (!accepts(dest, s)) {
+    // as with SCM_RIGHTS, receiving is the receiver's choice
+    throw new BufferdError(
+      'EPERM',
+      `${who} does not accept handles from client ${s.id}${s.name !== null ? ` '${s.name}'` : ''} (it accepts ${describeAccept(acceptList(dest.accept))}); the receiver must say whom it accepts from (hello {accept} or op 'accept')`,
+      { to: dest.id, accept: acceptList(dest.accept) },
+    );
+  }
   const dt = dest.handles!;
-  dt.ensureRoom(`client ${dest.id}${dest.name !== null ? ` '${dest.name}'` : ''}`);
+  dt.ensureRoom(who, true);
   const n = dt.open(h.buffer, rights);
   const phys = h.buffer.phys;
   dest.send({
@@ -63,7 +79,8 @@ export function exportHandle(
 ): { token: string; expiresInMs: number; rights: RightName[] } {
   const h = table(s).need(req.handle, 'share');
   const rights = narrow(h, req.rights);
-  const { token, expiresInMs } = ctx.tokens.export(h.buffer, rights, req.ttlMs ?? DEFAULT_TOKEN_TTL_MS, s.id, s.name);
+  const p = s.principal!;
+  const { token, expiresInMs } = ctx.tokens.export(h.buffer, rights, req.ttlMs ?? DEFAULT_TOKEN_TTL_MS, s.id, s.name, p);
   ctx.armTokens();
   ctx.bus.publish('handles', 'export', { buffer: h.buffer.id, from: s.id, fromName: s.name, expiresInMs });
   return { token, expiresInMs, rights: rightsList(rights) };

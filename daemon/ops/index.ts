@@ -32,6 +32,7 @@ export const HANDLERS: HandlerTable = {
   'hugepages.set': memory.hugepagesSet,
   write: memory.write,
   read: memory.read,
+  accept: handles.accept,
   dup: handles.dup,
   close: handles.close,
   send: handles.send,

@@ -94,8 +94,8 @@ function checkQuota(s: Session, usize: number): void {
   if (used + usize > quota) {
     throw new BufferdError(
       'EDQUOT',
-      `quota exceeded: ${formatSize(usize)} more would make ${formatSize(used + usize)} of the ${formatSize(quota)} allowed to '${s.principal!.name}' (maxBytes); ${formatSize(used)} in use`,
-      { quota, used, requested: usize },
+      `quota exceeded: ${formatSize(usize)} more would make ${formatSize(used + usize)} of the ${formatSize(quota)} allowed to '${s.principal!.name}' (maxBytes); ${formatSize(used)} in use. The quota is the principal's, shared by all its connections, and counts every live buffer its clients allocated, whatever keeps it alive (handles anywhere, tokens in flight, mappings, registrations)`,
+      { quota, used, requested: usize, principal: s.principal!.name },
     );
   }
 }

@@ -10,6 +10,7 @@ import type { Session } from '../clients.js';
 import { buildStatus } from '../status.js';
 import { maxDataBytes } from '../../protocol/frame.js';
 import { HandleTable } from '../handles.js';
+import { acceptList, acceptPolicy } from '../clients.js';
 
 export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): HelloResult {
   if (s.open) throw new BufferdError('EPROTO', 'hello was already done on this connection');
@@ -22,6 +23,7 @@ export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): 
   }
   const principal = ctx.auth.resolve(req.token);
   if (req.name !== undefined) {
+    ctx.auth.checkName(req.name, principal);
     const holder = ctx.clients.byName(req.name);
     if (holder !== undefined) {
       throw new BufferdError('EEXIST', `client name '${req.name}' is already used by client ${holder.id}`, { holder: holder.id });
@@ -31,6 +33,7 @@ export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): 
   s.principal = principal;
   s.capabilities = new Set(principal.capabilities);
   s.handles = new HandleTable(s.id, principal.maxHandles);
+  s.accept = acceptPolicy(req.accept ?? 'none');
   s.open = true;
   ctx.clients.add(s);
   s.log = s.log.child({ clientName: s.name, principal: principal.name });
@@ -45,9 +48,12 @@ export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): 
       maxFrameBytes: ctx.config.server.maxFrameBytes,
       maxDataBytes: maxDataBytes(ctx.config.server.maxFrameBytes),
       maxHandles: principal.maxHandles,
+      reservedHandles: s.handles.reserved,
+      maxTokens: principal.maxTokens,
     },
     principal: principal.name,
     maxBytes: principal.maxBytes,
+    accept: acceptList(s.accept),
     capabilities: [...s.capabilities].sort(),
   };
 }

@@ -13,6 +13,22 @@ const Right = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Lite
 });
 const Rights = Type.Array(Right, { maxItems: 3, uniqueItems: true, description: 'rights: "read", "write", "share"' });
 
+/** Whom a client accepts handles from: anyone, nobody, or these client ids and names. */
+export const AcceptFrom = Type.Union(
+  [
+    Type.Literal('any'),
+    Type.Literal('none'),
+    Type.Array(Type.Union([Uint({ description: 'client id' }), Name('client name')]), { minItems: 1, maxItems: 64, description: 'client ids and names' }),
+  ],
+  { description: '"any", "none", or an array of client ids (integers) and names (strings)' },
+);
+
+const AcceptRequest = request(
+  'accept',
+  { from: AcceptFrom },
+  'Say whom this client accepts handles from (`send`); until it does, nobody can send it one.',
+);
+
 const DupRequest = request('dup', { handle: Handle }, 'A new handle number for the same buffer, same rights.');
 
 const CloseRequest = request('close', { handle: Handle }, 'Close a handle; the buffer is freed when its last reference goes.');
@@ -53,6 +69,7 @@ const BuffersRequest = request(
 );
 
 export const HANDLE_REQUESTS = {
+  accept: AcceptRequest,
   dup: DupRequest,
   close: CloseRequest,
   send: SendRequest,

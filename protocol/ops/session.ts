@@ -3,6 +3,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { Name, Uint, request } from '../types.js';
+import { AcceptFrom } from './handles.js';
 
 const HelloRequest = request(
   'hello',
@@ -10,6 +11,7 @@ const HelloRequest = request(
     version: Uint({ description: 'protocol version spoken by the client' }),
     name: Type.Optional(Name('client name, unique among connected clients')),
     token: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'authentication token' })),
+    accept: Type.Optional(AcceptFrom),
   },
   'Open the session: must be the first request on a connection.',
 );

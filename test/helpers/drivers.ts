@@ -23,7 +23,8 @@ export async function spawnDeviceClient(t: Teardown, socket: string, name: strin
 
 /** A connection from the test process, disconnected at teardown (anonymous by default: no cookie). */
 export async function client(t: Teardown, socket: string, name: string, opts: Partial<ConnectOptions> = {}): Promise<BufferClient> {
-  const c = await connect({ socket, name, useCookie: false, ...opts });
+  // test clients play receivers: they accept handles from anyone unless told otherwise
+  const c = await connect({ socket, name, useCookie: false, accept: 'any', ...opts });
   t.teardown(() => c.disconnect());
   return c;
 }

@@ -31,7 +31,7 @@ const CONFIG = {
 
 type Teardown = { teardown(fn: () => unknown): void };
 async function client(t: Teardown, socket: string, opts: { name?: string; token?: string } = {}): Promise<BufferClient> {
-  const c = await connect({ socket, useCookie: false, ...opts });
+  const c = await connect({ socket, useCookie: false, accept: 'any', ...opts });
   t.teardown(() => c.disconnect());
   return c;
 }
@@ -129,18 +129,18 @@ t.test('quota: EDQUOT with the figures; closing frees quota again', async (t) =>
   const before = await q.status();
   let e = await rejection(q.alloc({ pool: 'default', size: 40 * KiB }));
   t.equal(e.code, 'EDQUOT');
-  t.same(e.details, { quota: 64 * KiB, used: 40 * KiB, requested: 40 * KiB });
+  t.same(e.details, { quota: 64 * KiB, used: 40 * KiB, requested: 40 * KiB, principal: 'small' });
   t.match(e.message, '64 KiB');
   t.match(e.message, '40 KiB in use');
   t.same((await q.status()).pools, before.pools, 'a refused alloc allocates nothing');
   e = await rejection(q.alloc({ pool: 'huge', size: 3 * MiB }));
-  t.same(e.details, { quota: 64 * KiB, used: 40 * KiB, requested: 4 * MiB }, 'requested counts usable bytes (whole hugepages)');
+  t.same(e.details, { quota: 64 * KiB, used: 40 * KiB, requested: 4 * MiB, principal: 'small' }, 'requested counts usable bytes (whole hugepages)');
   e = await rejection(q.alloc({ pool: 'default', size: 24 * KiB + 1 }));
   t.equal(e.details?.['requested'], 28 * KiB, 'the size class is what counts');
   const b = await q.alloc({ pool: 'default', size: 24 * KiB });
   let me = (await q.status()).clients.find((c) => c.name === 'quota')!;
   t.match(me, { principal: 'small', bytes: 64 * KiB, maxBytes: 64 * KiB });
-  t.same((await rejection(q.alloc({ pool: 'default', size: 1 }))).details, { quota: 64 * KiB, used: 64 * KiB, requested: 8 }, 'exactly full');
+  t.same((await rejection(q.alloc({ pool: 'default', size: 1 }))).details, { quota: 64 * KiB, used: 64 * KiB, requested: 8, principal: 'small' }, 'exactly full');
 
   await q.close(a.handle);
   me = (await q.status()).clients.find((c) => c.name === 'quota')!;

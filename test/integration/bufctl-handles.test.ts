@@ -18,7 +18,7 @@ const CONFIG = {
 const MiB = 2 ** 20;
 
 async function client(t: { teardown(fn: () => unknown): void }, socket: string, name: string, token?: string): Promise<BufferClient> {
-  const c = await connect(token === undefined ? { socket, name, useCookie: false } : { socket, name, token });
+  const c = await connect(token === undefined ? { socket, name, useCookie: false, accept: 'any' } : { socket, name, token, accept: 'any' });
   t.teardown(() => c.disconnect());
   return c;
 }
@@ -124,20 +124,21 @@ t.test('bufctl clients: principal, handles, bytes, quota, capabilities', async (
 
   const human = await bufctl(d.socket, 'clients');
   t.equal(human.code, 0, human.stderr);
-  t.match(human.stdout, /ID\s+NAME\s+PRINCIPAL\s+HANDLES\s+BYTES\s+QUOTA\s+CONNECTED\s+CAPABILITIES/);
+  t.match(human.stdout, /ID\s+NAME\s+PRINCIPAL\s+HANDLES\s+BYTES\s+PRINCIPAL BYTES\s+QUOTA\s+CONNECTED\s+CAPABILITIES/);
   const line = (name: string) => human.stdout.split('\n').find((l) => new RegExp(`^\\s+\\d+\\s+${name}\\s`).test(l));
-  t.match(line('alpha'), /alpha\s+anonymous\s+2\s+10 KiB\s+-\s+\d+s\s+alloc:uncached,alloc:writecombine,driver$/);
-  t.match(line('cam'), /cam\s+camera\s+1\s+4 MiB\s+16 MiB\s+\d+s\s+alloc:writecombine$/);
-  t.match(line('proc'), /proc\s+anonymous\s+1\s+112 B\s+-/);
-  t.match(line('bufctl:\\d+'), /bufctl:\d+\s+cookie\s+0\s+0 B\s+-\s+\d+s\s+admin$/, 'bufctl itself, admin through the cookie');
+  // BYTES is the client's own; PRINCIPAL BYTES the principal's quota use (alpha and proc are both anonymous)
+  t.match(line('alpha'), /alpha\s+anonymous\s+2\s+10 KiB\s+10\.1 KiB\s+-\s+\d+s\s+alloc:uncached,alloc:writecombine,driver$/);
+  t.match(line('cam'), /cam\s+camera\s+1\s+4 MiB\s+4 MiB\s+16 MiB\s+\d+s\s+alloc:writecombine$/);
+  t.match(line('proc'), /proc\s+anonymous\s+1\s+112 B\s+10\.1 KiB\s+-/);
+  t.match(line('bufctl:\\d+'), /bufctl:\d+\s+cookie\s+0\s+0 B\s+0 B\s+-\s+\d+s\s+admin$/, 'bufctl itself, admin through the cookie');
 
   const js = await bufctl(d.socket, 'clients', '--json');
   t.equal(js.code, 0);
   const cs = JSON.parse(js.stdout) as ClientStatus[];
   const by = (n: string) => cs.find((c) => c.name === n)!;
-  t.match(by('alpha'), { id: alpha.id, principal: 'anonymous', handles: 2, bytes: 10_240, maxBytes: null, capabilities: ['alloc:uncached', 'alloc:writecombine', 'driver'] });
-  t.match(by('cam'), { id: cam.id, principal: 'camera', handles: 1, bytes: 4 * MiB, maxBytes: 16 * MiB, capabilities: ['alloc:writecombine'] });
-  t.match(by('proc'), { id: proc.id, principal: 'anonymous', handles: 1, bytes: 112 });
+  t.match(by('alpha'), { id: alpha.id, principal: 'anonymous', handles: 2, bytes: 10_240, principalBytes: 10_352, maxBytes: null, capabilities: ['alloc:uncached', 'alloc:writecombine', 'driver'] });
+  t.match(by('cam'), { id: cam.id, principal: 'camera', handles: 1, bytes: 4 * MiB, principalBytes: 4 * MiB, maxBytes: 16 * MiB, capabilities: ['alloc:writecombine'] });
+  t.match(by('proc'), { id: proc.id, principal: 'anonymous', handles: 1, bytes: 112, principalBytes: 10_352 });
   t.ok(cs.some((c) => /^bufctl:\d+$/.test(c.name ?? '') && c.principal === 'cookie'));
   t.ok(cs.every((c) => typeof c.connectedMs === 'number'));
 });

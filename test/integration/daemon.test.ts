@@ -3,7 +3,7 @@
  * socket acquisition, shutdown, command line.
  */
 import t from 'tap';
-import { statSync, existsSync, writeFileSync } from 'node:fs';
+import { statSync, existsSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon, runNode, DAEMON, tempDir } from '../helpers/daemon.js';
 import { RawClient } from '../helpers/raw.js';
@@ -111,6 +111,34 @@ t.test('a path that is not a socket is never removed', async (t) => {
   t.equal(r.code, 1);
   t.match(r.stderr, 'exists and is not a socket');
   t.ok(existsSync(path));
+});
+
+t.test('a cookie path holding something that is not a cookie of ours is refused, never replaced', async (t) => {
+  const { symlinkSync } = await import('node:fs');
+  const dir = tempDir(t);
+  const path = join(dir, 'b.sock');
+  const cookie = join(dir, '.b.sock.cookie');
+  writeFileSync(cookie, 'precious\n', { mode: 0o600 });
+  let r = await runNode([DAEMON, '--socket', path]);
+  t.equal(r.code, 1, 'a foreign file: exit 1');
+  t.match(r.stderr, `${cookie} exists and is not a bufferd cookie (it does not hold a cookie (64 hex digits and a newline)); refusing to replace it`);
+  t.equal(readFileSync(cookie, 'utf8'), 'precious\n', 'untouched');
+  t.notOk(existsSync(path), 'and the socket it had bound is gone again');
+  const target = join(dir, 'target');
+  writeFileSync(target, 'victim\n');
+  rmSync(cookie);
+  symlinkSync(target, cookie);
+  r = await runNode([DAEMON, '--socket', path]);
+  t.equal(r.code, 1, 'a symlink: exit 1');
+  t.match(r.stderr, 'it is a symbolic link');
+  t.equal(readFileSync(target, 'utf8'), 'victim\n', 'nothing written through the link');
+  // a dead daemon's cookie is replaced
+  rmSync(cookie);
+  writeFileSync(cookie, `${'0'.repeat(64)}\n`, { mode: 0o600 });
+  const d = await startDaemon(t, { socket: path });
+  t.not(readFileSync(cookie, 'utf8'), `${'0'.repeat(64)}\n`, "a dead daemon's cookie is replaced");
+  await d.stop('SIGTERM');
+  t.notOk(existsSync(cookie), 'and removed at exit');
 });
 
 t.test('SIGTERM: shutdown event, in-flight answered, socket removed, exit 0', async (t) => {

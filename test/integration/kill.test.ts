@@ -20,7 +20,7 @@ const present = (st: Status) => ({
 t.test('SIGKILL a client holding 1,000 handles: back to the baseline, others unaffected', async (t) => {
   // the embedded default machine: empty chunks decay after 10 s, so only a
   // dead client's arena being dropped can bring the pools back in time
-  const d = await startDaemon(t, { logLevel: 'info' });
+  const d = await startDaemon(t, { logLevel: 'debug' });
   const obs = await connect({ socket: d.socket, name: 'observer', useCookie: false });
   t.teardown(() => obs.disconnect());
   // the observer's own long-lived buffer: its arena chunk stays while it churns
@@ -113,7 +113,7 @@ t.test('SIGKILL a client holding 1,000 handles: back to the baseline, others una
   await obs.close(after.handle);
   t.same(present(await obs.status()), present(base), 'and leaves nothing behind');
   await obs.close(shared.handle);
-  t.ok(d.logs.some((l) => l['event'] === 'disconnect' && l['clientName'] === 'hoarder'), 'the daemon logged the disconnect');
+  t.ok(d.logs.some((l) => l['event'] === 'disconnect' && l['clientName'] === 'hoarder'), 'the daemon logged the disconnect (debug)');
   const again = await connect({ socket: d.socket, name: 'hoarder', useCookie: false });
   t.equal(again.session.name, 'hoarder', "the dead client's name is free again");
   t.equal((await again.alloc({ pool: 'default', size: 10 })).handle, 0, 'a new client starts with a fresh table');

@@ -155,3 +155,19 @@ t.test('sockets that never say hello are closed after helloTimeoutMs, and cannot
   t.ok(await c.ping(), 'the client with a session is still served');
   await c.disconnect();
 });
+
+t.test('a client that never reads cannot hold up shutdown', async (t) => {
+  const d = await startDaemon(t, { logLevel: 'info', config: { ...DEFAULT_MACHINE, server: { ...DEFAULT_MACHINE.server, shutdownTimeoutMs: 1000 } } });
+  const r = await RawClient.open(d.socket);
+  const a = await r.call({ id: 1, op: 'alloc', pool: 'default', size: 4 * MiB });
+  const h = (a['result'] as { handle: number }).handle;
+  r.sock.pause();
+  r.sock.write(Buffer.concat(Array.from({ length: 50 }, (_, i) => encodeFrame({ id: 10 + i, op: 'read', handle: h, offset: 0, length: 4 * MiB - 2048 }))));
+  await sleep(500);
+  const t0 = performance.now();
+  const exit = await d.stop('SIGTERM');
+  const took = performance.now() - t0;
+  t.equal(exit.code, 0, 'clean exit');
+  t.ok(took < 1000 + 1500, `stopped ${Math.round(took)} ms after SIGTERM (shutdownTimeoutMs 1000)`);
+  r.sock.destroy();
+});

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Authenticator, AuthError, readTokenFile, hasCapability, requireCapability, ADMIN, type AuthConfig, type TokenSpec } from '../../daemon/auth.js';
 import { buildConfig, loadConfig, ConfigError } from '../../daemon/config.js';
@@ -12,16 +12,19 @@ const SECRET_B = 'bravo-secret-0123456789';
 
 function authCfg(over: Partial<AuthConfig> = {}): AuthConfig {
   return {
-    anonymous: { capabilities: ['alloc:uncached'], maxBytes: 1 << 20, maxHandles: null },
+    anonymous: { capabilities: ['alloc:uncached'], maxBytes: 1 << 20, maxHandles: null, maxTokens: null },
     tokens: [
-      { name: 'alpha', secret: SECRET_A, capabilities: ['driver'], maxBytes: null, maxHandles: 7 },
-      { name: 'bravo', secret: SECRET_B, capabilities: [ADMIN], maxBytes: 4096, maxHandles: null },
+      { name: 'alpha', secret: SECRET_A, capabilities: ['driver'], maxBytes: null, maxHandles: 7, maxTokens: 3 },
+      { name: 'bravo', secret: SECRET_B, capabilities: [ADMIN], maxBytes: 4096, maxHandles: null, maxTokens: null },
     ],
     tokenFile: null,
     cookie: true,
+    names: {},
     ...over,
   };
 }
+
+const lim = (maxHandles: number, maxTokens = 4096) => ({ maxHandles, maxTokens });
 
 function fail(fn: () => unknown): Error {
   try {
@@ -44,13 +47,13 @@ function withTokenFile(t: Test, tokenFile: string, mode: number, rel = 'tokens.j
 }
 
 t.test('anonymous and config tokens resolve to their principals', async (t) => {
-  const a = new Authenticator(authCfg(), 1024);
+  const a = new Authenticator(authCfg(), lim(1024));
   const anon = a.resolve(undefined);
   t.equal(anon.name, 'anonymous');
   t.same([...anon.capabilities], ['alloc:uncached']);
   t.equal(anon.maxBytes, 1 << 20);
   t.equal(anon.maxHandles, 1024, 'maxHandles defaults to the limits figure');
-  t.equal(new Authenticator(authCfg({ anonymous: { capabilities: [], maxBytes: null, maxHandles: 3 } }), 1024).resolve(undefined).maxHandles, 3);
+  t.equal(new Authenticator(authCfg({ anonymous: { capabilities: [], maxBytes: null, maxHandles: 3, maxTokens: null } }), lim(1024)).resolve(undefined).maxHandles, 3);
   const alpha = a.resolve(SECRET_A);
   t.equal(alpha.name, 'alpha');
   t.same([...alpha.capabilities], ['driver']);
@@ -66,7 +69,7 @@ t.test('anonymous and config tokens resolve to their principals', async (t) => {
     t.match(e.message, 'unknown token');
     t.notMatch(e.message, bad || 'x-never', 'the message does not echo the token');
   }
-  const f = new Authenticator(authCfg({ tokens: [] }), 64, [{ name: 'file', secret: 'file-secret-0123456789', capabilities: ['x'], maxBytes: null, maxHandles: null }]);
+  const f = new Authenticator(authCfg({ tokens: [] }), lim(64), [{ name: 'file', secret: 'file-secret-0123456789', capabilities: ['x'], maxBytes: null, maxHandles: null, maxTokens: null }]);
   t.equal(f.resolve('file-secret-0123456789').name, 'file', 'token-file tokens resolve too');
   t.equal(f.resolve('file-secret-0123456789').maxHandles, 64);
   t.notOk(JSON.stringify([...(f as any).bySecret.keys()]).includes('file-secret'), 'only digests are kept');
@@ -100,8 +103,8 @@ t.test('a token file named in the config, relative to the config file', async (t
   const cfg = withTokenFile(t, good, 0o600);
   const c = loadConfig(cfg);
   t.equal(c.auth.tokenFile, join(cfg, '..', 'tokens.json'), 'resolved against the config file directory');
-  t.same(c.fileTokens, [{ name: 'ci', secret: 'ci-secret-0123456789', capabilities: ['driver'], maxBytes: 1 << 20, maxHandles: 5 }]);
-  const a = new Authenticator(c.auth, c.limits.maxHandles, c.fileTokens);
+  t.same(c.fileTokens, [{ name: 'ci', secret: 'ci-secret-0123456789', capabilities: ['driver'], maxBytes: 1 << 20, maxHandles: 5, maxTokens: null }]);
+  const a = new Authenticator(c.auth, c.limits, c.fileTokens);
   t.equal(a.resolve('ci-secret-0123456789').maxBytes, 1 << 20);
 
   for (const mode of [0o640, 0o644]) {
@@ -141,7 +144,7 @@ t.test('token file schema errors describe what is expected', async (t) => {
   const msg = fail(() => loadConfig(cfg)).message;
   t.notMatch(msg, 'field not allowed', 'a field the schema has is not "not allowed"');
   const cfg2 = withTokenFile(t, JSON.stringify({ tokens: [{ name: 'a', secret: SECRET_A, capabilities: [], colour: 1 }] }), 0o600);
-  t.match(fail(() => loadConfig(cfg2)).message, 'allowed here: name, secret, capabilities, maxBytes, maxHandles');
+  t.match(fail(() => loadConfig(cfg2)).message, 'allowed here: name, secret, capabilities, maxBytes, maxHandles, maxTokens');
 });
 
 t.test('duplicate token names in the config are refused, naming the path', async (t) => {
@@ -167,10 +170,11 @@ t.test('duplicate token names in a token file are refused', async (t) => {
 t.test('the admin cookie', async (t) => {
   const dir = t.testdir({});
   const p = join(dir, 'bufferd.sock.cookie');
-  writeFileSync(p, 'stale\n', { mode: 0o644 });
-  const a = new Authenticator(authCfg(), 1024);
+  // a dead daemon's cookie: ours, 0600, one cookie line
+  writeFileSync(p, `${'ab'.repeat(32)}\n`, { mode: 0o600 });
+  const a = new Authenticator(authCfg(), lim(1024));
   t.equal(a.writeCookie(p), p);
-  t.equal(statSync(p).mode & 0o777, 0o600, 'mode 0600 even over an existing file');
+  t.equal(statSync(p).mode & 0o777, 0o600, 'mode 0600');
   const text = readFileSync(p, 'utf8');
   t.match(text, /^[0-9a-f]{64}\n$/);
   const secret = text.trim();
@@ -179,8 +183,8 @@ t.test('the admin cookie', async (t) => {
   t.same([...who.capabilities], [ADMIN]);
   t.equal(who.maxBytes, null);
   t.equal(who.maxHandles, 1024);
-  t.equal(fail(() => a.resolve('stale')).name, 'BufferdError');
-  const b = new Authenticator(authCfg(), 1024);
+  t.equal(fail(() => a.resolve('ab'.repeat(32))).name, 'BufferdError', "the dead daemon's secret is void");
+  const b = new Authenticator(authCfg(), lim(1024));
   const p2 = join(dir, 'other.cookie');
   b.writeCookie(p2);
   t.not(readFileSync(p2, 'utf8'), text, 'every cookie is fresh');
@@ -188,7 +192,7 @@ t.test('the admin cookie', async (t) => {
   a.removeCookie();
   t.notOk(existsSync(p), 'removeCookie deletes the file');
   t.doesNotThrow(() => a.removeCookie(), 'twice is harmless');
-  t.doesNotThrow(() => new Authenticator(authCfg(), 1).removeCookie(), 'without a cookie is harmless');
+  t.doesNotThrow(() => new Authenticator(authCfg(), lim(1)).removeCookie(), 'without a cookie is harmless');
   b.removeCookie();
   t.notOk(existsSync(p2));
 });
@@ -220,14 +224,14 @@ t.test('config: auth defaults and the default machine', async (t) => {
   const c = base();
   delete c.auth;
   const none = buildConfig(c, 'test');
-  t.same(none.auth, { anonymous: { capabilities: [], maxBytes: null, maxHandles: null }, tokens: [], tokenFile: null, cookie: true });
-  const anon = new Authenticator(none.auth, none.limits.maxHandles).resolve(undefined);
+  t.same(none.auth, { anonymous: { capabilities: [], maxBytes: null, maxHandles: null, maxTokens: null }, tokens: [], tokenFile: null, cookie: true, names: {} });
+  const anon = new Authenticator(none.auth, none.limits).resolve(undefined);
   t.equal(anon.capabilities.size, 0);
   t.equal(anon.maxHandles, 1024);
   const q = base();
   q.auth = { anonymous: { capabilities: [], maxBytes: '64M', maxHandles: 8 }, cookie: false };
   const qc = buildConfig(q, 'test');
-  t.same(qc.auth.anonymous, { capabilities: [], maxBytes: 64 << 20, maxHandles: 8 });
+  t.same(qc.auth.anonymous, { capabilities: [], maxBytes: 64 << 20, maxHandles: 8, maxTokens: null });
   t.equal(qc.auth.cookie, false);
   q.auth.anonymous.capabilities = ['Bad!'];
   t.match(fail(() => buildConfig(q, 'test')).message, 'config /auth/anonymous/capabilities/0');
@@ -245,7 +249,7 @@ t.test('two tokens may not share a secret', async (t) => {
 
 t.test('a removed or replaced cookie stops authenticating at once', async (t) => {
   const dir = t.testdir({});
-  const a = new Authenticator({ anonymous: { capabilities: [], maxBytes: null, maxHandles: null }, tokens: [], tokenFile: null, cookie: true }, 16);
+  const a = new Authenticator({ anonymous: { capabilities: [], maxBytes: null, maxHandles: null, maxTokens: null }, tokens: [], tokenFile: null, cookie: true, names: {} }, lim(16));
   const first = a.writeCookie(`${dir}/.s.cookie`);
   const s1 = readFileSync(first, 'utf8').trim();
   t.equal(a.resolve(s1).name, 'cookie');
@@ -256,4 +260,76 @@ t.test('a removed or replaced cookie stops authenticating at once', async (t) =>
   t.equal(a.resolve(s2).name, 'cookie');
   a.removeCookie();
   t.equal((fail(() => a.resolve(s2)) as BufferdError).code, 'EPERM', 'a removed cookie is void');
+});
+
+t.test('quota use belongs to the principal: shared by its connections, all anonymous ones too, and kept across a reload', async (t) => {
+  const a = new Authenticator(authCfg(), lim(1024, 100));
+  const anon1 = a.resolve(undefined);
+  const anon2 = a.resolve(undefined);
+  t.equal(anon1.usage, anon2.usage, 'two anonymous connections: one quota');
+  t.equal(anon1.maxTokens, 100, 'maxTokens defaults to the limits figure');
+  t.equal(a.resolve(SECRET_A).maxTokens, 3);
+  anon1.usage.bytes += 4096;
+  a.resolve(SECRET_A).usage.tokens += 2;
+  a.reload(authCfg({ anonymous: { capabilities: [], maxBytes: 10, maxHandles: null, maxTokens: null } }), []);
+  t.equal(a.resolve(undefined).usage.bytes, 4096, 'a reload does not reset what is in use');
+  t.equal(a.resolve(undefined).maxBytes, 10, 'but applies the new limits');
+  t.equal(a.resolve(SECRET_A).usage.tokens, 2);
+  t.not(a.resolve(SECRET_A).usage, a.resolve(SECRET_B).usage, 'principals do not share');
+});
+
+t.test('auth.names binds client names to principals', async (t) => {
+  const a = new Authenticator(authCfg({ names: { decoder: ['alpha'], display: ['alpha', 'anonymous'] } }), lim(1024));
+  t.doesNotThrow(() => a.checkName('decoder', a.resolve(SECRET_A)));
+  const e = fail(() => a.checkName('decoder', a.resolve(undefined))) as BufferdError;
+  t.equal(e.code, 'EPERM');
+  t.equal(e.message, "client name 'decoder' is reserved for 'alpha' (auth.names); this client is 'anonymous'");
+  t.same(e.details, { name: 'decoder', principals: ['alpha'] });
+  t.equal((fail(() => a.checkName('decoder', a.resolve(SECRET_B))) as BufferdError).code, 'EPERM', 'even an admin token');
+  t.doesNotThrow(() => a.checkName('display', a.resolve(undefined)));
+  t.doesNotThrow(() => a.checkName('anything-else', a.resolve(undefined)), 'unbound names stay first come, first served');
+  t.doesNotThrow(() => a.checkName('constructor', a.resolve(undefined)), 'no prototype names');
+
+  const c = base();
+  c.auth.tokens = [{ name: 'dec', secret: SECRET_A, capabilities: [] }];
+  c.auth.names = { decoder: 'dec', display: ['dec', 'cookie'] };
+  t.same(buildConfig(c, 'test').auth.names, { decoder: ['dec'], display: ['dec', 'cookie'] }, 'a string is a list of one');
+  c.auth.names = { decoder: 'nobody' };
+  t.equal(fail(() => buildConfig(c, 'test')).message, "config /auth/names/decoder: no principal 'nobody' (expected a token name from auth.tokens or the token file, 'cookie' or 'anonymous')");
+  c.auth.names = { 'bad name!': 'dec' };
+  t.match(fail(() => buildConfig(c, 'test')).message, 'config /auth/names');
+  for (const reserved of ['anonymous', 'cookie']) {
+    const r = base();
+    r.auth.tokens = [{ name: reserved, secret: SECRET_A, capabilities: [] }];
+    t.equal(fail(() => buildConfig(r, 'test')).message, `config /auth/tokens/0/name: '${reserved}' is the name of a built-in principal; choose another token name`);
+  }
+});
+
+t.test('the cookie path: only a dead daemon\'s cookie is replaced; symlinks and foreign files are refused', async (t) => {
+  const dir = t.testdir({ target: 'precious\n' });
+  const a = new Authenticator(authCfg(), lim(16));
+  const cases: [string, () => void, string][] = [
+    ['a regular file with other content', () => writeFileSync(join(dir, 'c1'), 'precious data\n', { mode: 0o600 }), 'it does not hold a cookie (64 hex digits and a newline)'],
+    ['a cookie line with mode 0644', () => writeFileSync(join(dir, 'c2'), `${'cd'.repeat(32)}\n`, { mode: 0o644 }), 'its mode is 0644, not 0600'],
+    ['a symlink', () => symlinkSync(join(dir, 'target'), join(dir, 'c3')), 'it is a symbolic link'],
+    ['a directory', () => mkdirSync(join(dir, 'c4')), 'it is not a regular file'],
+  ];
+  for (const [i, [what, make, why]] of cases.entries()) {
+    make();
+    const p = join(dir, `c${i + 1}`);
+    const e = fail(() => a.writeCookie(p));
+    t.equal(e.name, 'CookieRefused', what);
+    t.equal(e.message, `${p} exists and is not a bufferd cookie (${why}); refusing to replace it`);
+  }
+  t.equal(readFileSync(join(dir, 'target'), 'utf8'), 'precious\n', 'nothing was written through the symlink');
+  t.equal(readFileSync(join(dir, 'c1'), 'utf8'), 'precious data\n', 'the foreign file is untouched');
+  // removal only takes the file that was written
+  const p = join(dir, 'mine');
+  a.writeCookie(p);
+  writeFileSync(join(dir, 'other'), 'x');
+  const { renameSync } = await import('node:fs');
+  renameSync(join(dir, 'other'), p); // someone replaced it
+  a.removeCookie();
+  t.ok(existsSync(p), 'a file that replaced the cookie is not removed');
+  t.same(readFileSync(p, 'utf8'), 'x');
 });

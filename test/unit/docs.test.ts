@@ -41,10 +41,11 @@ t.test('the example frames are exactly what the encoder produces', async (t) => 
         name: 'demo',
         protocolVersion: 1,
         server: { name: 'bufferd', version: '0.1.0', pid: 4242 },
-        limits: { maxFrameBytes: 4194304, maxDataBytes: 4193280, maxHandles: 1024 },
+        limits: { maxFrameBytes: 4194304, maxDataBytes: 4193280, maxHandles: 1024, reservedHandles: 16, maxTokens: 4096 },
         capabilities: ['alloc:uncached', 'alloc:writecombine', 'driver'],
         principal: 'anonymous',
         maxBytes: null,
+        accept: 'none',
       },
     },
   ];

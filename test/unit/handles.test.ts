@@ -120,8 +120,8 @@ t.test('EMFILE at maxHandles, with the figures in message and details', async (t
   for (let i = 0; i < 3; i++) tab.open(b, R_ALL);
   const e = errorOf(() => tab.open(b, R_ALL));
   t.equal(e.code, 'EMFILE');
-  t.match(e.message, 'this connection already holds 3 handles (maxHandles 3)');
-  t.same(e.details, { handles: 3, maxHandles: 3 });
+  t.match(e.message, 'this connection already holds 3 handles (maxHandles 3 counts handles, mappings and registrations)');
+  t.same(e.details, { handles: 3, mappings: 0, registrations: 0, maxHandles: 3 });
   t.equal(b.refs.handles, 3, 'a refused open takes no reference');
   t.equal(b.holders.get(1), 3);
   t.equal(tab.count, 3);
@@ -131,7 +131,37 @@ t.test('EMFILE at maxHandles, with the figures in message and details', async (t
   t.doesNotThrow(() => tab.ensureRoom());
   t.equal(tab.open(b, R_ALL).fd, 1);
   const zero = new HandleTable(1, 0);
-  t.same(errorOf(() => zero.open(b, R_ALL)).details, { handles: 0, maxHandles: 0 });
+  t.same(errorOf(() => zero.open(b, R_ALL)).details, { handles: 0, mappings: 0, registrations: 0, maxHandles: 0 });
+});
+
+t.test('mappings and registrations take slots of maxHandles; incoming handles leave the reserve free', async (t) => {
+  const b = buf(1, []);
+  const tab = new HandleTable(1, 8);
+  t.equal(tab.reserved, 2, 'a quarter of a small table, at most 16');
+  t.equal(new HandleTable(1, 1024).reserved, 16);
+  tab.open(b, R_ALL);
+  tab.hold('mappings');
+  tab.hold('mappings');
+  tab.hold('registrations');
+  t.equal(tab.used, 4);
+  tab.open(b, R_ALL);
+  tab.open(b, R_ALL);
+  // 6 of 8 used: the last 2 are the reserve
+  const inc = errorOf(() => tab.ensureRoom("client 1 'victim'", true));
+  t.equal(inc.code, 'EMFILE');
+  t.equal(inc.message, "client 1 'victim' already holds 6 slots (3 handles, 2 mappings, 1 registrations) of maxHandles 8; its last 2 slots are kept for its own use, and a handle it did not ask for may not take them");
+  t.same(inc.details, { handles: 3, mappings: 2, registrations: 1, maxHandles: 8, reserved: 2 });
+  t.doesNotThrow(() => tab.ensureRoom(), 'its own allocations may use the reserve');
+  tab.open(b, R_ALL);
+  tab.hold('mappings');
+  const full = errorOf(() => tab.hold('registrations'));
+  t.equal(full.message, 'this connection already holds 8 slots (4 handles, 3 mappings, 1 registrations) (maxHandles 8 counts handles, mappings and registrations)');
+  tab.release('mappings');
+  t.doesNotThrow(() => tab.hold('registrations'));
+  tab.release('registrations');
+  tab.release('registrations');
+  tab.release('registrations');
+  t.equal(tab.held.registrations, 0, 'release never goes below zero');
 });
 
 t.test('several handles on one buffer: one handle reference each, holders counted per owner', async (t) => {
