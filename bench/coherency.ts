@@ -25,6 +25,14 @@
  *    Client round trip included (a ping's p50 is shown for reference: for
  *    4 KiB the round trip dominates, so the 64 MiB / 4 KiB ratio sits well
  *    below the 16384 × of the line counts). Median of the repetitions.
+ *
+ * 3. bystander: a client pings without pause while another loops over a
+ *    512 MiB write-back buffer registered with the built-in non-coherent
+ *    'video' device: sync start(rw) / sync end(rw) / device.fill of all of
+ *    it. pingP99Ms against the same pinger on an idle daemon (baseline
+ *    'idle'): long work runs in slices, so a bystander waits at most a
+ *    slice, not a whole 512 MiB operation. Also the worst ping and the
+ *    time each long op took for the client that asked.
  */
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
@@ -183,6 +191,57 @@ async function syncBench(rep: Reporter, s: Side, quick: boolean): Promise<string
   return `lines: 64 vs ${big.cleaned}; ping p50 ${median(pings).toFixed(1)} us (round trip included in every sync figure)`;
 }
 
+/** Ping p99 of a client while another loops over a big buffer (see 3. above), against the same on an idle daemon. */
+async function bystander(rep: Reporter, quick: boolean): Promise<void> {
+  const daemon = await startDaemon(DEFAULT_MACHINE);
+  try {
+    const by = await connect({ socket: daemon.socket, name: 'bystander', useCookie: false });
+    const worker = await connect({ socket: daemon.socket, name: 'worker', useCookie: false });
+    const size = (quick ? 128 : 512) * MiB;
+    const ms = quick ? 1500 : 6000;
+    const pings = async (untilMs: number): Promise<number[]> => {
+      const out: number[] = [];
+      const end = performance.now() + untilMs;
+      while (performance.now() < end) {
+        const t0 = performance.now();
+        await by.ping();
+        out.push(performance.now() - t0);
+      }
+      return out.sort((a, b) => a - b);
+    };
+    const p99 = (xs: number[]) => xs[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))]!;
+    const idle = await pings(ms);
+    const h = (await worker.alloc({ pool: 'default', size })).handle;
+    await worker.register(h, 'video');
+    const opMs: Record<string, number[]> = { sync: [], fill: [] };
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        let t0 = performance.now();
+        await worker.sync(h, { phase: 'start', access: 'rw' });
+        await worker.sync(h, { phase: 'end', access: 'rw' });
+        opMs['sync']!.push(performance.now() - t0);
+        t0 = performance.now();
+        await worker.device.fill('video', h, 0, size, 0x5a);
+        opMs['fill']!.push(performance.now() - t0);
+      }
+    })();
+    const busy = await pings(ms);
+    stop = true;
+    await load;
+    rep.figure('idle', 'pingP99Ms', p99(idle), 'ms');
+    rep.figure('idle', 'pingMaxMs', idle[idle.length - 1]!, 'ms');
+    rep.figure('bystander', 'pingP99Ms', p99(busy), 'ms', { name: 'idle', value: p99(idle) });
+    rep.figure('bystander', 'pingMaxMs', busy[busy.length - 1]!, 'ms', { name: 'idle', value: idle[idle.length - 1]! });
+    rep.figure('bystander', 'syncPairMs', median(opMs['sync']!), 'ms');
+    rep.figure('bystander', 'fillMs', median(opMs['fill']!.length > 0 ? opMs['fill']! : [0]), 'ms');
+    await worker.disconnect();
+    await by.disconnect();
+  } finally {
+    await daemon.stop();
+  }
+}
+
 export async function run(args: { quick: boolean }): Promise<Reporter> {
   const rep = new Reporter('coherency');
   const sides: Side[] = [];
@@ -190,6 +249,7 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
     for (const m of MODES) sides.push(await side(m));
     const t = await throughput(rep, sides, args.quick);
     const s = await syncBench(rep, sides.find((x) => x.mode === 'warn')!, args.quick);
+    await bystander(rep, args.quick);
     rep.table(
       `coherency: synced CPU write/read of a 16 MiB write-back buffer registered with a non-coherent driver, per checker mode (ratio = mode / off; unregistered = no ownership, mode off); ${t}\n` +
         `sync cost in mode warn, median (ratio = 64 MiB / 4 KiB); ${s}`,

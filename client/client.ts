@@ -291,8 +291,15 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
   }
 
   /** Live buffers and who holds them (all for admins, those this client holds otherwise). */
-  buffers(opts: { client?: number; pool?: string } = {}): Promise<{ buffers: BufferListing[] }> {
-    return this.request('buffers', opts);
+  async buffers(opts: { client?: number; pool?: string } = {}): Promise<{ buffers: BufferListing[] }> {
+    // the daemon answers a page at a time (at most 10,000 buffers): gather them all
+    const all: BufferListing[] = [];
+    for (let after: number | undefined; ; ) {
+      const page = await this.request('buffers', { ...opts, ...(after !== undefined ? { after } : {}), limit: 10_000 });
+      all.push(...page.buffers);
+      if (!page.more || page.buffers.length === 0) return { buffers: all };
+      after = page.buffers[page.buffers.length - 1]!.buffer;
+    }
   }
 
   /** Resize a hugepage pool (size in bytes: 2 MiB or 1 GiB). */

@@ -46,8 +46,14 @@ export interface CacheStats {
 }
 
 interface CPage {
+  /** Line states; shared (copy on first change) while `own` is false. */
   state: Uint8Array;
+  own: boolean;
   data: Uint8Array | null;
+  /** Lines not ABSENT, lines holding a kept copy (CLEAN or DIRTY), DIRTY lines: whole pages are handled in O(1). */
+  n: number;
+  k: number;
+  d: number;
 }
 
 export { rng };
@@ -60,6 +66,8 @@ export class CpuCache {
   private cached = 0;
   private dirty = 0;
   private readonly random: () => number;
+  /** The line states of a page whose every line mirrors memory, shared by such pages. */
+  private readonly allMirror: Uint8Array;
   readonly stats = { cleans: 0, invalidates: 0, prefetches: 0, evictions: 0 };
 
   constructor(
@@ -68,6 +76,7 @@ export class CpuCache {
   ) {
     this.line = cfg.lineSize;
     this.perPage = PAGE / cfg.lineSize;
+    this.allMirror = new Uint8Array(this.perPage).fill(MIRROR);
     this.random = rng(cfg.seed);
     this.wc = new WcBuffer(mem, cfg.lineSize, cfg.wcLines, (a, n) => this.beforeMemoryWrite(a, n));
   }
@@ -75,7 +84,7 @@ export class CpuCache {
   private page(pfn: number, create: boolean): CPage | undefined {
     let p = this.pages.get(pfn);
     if (p === undefined && create) {
-      p = { state: new Uint8Array(this.perPage), data: null };
+      p = { state: new Uint8Array(this.perPage), own: true, data: null, n: 0, k: 0, d: 0 };
       this.pages.set(pfn, p);
     }
     return p;
@@ -84,30 +93,49 @@ export class CpuCache {
   private setState(p: CPage, i: number, s: number): void {
     const old = p.state[i]!;
     if (old === s) return;
-    if (old === ABSENT) this.cached++;
-    if (s === ABSENT) this.cached--;
-    if (old === DIRTY) this.dirty--;
-    if (s === DIRTY) this.dirty++;
+    if (!p.own) {
+      p.state = p.state.slice();
+      p.own = true;
+    }
+    // lines cached, kept (CLEAN or DIRTY: >= CLEAN) and dirty, per page and in all
+    const dn = (s !== ABSENT ? 1 : 0) - (old !== ABSENT ? 1 : 0);
+    const dd = (s === DIRTY ? 1 : 0) - (old === DIRTY ? 1 : 0);
+    p.n += dn;
+    p.k += (s >= CLEAN ? 1 : 0) - (old >= CLEAN ? 1 : 0);
+    p.d += dd;
+    this.cached += dn;
+    this.dirty += dd;
     p.state[i] = s;
   }
 
-  /** Copy memory's current bytes of a mirroring line into the cache (it becomes a kept clean copy). */
-  private materialize(pfn: number, p: CPage, i: number): void {
-    p.data ??= new Uint8Array(PAGE);
-    this.mem.readInto(pfn * PAGE + i * this.line, this.line, p.data, i * this.line);
-    this.setState(p, i, CLEAN);
+  /** Drop a page's whole record (every line ABSENT at once); returns lines dropped. */
+  private dropPage(pfn: number, p: CPage): number {
+    this.cached -= p.n;
+    this.dirty -= p.d;
+    this.pages.delete(pfn);
+    return p.n;
   }
 
-  /** Drop a page's record when nothing in it is cached. */
-  private tidy(pfn: number, p: CPage): void {
-    let any = false;
-    let kept = false;
-    for (const s of p.state) {
-      if (s !== ABSENT) any = true;
-      if (s === CLEAN || s === DIRTY) kept = true;
+  /** Copy memory's current bytes of the mirroring lines in [i0, i1] into the cache (they become kept clean copies), one read per run. */
+  private materialize(pfn: number, p: CPage, i0: number, i1: number): void {
+    if (p.n === p.k) return; // no mirroring line in the page
+    for (let i = i0; i <= i1; ) {
+      if (p.state[i] !== MIRROR) {
+        i++;
+        continue;
+      }
+      let j = i;
+      while (j <= i1 && p.state[j] === MIRROR) this.setState(p, j++, CLEAN);
+      p.data ??= new Uint8Array(PAGE);
+      this.mem.readInto(pfn * PAGE + i * this.line, (j - i) * this.line, p.data, i * this.line);
+      i = j;
     }
-    if (!any) this.pages.delete(pfn);
-    else if (!kept) p.data = null;
+  }
+
+  /** Drop a page's record when nothing in it is cached, its data when no line keeps a copy. O(1). */
+  private tidy(pfn: number, p: CPage): void {
+    if (p.n === 0) this.pages.delete(pfn);
+    else if (p.k === 0) p.data = null;
   }
 
   /** Visit [addr, addr + len) page by page: fn(pfn, record, start and end byte in the page, offset in the range). */
@@ -127,8 +155,7 @@ export class CpuCache {
   private beforeMemoryWrite(addr: number, len: number): void {
     if (this.pages.size === 0) return;
     this.eachPage(addr, len, false, (pfn, p, s, e) => {
-      if (p === undefined) return;
-      for (let i = this.first(s); i <= this.last(e); i++) if (p.state[i] === MIRROR) this.materialize(pfn, p, i);
+      if (p !== undefined) this.materialize(pfn, p, this.first(s), this.last(e));
     });
   }
 
@@ -198,7 +225,9 @@ export class CpuCache {
       for (const i of i0 === i1 ? [i0] : [i0, i1]) {
         const x = p!.state[i]!;
         const whole = s <= i * this.line && e >= (i + 1) * this.line;
-        if (!whole && x !== CLEAN && x !== DIRTY) this.materialize(pfn, p!, i);
+        if (whole || x === CLEAN || x === DIRTY) continue;
+        if (x === ABSENT) this.setState(p!, i, MIRROR);
+        this.materialize(pfn, p!, i, i);
       }
       p!.data ??= new Uint8Array(PAGE);
       p!.data.set(data.subarray(off + at, off + at + (e - s)), s);
@@ -234,7 +263,7 @@ export class CpuCache {
     if (this.dirty === 0) return 0;
     let n = 0;
     this.eachPage(addr, len, false, (pfn, p, s, e) => {
-      if (p === undefined) return;
+      if (p === undefined || p.d === 0) return;
       const i1 = this.last(e);
       for (let i = this.first(s); i <= i1; ) {
         if (p.state[i] !== DIRTY) {
@@ -263,6 +292,10 @@ export class CpuCache {
     let n = 0;
     this.eachPage(addr, len, false, (pfn, p, s, e) => {
       if (p === undefined) return;
+      if (s === 0 && e === PAGE) {
+        n += this.dropPage(pfn, p);
+        return;
+      }
       for (let i = this.first(s); i <= this.last(e); i++) {
         if (p.state[i] === ABSENT) continue;
         this.setState(p, i, ABSENT);
@@ -277,14 +310,22 @@ export class CpuCache {
   /** Speculative prefetch: lines of the range start mirroring memory (all, or each with probability `rate`). */
   prefetch(addr: number, len: number, rate = 1): number {
     let n = 0;
-    this.eachPage(addr, len, true, (pfn, p, s, e) => {
+    this.eachPage(addr, len, false, (pfn, p, s, e) => {
+      if (p === undefined && rate >= 1 && s === 0 && e === PAGE) {
+        // a whole page not cached yet: every line mirrors memory (the state array is shared until a line changes)
+        this.pages.set(pfn, { state: this.allMirror, own: false, data: null, n: this.perPage, k: 0, d: 0 });
+        this.cached += this.perPage;
+        n += this.perPage;
+        return;
+      }
+      p ??= this.page(pfn, true)!;
       for (let i = this.first(s); i <= this.last(e); i++) {
-        if (p!.state[i] !== ABSENT) continue;
+        if (p.state[i] !== ABSENT) continue;
         if (rate < 1 && this.random() >= rate) continue;
-        this.setState(p!, i, MIRROR);
+        this.setState(p, i, MIRROR);
         n++;
       }
-      this.tidy(pfn, p!);
+      this.tidy(pfn, p);
     });
     this.stats.prefetches += n;
     this.evictIfNeeded();
@@ -295,7 +336,7 @@ export class CpuCache {
   private eachDirty(addr: number, len: number, fn: (p: CPage, lo: number, hi: number, at: number) => void): void {
     if (this.dirty === 0) return;
     this.eachPage(addr, len, false, (_pfn, p, s, e, at) => {
-      if (p === undefined) return;
+      if (p === undefined || p.d === 0) return;
       for (let i = this.first(s); i <= this.last(e); i++) {
         if (p.state[i] !== DIRTY) continue;
         const lo = Math.max(s, i * this.line);
@@ -321,6 +362,10 @@ export class CpuCache {
     if (this.cached > 0) {
       this.eachPage(addr, len, false, (pfn, p, s, e) => {
         if (p === undefined) return;
+        if (s === 0 && e === PAGE) {
+          this.dropPage(pfn, p);
+          return;
+        }
         for (let i = this.first(s); i <= this.last(e); i++) {
           const x = p.state[i]!;
           if (x === ABSENT) continue;

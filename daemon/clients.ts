@@ -20,6 +20,8 @@ export interface Session {
   /** Monotonic ms when the connection was accepted. */
   readonly connectedAt: number;
   open: boolean;
+  /** The connection has closed (long work for it stops at its next slice). */
+  closed: boolean;
   capabilities: Set<string>;
   /** Who the client authenticated as (set by hello). */
   principal: Principal | null;

@@ -76,6 +76,7 @@ export class Connection {
       name: null,
       connectedAt: ctx.now(),
       open: false,
+      closed: false,
       capabilities: new Set(),
       principal: null,
       bytes: 0,
@@ -352,6 +353,7 @@ export class Connection {
   private handleClose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.session.closed = true;
     this.clearFrameTimer();
     if (this.helloTimer !== null) clearTimeout(this.helloTimer);
     this.helloTimer = null;

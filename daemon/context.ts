@@ -20,6 +20,7 @@ import { Coherency } from './coherency.js';
 import { EventBus } from './events.js';
 import { onSessionClose } from './ops/index.js';
 import { snapshot } from './status.js';
+import { Background, type Work } from './slices.js';
 
 export interface DaemonContext {
   /** The configuration in force (replaced by a reload). */
@@ -32,8 +33,10 @@ export interface DaemonContext {
   readonly machine: Machine;
   /** Monotonic milliseconds since the daemon started. */
   now(): number;
-  /** Called once when a session's connection closes: release what it held. */
+  /** Called once when a session's connection closes: release what it held (in the background, in slices). */
   sessionClosed(s: Session): void;
+  /** Work the daemon does on its own (teardowns), in slices. */
+  readonly background: Background;
   /** Re-arm the decay timer: call where a dirty chunk can appear or decay sooner (a buffer freed, the decay time changed). */
   armDecay(): void;
   /** Re-arm the token-expiry timer: call after a token is issued. */
@@ -101,6 +104,18 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const decay = new DeadlineTimer('decay', () => machine.nextDecayDeadline(), () => machine.purgeExpired(), now, log);
   const expiry = new DeadlineTimer('token expiry', () => tokens.nextExpiry(), () => tokens.sweep(), now, log);
   const timers: DeadlineTimer[] = [decay, expiry];
+  const background = new Background((err) => log.error({ err }, 'error in background work'));
+  /** What a departed client leaves: registrations as leaks, its drivers, brackets, mappings, handles, arenas. */
+  function* teardown(s: Session): Work<void> {
+    yield* onSessionClose(ctx, s);
+    yield* coherency.clientGone(s.id);
+    for (const m of s.mappings.values()) m.buffer.unref('mappings');
+    s.mappings.clear();
+    if (s.handles !== null) yield* s.handles.closeAllWork();
+    machine.ownerGone(s.id);
+    // once per disconnect, after the arenas are settled (the frees above armed it already)
+    decay.arm();
+  }
   const ctx: DaemonContext = {
     config,
     log,
@@ -117,17 +132,12 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     coherency,
     bus,
     dashboard: null,
+    background,
     sessionClosed: (s) => {
-      onSessionClose(ctx, s);
-      coherency.clientGone(s.id);
       if (s.subscription !== null) bus.unsubscribe(s.subscription);
       if (s.open) bus.publish('clients', 'disconnect', { client: s.id, name: s.name });
-      for (const m of s.mappings.values()) m.buffer.unref('mappings');
-      s.mappings.clear();
-      s.handles?.closeAll();
-      machine.ownerGone(s.id);
-      // once per disconnect, after the arenas are settled (the frees above armed it already)
-      decay.arm();
+      // the rest may be long (big registrations, many handles): in slices, in the background
+      background.run(teardown(s));
     },
     armDecay: () => decay.arm(),
     armTokens: () => expiry.arm(),

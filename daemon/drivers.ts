@@ -42,6 +42,8 @@ export interface Registration {
   readonly iommu: IommuMapping | null;
   /** Handle opened in a client driver's table for this registration (compared by identity). */
   driverHandle: Handle | null;
+  /** Being torn down (dma_unmap in progress): no new device access, no second unregister. */
+  dying: boolean;
 }
 
 export class Driver {
@@ -169,7 +171,7 @@ export class DriverRegistry {
       d.refused++;
       throw e;
     }
-    const reg: Registration = { driver: d, buffer, registrant, ...view, driverHandle: null };
+    const reg: Registration = { driver: d, buffer, registrant, ...view, driverHandle: null, dying: false };
     buffer.ref('registrations');
     d.registrations.set(buffer.id, reg);
     d.registered++;
@@ -226,11 +228,16 @@ export class DriverRegistry {
     return out;
   }
 
-  /** The registration of a buffer with a driver, or ENOENT. */
+  /** The registration of a buffer with a driver, or ENOENT (also while it is being torn down). */
   registration(d: Driver, buffer: SharedBuffer): Registration {
     const r = d.registrations.get(buffer.id);
-    if (r === undefined) throw new BufferdError('ENOENT', `buffer ${buffer.id} is not registered with driver '${d.name}'`, { driver: d.name, buffer: buffer.id });
+    if (r === undefined || r.dying) throw new BufferdError('ENOENT', `buffer ${buffer.id} is not registered with driver '${d.name}'`, { driver: d.name, buffer: buffer.id });
     return r;
+  }
+
+  /** Is this registration still in force (not torn down, its driver still attached)? */
+  live(r: Registration): boolean {
+    return !r.dying && r.driver.registrations.get(r.buffer.id) === r && this.drivers.get(r.driver.name) === r.driver;
   }
 
   /** Tear a registration down (dma_unmap); drops its buffer reference. */
@@ -254,7 +261,7 @@ export class DriverRegistry {
     const drivers = which.driver !== undefined ? [which.driver] : this.list();
     for (const d of drivers) {
       for (const r of [...d.registrations.values()]) {
-        if (which.registrant !== undefined && r.registrant !== which.registrant) continue;
+        if (r.dying || (which.registrant !== undefined && r.registrant !== which.registrant)) continue;
         d.leaks++;
         this.totalLeaks++;
         out.push({ reg: r, leak: { driver: d.name, buffer: r.buffer.id, registrant: r.registrant, reason } });

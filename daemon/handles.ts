@@ -11,6 +11,7 @@
  */
 import { BufferdError } from '../protocol/errors.js';
 import { MinHeap } from './minheap.js';
+import { drain, type Work } from './slices.js';
 import type { PhysBuffer } from './pool.js';
 
 export const RIGHTS = ['read', 'write', 'share'] as const;
@@ -211,7 +212,17 @@ export class HandleTable {
 
   /** Close everything (connection gone). */
   closeAll(): void {
-    for (let fd = this.entries.length - 1; fd >= 0; fd--) if (this.entries[fd] !== undefined) this.close(fd);
+    drain(this.closeAllWork());
+  }
+
+  /** closeAll in steps: each close may free a buffer; yields every 32 handles. */
+  *closeAllWork(): Work<void> {
+    let n = 0;
+    for (let fd = this.entries.length - 1; fd >= 0; fd--) {
+      if (fd >= this.entries.length || this.entries[fd] === undefined) continue;
+      this.close(fd);
+      if (++n % 32 === 0) yield;
+    }
   }
 
   /** Is this very handle (by identity) still open in the table? */

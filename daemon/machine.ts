@@ -12,7 +12,8 @@ import { Swiotlb } from './swiotlb.js';
 import { HugepagePool } from './hugepages.js';
 import { CacheAttrTracker } from './cacheattr.js';
 import { BuddySource, HugeSource, type PageSource } from './pagesource.js';
-import { earliest, forEachPiece, Pool, type PhysBuffer, type Segment } from './pool.js';
+import { earliest, Pool, type PhysBuffer } from './pool.js';
+import { forEachPiece, type Segment } from './segments.js';
 
 export interface AllocOptions {
   pool: string;

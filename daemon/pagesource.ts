@@ -153,6 +153,8 @@ export class HugeSource implements PageSource {
         hugepagesAvailable: s.available,
         hugepagesTotal: s.total,
         largestFreeRun: s.largestFreeRun,
+        hugepagesSurplus: s.surplus,
+        hugepagesOvercommit: s.overcommit,
         requestedHugepages: req.count,
       },
     };

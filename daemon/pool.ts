@@ -19,11 +19,9 @@ import type { PageSource } from './pagesource.js';
 import type { CacheAttrTracker, HeldBlock } from './cacheattr.js';
 import { Arena, type ArenaStats, type BinStats, type ChunkMap } from './arena.js';
 import { alignedUsize, isSmall } from './sizeclasses.js';
+import { segmentsOf, type Segment } from './segments.js';
 
-export interface Segment {
-  addr: number;
-  len: number;
-}
+export type { Segment } from './segments.js';
 
 export type BufferKind = 'small' | 'large' | 'direct';
 
@@ -52,35 +50,6 @@ export interface PhysBuffer {
 export const MAX_BUFFER_BYTES = 64 * 2 ** 30;
 /** Chunk size of 4 KiB pools: 2 MiB. */
 export const SMALL_POOL_CHUNK = 2 * 1024 * 1024;
-
-/** Segments covering `size` bytes of the given blocks, adjacent blocks merged. */
-export function segmentsOf(blocks: HeldBlock[], size: number): Segment[] {
-  const out: Segment[] = [];
-  let left = size;
-  for (const b of blocks) {
-    if (left <= 0) break;
-    const len = Math.min(left, b.npages * PAGE);
-    const addr = b.pfn * PAGE;
-    const last = out[out.length - 1];
-    if (last !== undefined && last.addr + last.len === addr) last.len += len;
-    else out.push({ addr, len });
-    left -= len;
-  }
-  return out;
-}
-
-/** Visit the physical pieces of bytes [off, off + len) of a segment list: fn(addr, offset in the range, bytes). */
-export function forEachPiece(segments: Segment[], off: number, len: number, fn: (addr: number, at: number, n: number) => void): void {
-  const end = off + len;
-  let segStart = 0;
-  for (const s of segments) {
-    if (segStart >= end) break;
-    const lo = Math.max(off, segStart);
-    const hi = Math.min(end, segStart + s.len);
-    if (lo < hi) fn(s.addr + (lo - segStart), lo - off, hi - lo);
-    segStart += s.len;
-  }
-}
 
 /** The least non-null value of f over items, or null. */
 export function earliest<T>(items: Iterable<T>, f: (x: T) => number | null): number | null {

@@ -6,6 +6,7 @@ import { acceptList } from './clients.js';
 import type { Status } from '../protocol/status.js';
 import { PROTOCOL_VERSION } from '../protocol/requests.js';
 import type { DaemonContext } from './context.js';
+import type { SharedBuffer } from './handles.js';
 
 export function buildStatus(ctx: DaemonContext): Status {
   const now = ctx.now();
@@ -67,11 +68,19 @@ export function poolMaps(ctx: DaemonContext) {
   return [...ctx.machine.pools.values()].map((p) => ({ name: p.name, pageSize: p.pageSize, cache: p.cfg.cache, chunks: p.map(bufs) }));
 }
 
-/** What event subscribers get as a snapshot (dashboards also get the pool maps and the buffers). */
+/** Buffers listed in a dashboard snapshot (the newest). */
+export const SNAPSHOT_BUFFERS = 500;
+
+/** What event subscribers get as a snapshot (dashboards also get the pool maps and the newest buffers). */
 export function snapshot(ctx: DaemonContext, full: boolean): Record<string, unknown> {
   const st = buildStatus(ctx) as unknown as Record<string, unknown>;
   if (!full) return st;
-  const buffers = [...ctx.buffers.values()].map((b) => ({
+  // the newest SNAPSHOT_BUFFERS buffers (ids only grow: the map is in id order), so a million buffers cost a skip, not a frame
+  const skip = Math.max(0, ctx.buffers.size - SNAPSHOT_BUFFERS);
+  const newest: SharedBuffer[] = [];
+  let i = 0;
+  for (const b of ctx.buffers.values()) if (i++ >= skip) newest.push(b);
+  const buffers = newest.map((b) => ({
     buffer: b.id,
     pool: b.phys.pool.name,
     size: b.phys.size,

@@ -205,7 +205,7 @@ export interface Results {
   send: { to: number; toName: string | null; rights: RightName[] };
   export: { token: string; expiresInMs: number; rights: RightName[] };
   import: HandleInfo;
-  buffers: { buffers: BufferListing[] };
+  buffers: { buffers: BufferListing[]; more: boolean };
   drivers: { drivers: DriverStatus[] };
   constraints: { driver: string; kind: 'builtin' | 'client'; description: string; constraints: Constraints };
   merge: MergeResult;

@@ -47,6 +47,7 @@ let backoff = 500;
 let lastStatus = null;
 let buffers = new Map(); // buffer id → row data; snapshots replace it, alloc/free events patch it
 let seenBuffers = new Set();
+let liveBuffers = 0; // from the last snapshot, patched by alloc/free events
 const eventTimes = [];
 
 function connect() {
@@ -119,6 +120,7 @@ function render(st) {
   renderHugepages(st.hugepages);
   renderPools(st.pools, st.maps || []);
   buffers = new Map((st.buffersList || []).map((b) => [b.buffer, b]));
+  liveBuffers = st.buffers.live;
   renderBuffers();
   renderClients(st.clients);
   renderDrivers(st.drivers);
@@ -237,7 +239,9 @@ function table(id, head, rows, empty) {
 
 function renderBuffers() {
   const list = [...buffers.values()].sort((a, b) => a.buffer - b.buffer);
-  $('buffers-count').textContent = `${list.length} live`;
+  const shown = Math.min(list.length, 200);
+  const total = Math.max(liveBuffers, list.length);
+  $('buffers-count').textContent = shown < total ? `${total} live (showing the newest ${shown} of ${total})` : `${total} live`;
   const now = new Set(list.map((b) => b.buffer));
   const rows = list.slice(-200).reverse().map((b) => ({
     id: `buffer-${b.buffer}`,
@@ -317,9 +321,11 @@ function activity(ev) {
   while (list.childElementCount > MAX_EVENTS) list.lastChild.remove();
   if (ev.topic === 'alloc' && ev.kind === 'alloc') {
     buffers.set(ev.buffer, { buffer: ev.buffer, pool: ev.pool, size: ev.size, kind: '…', creator: ev.client, holders: [ev.client], registrations: [] });
+    liveBuffers++;
     renderBuffers();
   } else if (ev.topic === 'alloc' && ev.kind === 'free') {
     buffers.delete(ev.buffer);
+    liveBuffers = Math.max(0, liveBuffers - 1);
     renderBuffers();
   }
   if (ev.topic === 'violations') {

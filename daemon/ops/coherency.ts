@@ -7,14 +7,25 @@ import type { ResultOf } from '../../protocol/results.js';
 import type { DaemonContext } from '../context.js';
 import { handlesOf as table, mappingOf, type Session } from '../clients.js';
 import { rightsList } from '../handles.js';
+import { sliced } from '../slices.js';
 
-export function sync(ctx: DaemonContext, s: Session, req: RequestOf<'sync'>): ResultOf<'sync'> {
+/** Abandon long work for a client that left (its buffers may be freed by its teardown). */
+export function whileConnected(s: Session): () => void {
+  return () => {
+    if (s.closed) throw new BufferdError('ECONNRESET', `client ${s.id} disconnected during the operation`);
+  };
+}
+
+export function sync(ctx: DaemonContext, s: Session, req: RequestOf<'sync'>): ResultOf<'sync'> | Promise<ResultOf<'sync'>> {
   const b = table(s).get(req.handle).buffer;
   ctx.machine.touch(b.phys);
   const off = req.offset ?? 0;
   const len = req.length ?? Math.max(0, b.phys.size - off);
-  const r = ctx.coherency.sync({ id: s.id, name: s.name }, b, req.phase, req.access, off, len);
-  return { phase: req.phase, access: req.access, ...r };
+  const work = function* () {
+    const r = yield* ctx.coherency.syncWork({ id: s.id, name: s.name }, b, req.phase, req.access, off, len);
+    return { phase: req.phase, access: req.access, ...r };
+  };
+  return sliced(work(), whileConnected(s));
 }
 
 export function map(ctx: DaemonContext, s: Session, req: RequestOf<'map'>): ResultOf<'map'> {

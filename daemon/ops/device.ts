@@ -15,6 +15,8 @@ import type { Registration } from '../drivers.js';
 import type { Right } from '../handles.js';
 import { handlesOf as table } from '../clients.js';
 import { checkRange } from './memory.js';
+import { sliced, type Work } from '../slices.js';
+import { whileConnected } from './coherency.js';
 
 /** The registration a device op acts on, checking who may drive the device. */
 function target(ctx: DaemonContext, s: Session, driver: string, handle: number, right: Right): Registration {
@@ -28,44 +30,74 @@ function target(ctx: DaemonContext, s: Session, driver: string, handle: number, 
 
 const who = (s: Session) => ({ id: s.id, name: s.name });
 
-/** Visit a registration's device view of [off, off + len). */
-const view = (ctx: DaemonContext, r: Registration, off: number, len: number) => (fn: (dev: number, phys: number, bounce: boolean, at: number, n: number) => void) =>
+/** A registration's device view of [off, off + len) (IOVA translated back, bounce slots). */
+const viewOf = (ctx: DaemonContext, r: Registration) => (off: number, len: number) => (fn: (dev: number, phys: number, bounce: boolean, at: number, n: number) => void) =>
   ctx.drivers.forEachPiece(r, off, len, fn);
 
-export function write(ctx: DaemonContext, s: Session, req: RequestOf<'device.write'>): { written: number } {
+/** Abandon device work when its client left or a registration it uses was dropped meanwhile. */
+function stillValid(ctx: DaemonContext, s: Session, regs: Registration[]): () => void {
+  const connected = whileConnected(s);
+  return () => {
+    connected();
+    for (const r of regs) {
+      if (!ctx.drivers.live(r)) throw new BufferdError('ENOENT', `buffer ${r.buffer.id} was unregistered from driver '${r.driver.name}' during the operation`, { driver: r.driver.name, buffer: r.buffer.id });
+    }
+  };
+}
+
+export function write(ctx: DaemonContext, s: Session, req: RequestOf<'device.write'>): { written: number } | Promise<{ written: number }> {
   const r = target(ctx, s, req.driver, req.handle, 'write');
   checkRange(ctx, r.buffer.phys.size, req.offset, req.data.length, 'length', 'plain');
-  ctx.coherency.deviceWrite(who(s), r, req.offset, req.data, view(ctx, r, req.offset, req.data.length));
-  return { written: req.data.length };
+  const work = function* () {
+    yield* ctx.coherency.deviceWrite(who(s), r, req.offset, req.data, viewOf(ctx, r));
+    return { written: req.data.length };
+  };
+  return sliced(work(), stillValid(ctx, s, [r]));
 }
 
-export function read(ctx: DaemonContext, s: Session, req: RequestOf<'device.read'>): { data: Uint8Array } {
+export function read(ctx: DaemonContext, s: Session, req: RequestOf<'device.read'>): { data: Uint8Array } | Promise<{ data: Uint8Array }> {
   const r = target(ctx, s, req.driver, req.handle, 'read');
   checkRange(ctx, r.buffer.phys.size, req.offset, req.length, 'length', 'plain');
-  return { data: ctx.coherency.deviceRead(who(s), r, req.offset, req.length, view(ctx, r, req.offset, req.length)) };
+  const work = function* () {
+    return { data: yield* ctx.coherency.deviceRead(who(s), r, req.offset, req.length, viewOf(ctx, r)) };
+  };
+  return sliced(work(), stillValid(ctx, s, [r]));
 }
 
-export function fill(ctx: DaemonContext, s: Session, req: RequestOf<'device.fill'>): { filled: number } {
+/** Bytes a fill or copy moves per step (each step checked already, sliced inside). */
+const STEP = 4 * 1024 * 1024;
+
+export function fill(ctx: DaemonContext, s: Session, req: RequestOf<'device.fill'>): { filled: number } | Promise<{ filled: number }> {
   const r = target(ctx, s, req.driver, req.handle, 'write');
   checkRange(ctx, r.buffer.phys.size, req.offset, req.length, 'length', 'none');
-  const step = 4 * 1024 * 1024;
-  const chunk = Buffer.alloc(Math.min(step, req.length), req.value);
-  for (let off = 0; off < req.length; off += step) {
-    const n = Math.min(step, req.length - off);
-    ctx.coherency.deviceWrite(who(s), r, req.offset + off, chunk.subarray(0, n), view(ctx, r, req.offset + off, n), 'device.fill');
-  }
-  return { filled: req.length };
+  const chunk = Buffer.alloc(Math.min(STEP, req.length), req.value);
+  const view = viewOf(ctx, r);
+  const work = function* (): Work<{ filled: number }> {
+    // one check (and one violation) for the whole fill, before any byte moves
+    yield* ctx.coherency.deviceCheck(who(s), r, 'device.fill', req.offset, req.length, false, view);
+    for (let off = 0; off < req.length; off += STEP) {
+      const n = Math.min(STEP, req.length - off);
+      yield* ctx.coherency.deviceWrite(who(s), r, req.offset + off, chunk.subarray(0, n), view, 'device.fill', true);
+    }
+    return { filled: req.length };
+  };
+  return sliced(work(), stillValid(ctx, s, [r]));
 }
 
-export function copy(ctx: DaemonContext, s: Session, req: RequestOf<'device.copy'>): { copied: number } {
+export function copy(ctx: DaemonContext, s: Session, req: RequestOf<'device.copy'>): { copied: number } | Promise<{ copied: number }> {
   const src = target(ctx, s, req.driver, req.src, 'read');
   const dst = target(ctx, s, req.driver, req.dst, 'write');
   const n = Math.min(src.buffer.phys.size, dst.buffer.phys.size);
-  const step = 4 * 1024 * 1024;
-  for (let off = 0; off < n; off += step) {
-    const len = Math.min(step, n - off);
-    const data = ctx.coherency.deviceRead(who(s), src, off, len, view(ctx, src, off, len));
-    ctx.coherency.deviceWrite(who(s), dst, off, data, view(ctx, dst, off, len), 'device.copy');
-  }
-  return { copied: n };
+  const [vs, vd] = [viewOf(ctx, src), viewOf(ctx, dst)];
+  const work = function* (): Work<{ copied: number }> {
+    yield* ctx.coherency.deviceCheck(who(s), src, 'device.copy', 0, n, true, vs);
+    yield* ctx.coherency.deviceCheck(who(s), dst, 'device.copy', 0, n, false, vd);
+    for (let off = 0; off < n; off += STEP) {
+      const len = Math.min(STEP, n - off);
+      const data = yield* ctx.coherency.deviceRead(who(s), src, off, len, vs, 'device.copy', true);
+      yield* ctx.coherency.deviceWrite(who(s), dst, off, data, vd, 'device.copy', true);
+    }
+    return { copied: n };
+  };
+  return sliced(work(), stillValid(ctx, s, [src, dst]));
 }

@@ -4,7 +4,7 @@
  */
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
-import type { MergeResult, RegistrationInfo } from '../../protocol/results.js';
+import type { MergeResult, RegistrationInfo, ResultOf } from '../../protocol/results.js';
 import type { DriverStatus } from '../../protocol/status.js';
 import { mergeConstraints, poolMisfits, validateConstraints, type MergedAttributes, type Constraints } from '../../protocol/attributes.js';
 import { formatSize } from '../../protocol/units.js';
@@ -14,6 +14,8 @@ import type { Driver, Registration } from '../drivers.js';
 import { R_READ, R_WRITE, rightsList } from '../handles.js';
 import { hasCapability, requireCapability } from '../auth.js';
 import { handlesOf as table } from '../clients.js';
+import { sliced, type Work } from '../slices.js';
+import { whileConnected } from './coherency.js';
 
 export function drivers(ctx: DaemonContext): { drivers: DriverStatus[] } {
   return { drivers: ctx.drivers.list().map((d) => ctx.drivers.status(d)) };
@@ -97,7 +99,7 @@ export function registrationInfo(r: Registration): RegistrationInfo {
   };
 }
 
-export function register(ctx: DaemonContext, s: Session, req: RequestOf<'register'>): RegistrationInfo {
+export function register(ctx: DaemonContext, s: Session, req: RequestOf<'register'>): RegistrationInfo | Promise<RegistrationInfo> {
   const t = table(s);
   const h = t.get(req.handle);
   const d = ctx.drivers.get(req.driver);
@@ -123,35 +125,45 @@ export function register(ctx: DaemonContext, s: Session, req: RequestOf<'registe
     throw e;
   }
   t.hold('registrations');
-  ctx.coherency.mapped(r);
-  ctx.bus.publish('drivers', 'register', { driver: d.name, buffer: h.buffer.id, client: s.id, deviceAddress: r.deviceAddress, bounced: r.pieces.some((p) => p.bounce) });
-  if (owner !== undefined) {
-    const dh = owner.handles!.open(h.buffer, h.rights & (R_READ | R_WRITE));
-    r.driverHandle = dh;
-    owner.send({
-      event: 'registration',
-      driver: d.name,
-      handle: dh.fd,
-      buffer: h.buffer.id,
-      size: h.buffer.phys.size,
-      deviceAddress: r.deviceAddress,
-      segments: r.segments,
-      registrant: s.id,
-      rights: rightsList(dh.rights),
-    });
-  }
-  s.log.debug({ driver: d.name, buffer: h.buffer.id, deviceAddress: r.deviceAddress }, 'register');
-  return registrationInfo(r);
+  const bounced = r.pieces.filter((p) => p.bounce).reduce((a, p) => a + p.len, 0);
+  ctx.bus.publish('drivers', 'register', { driver: d.name, buffer: h.buffer.id, client: s.id, deviceAddress: r.deviceAddress, bounced });
+  const work = function* () {
+    // dma_map: clean for the device, fill bounce slots, the device takes the buffer (sliced for big buffers)
+    yield* ctx.coherency.mapped(r);
+    if (owner !== undefined && !owner.closed && owner.handles !== null) {
+      const dh = owner.handles.open(h.buffer, h.rights & (R_READ | R_WRITE));
+      r.driverHandle = dh;
+      owner.send({
+        event: 'registration',
+        driver: d.name,
+        handle: dh.fd,
+        buffer: h.buffer.id,
+        size: h.buffer.phys.size,
+        deviceAddress: r.deviceAddress,
+        segments: r.segments,
+        registrant: s.id,
+        rights: rightsList(dh.rights),
+      });
+    }
+    s.log.debug({ driver: d.name, buffer: h.buffer.id, deviceAddress: r.deviceAddress }, 'register');
+    return registrationInfo(r);
+  };
+  // a registration dropped meanwhile (its client or driver left) is torn down by whoever dropped it
+  return sliced(work(), () => {
+    whileConnected(s)();
+    if (!ctx.drivers.live(r)) throw new BufferdError('ENOENT', `the registration of buffer ${r.buffer.id} with '${d.name}' was dropped while it was being made`, { driver: d.name, buffer: r.buffer.id });
+  });
 }
 
-/** Unregister (dma_unmap), closing a client driver's handle for it. */
-export function dropRegistration(ctx: DaemonContext, r: Registration): void {
+/** Unregister (dma_unmap), closing a client driver's handle for it. Runs to its end once started. */
+export function* dropRegistration(ctx: DaemonContext, r: Registration): Work<void> {
   const d = r.driver;
-  const owner = d.owner !== null ? ctx.clients.byId(d.owner) : undefined;
-  ctx.coherency.unmapping(r);
+  r.dying = true;
+  yield* ctx.coherency.unmapping(r);
   ctx.drivers.unregister(r);
   ctx.clients.byId(r.registrant)?.handles?.release('registrations');
-  ctx.bus.publish('drivers', 'unregister', { driver: d.name, buffer: r.buffer.id });
+  ctx.bus.publish('drivers', 'unregister', { driver: d.name, buffer: r.buffer.id, client: r.registrant });
+  const owner = d.owner !== null ? ctx.clients.byId(d.owner) : undefined;
   if (owner !== undefined && r.driverHandle !== null) {
     const t = owner.handles!;
     const mine = r.driverHandle;
@@ -162,7 +174,7 @@ export function dropRegistration(ctx: DaemonContext, r: Registration): void {
   }
 }
 
-export function unregister(ctx: DaemonContext, s: Session, req: RequestOf<'unregister'>): { driver: string; buffer: number; unregistered: true } {
+export function unregister(ctx: DaemonContext, s: Session, req: RequestOf<'unregister'>): ResultOf<'unregister'> | Promise<ResultOf<'unregister'>> {
   const d = ctx.drivers.get(req.driver);
   if ((req.handle === undefined) === (req.buffer === undefined)) {
     throw new BufferdError('EINVAL', "give either 'handle' or 'buffer' (exactly one) (op 'unregister')");
@@ -171,7 +183,7 @@ export function unregister(ctx: DaemonContext, s: Session, req: RequestOf<'unreg
   if (req.handle !== undefined) {
     const b = table(s).get(req.handle).buffer;
     const found = d.registrations.get(b.id);
-    if (found === undefined) {
+    if (found === undefined || found.dying) {
       // dma-debug: unmap of something that was never mapped
       ctx.coherency.violate(b, { id: s.id, name: s.name }, 'unregister-not-registered', 'unregister', 0, b.phys.size, d.name, `client ${s.id} unregistered buffer ${b.id} from '${d.name}', which it is not registered with`, true);
       throw new BufferdError('ENOENT', `buffer ${b.id} is not registered with driver '${d.name}'`, { driver: d.name, buffer: b.id });
@@ -179,25 +191,31 @@ export function unregister(ctx: DaemonContext, s: Session, req: RequestOf<'unreg
     r = found;
   } else {
     const found = d.registrations.get(req.buffer!);
-    if (found === undefined || found.registrant !== s.id) {
+    if (found === undefined || found.dying || found.registrant !== s.id) {
       throw new BufferdError('ENOENT', `no registration of buffer ${req.buffer} with driver '${d.name}' made by this client`, { driver: d.name, buffer: req.buffer });
     }
     r = found;
   }
-  ctx.coherency.checkUnmap({ id: s.id, name: s.name }, r);
   const id = r.buffer.id;
-  dropRegistration(ctx, r);
-  return { driver: d.name, buffer: id, unregistered: true };
+  const work = function* () {
+    // the check may refuse (strict mode) before anything changes; once the teardown starts it runs to its end
+    yield* ctx.coherency.checkUnmap({ id: s.id, name: s.name }, r);
+    if (!ctx.drivers.live(r)) throw new BufferdError('ENOENT', `buffer ${id} is not registered with driver '${d.name}' (dropped meanwhile)`, { driver: d.name, buffer: id });
+    yield* dropRegistration(ctx, r);
+    return { driver: d.name, buffer: id, unregistered: true as const };
+  };
+  return sliced(work());
 }
 
-/** Drop registrations as leaks: log, count, tell the buffer's holders. */
-export function reportLeaks(ctx: DaemonContext, which: { driver?: Driver; registrant?: number }, reason: string): number {
+/** Drop registrations as leaks: log, count, tell the buffer's holders; returns how many. */
+export function* reportLeaks(ctx: DaemonContext, which: { driver?: Driver; registrant?: number }, reason: string): Work<number> {
   const leaks = ctx.drivers.dropLeaks(which, reason);
+  for (const { reg } of leaks) reg.dying = true;
   for (const { reg, leak } of leaks) {
     ctx.log.warn({ ...leak }, `DMA registration leaked: buffer ${leak.buffer} still registered with '${leak.driver}' (${reason})`);
-    ctx.bus.publish('drivers', 'leak', { ...leak });
+    ctx.bus.publish('drivers', 'leak', { ...leak, client: leak.registrant });
     for (const holder of reg.buffer.holders.keys()) ctx.clients.byId(holder)?.send({ event: 'leak', ...leak }, true);
-    dropRegistration(ctx, reg);
+    yield* dropRegistration(ctx, reg);
   }
   return leaks.length;
 }
@@ -216,11 +234,14 @@ export function attach(ctx: DaemonContext, s: Session, req: RequestOf<'driver.at
   return { name: d.name, constraints: d.constraints };
 }
 
-export function detach(ctx: DaemonContext, s: Session, req: RequestOf<'driver.detach'>): { name: string; leaks: number } {
+export function detach(ctx: DaemonContext, s: Session, req: RequestOf<'driver.detach'>): { name: string; leaks: number } | Promise<{ name: string; leaks: number }> {
   const d = ctx.drivers.get(req.name);
   if (d.owner !== s.id) throw new BufferdError('EPERM', `driver '${d.name}' is not attached by this connection`, { driver: d.name });
-  const leaks = reportLeaks(ctx, { driver: d }, 'driver detached');
-  ctx.drivers.detach(d);
-  ctx.bus.publish('drivers', 'detach', { driver: d.name, client: s.id, leaks });
-  return { name: d.name, leaks };
+  const work = function* () {
+    const leaks = yield* reportLeaks(ctx, { driver: d }, 'driver detached');
+    ctx.drivers.detach(d);
+    ctx.bus.publish('drivers', 'detach', { driver: d.name, client: s.id, leaks });
+    return { name: d.name, leaks };
+  };
+  return sliced(work());
 }

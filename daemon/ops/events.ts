@@ -1,6 +1,7 @@
 /**
  * Operations ops: subscribe, unsubscribe, reload.
  */
+import { drain } from '../slices.js';
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
 import type { ResultOf } from '../../protocol/results.js';
@@ -49,7 +50,8 @@ export class ReloadRejected extends BufferdError {}
 export function doReload(ctx: DaemonContext): ResultOf<'reload'> {
   const path = ctx.config.source.startsWith('(') ? undefined : ctx.config.source;
   try {
-    const r = reloadConfig(ctx, path, (driver) => reportLeaks(ctx, { driver: ctx.drivers.get(driver) }, 'driver removed by a reload'));
+    // a removed driver's registrations are torn down at once (an admin's rare act)
+    const r = reloadConfig(ctx, path, (driver) => drain(reportLeaks(ctx, { driver: ctx.drivers.get(driver) }, 'driver removed by a reload')));
     ctx.log.info({ applied: r.applied, ignored: r.ignored }, 'configuration reloaded');
     return r;
   } catch (e) {

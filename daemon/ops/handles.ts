@@ -6,7 +6,7 @@ import type { RequestOf } from '../../protocol/requests.js';
 import type { AcceptFrom, BufferListing, HandleInfo, RightName } from '../../protocol/results.js';
 import type { DaemonContext } from '../context.js';
 import type { Session } from '../clients.js';
-import { narrow, rightsList } from '../handles.js';
+import { narrow, rightsList, type SharedBuffer } from '../handles.js';
 import { DEFAULT_TOKEN_TTL_MS } from '../tokens.js';
 import { ADMIN, hasCapability } from '../auth.js';
 import { handleInfo } from './memory.js';
@@ -98,14 +98,29 @@ export function importToken(ctx: DaemonContext, s: Session, req: RequestOf<'impo
   return handleInfo(ctx, h);
 }
 
-export function buffers(ctx: DaemonContext, s: Session, req: RequestOf<'buffers'>): { buffers: BufferListing[] } {
+export function buffers(ctx: DaemonContext, s: Session, req: RequestOf<'buffers'>): { buffers: BufferListing[]; more: boolean } {
   const admin = hasCapability(s.capabilities, ADMIN);
   if (req.pool !== undefined) ctx.machine.pool(req.pool); // ENOENT for a pool that does not exist
+  const after = req.after ?? -1;
+  const limit = req.limit ?? 1000;
+  // the buffers to look at: a client's own table (small) unless an admin lists everything
+  const who = !admin ? s : req.client !== undefined ? ctx.clients.byId(req.client) : undefined;
+  let candidates: Iterable<SharedBuffer>;
+  if (who !== undefined) {
+    candidates = [...new Set(table(who).all().map((h) => h.buffer))].sort((a, b) => a.id - b.id);
+  } else {
+    candidates = ctx.buffers.values(); // in id order (ids only grow)
+  }
   const out: BufferListing[] = [];
-  for (const b of ctx.buffers.values()) {
-    if (!admin && !b.holders.has(s.id)) continue;
+  let more = false;
+  for (const b of candidates) {
+    if (b.id <= after) continue;
     if (req.client !== undefined && !b.holders.has(req.client)) continue;
     if (req.pool !== undefined && b.phys.pool.name !== req.pool) continue;
+    if (out.length === limit) {
+      more = true;
+      break;
+    }
     out.push({
       buffer: b.id,
       pool: b.phys.pool.name,
@@ -118,7 +133,5 @@ export function buffers(ctx: DaemonContext, s: Session, req: RequestOf<'buffers'
       refs: { ...b.refs },
     });
   }
-  out.sort((a, b) => a.buffer - b.buffer);
-  return { buffers: out };
+  return { buffers: out, more };
 }
-

@@ -13,6 +13,7 @@ import * as drivers from './drivers.js';
 import * as device from './device.js';
 import * as coherency from './coherency.js';
 import * as events from './events.js';
+import type { Work } from '../slices.js';
 
 export type Handler<K extends OpName> = (
   ctx: DaemonContext,
@@ -61,11 +62,11 @@ export const HANDLERS: HandlerTable = {
 };
 
 /** What a departed client leaves behind: its registrations and its client drivers, reported as leaks. */
-export function onSessionClose(ctx: DaemonContext, s: Session): void {
-  drivers.reportLeaks(ctx, { registrant: s.id }, 'registering client disconnected');
+export function* onSessionClose(ctx: DaemonContext, s: Session): Work<void> {
+  yield* drivers.reportLeaks(ctx, { registrant: s.id }, 'registering client disconnected');
   for (const d of ctx.drivers.list()) {
     if (d.owner !== s.id) continue;
-    drivers.reportLeaks(ctx, { driver: d }, 'client driver disconnected');
+    yield* drivers.reportLeaks(ctx, { driver: d }, 'client driver disconnected');
     ctx.drivers.detach(d);
   }
 }

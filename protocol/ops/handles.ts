@@ -59,13 +59,18 @@ const ImportRequest = request(
   'Redeem a token for a handle.',
 );
 
+/** Most buffers one `buffers` answer lists. */
+export const MAX_BUFFERS_PAGE = 10_000;
+
 const BuffersRequest = request(
   'buffers',
   {
     client: Type.Optional(Uint({ description: 'only buffers this client holds' })),
     pool: Type.Optional(Name('only buffers of this pool')),
+    after: Type.Optional(Uint({ description: 'list buffers with a greater id (the previous page\'s last)' })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BUFFERS_PAGE, description: `most buffers listed, 1 to ${MAX_BUFFERS_PAGE} (default 1000)` })),
   },
-  'List live buffers and who holds them (all buffers for admins, held ones for others).',
+  'List live buffers and who holds them (all buffers for admins, held ones for others), a page at a time.',
 );
 
 export const HANDLE_REQUESTS = {

@@ -192,6 +192,7 @@ t.test('coherency benchmark emits its figures as JSON lines', async (t) => {
     for (const c of ['warn', 'strict', 'unregistered']) want.push([c, m, 'bytes/s', 'off']);
   }
   for (const m of ['syncEndUs', 'syncStartUs']) want.push(['4KiB', m, 'us', undefined], ['64MiB', m, 'us', '4KiB']);
+  want.push(['idle', 'pingP99Ms', 'ms', undefined], ['idle', 'pingMaxMs', 'ms', undefined], ['bystander', 'pingP99Ms', 'ms', 'idle'], ['bystander', 'pingMaxMs', 'ms', 'idle'], ['bystander', 'syncPairMs', 'ms', undefined], ['bystander', 'fillMs', 'ms', undefined]);
   checkFigures(t, 'coherency', figs, want, true);
   t.equal(figs.length, want.length, 'exactly the expected figures');
   t.match(r.stderr, 'ratio', 'a readable table is printed');

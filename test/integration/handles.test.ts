@@ -6,7 +6,7 @@
 import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { spawnClient, rejection, pattern, sha256, type Line } from '../helpers/procs.js';
-import { connect, type BufferClient, type HandleEvent, type HandleInfo } from '../../client/index.js';
+import { connect, BufferdError, type BufferClient, type HandleEvent, type HandleInfo } from '../../client/index.js';
 import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
 
 const NO_REFS = { handles: 0, inflight: 0, registrations: 0, mappings: 0 };
@@ -313,4 +313,27 @@ t.test('forging: numbers only another client holds are EBADF, whatever the op', 
     t.equal(v['sha256'], sha256(pattern(size, k)));
   }
   t.same(await alice.call('close', 5), { handle: 5, closed: true }, "alice's dup closes normally");
+});
+
+t.test('buffers answers a page at a time; the client library gathers the pages', async (t) => {
+  const d = await startDaemon(t);
+  const admin = await connect({ socket: d.socket });
+  t.teardown(() => admin.disconnect());
+  const c = await anon(t, d.socket, 'many');
+  const made = [];
+  for (let i = 0; i < 25; i++) made.push((await c.alloc({ pool: 'default', size: 64 })).buffer);
+  const page = (o: Record<string, unknown>) => admin.request('buffers', o as never) as Promise<{ buffers: { buffer: number }[]; more: boolean }>;
+  const p1 = await page({ limit: 10 });
+  t.same(p1.buffers.map((b) => b.buffer), made.slice(0, 10));
+  t.equal(p1.more, true);
+  const p2 = await page({ limit: 10, after: made[9] });
+  t.same(p2.buffers.map((b) => b.buffer), made.slice(10, 20));
+  const p3 = await page({ limit: 10, after: made[19] });
+  t.same(p3.buffers.map((b) => b.buffer), made.slice(20));
+  t.equal(p3.more, false, 'the last page says so');
+  t.same((await page({ limit: 10, client: c.id, after: made[22] })).buffers.map((b) => b.buffer), made.slice(23), 'per client too');
+  t.equal((await admin.buffers()).buffers.length, 25, 'buffers() gathers every page');
+  const e = await admin.request('buffers', { limit: 10_001 } as never).catch((x: BufferdError) => x);
+  t.equal((e as BufferdError).code, 'EINVAL');
+  t.match((e as BufferdError).message, "field 'limit'");
 });

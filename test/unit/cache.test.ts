@@ -343,3 +343,53 @@ t.test('property: with no device, a CPU read returns what "last CPU write wins, 
   );
   t.pass('property held');
 });
+
+t.test('per-page line counters always agree with the line states (whole-page fast paths)', async (t) => {
+  const PAGES = 6;
+  const op = fc.record({
+    k: fc.constantFrom('read', 'write', 'clean', 'invalidate', 'prefetch', 'prefetchHalf', 'forget', 'devw', 'devwc', 'wc', 'flushWc'),
+    a: fc.nat(PAGES * PAGE),
+    n: fc.integer({ min: 1, max: 3 * PAGE }),
+    v: fc.nat(255),
+  });
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+      const { cache, read } = setup({ capacityLines: 200, eviction: 'random', wcLines: 4 });
+      for (const o of ops) {
+        const d = fill(o.n, o.v);
+        if (o.k === 'read') read(o.a, o.n);
+        else if (o.k === 'write') cache.write(o.a, d);
+        else if (o.k === 'clean') cache.clean(o.a, o.n);
+        else if (o.k === 'invalidate') cache.invalidate(o.a, o.n);
+        else if (o.k === 'prefetch') cache.prefetch(o.a, o.n);
+        else if (o.k === 'prefetchHalf') cache.prefetch(o.a, o.n, 0.5);
+        else if (o.k === 'forget') cache.forget(o.a, o.n);
+        else if (o.k === 'devw') cache.deviceWrite(o.a, d, false);
+        else if (o.k === 'devwc') cache.deviceWrite(o.a, d, true);
+        else if (o.k === 'wc') cache.writeCombine(o.a, d);
+        else cache.flushWc(o.a, o.n);
+        let cached = 0;
+        let dirty = 0;
+        for (const p of (cache as unknown as { pages: Map<number, { state: Uint8Array; data: Uint8Array | null; n: number; k: number; d: number }> }).pages.values()) {
+          let n = 0;
+          let k = 0;
+          let dd = 0;
+          for (const x of p.state) {
+            if (x !== 0) n++;
+            if (x === 2 || x === 3) k++;
+            if (x === 3) dd++;
+          }
+          if (n !== p.n || k !== p.k || dd !== p.d) throw new Error(`page counters ${p.n}/${p.k}/${p.d}, states say ${n}/${k}/${dd}`);
+          if (n === 0) throw new Error('an empty page record was kept');
+          if (k > 0 && p.data === null) throw new Error('kept lines without data');
+          cached += n;
+          dirty += dd;
+        }
+        const snap = cache.snapshot();
+        if (snap.cachedLines !== cached || snap.dirtyLines !== dirty) throw new Error('global counters');
+      }
+    }),
+    { numRuns: 1000, seed: 5 },
+  );
+  t.pass('1000 random operation sequences');
+});

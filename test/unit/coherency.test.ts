@@ -10,6 +10,7 @@ import { SharedBuffer } from '../../daemon/handles.js';
 import { PageStore } from '../../daemon/pagestore.js';
 import type { Registration } from '../../daemon/drivers.js';
 import { BufferdError } from '../../protocol/errors.js';
+import { drain } from '../../daemon/slices.js';
 
 const PAGE = 4096;
 const A = 0x10000;
@@ -45,23 +46,23 @@ function world(o: { mode?: CheckMode; prefetch?: 'none' | 'always' | 'random'; r
     }
     const r = { driver: { name, constraints: { coherent } }, buffer: b, pieces } as never as Registration;
     regs.push(r);
-    coh.mapped(r);
+    drain(coh.mapped(r));
     return r;
   };
   const unregister = (who: Who, r: Registration) => {
-    coh.checkUnmap(who, r);
-    coh.unmapping(r);
+    drain(coh.checkUnmap(who, r));
+    drain(coh.unmapping(r));
     regs.splice(regs.indexOf(r), 1);
   };
-  const view = (r: Registration, off: number, len: number) => (fn: (dev: number, phys: number, bounce: boolean, at: number, n: number) => void) => {
+  const view = (r: Registration) => (off: number, len: number) => (fn: (dev: number, phys: number, bounce: boolean, at: number, n: number) => void) => {
     for (const p of r.pieces) {
       const lo = Math.max(off, p.off);
       const hi = Math.min(off + len, p.off + p.len);
       if (lo < hi) fn(p.dev + (lo - p.off), p.phys + (lo - p.off), p.bounce, lo - off, hi - lo);
     }
   };
-  const devRead = (r: Registration, off: number, len: number) => coh.deviceRead(DEV, r, off, len, view(r, off, len));
-  const devWrite = (r: Registration, off: number, data: Uint8Array) => coh.deviceWrite(DEV, r, off, data, view(r, off, data.length));
+  const devRead = (r: Registration, off: number, len: number) => drain(coh.deviceRead(DEV, r, off, len, view(r)));
+  const devWrite = (r: Registration, off: number, data: Uint8Array) => drain(coh.deviceWrite(DEV, r, off, data, view(r)));
   const kinds = () => coh.violations().map((v) => v.kind);
   return { store, cache, coh, w, reported, buffer, register, unregister, devRead, devWrite, kinds };
 }
@@ -188,13 +189,13 @@ t.test('end-without-start and start-while-open are per client', async (t) => {
   t.match(coh.violations({ kind: 'start-while-open' })[0]!.message, "opened for 'read'");
   coh.sync(C1, b, 'end', 'write');
   coh.sync(C1, b, 'end', 'write');
-  t.equal(coh.counts.get('end-without-start'), 2, "C1's end closed only its own bracket");
+  t.equal(coh.countsByKind()['end-without-start'], 2, "C1's end closed only its own bracket");
   devRead(gpu, 0, 4);
-  t.equal(coh.counts.get('device-access-during-cpu-access'), 1, "C2's bracket is still open");
+  t.equal(coh.countsByKind()['device-access-during-cpu-access'], 1, "C2's bracket is still open");
   coh.sync(C2, b, 'end', 'read');
   devRead(gpu, 0, 4);
   coh.cpuRead(C2, b, 0, 4);
-  t.equal(coh.counts.get('cpu-access-while-device-owned'), 1, 'the last end gave the device the buffer back');
+  t.equal(coh.countsByKind()['cpu-access-while-device-owned'], 1, 'the last end gave the device the buffer back');
   t.equal(coh.total, 5);
 });
 
@@ -254,7 +255,7 @@ t.test('sync-out-of-range is recorded, then EINVAL', async (t) => {
   t.match(e.details, { offset: 200, length: 100, size: 256 });
   t.match(coh.violations(), [{ kind: 'sync-out-of-range', op: 'sync start', range: { offset: 200, length: 100 } }]);
   coh.sync(C1, b, 'end', 'read');
-  t.equal(coh.counts.get('end-without-start'), 1, 'no bracket was opened');
+  t.equal(coh.countsByKind()['end-without-start'], 1, 'no bracket was opened');
   coh.sync(C1, b, 'start', 'read', 200, 56);
   t.equal(coh.total, 2, 'up to the end is fine');
 });
@@ -295,10 +296,10 @@ t.test('uncached memory needs no syncs for correct data', async (t) => {
   devWrite(gpu, 100, s('back'));
   t.same(coh.cpuRead(C1, b, 100, 4), s('back'));
   t.equal(cache.snapshot().cachedLines, 0);
-  t.equal(coh.counts.get('stale-read'), undefined);
-  t.equal(coh.counts.get('lost-write'), undefined);
+  t.equal(coh.countsByKind()['stale-read'], 0);
+  t.equal(coh.countsByKind()['lost-write'], 0);
   // ownership is policy-independent per the semantics: unbracketed CPU access is still reported
-  t.equal(coh.counts.get('cpu-access-while-device-owned'), 2);
+  t.equal(coh.countsByKind()['cpu-access-while-device-owned'], 2);
 });
 
 t.test('bounce pieces: data crosses only at mapped(), sync and unmapping()', async (t) => {
@@ -336,7 +337,7 @@ t.test('strict: each offending op throws ECOHERENCY and changes no data', async 
     ['lost-write', (x, b, r) => (x.coh.cpuWrite(C1, b, 0, s('cpu')), () => x.devRead(r, 0, 8))],
     ['end-without-start', (x, b) => (x.coh.sync(C1, b, 'start', 'write'), x.coh.cpuWrite(C1, b, 0, s('cpu')), () => x.coh.sync(C2, b, 'end', 'write'))],
     ['start-while-open', (x, b) => (x.coh.sync(C1, b, 'start', 'write'), x.coh.cpuWrite(C1, b, 0, s('cpu')), () => x.coh.sync(C1, b, 'start', 'read'))],
-    ['unsynced-unregister', (x, b, r) => (x.coh.sync(C1, b, 'start', 'write'), x.coh.cpuWrite(C1, b, 0, s('cpu')), () => x.coh.checkUnmap(C1, r))],
+    ['unsynced-unregister', (x, b, r) => (x.coh.sync(C1, b, 'start', 'write'), x.coh.cpuWrite(C1, b, 0, s('cpu')), () => drain(x.coh.checkUnmap(C1, r)))],
     ['stale-read', (x, b, r) => (x.devWrite(r, 0, s('dev')), x.coh.sync(C1, b, 'start', 'write'), () => x.coh.cpuRead(C1, b, 0, 8))],
     ['sync-out-of-range', (x, b) => (x.coh.sync(C1, b, 'start', 'write'), x.coh.cpuWrite(C1, b, 0, s('cpu')), () => x.coh.sync(C1, b, 'end', 'write', 0, 999))],
   ];

@@ -101,6 +101,7 @@ t.test('ENOMEM names the pool, the request and what is free', async (t) => {
   t.match(huge.message, /^pool 'huge': cannot allocate 16 MiB \(16777216 bytes\): 4 of 4 2 MiB hugepages available \(free 4, reserved 0, surplus 0 of overcommit 3\)/);
   t.match(huge.message, /up to 3 more as surplus if region 'dram' has contiguous 2 MiB blocks/);
   t.match(huge.details, { pool: 'huge', requested: 16 * MiB, hugepagesFree: 4, hugepagesAvailable: 4, hugepagesTotal: 4, largestFreeRun: 4, requestedHugepages: 8 });
+  t.ok('hugepagesSurplus' in huge.details! && 'hugepagesOvercommit' in huge.details!, 'details carry every figure the message names, surplus and overcommit too');
 
   // a contiguous hugepage pool: two free hugepages, but not adjacent
   m.setHugepages(H, 4, 0);
