@@ -16,11 +16,12 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { isDeepStrictEqual } from 'node:util';
 import { buildConfig } from '../../daemon/config.js';
-import { rng } from '../../daemon/rng.js';
 import { decodeValue } from '../../protocol/codec.js';
 import { FrameReader } from '../../protocol/frame.js';
 import type { Status } from '../../protocol/status.js';
 import { Reporter, ROOT, vmRss } from '../harness.js';
+
+export { Rand } from './rand.js';
 
 export const MiB = 1024 * 1024;
 export const DIST = join(ROOT, 'dist');
@@ -474,34 +475,5 @@ export async function poll<T>(get: () => Promise<T>, ok: (v: T) => boolean, time
     if (ok(value)) return { value, ok: true, ms: Date.now() - t0 };
     if (Date.now() - t0 > timeoutMs) return { value, ok: false, ms: Date.now() - t0 };
     await sleep(everyMs);
-  }
-}
-
-// ---------------------------------------------------------------- randomness
-
-/** A seeded PRNG (mulberry32, the daemon's own) with the helpers the parts use. */
-export class Rand {
-  readonly next: () => number;
-  constructor(seed: number) {
-    this.next = rng(seed);
-  }
-  /** Integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  /** Integer in [lo, hi]. */
-  range(lo: number, hi: number): number {
-    return lo + this.int(hi - lo + 1);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  bytes(n: number): Buffer {
-    const b = Buffer.allocUnsafe(n);
-    for (let i = 0; i < n; i++) b[i] = this.int(256);
-    return b;
   }
 }

@@ -12,7 +12,7 @@
  */
 import { OP_NAMES } from '../../protocol/requests.js';
 import { Raw, raw, header, ext, pack, frame } from './rawpack.js';
-import type { Rand } from './common.js';
+import type { Rand } from './rand.js';
 
 const TOKEN = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
 
