@@ -43,7 +43,7 @@ const HELLO_FIRST_P = 0.5;
 const END_INSIDE_FRAME_P = 0.15;
 const TRICKLE_P = 0.15;
 /** How long past the due time a connection may take to answer or close. */
-const SLACK_MS = 3000;
+const SLACK_MS = 2000;
 
 const CONFIG = { ...DEFAULT_MACHINE, server: { ...DEFAULT_MACHINE.server, maxFrameBytes: MAX_FRAME_BYTES, frameTimeoutMs: FRAME_TIMEOUT_MS } };
 
@@ -206,6 +206,7 @@ export async function run(opts: PartOptions): Promise<Verdict> {
     for (let round = 0; round < ROUNDS[mode] && crashes.length < MAX_CRASHES[mode]; round++) {
       const fam = FAMILIES[round % FAMILIES.length]!;
       const rr = new Rand(opts.seed * 1_000_003 + round);
+      const tr = Date.now();
       const results = await Promise.all(Array.from({ length: CONNS[mode] }, () => runConn(d, new Rand(rr.int(2 ** 31)), fam, FRAMES_PER_CONN[mode])));
       await sleep(100);
       const dead = !d.alive();
@@ -223,7 +224,7 @@ export async function run(opts: PartOptions): Promise<Verdict> {
         }
       }
       conns += results.length;
-      part.log(`round ${round} ${fam}: ${results.reduce((a, x) => a + x.frames, 0)} frames, ${roundBad} connections not answered as due${dead ? ', DAEMON DIED' : ''}`);
+      part.log(`round ${round} ${fam}: ${results.reduce((a, x) => a + x.frames, 0)} frames, ${roundBad} connections not answered as due, ${Date.now() - tr} ms${dead ? ', DAEMON DIED' : ''}`);
       if (dead) await restart(`round ${round} (${fam})`);
     }
     const secs = (Date.now() - t0) / 1000;

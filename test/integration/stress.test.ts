@@ -1,0 +1,54 @@
+/**
+ * The stress harness's quick parts against the real daemon: the frame
+ * fuzzer and the kill storm (`node dist/bench/stress/run.js fuzz killstorm
+ * --short`, about 40 s on a 2-core machine) must both pass. Each part ends
+ * its output with one line `PART: pass` or `PART: fail (reason)`.
+ *
+ * The run gets an environment without tap's per-process hooks (NODE_OPTIONS,
+ * _TAPJS_*): instrumenting the daemons and the hundred short-lived client
+ * processes for coverage would double the run's time and add nothing.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT } from '../helpers/daemon.js';
+
+const RUN = join(ROOT, 'dist', 'bench', 'stress', 'run.js');
+const TIMEOUT_MS = 100_000;
+
+function runStress(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('_TAPJS_') && k !== 'NODE_V8_COVERAGE'));
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [RUN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    p.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    // SIGTERM: run.js kills every process it started before it exits
+    const timer = setTimeout(() => p.kill('SIGTERM'), TIMEOUT_MS);
+    p.once('error', reject);
+    p.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+t.test('stress: fuzz and killstorm (short) pass', async (t) => {
+  const r = await runStress(['fuzz', 'killstorm', '--short']);
+  t.comment(r.stderr.split('\n').filter((l) => / (ok  |FAIL) /.test(l)).join('\n'));
+  const verdicts = r.stdout.split('\n').filter((l) => /^[a-z]+: (pass|fail)/.test(l));
+  t.same(
+    verdicts.map((l) => l.split(':')[0]),
+    ['fuzz', 'killstorm'],
+    'one verdict line per part, in order',
+  );
+  for (const part of ['fuzz', 'killstorm']) {
+    const line = verdicts.find((l) => l.startsWith(`${part}:`));
+    t.equal(line, `${part}: pass`, `${part} passed${line !== undefined && line !== `${part}: pass` ? ` — ${line}` : ''}`);
+  }
+  const figures = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { bench: string; metric: string });
+  t.ok(figures.some((f) => f.bench === 'fuzz' && f.metric === 'framesSent'), 'fuzz printed its figures');
+  t.ok(figures.some((f) => f.bench === 'killstorm' && f.metric === 'bystanderPingP99'), 'killstorm printed its figures');
+  t.equal(r.code, 0, 'exit status 0');
+});
