@@ -74,6 +74,10 @@ export type Family = (typeof FAMILIES)[number];
 const EXT_TYPES = [-1, 0, 1, 0x42, 0x62, 0x65, 0x69, 0x70, 0x72, 0x73, 0x74, 0x78, 0x7f, -128, -2];
 
 let seq = 0;
+/** Mutated requests take the ops in turn, so every op is mutated. */
+let opTurn = 0;
+/** Ops whose requests were mutated so far. */
+export const MUTATED_OPS = new Set<string>();
 
 /** A valid request of op (id given), as a plain object. */
 export function request(op: string, id: number): Record<string, unknown> {
@@ -172,7 +176,10 @@ function hostileValue(r: Rand, fam: Family): unknown {
 
 /** A request of a random op with fields mutated the family's way. */
 function mutatedReq(r: Rand, fam: Family): Buffer {
-  const q = validReq(r);
+  const op = OP_NAMES[opTurn++ % OP_NAMES.length]!;
+  MUTATED_OPS.add(op);
+  const q = request(op, r.int(1 << 20));
+  if (op === 'hello') q['name'] = `fz${++seq}`;
   const keys = Object.keys(q);
   const n = r.range(1, 3);
   const m = new Map<unknown, unknown>(Object.entries(q));
