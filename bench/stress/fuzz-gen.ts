@@ -281,8 +281,8 @@ export interface Expectation {
   frames: number;
   /** A prefix over the limit comes first (E2BIG and a close). */
   e2big: boolean;
-  /** The stream ends inside a frame (ETIMEDOUT and a close). */
-  partial: boolean;
+  /** Where the stream ends inside a frame (ETIMEDOUT and a close): in its prefix, right after it, in its body. */
+  partial: 'in-prefix' | 'after-prefix' | 'in-body' | null;
   /** Bytes worth sending (nothing after an over-limit prefix matters). */
   used: number;
 }
@@ -291,15 +291,16 @@ export interface Expectation {
 export function mirror(stream: Buffer, maxFrameBytes: number): Expectation {
   let off = 0;
   let frames = 0;
+  const end = (partial: Expectation['partial']): Expectation => ({ frames, e2big: false, partial, used: stream.length });
   while (off < stream.length) {
-    if (stream.length - off < 4) return { frames, e2big: false, partial: true, used: stream.length };
+    if (stream.length - off < 4) return end('in-prefix');
     const len = stream.readUInt32BE(off);
-    if (len > maxFrameBytes) return { frames, e2big: true, partial: false, used: off + 4 };
-    if (stream.length - off - 4 < len) return { frames, e2big: false, partial: true, used: stream.length };
+    if (len > maxFrameBytes) return { frames, e2big: true, partial: null, used: off + 4 };
+    if (stream.length - off - 4 < len) return end(stream.length - off === 4 ? 'after-prefix' : 'in-body');
     off += 4 + len;
     frames++;
   }
-  return { frames, e2big: false, partial: false, used: stream.length };
+  return end(null);
 }
 
 /** A valid hello frame with a unique name. */

@@ -79,6 +79,8 @@ function typedReplies(c: RawConn): { eio: number; untyped: number } {
   return { eio, untyped };
 }
 
+const ENDS = { 'in-prefix': "inside a frame's length prefix", 'after-prefix': "right after a frame's length prefix", 'in-body': "inside a frame's body" };
+
 /** The connections of the running round. */
 const ACTIVE = new Set<RawConn>();
 const answersSoFar = () => [...ACTIVE].reduce((a, c) => a + c.msgs.length, 0);
@@ -155,13 +157,14 @@ async function runConn(d: DaemonHandle, r: Rand, fam: Family, span: readonly [nu
     // the connection-level error it was closed with, if any
     const closing = () => c.msgs.find((m) => m['id'] === null && ['E2BIG', 'ETIMEDOUT'].includes((m['error'] as { code?: string } | undefined)?.code ?? ''));
     const closingCode = () => (closing()?.['error'] as { code: string } | undefined)?.code;
-    if (ex.e2big || ex.partial) {
+    if (ex.e2big || ex.partial !== null) {
       const code = ex.e2big ? 'E2BIG' : 'ETIMEDOUT';
+      const due = ex.e2big ? 'a prefix over the limit' : `the stream ends ${ENDS[ex.partial!]}`;
       await settle(c, () => c.replies >= ex.frames || c.closed, SLACK_MS);
-      const waitMs = (ex.partial ? FRAME_TIMEOUT_MS : 0) + SLACK_MS;
+      const waitMs = (ex.partial !== null ? FRAME_TIMEOUT_MS : 0) + SLACK_MS;
       const closed = await settle(c, () => c.closed, waitMs);
-      if (!closed) res.bad = `expected ${code} and a close: still open ${waitMs} ms after the last answer (${c.replies}/${ex.frames} replies)`;
-      else if (closingCode() === undefined) res.bad = `closed without ${code} (${c.replies}/${ex.frames} replies, codes ${[...new Set(c.codes())].join(',')})`;
+      if (!closed) res.bad = `${code} due (${due}): still open ${waitMs} ms after the last answer (${c.replies}/${ex.frames} replies)`;
+      else if (closingCode() === undefined) res.bad = `${code} due (${due}): closed without it (${c.replies}/${ex.frames} replies, codes ${[...new Set(c.codes())].join(',')})`;
       else if (closingCode() !== code) res.otherReason = `${closingCode()} where ${code} was due`;
       else if (c.replies > ex.frames + 1) res.bad = `${c.replies} replies to ${ex.frames} frames`;
     } else {
