@@ -1,7 +1,7 @@
 /**
  * The stress harness's quick parts against the real daemon: the frame
  * fuzzer and the kill storm (`node dist/bench/stress/run.js fuzz killstorm
- * --short`, about 40 s on a 2-core machine) must both pass. Each part ends
+ * --short`, about 30 s on a 2-core machine) must both pass. Each part ends
  * its output with one line `PART: pass` or `PART: fail (reason)`.
  *
  * The run starts through `env -u NODE_OPTIONS`: tap adds its per-process
