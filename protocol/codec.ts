@@ -18,7 +18,7 @@
  *   Rust client reads them as integers.
  * Decoding turns 64-bit integers into JS numbers and maps into plain objects.
  */
-import { Packr } from 'msgpackr/pack';
+import { Packr, RESERVE_START_SPACE } from 'msgpackr/pack';
 // the flag is exported by the runtime module, typed only on the bare entry
 import * as unpackModule from 'msgpackr/unpack';
 import { checkWellFormed, MalformedError } from './wellformed.js';
@@ -69,6 +69,21 @@ function widen(v: unknown): unknown {
 /** Encode one value as plain MessagePack. */
 export function encodeValue(value: unknown): Buffer {
   return packr.pack(widen(value));
+}
+
+/** Frames from this size on are handed out without a copy (see encodeFramed). */
+const NO_COPY_BYTES = 64 * 1024;
+
+/**
+ * Encode one value with `prefix` bytes reserved in front of it (a frame's
+ * length). msgpackr packs into a buffer it keeps and continues after, so
+ * what it returns stays valid; a small result is copied out anyway, so a
+ * slow reader's socket never pins msgpackr's (possibly large) buffer for a
+ * few bytes, while a large one (a 4 MiB read) is not copied a second time.
+ */
+export function encodeWithPrefix(value: unknown, prefix: number): Buffer {
+  const out = packr.pack(widen(value), RESERVE_START_SPACE | prefix);
+  return out.length < NO_COPY_BYTES ? Buffer.from(out) : out;
 }
 
 export class DecodeError extends Error {

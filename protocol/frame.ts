@@ -5,7 +5,7 @@
  * The reader checks the length prefix against the limit as soon as the four
  * prefix bytes are in, before any of the body is buffered or decoded.
  */
-import { encodeValue } from './codec.js';
+import { encodeWithPrefix } from './codec.js';
 
 export const FRAME_HEADER_BYTES = 4;
 /** Default maximum frame body size: 4 MiB. */
@@ -13,12 +13,10 @@ export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024;
 /** Largest length a 4-byte prefix can state. */
 export const MAX_FRAME_PREFIX = 0xffff_ffff;
 
-/** Encode a value into one frame (prefix + body). */
+/** Encode a value into one frame (prefix + body), the body packed right after the prefix. */
 export function encodeFrame(value: unknown): Buffer {
-  const body = encodeValue(value);
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body.length);
-  frame.writeUInt32BE(body.length, 0);
-  body.copy(frame, FRAME_HEADER_BYTES);
+  const frame = encodeWithPrefix(value, FRAME_HEADER_BYTES);
+  frame.writeUInt32BE(frame.length - FRAME_HEADER_BYTES, 0);
   return frame;
 }
 

@@ -25,7 +25,8 @@ import { pack, frame } from './rawpack.js';
 export const AMP_READS = 150;
 /** server.maxUnsentBytes asked for (and its default once implemented). */
 export const AMP_UNSENT_LIMIT = 4 * MiB;
-export const AMP_FACTOR = 4;
+/** Growth allowed, in multiples of the limit: the unsent answers, the answer being built (the bytes read and their encoding) and garbage not yet collected. */
+export const AMP_FACTOR = 6;
 const AMP_WATCH_MS = 8000;
 const AMP_AFTER_MS = 2000;
 

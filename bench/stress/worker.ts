@@ -210,6 +210,8 @@ async function main(): Promise<void> {
   }
   const ca = await connect({ socket, useCookie: false });
   const cb = await connect({ socket, useCookie: false });
+  // the pair pass handles to each other: each accepts them from the other only
+  await Promise.all([ca.accept([cb.id]), cb.accept([ca.id])]);
   const a = new Actor(ca, new Rand(seed));
   const b = new Actor(cb, new Rand(seed + 0x9e3779b9));
   a.peer = b;
