@@ -5,6 +5,7 @@
  */
 import { BufferdError, type WireError } from '../protocol/errors.js';
 import { decodeValue, DecodeError, isPlainMap } from '../protocol/codec.js';
+import { MAX_REQUEST_VALUES } from '../protocol/wellformed.js';
 import { compileRequestValidator } from '../protocol/validate.js';
 import type { OpName } from '../protocol/requests.js';
 import type { DaemonContext } from './context.js';
@@ -40,7 +41,7 @@ export function createDispatcher(ctx: DaemonContext): Dispatcher {
   return (s, body) => {
     let msg: unknown;
     try {
-      msg = decodeValue(body);
+      msg = decodeValue(body, MAX_REQUEST_VALUES);
     } catch (e) {
       const text = e instanceof DecodeError ? e.message : 'body is not valid MessagePack';
       s.log.warn({ code: 'EPROTO' }, text);

@@ -98,12 +98,14 @@ export function nativeDecoderEnabled(): boolean {
 /**
  * Decode exactly one MessagePack value from `body`. Trailing bytes, truncated
  * data, lengths that lie, extension types and the reserved byte 0xc1 (at any
- * depth), non-string map keys and nesting deeper than 64 are all errors.
+ * depth), non-string map keys and nesting deeper than 64 are all errors,
+ * and so are more than `maxValues` values (the daemon decodes requests with
+ * MAX_REQUEST_VALUES).
  */
-export function decodeValue(body: Uint8Array): unknown {
+export function decodeValue(body: Uint8Array, maxValues = Infinity): unknown {
   if (body.length === 0) throw new DecodeError('empty frame body');
   try {
-    checkWellFormed(body);
+    checkWellFormed(body, maxValues);
   } catch (e) {
     if (e instanceof MalformedError) throw new DecodeError(`body is not valid MessagePack: ${e.message}`);
     throw e;

@@ -9,7 +9,9 @@
  * - the reserved byte 0xc1 and every extension type, at any depth;
  * - map keys that are not strings;
  * - nesting deeper than MAX_DEPTH;
- * - strings that are not valid UTF-8.
+ * - strings that are not valid UTF-8;
+ * - more than `maxValues` values in all (a request never needs many: this
+ *   bounds what one frame costs to decode, e.g. 4 MiB of one-byte values).
  *
  * So the decoder only ever sees bytes whose every length is true: a lying
  * str32 header (`db ffffffff …`), which crashed a native string decoder,
@@ -42,12 +44,16 @@ interface Level {
 
 const hex = (b: number) => `0x${b.toString(16).padStart(2, '0')}`;
 
+/** Values (arrays, maps and their items, every scalar) one request may hold. */
+export const MAX_REQUEST_VALUES = 16_384;
+
 /** Throw MalformedError unless `body` holds exactly one well-formed value within the rules above. */
-export function checkWellFormed(body: Uint8Array): void {
+export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
   const n = body.length;
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const stack: Level[] = [];
   let pos = 0;
+  let values = 0;
 
   const need = (k: number, what: string, at: number): void => {
     if (pos + k > n) throw new MalformedError(`${what} at offset ${at} needs ${k} more byte(s), only ${n - pos} left`, at);
@@ -74,6 +80,7 @@ export function checkWellFormed(body: Uint8Array): void {
   do {
     if (pos >= n) throw new MalformedError(`value cut short at offset ${pos} (frame ends)`, pos);
     const at = pos;
+    if (++values > maxValues) throw new MalformedError(`more than ${maxValues} values in one frame (at offset ${at}); a request holds far fewer`, at);
     const top = stack[stack.length - 1];
     const isKey = top !== undefined && top.map && top.key;
     if (top !== undefined) {

@@ -78,7 +78,9 @@ export async function startDaemon(scope: Scope, o: DaemonOptions = {}): Promise<
     writeFileSync(p, JSON.stringify(o.config));
     args.push('--config', p);
   }
-  const proc = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  // STRESS_DAEMON_NODE_ARGS: node flags for the daemon only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to see what a part makes it do)
+  const nodeArgs = (process.env['STRESS_DAEMON_NODE_ARGS'] ?? '').split(' ').filter((x) => x !== '');
+  const proc = track(spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let err = '';
   const errorLines: string[] = [];
   proc.stderr!.setEncoding('utf8').on('data', (s: string) => (err = (err + s).slice(-8000)));

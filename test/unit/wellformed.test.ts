@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { checkWellFormed, MalformedError, MAX_DEPTH } from '../../protocol/wellformed.js';
+import { checkWellFormed, MalformedError, MAX_DEPTH, MAX_REQUEST_VALUES } from '../../protocol/wellformed.js';
 import { decodeValue, DecodeError, encodeValue, nativeDecoderEnabled } from '../../protocol/codec.js';
 // the client library and the daemon's dispatch load the codec the way production does
 import '../../client/index.js';
@@ -136,4 +136,15 @@ t.test('wide containers are linear, not quadratic', async (t) => {
   const big = encodeValue(Array.from({ length: 200_000 }, (_, i) => ({ k: i })));
   checkWellFormed(big);
   t.equal((decodeValue(big) as unknown[]).length, 200_000);
+});
+
+t.test('a request holds at most MAX_REQUEST_VALUES values (decoding cost bounded)', async (t) => {
+  const ok = encodeValue({ id: 1, op: 'x', list: Array.from({ length: MAX_REQUEST_VALUES - 10 }, () => 0) });
+  t.doesNotThrow(() => decodeValue(ok, MAX_REQUEST_VALUES));
+  const many = encodeValue({ id: 1, op: 'x', list: Array.from({ length: MAX_REQUEST_VALUES }, () => 0) });
+  t.throws(() => decodeValue(many, MAX_REQUEST_VALUES), { message: `more than ${MAX_REQUEST_VALUES} values in one frame` });
+  t.doesNotThrow(() => decodeValue(many), 'without a limit (the client reading big status answers)');
+  // 4 MiB of nils: refused after 16,384 of them, not decoded into a 4-million-element array
+  const nils = Buffer.concat([Buffer.from([0xdd, 0x00, 0x40, 0x00, 0x00]), Buffer.alloc(4 << 20, 0xc0)]);
+  t.throws(() => checkWellFormed(nils, MAX_REQUEST_VALUES), MalformedError);
 });
