@@ -22,6 +22,16 @@ function rss(pid: number): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A raw client with a 4 MiB buffer that pipelines `n` reads of it and never reads its socket. */
+async function unreadReads(socket: string, n: number, firstId = 10): Promise<RawClient> {
+  const r = await RawClient.open(socket);
+  const a = await r.call({ id: 1, op: 'alloc', pool: 'default', size: 4 * MiB });
+  const h = (a['result'] as { handle: number }).handle;
+  r.sock.pause();
+  r.sock.write(Buffer.concat(Array.from({ length: n }, (_, i) => encodeFrame({ id: firstId + i, op: 'read', handle: h, offset: 0, length: 4 * MiB - 2048 }))));
+  return r;
+}
+
 t.test('pipelined reads that are never read: the daemon holds about maxUnsentBytes, not the sum', async (t) => {
   const limit = 4 * MiB; // server.maxUnsentBytes's default
   const d = await startDaemon(t, { logLevel: 'info' });
@@ -71,11 +81,7 @@ t.test('a client that leaves with unread responses leaves nothing behind', async
   const base = rss(pid);
   const samples: number[] = [];
   for (let round = 0; round < 6; round++) {
-    const r = await RawClient.open(d.socket);
-    const a = await r.call({ id: 1, op: 'alloc', pool: 'default', size: 4 * MiB });
-    const h = (a['result'] as { handle: number }).handle;
-    r.sock.pause();
-    r.sock.write(Buffer.concat(Array.from({ length: 100 }, (_, i) => encodeFrame({ id: 10 + i, op: 'read', handle: h, offset: 0, length: 4 * MiB - 2048 }))));
+    const r = await unreadReads(d.socket, 100);
     await sleep(300);
     samples.push(rss(pid) - base);
     r.sock.destroy();
@@ -158,11 +164,7 @@ t.test('sockets that never say hello are closed after helloTimeoutMs, and cannot
 
 t.test('a client that never reads cannot hold up shutdown', async (t) => {
   const d = await startDaemon(t, { logLevel: 'info', config: { ...DEFAULT_MACHINE, server: { ...DEFAULT_MACHINE.server, shutdownTimeoutMs: 1000 } } });
-  const r = await RawClient.open(d.socket);
-  const a = await r.call({ id: 1, op: 'alloc', pool: 'default', size: 4 * MiB });
-  const h = (a['result'] as { handle: number }).handle;
-  r.sock.pause();
-  r.sock.write(Buffer.concat(Array.from({ length: 50 }, (_, i) => encodeFrame({ id: 10 + i, op: 'read', handle: h, offset: 0, length: 4 * MiB - 2048 }))));
+  const r = await unreadReads(d.socket, 50);
   await sleep(500);
   const t0 = performance.now();
   const exit = await d.stop('SIGTERM');
