@@ -835,6 +835,10 @@ def _(ctx):
     check(r["align"] >= 4096 and r["segments"][0]["addr"] % 4096 == 0, "align at least the merged alignment")
     reg = ok(c, "register", handle=r["handle"], driver="display")
     eq(reg["driver"], "display", "the placed buffer registers")
+    fits = [p["name"] for p in ok(c, "merge", drivers=["display"])["pools"] if p["fits"] and p["allowed"]]
+    order = [p["name"] for p in ok(c, "pools")["pools"]]
+    first = [n for n in order if n in fits][0]
+    eq(r["pool"], first, "the first pool in config order that fits and is allowed")
 
 
 @case("alloc.for-errors")
@@ -1083,6 +1087,31 @@ def _(ctx):
 # export, import (§5)
 # --------------------------------------------------------------------------
 
+@case("quota.principal-bytes")
+def _(ctx):
+    """§4: a principal's use counts live buffers of all its connections until freed, whatever keeps
+    them alive, even after the allocating client left."""
+    a = ctx.conn()
+    b = ctx.conn()
+    adm = ctx.admin()
+    before = my_client(b)["principalBytes"]
+    adm_before = my_client(adm)["principalBytes"]
+    h = alloc(a, "default", 100000)
+    u = h["usize"]
+    eq(my_client(a)["bytes"], u, "clients[].bytes of the allocating client")
+    eq(my_client(b)["principalBytes"], before + u, "another anonymous connection sees the principal's use")
+    eq(my_client(adm)["principalBytes"], adm_before, "the cookie principal is another principal")
+    t = ok(a, "export", handle=h["handle"])["token"]
+    a.close()
+    time.sleep(0.2)
+    eq(my_client(b)["principalBytes"], before + u, "a token in flight keeps the use after the client left")
+    r = ok(adm, "import", token=t)
+    eq(my_client(b)["principalBytes"], before + u, "use stays with the allocating principal")
+    eq(my_client(adm)["bytes"], 0, "the importer's own bytes")
+    ok(adm, "close", handle=r["handle"])
+    eq(my_client(b)["principalBytes"], before, "freed")
+
+
 @case("tokens.export-import")
 def _(ctx):
     a = ctx.conn()
@@ -1103,10 +1132,12 @@ def _(ctx):
     e1 = expect_err(b, "import", "ENOENT", token=t["token"])
     e2 = expect_err(b, "import", "ENOENT", token="A" * 32)
     eq(e1["message"], e2["message"], "used and unknown tokens answer the same message")
+    expired = ok(b, "status")["buffers"]["tokensExpired"]
     t2 = ok(b, "export", handle=0, ttlMs=1)
     time.sleep(0.05)
     e3 = expect_err(a, "import", "ENOENT", token=t2["token"])
     eq(e3["message"], e2["message"], "expired tokens answer the same message")
+    eq(ok(b, "status")["buffers"]["tokensExpired"], expired + 1, "status.buffers.tokensExpired")
     expect_err(b, "export", "EINVAL", handle=0, ttlMs=0)
     expect_err(b, "export", "EINVAL", handle=0, ttlMs=86400001)
     eq(ok(b, "export", handle=0, ttlMs=86400000)["expiresInMs"] > 86000000, True, "ttlMs 86400000")
@@ -1279,6 +1310,7 @@ def _(ctx):
     # 2^64 would not fit the 53 bits §2 promises; §5 is silent: accept nil ("none") or 2^64
     check(m3["addressLimit"] in (None, 2**64), f"nic (64-bit mask) addressLimit {m3['addressLimit']!r}")
     e = expect_err(c, "merge", "ENOENT", drivers=["gpu", "nosuchdriver"])
+    eq(details(e, "driver")["driver"], "nosuchdriver", "merge ENOENT details.driver")
 
 
 @case("merge.conflicts")
@@ -1299,8 +1331,16 @@ def _(ctx):
 @case("register.success-and-unregister")
 def _(ctx):
     c = ctx.conn()
+    disp = lambda: [d for d in ok(c, "drivers")["drivers"] if d["name"] == "display"][0]  # noqa: E731
+    d0 = disp()
     h = ok(c, "alloc", {"for": ["display"], "size": 65536})
     r = ok(c, "register", handle=h["handle"], driver="display")
+    d1 = disp()
+    eq((d1["registrations"], d1["registered"]), (d0["registrations"] + 1, d0["registered"] + 1),
+       "drivers[].registrations and registered after a register")
+    u0 = alloc(c, "default", 4096)
+    expect_err(c, "register", "EATTR", handle=u0["handle"], driver="display")
+    eq(disp()["refused"], d0["refused"] + 1, "drivers[].refused after a refusal")
     for k in ("driver", "buffer", "deviceAddress", "segments", "iommu", "bounced"):
         check(k in r, f"register result lacks {k}")
     eq((r["driver"], r["buffer"]), ("display", h["buffer"]), "driver, buffer")
@@ -2006,6 +2046,47 @@ def _(ctx):
     still_open(c, "deep nesting")
 
 
+@case("framing.payload-bytes-are-data")
+def _(ctx):
+    """The structure check of §2 skips payloads: bytes inside a bin that look like 0xc1, an
+    extension header or invalid UTF-8 are data."""
+    c = ctx.conn()
+    h = alloc(c, size=64)["handle"]
+    tricky = b"\xc1\xd4\x01\x00\xc7\xff\x05\xc3\x28\xdf\xff\xff\xff\xff\x91"
+    eq(ok(c, "write", handle=h, offset=0, data=tricky)["written"], len(tricky), "write of tricky bytes")
+    eq(ok(c, "read", handle=h, offset=0, length=len(tricky))["data"], tricky, "read back")
+    r = raw_call(c, frame(b"\x84\xa2id\x33\xa2op\xa4info\xa6handle\x00\xa4note\xa5\xe2\x82\xac\xc3\xa9"))
+    eq((r.get("id"), r.get("error", {}).get("code")), (0x33, "EINVAL"), "valid multi-byte UTF-8 is fine (extra field)")
+
+
+@case("framing.id-kept-for-bad-requests")
+def _(ctx):
+    """§3: a request with a valid id always gets its answer with that id, errors included."""
+    c = ctx.conn()
+    for body, what in ((b"\x81\xa2id\x08", "missing op"), (b"\x82\xa2id\x08\xa2op\x05", "op not a string"),
+                       (b"\x82\xa2id\x08\xa2op\xa0", "empty op")):
+        r = raw_call(c, frame(body))
+        eq((r.get("id"), r.get("error", {}).get("code")), (8, "EINVAL"), what)
+        check("op" in r["error"]["message"], f"{what}: message should name op: {r['error']['message']}")
+
+
+@case("framing.body-of-max-frame-bytes")
+def _(ctx):
+    """§2: bodies of at most maxFrameBytes are accepted (here: refused only for data over maxDataBytes)."""
+    c = ctx.conn()
+    limit = c.session["limits"]["maxFrameBytes"]
+    h = alloc(c, size=16)["handle"]
+    head = packb({"id": 77, "op": "write", "handle": h, "offset": 0})
+    # {id, op, handle, offset, data: bin32 of n}: map header grows from 0x84 to 0x85
+    n = limit - (len(head) - 1 + 1 + 5 + 5)
+    body = b"\x85" + head[1:] + b"\xa4data\xc6" + struct.pack(">I", n) + bytes(n)
+    eq(len(body), limit, "test body length")
+    r = raw_call(c, frame(body))
+    eq(r.get("id"), 77, "a body of exactly maxFrameBytes is read")
+    eq(r.get("error", {}).get("code"), "EINVAL", "data over maxDataBytes")
+    still_open(c, "a body of maxFrameBytes")
+
+
 @case("framing.not-a-map")
 def _(ctx):
     c = ctx.conn()
@@ -2054,6 +2135,11 @@ def _(ctx):
     r = raw_call(c, frame(b"\x82\xa2id\x06\xa2op\xd9\x04ping"))
     eq(r.get("id"), 6, "op as str 8")
     check("result" in r, f"str 8: {short(r)}")
+    r = raw_call(c, frame(b"\x82\xd9\x02id\x07\xda\x00\x02op\xa4ping"))
+    eq(r.get("id"), 7, "keys as str 8 and str 16")
+    check("result" in r, f"str 8/16 keys: {short(r)}")
+    r = raw_call(c, frame(b"\x82\xa2id\xcf" + b"\xff" * 8 + b"\xa2op\xa4ping"))
+    eq((r.get("id"), r.get("error", {}).get("code")), (None, "EINVAL"), "id 2^64-1")
 
 
 @case("framing.oversized-prefix")
