@@ -346,6 +346,9 @@ export class Connection {
         clearTimeout(t);
         resolve();
       });
+      // on a Unix socket, written is delivered (it sits in the peer's receive queue): close once
+      // everything is written, without waiting for the client to close its end
+      this.socket.once('finish', () => this.socket.destroy());
       this.socket.end();
     });
   }

@@ -40,6 +40,8 @@ interface Level {
   map: boolean;
   /** For maps: the next item is a key. */
   key: boolean;
+  /** For maps, when keys must be unique: the keys seen (their raw bytes). */
+  keys: Set<string> | null;
 }
 
 const hex = (b: number) => `0x${b.toString(16).padStart(2, '0')}`;
@@ -47,8 +49,14 @@ const hex = (b: number) => `0x${b.toString(16).padStart(2, '0')}`;
 /** Values (arrays, maps and their items, every scalar) one request may hold. */
 export const MAX_REQUEST_VALUES = 16_384;
 
-/** Throw MalformedError unless `body` holds exactly one well-formed value within the rules above. */
+/**
+ * Throw MalformedError unless `body` holds exactly one well-formed value
+ * within the rules above. Requests are checked with `maxValues` set, and
+ * then a map's keys must also be unique (a request whose `id` appears
+ * twice means two things).
+ */
 export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
+  const uniqueKeys = maxValues !== Infinity;
   const n = body.length;
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const stack: Level[] = [];
@@ -74,7 +82,7 @@ export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
     }
     if (stack.length >= MAX_DEPTH) throw new MalformedError(`nesting deeper than ${MAX_DEPTH} levels at offset ${at}`, at);
     if (count === 0) return;
-    stack.push({ left: map ? count * 2 : count, map, key: map });
+    stack.push({ left: map ? count * 2 : count, map, key: map, keys: map && uniqueKeys ? new Set() : null });
   };
 
   do {
@@ -91,6 +99,7 @@ export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
     if (isKey && !((b >= 0xa0 && b <= 0xbf) || b === 0xd9 || b === 0xda || b === 0xdb)) {
       throw new MalformedError(`map key at offset ${at} is not a string (type byte ${hex(b)}); map keys must be strings`, at);
     }
+    const keys = isKey ? top!.keys : null;
     if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) {
       // fixint, negative fixint, nil, false, true
     } else if (b >= 0xa0 && b <= 0xbf) {
@@ -167,6 +176,13 @@ export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
           // 0xc7–0xc9 ext 8/16/32, 0xd4–0xd8 fixext
           throw new MalformedError(`extension type (byte ${hex(b)}) at offset ${at}: extension types are not accepted`, at);
       }
+    }
+    if (keys !== null) {
+      // the key's own bytes, whatever header encoded its length
+      const header = b <= 0xbf ? 1 : b === 0xd9 ? 2 : b === 0xda ? 3 : 5;
+      const k = Buffer.from(body.buffer, body.byteOffset + at + header, pos - at - header).toString('latin1');
+      if (keys.has(k)) throw new MalformedError(`duplicate map key at offset ${at}: a key may appear once in a map`, at);
+      keys.add(k);
     }
     // close every container this value completed
     while (stack.length > 0 && stack[stack.length - 1]!.left === 0) stack.pop();

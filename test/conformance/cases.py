@@ -1850,8 +1850,8 @@ def _(ctx):
 
 @case("subscribe.handles-topic-export")
 def _(ctx):
-    """§5 subscribe: the handles topic's kinds (send, export, import) carry
-    `buffer, from, fromName, to, toName`, export adding `expiresInMs`."""
+    """§5 subscribe: the handles topic's export carries `buffer, from,
+    fromName` (the exporter) and `expiresInMs`, and no receiver."""
     s = ctx.conn()
     ok(s, "subscribe", topics=["handles"])
     a = ctx.conn()
@@ -1862,8 +1862,9 @@ def _(ctx):
     eq((e.get("from"), e.get("fromName")), (a.session["clientId"], a.session["name"]), "export activity from, fromName")
     check(TYPES["number"](e.get("expiresInMs")) and 0 < e["expiresInMs"] <= 5000,
           f"export activity expiresInMs {e.get('expiresInMs')!r}")
-    missing = [k for k in ("buffer", "from", "fromName", "to", "toName", "expiresInMs") if k not in e]
+    missing = [k for k in ("buffer", "from", "fromName", "expiresInMs") if k not in e]
     check(not missing, f"export activity lacks {missing}: {short(e)}")
+    check("to" not in e and "toName" not in e, f"export activity names no receiver (there is none yet): {short(e)}")
     ok(a, "import", token=t["token"])
 
 
@@ -2020,6 +2021,15 @@ def _(ctx):
     raw_error(c, frame(b"\x83\xa2id\x0c\xa2op\xa4ping\xa1x\x81\xc0\x01"), "EPROTO", what="nil key nested")
     raw_error(c, frame(b"\x83\xa2id\x0c\xa2op\xa4ping\xa1x\x81\xc4\x01k\x01"), "EPROTO", what="bin key nested")
     still_open(c, "non-string keys")
+
+
+@case("framing.duplicate-keys")
+def _(ctx):
+    """§2: a key appearing twice in one map (by its text) makes the frame invalid."""
+    c = ctx.conn()
+    raw_error(c, frame(b"\x83\xa2id\x05\xa2op\xa4ping\xa2id\x06"), "EPROTO", what="id twice at top level")
+    raw_error(c, frame(b"\x83\xa2id\x07\xa2op\xa4ping\xa1x\x82\xa1a\x01\xd9\x01a\x02"), "EPROTO", what="a fixstr and a str8 key of the same text, nested")
+    still_open(c, "duplicate keys")
 
 
 @case("framing.invalid-utf8")

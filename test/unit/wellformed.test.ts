@@ -148,3 +148,13 @@ t.test('a request holds at most MAX_REQUEST_VALUES values (decoding cost bounded
   const nils = Buffer.concat([Buffer.from([0xdd, 0x00, 0x40, 0x00, 0x00]), Buffer.alloc(4 << 20, 0xc0)]);
   t.throws(() => checkWellFormed(nils, MAX_REQUEST_VALUES), MalformedError);
 });
+
+t.test('in a request, a key appears once per map', async (t) => {
+  // {"id":5,"op":"ping","id":6}
+  const dup = hex('83 a26964 05 a26f70 a470696e67 a26964 06');
+  t.throws(() => decodeValue(dup, MAX_REQUEST_VALUES), { message: 'duplicate map key at offset 13' });
+  t.doesNotThrow(() => decodeValue(hex('82 a178 81 a161 01 a179 81 a161 02'), MAX_REQUEST_VALUES), 'the same key in two maps is fine');
+  t.throws(() => decodeValue(hex('81 a178 82 a161 01 a161 02'), MAX_REQUEST_VALUES), { message: 'duplicate map key' }, 'nested maps too');
+  t.throws(() => decodeValue(hex('82 a161 01 d90161 02'), MAX_REQUEST_VALUES), { message: 'duplicate map key' }, 'keys compare by their text, however their length is encoded');
+  t.doesNotThrow(() => decodeValue(dup), 'answers to a client are not held to it');
+});
