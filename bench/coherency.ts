@@ -36,7 +36,7 @@
  */
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
-import { DEFAULT_MACHINE } from '../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../daemon/config/default-machine.js';
 import { Reporter, median, prng, startDaemon, type Child } from './harness.js';
 
 const KiB = 1024;

@@ -34,7 +34,7 @@
 import { fileURLToPath } from 'node:url';
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
-import { Iommu, type IommuMapping } from '../daemon/iommu.js';
+import { Iommu, type IommuMapping } from '../daemon/dma/iommu.js';
 import { Reporter, median, startDaemon, runChildJson } from './harness.js';
 
 const KiB = 1024;

@@ -54,7 +54,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
-import { DEFAULT_MACHINE } from '../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../daemon/config/default-machine.js';
 import { TOPIC_NAMES } from '../protocol/ops/events.js';
 import { decodeValue, isPlainMap } from '../protocol/codec.js';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';

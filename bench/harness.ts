@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { rng } from '../daemon/rng.js';
+import { rng } from '../daemon/lib/rng.js';
 
 export interface Figure {
   bench: string;

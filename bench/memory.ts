@@ -10,7 +10,7 @@
  *  3. touch1G (touch256M with --quick): in a child process, write non-zero
  *     data over a whole buffer; host RSS growth per simulated byte touched.
  */
-import { BuddyAllocator } from '../daemon/buddy.js';
+import { BuddyAllocator } from '../daemon/memory/buddy.js';
 import { Reporter, startDaemon, prng, runChildJson, median, vmRss } from './harness.js';
 
 const GiB = 2 ** 30;

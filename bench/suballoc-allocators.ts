@@ -4,11 +4,11 @@
  * and a naive first-fit free list.
  */
 import { MemPool } from '@thi.ng/malloc';
-import { Machine } from '../daemon/machine.js';
-import type { MachineConfig } from '../daemon/machine-config.js';
-import type { Arena } from '../daemon/arena.js';
-import type { PhysBuffer, Pool } from '../daemon/pool.js';
-import { SIZES, size2usize } from '../daemon/sizeclasses.js';
+import { Machine } from '../daemon/alloc/machine.js';
+import type { MachineConfig } from '../daemon/config/machine-config.js';
+import type { Arena } from '../daemon/alloc/arena.js';
+import type { PhysBuffer, Pool } from '../daemon/alloc/pool.js';
+import { SIZES, size2usize } from '../daemon/alloc/sizeclasses.js';
 
 const MiB = 2 ** 20;
 export const PAGE = 4096;

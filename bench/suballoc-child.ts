@@ -9,8 +9,8 @@
  *
  *   node --expose-gc dist/bench/suballoc-child.js [N]
  */
-import { buildConfig } from '../daemon/config.js';
-import { size2usize } from '../daemon/sizeclasses.js';
+import { buildConfig } from '../daemon/config/config.js';
+import { size2usize } from '../daemon/alloc/sizeclasses.js';
 import { freshArena, prng, RAW } from './suballoc-traces.js';
 
 const n = Number(process.argv[2] ?? 1_000_000);

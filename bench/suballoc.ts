@@ -1,5 +1,5 @@
 /**
- * suballoc: the jemalloc-style sub-allocator (daemon/arena.ts) against
+ * suballoc: the jemalloc-style sub-allocator (daemon/alloc/arena.ts) against
  * @thi.ng/malloc's MemPool (baseline B) and a naive first-fit free list
  * (baseline C, in suballoc-traces.ts), on the same deterministic seeded
  * traces, in the same process and run:
@@ -28,8 +28,8 @@
  * allocation with 1,000,000 small blocks in one Arena, and the arena's own
  * metadata estimate per allocation.
  */
-import { buildConfig } from '../daemon/config.js';
-import type { MachineConfig } from '../daemon/machine-config.js';
+import { buildConfig } from '../daemon/config/config.js';
+import type { MachineConfig } from '../daemon/config/machine-config.js';
 import { Reporter, median, runChildJson } from './harness.js';
 import {
   FirstFit,

@@ -7,8 +7,8 @@
  *
  *   node --expose-gc dist/bench/touch-child.js BYTES
  */
-import { buildConfig } from '../daemon/config.js';
-import { Machine } from '../daemon/machine.js';
+import { buildConfig } from '../daemon/config/config.js';
+import { Machine } from '../daemon/alloc/machine.js';
 
 const CHUNK = 4 * 1024 * 1024;
 const bytes = Number(process.argv[2] ?? 2 ** 30);

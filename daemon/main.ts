@@ -6,14 +6,14 @@
  */
 import { parseArgs } from 'node:util';
 import { resolveSocketPath } from '../protocol/paths.js';
-import { loadConfig, type Config } from './config.js';
-import { createContext } from './context.js';
-import { createLogger, isLogLevel, LOG_LEVELS, type LogLevel } from './log.js';
-import { Server, StartupError } from './server.js';
-import { VERSION } from './version.js';
-import { Notifier } from './notify.js';
-import { socketActivation } from './activation.js';
-import { startHttp, type HttpServer } from './http.js';
+import { loadConfig, type Config } from './config/config.js';
+import { createContext } from './server/context.js';
+import { createLogger, isLogLevel, LOG_LEVELS, type LogLevel } from './lib/log.js';
+import { Server, StartupError } from './server/server.js';
+import { VERSION } from './lib/version.js';
+import { Notifier } from './server/notify.js';
+import { socketActivation } from './server/activation.js';
+import { startHttp, type HttpServer } from './server/http.js';
 import { doReload, ReloadRejected } from './ops/events.js';
 
 const USAGE = `Usage: bufferd [options]

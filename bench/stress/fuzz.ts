@@ -27,7 +27,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import { ERROR_CODES } from '../../protocol/errors.js';
 import { OP_NAMES } from '../../protocol/requests.js';
 import { Part, RawConn, Rand, MiB, sleep, startDaemon, startBystander, reportPings, type DaemonHandle, type Verdict, type PartOptions } from './common.js';

@@ -16,7 +16,7 @@
  * server.helloTimeoutMs) are left out and reported; the figures are
  * measured either way.
  */
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import { encodeFrame } from '../../protocol/frame.js';
 import { median } from '../harness.js';
 import { MiB, RawConn, rssOf, sleep, startDaemon, withFutureKeys, type Part } from './common.js';

@@ -15,7 +15,7 @@
  *     who never asked for any. Target: B's own alloc still succeeds.
  */
 import { connect } from '../../client/connect.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import { median } from '../harness.js';
 import { MiB, reportPings, sleep, startBystander, startDaemon, withFutureKeys, type Part } from './common.js';
 

@@ -2,7 +2,7 @@
  * The stress harness's seeded PRNG, in a module of its own so that the
  * worker processes load nothing else.
  */
-import { rng } from '../../daemon/rng.js';
+import { rng } from '../../daemon/lib/rng.js';
 
 /** A seeded PRNG (mulberry32, the daemon's own) with the helpers the parts use. */
 export class Rand {

@@ -4,10 +4,10 @@
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
 import type { ResultOf } from '../../protocol/results.js';
-import type { DaemonContext } from '../context.js';
-import { handlesOf as table, mappingOf, type Session } from '../clients.js';
-import { rightsList } from '../handles.js';
-import { sliced } from '../slices.js';
+import type { DaemonContext } from '../server/context.js';
+import { handlesOf as table, mappingOf, type Session } from '../session/clients.js';
+import { rightsList } from '../buffers/handles.js';
+import { sliced } from '../lib/slices.js';
 
 /** Abandon long work for a client that left (its buffers may be freed by its teardown). */
 export function whileConnected(s: Session): () => void {

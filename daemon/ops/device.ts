@@ -9,13 +9,13 @@
  */
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
-import type { DaemonContext } from '../context.js';
-import type { Session } from '../clients.js';
-import type { Registration } from '../drivers.js';
-import type { Right } from '../handles.js';
-import { handlesOf as table } from '../clients.js';
+import type { DaemonContext } from '../server/context.js';
+import type { Session } from '../session/clients.js';
+import type { Registration } from '../dma/drivers.js';
+import type { Right } from '../buffers/handles.js';
+import { handlesOf as table } from '../session/clients.js';
 import { checkRange } from './memory.js';
-import { sliced, type Work } from '../slices.js';
+import { sliced, type Work } from '../lib/slices.js';
 import { whileConnected } from './coherency.js';
 
 /** The registration a device op acts on, checking who may drive the device. */

@@ -8,13 +8,13 @@ import type { MergeResult, RegistrationInfo, ResultOf } from '../../protocol/res
 import type { DriverStatus } from '../../protocol/status.js';
 import { mergeConstraints, poolMisfits, validateConstraints, type MergedAttributes, type Constraints } from '../../protocol/attributes.js';
 import { formatSize } from '../../protocol/units.js';
-import type { DaemonContext } from '../context.js';
-import type { Session } from '../clients.js';
-import type { Driver, Registration } from '../drivers.js';
-import { R_READ, R_WRITE, rightsList } from '../handles.js';
-import { hasCapability, requireCapability } from '../auth.js';
-import { handlesOf as table } from '../clients.js';
-import { sliced, type Work } from '../slices.js';
+import type { DaemonContext } from '../server/context.js';
+import type { Session } from '../session/clients.js';
+import type { Driver, Registration } from '../dma/drivers.js';
+import { R_READ, R_WRITE, rightsList } from '../buffers/handles.js';
+import { hasCapability, requireCapability } from '../session/auth.js';
+import { handlesOf as table } from '../session/clients.js';
+import { sliced, type Work } from '../lib/slices.js';
 import { whileConnected } from './coherency.js';
 
 export function drivers(ctx: DaemonContext): { drivers: DriverStatus[] } {

@@ -1,17 +1,17 @@
 /**
  * Operations ops: subscribe, unsubscribe, reload.
  */
-import { drain } from '../slices.js';
+import { drain } from '../lib/slices.js';
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
 import type { ResultOf } from '../../protocol/results.js';
-import type { DaemonContext } from '../context.js';
-import type { Session } from '../clients.js';
-import { TOPICS, type Topic } from '../events.js';
-import { ADMIN, requireCapability } from '../auth.js';
-import { reloadConfig } from '../reload.js';
-import { ConfigError } from '../config.js';
-import { MachineConfigError } from '../machine-config.js';
+import type { DaemonContext } from '../server/context.js';
+import type { Session } from '../session/clients.js';
+import { TOPICS, type Topic } from '../session/events.js';
+import { ADMIN, requireCapability } from '../session/auth.js';
+import { reloadConfig } from './reload.js';
+import { ConfigError } from '../config/config.js';
+import { MachineConfigError } from '../config/machine-config.js';
 import { reportLeaks } from './drivers.js';
 
 export function subscribe(ctx: DaemonContext, s: Session, req: RequestOf<'subscribe'>): ResultOf<'subscribe'> {

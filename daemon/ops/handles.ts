@@ -4,13 +4,13 @@
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
 import type { AcceptFrom, BufferListing, HandleInfo, RightName } from '../../protocol/results.js';
-import type { DaemonContext } from '../context.js';
-import type { Session } from '../clients.js';
-import { narrow, rightsList, type SharedBuffer } from '../handles.js';
-import { DEFAULT_TOKEN_TTL_MS } from '../tokens.js';
-import { ADMIN, hasCapability } from '../auth.js';
+import type { DaemonContext } from '../server/context.js';
+import type { Session } from '../session/clients.js';
+import { narrow, rightsList, type SharedBuffer } from '../buffers/handles.js';
+import { DEFAULT_TOKEN_TTL_MS } from '../buffers/tokens.js';
+import { ADMIN, hasCapability } from '../session/auth.js';
 import { handleInfo } from './memory.js';
-import { handlesOf as table, accepts, acceptList, acceptPolicy } from '../clients.js';
+import { handlesOf as table, accepts, acceptList, acceptPolicy } from '../session/clients.js';
 
 export function accept(_ctx: DaemonContext, s: Session, req: RequestOf<'accept'>): { accept: AcceptFrom } {
   s.accept = acceptPolicy(req.from);

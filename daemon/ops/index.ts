@@ -4,8 +4,8 @@
  */
 import type { OpName, RequestOf } from '../../protocol/requests.js';
 import type { ResultOf } from '../../protocol/results.js';
-import type { DaemonContext } from '../context.js';
-import type { Session } from '../clients.js';
+import type { DaemonContext } from '../server/context.js';
+import type { Session } from '../session/clients.js';
 import * as session from './session.js';
 import * as memory from './memory.js';
 import * as handles from './handles.js';
@@ -13,7 +13,7 @@ import * as drivers from './drivers.js';
 import * as device from './device.js';
 import * as coherency from './coherency.js';
 import * as events from './events.js';
-import type { Work } from '../slices.js';
+import type { Work } from '../lib/slices.js';
 
 export type Handler<K extends OpName> = (
   ctx: DaemonContext,

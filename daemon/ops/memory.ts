@@ -6,11 +6,11 @@ import type { RequestOf } from '../../protocol/requests.js';
 import type { BufferInfo, HandleInfo, HugepagesSetResult } from '../../protocol/results.js';
 import type { PoolStatus } from '../../protocol/status.js';
 import { formatSize } from '../../protocol/units.js';
-import type { DaemonContext } from '../context.js';
-import { handlesOf as table, mappingOf, type Session } from '../clients.js';
-import type { PhysBuffer } from '../pool.js';
-import { R_ALL, R_READ, R_WRITE, rightsList, type Handle, type SharedBuffer } from '../handles.js';
-import { ADMIN, requireCapability } from '../auth.js';
+import type { DaemonContext } from '../server/context.js';
+import { handlesOf as table, mappingOf, type Session } from '../session/clients.js';
+import type { PhysBuffer } from '../alloc/pool.js';
+import { R_ALL, R_READ, R_WRITE, rightsList, type Handle, type SharedBuffer } from '../buffers/handles.js';
+import { ADMIN, requireCapability } from '../session/auth.js';
 import { maxDataBytes } from '../../protocol/frame.js';
 import { planFor } from './drivers.js';
 

@@ -5,12 +5,12 @@ import { BufferdError } from '../../protocol/errors.js';
 import { PROTOCOL_VERSION, type RequestOf } from '../../protocol/requests.js';
 import type { HelloResult, PingResult } from '../../protocol/results.js';
 import type { Status } from '../../protocol/status.js';
-import type { DaemonContext } from '../context.js';
-import type { Session } from '../clients.js';
-import { buildStatus } from '../status.js';
+import type { DaemonContext } from '../server/context.js';
+import type { Session } from '../session/clients.js';
+import { buildStatus } from './status.js';
 import { maxDataBytes } from '../../protocol/frame.js';
-import { HandleTable } from '../handles.js';
-import { acceptList, acceptPolicy } from '../clients.js';
+import { HandleTable } from '../buffers/handles.js';
+import { acceptList, acceptPolicy } from '../session/clients.js';
 
 export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): HelloResult {
   if (s.open) throw new BufferdError('EPROTO', 'hello was already done on this connection');

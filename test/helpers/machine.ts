@@ -2,10 +2,10 @@
  * Shared fixtures of the machine tests: a small machine config, snapshots
  * and their diffs, status lookups.
  */
-import { Machine } from '../../daemon/machine.js';
-import { loadConfig, buildConfig } from '../../daemon/config.js';
-import type { MachineConfig, PoolConfig } from '../../daemon/machine-config.js';
-import type { Segment } from '../../daemon/pool.js';
+import { Machine } from '../../daemon/alloc/machine.js';
+import { loadConfig, buildConfig } from '../../daemon/config/config.js';
+import type { MachineConfig, PoolConfig } from '../../daemon/config/machine-config.js';
+import type { Segment } from '../../daemon/alloc/pool.js';
 import { BufferdError } from '../../protocol/errors.js';
 import type { Test } from 'tap';
 

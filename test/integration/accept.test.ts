@@ -7,7 +7,7 @@
 import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { connect, BufferdError, type BufferClient, type HandleEvent } from '../../client/index.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
 const rejection = (p: Promise<unknown>) => p.then(() => { throw new Error('resolved'); }, (e: BufferdError) => e);
 

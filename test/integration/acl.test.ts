@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { startDaemon, runNode, tempDir, DAEMON } from '../helpers/daemon.js';
 import { spawnClient, spawnFixture, rejection, pattern } from '../helpers/procs.js';
 import { connect, BufferdError, type BufferClient, type HandleInfo } from '../../client/index.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
 const GPU = 'gpu-token-secret-0123456789';
 const ROOT = 'root-token-secret-0123456789';

@@ -6,7 +6,7 @@ import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { RawClient, type Msg } from '../helpers/raw.js';
 import { connect, type BufferClient } from '../../client/index.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import { encodeValue } from '../../protocol/codec.js';
 
 type Err = { code: string; message: string; details?: Record<string, unknown> };

@@ -8,7 +8,7 @@ import t from 'tap';
 import { startDaemon, bufctl } from '../helpers/daemon.js';
 import { spawnClient } from '../helpers/procs.js';
 import { connect, type BufferClient, type BufferListing, type ClientStatus, type HandleInfo } from '../../client/index.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
 const CAM = 'camera-token-secret-0123456789';
 const CONFIG = {

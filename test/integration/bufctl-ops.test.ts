@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { startDaemon, bufctl, BUFCTL } from '../helpers/daemon.js';
 import { client } from '../helpers/drivers.js';
 import { poll, until } from '../helpers/procs.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import type { BufferClient } from '../../client/index.js';
 
 const COMMANDS = ['status', 'pools', 'hugepages', 'buffers', 'clients', 'drivers', 'constraints', 'merge', 'violations', 'watch', 'reload', 'dashboard'];

@@ -11,7 +11,7 @@ import t, { type Test } from 'tap';
 import { startDaemon, bufctl, type Daemon } from '../helpers/daemon.js';
 import { pattern, rejection } from '../helpers/procs.js';
 import { DEVICES, rig, violationsSince, total, kinds, syncedRead, syncedWrite, firstDiff, type Rig } from '../helpers/coherency.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import type { BufferClient, ViolationInfo } from '../../client/index.js';
 
 const SIZE = 8192;

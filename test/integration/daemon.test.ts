@@ -220,7 +220,7 @@ t.test('an invalid config stops the daemon before it listens, naming the field',
 });
 
 t.test('maxConnections: the connection over the limit gets EBUSY, others are fine', async (t) => {
-  const { DEFAULT_MACHINE } = await import('../../daemon/default-machine.js');
+  const { DEFAULT_MACHINE } = await import('../../daemon/config/default-machine.js');
   const d = await startDaemon(t, { config: { ...DEFAULT_MACHINE, server: { ...DEFAULT_MACHINE.server, maxConnections: 2 } } });
   const a = await RawClient.open(d.socket);
   const b = await RawClient.open(d.socket);

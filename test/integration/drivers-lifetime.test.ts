@@ -11,7 +11,7 @@ import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { pattern, sha256, poll, rejection } from '../helpers/procs.js';
 import { spawnDeviceClient, client, driverStatus, nextEvent, collect, KiB, MiB } from '../helpers/drivers.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import type { BufferClient, HandleInfo, LeakEvent, Status } from '../../client/index.js';
 
 const poolBuffers = async (c: BufferClient, pool: string) => (await c.status()).pools.find((p) => p.name === pool)!.buffers;

@@ -12,7 +12,7 @@ import { spawnClient, rejection, poll, until, type Proc, type Line } from '../he
 import { client, MiB } from '../helpers/drivers.js';
 import { RawClient, type Msg } from '../helpers/raw.js';
 import { encodeFrame } from '../../protocol/frame.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import type { HandleInfo, MergeResult } from '../../client/index.js';
 import type { Status } from '../../protocol/status.js';
 

@@ -7,7 +7,7 @@ import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { spawnClient, rejection, pattern, sha256, type Line } from '../helpers/procs.js';
 import { connect, BufferdError, type BufferClient, type HandleEvent, type HandleInfo } from '../../client/index.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
 const NO_REFS = { handles: 0, inflight: 0, registrations: 0, mappings: 0 };
 const ALL = ['read', 'write', 'share'];

@@ -16,7 +16,7 @@ import { startDaemon, runNode, tempDir, bufctl, DAEMON, type Daemon } from '../h
 import { client } from '../helpers/drivers.js';
 import { spawnClient, poll, until } from '../helpers/procs.js';
 import { cookiePathFor } from '../../protocol/paths.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import type { BufferClient, HandleInfo } from '../../client/index.js';
 
 type Ev = Record<string, unknown>;

@@ -10,7 +10,7 @@ import t, { type Test } from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { pattern, rejection } from '../helpers/procs.js';
 import { client, driverStatus, collect, nextEvent, KiB, MiB, GiB } from '../helpers/drivers.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import type { BufferClient, HandleInfo, RegistrationInfo, ViolationEvent } from '../../client/index.js';
 
 /** Σ page size × count over the entries: the bytes of IOVA they map. */

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { startDaemon } from '../helpers/daemon.js';
 import { RawClient } from '../helpers/raw.js';
 import { connect } from '../../client/index.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import { encodeFrame } from '../../protocol/frame.js';
 
 const MiB = 1024 * 1024;

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { startDaemon, bufctl } from '../helpers/daemon.js';
 import { connect, BufferdError, type BufferClient, type Status } from '../../client/index.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;

@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { spawnClient, spawnFixture, pattern, sha256, poll, type Line, type Proc } from '../helpers/procs.js';
 import { connect, type BufferClient, type HandleInfo, type Status } from '../../client/index.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
 const MiB = 2 ** 20;
 /** Empty chunks go back at once, so a freed buffer leaves no trace in the pool's numbers. */

@@ -8,7 +8,7 @@
 import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { connect, BufferdError } from '../../client/index.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
 const SECRET = 'quota-token-secret-0123456789';
 

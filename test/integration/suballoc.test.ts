@@ -7,7 +7,7 @@
 import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { connect, type HandleInfo, type PoolStatus } from '../../client/index.js';
-import { alignedUsize, SMALL_MAXCLASS } from '../../daemon/sizeclasses.js';
+import { alignedUsize, SMALL_MAXCLASS } from '../../daemon/alloc/sizeclasses.js';
 
 const MiB = 2 ** 20;
 const SIZES = [1, 7, 8, 9, 16, 100, 128, 129, 1000, 4095, 4096, 4097, 14336, 14337, 20000, 100000, MiB, 2 * MiB - 1, 2 * MiB, 5 * MiB + 3];

@@ -14,7 +14,7 @@ import { Proc, until } from '../helpers/procs.js';
 import { client } from '../helpers/drivers.js';
 import { connect } from '../../client/index.js';
 import type { Status } from '../../protocol/status.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
 const UNITS = join(ROOT, 'systemd');
 

@@ -7,7 +7,7 @@ import t from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { spawnClient, rejection, pattern, sha256, poll, type Line } from '../helpers/procs.js';
 import { connect, type BufferClient, type HandleInfo, type Status } from '../../client/index.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
 async function anon(t: { teardown(fn: () => unknown): void }, socket: string, name?: string): Promise<BufferClient> {
   const c = await connect(name === undefined ? { socket, useCookie: false } : { socket, name, useCookie: false });

@@ -6,7 +6,7 @@ import t from 'tap';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { socketActivation, unixSocketPathOfFd, SD_LISTEN_FDS_START } from '../../daemon/activation.js';
+import { socketActivation, unixSocketPathOfFd, SD_LISTEN_FDS_START } from '../../daemon/server/activation.js';
 import { tempDir } from '../helpers/daemon.js';
 
 t.test('socketActivation: LISTEN_PID is ours and LISTEN_FDS >= 1', async (t) => {

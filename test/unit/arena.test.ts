@@ -4,11 +4,11 @@
  * first-fit tests restate jemalloc's test/unit/pack.c and extent tests.
  */
 import t from 'tap';
-import { Machine } from '../../daemon/machine.js';
-import { buildConfig } from '../../daemon/config.js';
-import type { PhysBuffer } from '../../daemon/pool.js';
-import type { Arena } from '../../daemon/arena.js';
-import { nregs, size2index, slabSize, SMALL_MAXCLASS, PAGE } from '../../daemon/sizeclasses.js';
+import { Machine } from '../../daemon/alloc/machine.js';
+import { buildConfig } from '../../daemon/config/config.js';
+import type { PhysBuffer } from '../../daemon/alloc/pool.js';
+import type { Arena } from '../../daemon/alloc/arena.js';
+import { nregs, size2index, slabSize, SMALL_MAXCLASS, PAGE } from '../../daemon/alloc/sizeclasses.js';
 import { BufferdError } from '../../protocol/errors.js';
 
 const KiB = 1024;

@@ -1,9 +1,9 @@
 import t, { type Test } from 'tap';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Authenticator, AuthError, readTokenFile, hasCapability, requireCapability, ADMIN, type AuthConfig, type TokenSpec } from '../../daemon/auth.js';
-import { buildConfig, loadConfig, ConfigError } from '../../daemon/config.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { Authenticator, AuthError, readTokenFile, hasCapability, requireCapability, ADMIN, type AuthConfig, type TokenSpec } from '../../daemon/session/auth.js';
+import { buildConfig, loadConfig, ConfigError } from '../../daemon/config/config.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import { BufferdError } from '../../protocol/errors.js';
 
 const base = () => JSON.parse(JSON.stringify(DEFAULT_MACHINE)) as Record<string, any>;

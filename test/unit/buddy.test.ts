@@ -1,8 +1,8 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { BuddyAllocator, type Block } from '../../daemon/buddy.js';
-import { MinHeap } from '../../daemon/minheap.js';
+import { BuddyAllocator, type Block } from '../../daemon/memory/buddy.js';
+import { MinHeap } from '../../daemon/lib/minheap.js';
 
 const FC = { seed: 42, numRuns: 200 };
 

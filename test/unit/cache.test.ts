@@ -1,11 +1,11 @@
 /**
- * The simulated CPU cache and write-combine buffer (daemon/cache.ts):
+ * The simulated CPU cache and write-combine buffer (daemon/dma/cache.ts):
  * every line state transition, device views, prefetch, eviction and stats.
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { CpuCache, rng, type CacheConfig } from '../../daemon/cache.js';
-import { PageStore } from '../../daemon/pagestore.js';
+import { CpuCache, rng, type CacheConfig } from '../../daemon/dma/cache.js';
+import { PageStore } from '../../daemon/memory/pagestore.js';
 
 const PAGE = 4096;
 const A = 0x10000; // page 16, line aligned

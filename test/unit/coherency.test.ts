@@ -1,16 +1,16 @@
 /**
- * Streaming-DMA ownership and the coherency checker (daemon/coherency.ts):
+ * Streaming-DMA ownership and the coherency checker (daemon/dma/coherency.ts):
  * each violation kind exactly when /tmp/coherency-semantics.md says, the
  * data each flow moves, bounce buffers, write-combine, and the modes.
  */
 import t from 'tap';
-import { CpuCache, rng } from '../../daemon/cache.js';
-import { Coherency, VIOLATION_KINDS, type CheckMode, type Violation, type Who } from '../../daemon/coherency.js';
-import { SharedBuffer } from '../../daemon/handles.js';
-import { PageStore } from '../../daemon/pagestore.js';
-import type { Registration } from '../../daemon/drivers.js';
+import { CpuCache, rng } from '../../daemon/dma/cache.js';
+import { Coherency, VIOLATION_KINDS, type CheckMode, type Violation, type Who } from '../../daemon/dma/coherency.js';
+import { SharedBuffer } from '../../daemon/buffers/handles.js';
+import { PageStore } from '../../daemon/memory/pagestore.js';
+import type { Registration } from '../../daemon/dma/drivers.js';
 import { BufferdError } from '../../protocol/errors.js';
-import { drain } from '../../daemon/slices.js';
+import { drain } from '../../daemon/lib/slices.js';
 
 const PAGE = 4096;
 const A = 0x10000;

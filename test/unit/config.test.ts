@@ -1,6 +1,6 @@
 import t from 'tap';
-import { buildConfig, loadConfig, ConfigError } from '../../daemon/config.js';
-import { DEFAULT_MACHINE } from '../../daemon/default-machine.js';
+import { buildConfig, loadConfig, ConfigError } from '../../daemon/config/config.js';
+import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import { parseSize, formatSize, formatAddress } from '../../protocol/units.js';
 
 const base = () => JSON.parse(JSON.stringify(DEFAULT_MACHINE)) as Record<string, any>;

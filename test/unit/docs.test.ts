@@ -75,7 +75,7 @@ t.test('README lists every bufctl command, every config section and every event 
   const commands = [...help.matchAll(/^ {2}([a-z]+)\b/gm)].map((m) => m[1]!);
   t.ok(commands.length >= 12, `bufctl --help lists ${commands.length} commands`);
   for (const c of commands) t.match(readme, `bufctl [--socket PATH] ${c}`, `README shows bufctl ${c}`);
-  const { ConfigSchema } = await import('../../daemon/config-schema.js');
+  const { ConfigSchema } = await import('../../daemon/config/schema.js');
   for (const section of Object.keys(ConfigSchema.properties).filter((k) => k !== '$schema')) {
     t.ok(readme.includes(`| \`${section}`), `README's config table has ${section}`);
   }

@@ -5,9 +5,9 @@
  */
 import t, { type Test } from 'tap';
 import { mock } from 'node:test';
-import { EventBus, TOPICS, type Outgoing, type Subscriber, type Topic } from '../../daemon/events.js';
+import { EventBus, TOPICS, type Outgoing, type Subscriber, type Topic } from '../../daemon/session/events.js';
 import { decodeValue } from '../../protocol/codec.js';
-import type { Logger } from '../../daemon/log.js';
+import type { Logger } from '../../daemon/lib/log.js';
 
 type Ev = Record<string, unknown>;
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { HandleTable, SharedBuffer, narrow, rightsMask, rightsList, R_READ, R_WRITE, R_SHARE, R_ALL, type RefKind } from '../../daemon/handles.js';
+import { HandleTable, SharedBuffer, narrow, rightsMask, rightsList, R_READ, R_WRITE, R_SHARE, R_ALL, type RefKind } from '../../daemon/buffers/handles.js';
 import { errorOf } from '../helpers/machine.js';
 
 /** A SharedBuffer over a stand-in PhysBuffer; `released` collects ids as the release callback fires. */

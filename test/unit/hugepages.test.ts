@@ -1,10 +1,10 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { HugepagePool, type ReleaseHook } from '../../daemon/hugepages.js';
-import { CacheAttrTracker, conversionCostNs } from '../../daemon/cacheattr.js';
-import { PhysicalMemory, PAGE } from '../../daemon/physmem.js';
+import { HugepagePool, type ReleaseHook } from '../../daemon/memory/hugepages.js';
+import { CacheAttrTracker, conversionCostNs } from '../../daemon/memory/cacheattr.js';
+import { PhysicalMemory, PAGE } from '../../daemon/memory/physmem.js';
 import { BufferdError } from '../../protocol/errors.js';
-import type { CachePolicy } from '../../daemon/machine-config.js';
+import type { CachePolicy } from '../../daemon/config/machine-config.js';
 
 const MiB = 2 ** 20;
 const H = 2 * MiB;

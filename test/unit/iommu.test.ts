@@ -6,7 +6,7 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Iommu, type IommuMapping } from '../../daemon/iommu.js';
+import { Iommu, type IommuMapping } from '../../daemon/dma/iommu.js';
 import { BufferdError } from '../../protocol/errors.js';
 
 const K4 = 4096;

@@ -3,7 +3,7 @@
  * messages that name the pool, the request and what is free.
  */
 import t from 'tap';
-import { Machine } from '../../daemon/machine.js';
+import { Machine } from '../../daemon/alloc/machine.js';
 import { MiB, H, smallConfig, eager, snap, sameSnap, poolStat, hpStat, regionFree, errorOf } from '../helpers/machine.js';
 
 t.test('a failed allocation changes nothing, even after part of it was found', async (t) => {

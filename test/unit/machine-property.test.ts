@@ -4,10 +4,10 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { Machine } from '../../daemon/machine.js';
-import type { MachineConfig } from '../../daemon/machine-config.js';
-import type { PhysBuffer } from '../../daemon/pool.js';
-import { alignedUsize, SMALL_MAXCLASS } from '../../daemon/sizeclasses.js';
+import { Machine } from '../../daemon/alloc/machine.js';
+import type { MachineConfig } from '../../daemon/config/machine-config.js';
+import type { PhysBuffer } from '../../daemon/alloc/pool.js';
+import { alignedUsize, SMALL_MAXCLASS } from '../../daemon/alloc/sizeclasses.js';
 import { BufferdError } from '../../protocol/errors.js';
 import { H, PAGE, withPools, defaultConfig, smallConfig, snap, diff, poolStat } from '../helpers/machine.js';
 

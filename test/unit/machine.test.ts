@@ -2,7 +2,7 @@
  * The machine's rules, one deterministic test each.
  */
 import t from 'tap';
-import { Machine } from '../../daemon/machine.js';
+import { Machine } from '../../daemon/alloc/machine.js';
 import { MiB, H, withPools, defaultConfig, smallConfig, snap, poolStat, hpStat, regionFree, overlaps } from '../helpers/machine.js';
 
 t.test('a 1-byte buffer maps a chunk; usable sizes and kinds follow the size classes', async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { PageStore, PAGE } from '../../daemon/pagestore.js';
+import { PageStore, PAGE } from '../../daemon/memory/pagestore.js';
 
 const GiB = 2 ** 30;
 

@@ -1,9 +1,9 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { PhysicalMemory, mergeExtents, FOUR_GIB, PAGE, type Extent, type Zone } from '../../daemon/physmem.js';
-import { BuddyAllocator } from '../../daemon/buddy.js';
-import type { RegionConfig } from '../../daemon/machine-config.js';
+import { PhysicalMemory, mergeExtents, FOUR_GIB, PAGE, type Extent, type Zone } from '../../daemon/memory/physmem.js';
+import { BuddyAllocator } from '../../daemon/memory/buddy.js';
+import type { RegionConfig } from '../../daemon/config/machine-config.js';
 import type { RegionStatus } from '../../protocol/status.js';
 
 const GiB = 2 ** 30;

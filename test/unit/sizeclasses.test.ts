@@ -20,7 +20,7 @@ import {
   nregs,
   isSmall,
   alignedUsize,
-} from '../../daemon/sizeclasses.js';
+} from '../../daemon/alloc/sizeclasses.js';
 
 const KiB = 1024;
 const GiB = 2 ** 30;

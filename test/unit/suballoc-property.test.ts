@@ -6,11 +6,11 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { Machine } from '../../daemon/machine.js';
-import { buildConfig } from '../../daemon/config.js';
-import type { MachineConfig } from '../../daemon/machine-config.js';
-import type { PhysBuffer } from '../../daemon/pool.js';
-import { SMALL_MAXCLASS } from '../../daemon/sizeclasses.js';
+import { Machine } from '../../daemon/alloc/machine.js';
+import { buildConfig } from '../../daemon/config/config.js';
+import type { MachineConfig } from '../../daemon/config/machine-config.js';
+import type { PhysBuffer } from '../../daemon/alloc/pool.js';
+import { SMALL_MAXCLASS } from '../../daemon/alloc/sizeclasses.js';
 import { BufferdError } from '../../protocol/errors.js';
 
 const MiB = 2 ** 20;

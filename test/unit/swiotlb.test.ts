@@ -6,7 +6,7 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Swiotlb, SLOT } from '../../daemon/swiotlb.js';
+import { Swiotlb, SLOT } from '../../daemon/dma/swiotlb.js';
 import { BufferdError } from '../../protocol/errors.js';
 
 const BASE = 0x1000_0000;

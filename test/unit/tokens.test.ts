@@ -1,7 +1,7 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { TokenTable, TOKEN_BYTES, DEFAULT_TOKEN_TTL_MS, MAX_TOKEN_TTL_MS } from '../../daemon/tokens.js';
-import { SharedBuffer, R_READ, R_ALL } from '../../daemon/handles.js';
+import { TokenTable, TOKEN_BYTES, DEFAULT_TOKEN_TTL_MS, MAX_TOKEN_TTL_MS } from '../../daemon/buffers/tokens.js';
+import { SharedBuffer, R_READ, R_ALL } from '../../daemon/buffers/handles.js';
 import { errorOf } from '../helpers/machine.js';
 
 function buf(id: number, released: number[]): SharedBuffer {

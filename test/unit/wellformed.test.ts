@@ -9,7 +9,7 @@ import { checkWellFormed, MalformedError, MAX_DEPTH, MAX_REQUEST_VALUES } from '
 import { decodeValue, DecodeError, encodeValue, nativeDecoderEnabled } from '../../protocol/codec.js';
 // the client library and the daemon's dispatch load the codec the way production does
 import '../../client/index.js';
-import '../../daemon/dispatch.js';
+import '../../daemon/server/dispatch.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 

@@ -1,0 +1,117 @@
+/**
+ * Export tokens: a handle in flight. `export` turns a handle into a token of
+ * 192 random bits that holds a reference on the buffer; `import` turns it
+ * into a handle once. Unknown, used and expired tokens are indistinguishable
+ * (ENOENT, same message). Only a SHA-256 digest of each token is kept, so
+ * the daemon's memory never holds an importable secret. Clock injected; the
+ * daemon sweeps expired tokens with a timer. Pure apart from randomness.
+ */
+import { randomBytes } from 'node:crypto';
+import { BufferdError } from '../../protocol/errors.js';
+import type { SharedBuffer } from './handles.js';
+import { digest, type Usage } from '../session/auth.js';
+import { KeyedHeap, type HeapEntry } from '../lib/minheap.js';
+
+export const DEFAULT_TOKEN_TTL_MS = 30_000;
+/** The longest lifetime a token may be asked for: the protocol's limit. */
+export { MAX_TOKEN_TTL_MS } from '../../protocol/ops/handles.js';
+export const TOKEN_BYTES = 24;
+
+/** Who issued a token: its quota counts the token until it is imported or expires. */
+export interface TokenOwner {
+  /** The principal's name (for the EMFILE message). */
+  name: string;
+  usage: Usage;
+  /** Tokens the principal may have in flight at once. */
+  maxTokens: number;
+}
+
+interface InFlight extends HeapEntry {
+  /** The token's digest (its key in the table). */
+  id: string;
+  buffer: SharedBuffer;
+  rights: number;
+  /** Expiry on the table's clock (the heap key). */
+  key: number;
+  from: number;
+  fromName: string | null;
+  owner: TokenOwner;
+}
+
+/**
+ * Live tokens by digest, and a heap of them by expiry: issuing, redeeming
+ * and expiring a token cost O(log n) however many are live, and the next
+ * deadline is read in O(1).
+ */
+export class TokenTable {
+  private readonly live = new Map<string, InFlight>();
+  private readonly byExpiry = new KeyedHeap<InFlight>();
+  issued = 0;
+  imported = 0;
+  expired = 0;
+
+  constructor(private readonly now: () => number) {}
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** Issue a token for a buffer; it holds an in-flight reference until imported or expired. EMFILE past the owner's maxTokens. */
+  export(buffer: SharedBuffer, rights: number, ttlMs: number, from: number, fromName: string | null, owner: TokenOwner): { token: string; expiresInMs: number } {
+    if (owner.usage.tokens >= owner.maxTokens) {
+      throw new BufferdError(
+        'EMFILE',
+        `'${owner.name}' already has ${owner.usage.tokens} tokens in flight (maxTokens ${owner.maxTokens}, counted across all its connections until each is imported or expires)`,
+        { tokens: owner.usage.tokens, maxTokens: owner.maxTokens },
+      );
+    }
+    const token = randomBytes(TOKEN_BYTES).toString('base64url');
+    buffer.ref('inflight');
+    const t: InFlight = { id: digest(token), buffer, rights, key: this.now() + ttlMs, heapIndex: -1, from, fromName, owner };
+    this.live.set(t.id, t);
+    this.byExpiry.push(t);
+    owner.usage.tokens++;
+    this.issued++;
+    return { token, expiresInMs: ttlMs };
+  }
+
+  /** Redeem a token once. ENOENT for unknown, used and expired alike. The caller drops its in-flight reference. */
+  take(token: string): { buffer: SharedBuffer; rights: number; from: number; fromName: string | null } {
+    const t = this.live.get(digest(token));
+    if (t === undefined || t.key <= this.now()) {
+      if (t !== undefined) this.expire(t);
+      throw new BufferdError('ENOENT', 'no such token (tokens are single use and expire)');
+    }
+    this.forget(t);
+    this.imported++;
+    return t;
+  }
+
+  private forget(t: InFlight): void {
+    this.live.delete(t.id);
+    this.byExpiry.remove(t);
+    t.owner.usage.tokens--;
+  }
+
+  private expire(t: InFlight): void {
+    this.forget(t);
+    this.expired++;
+    t.buffer.unref('inflight');
+  }
+
+  /** Release tokens whose time is up, earliest first; returns how many. */
+  sweep(): number {
+    const now = this.now();
+    let n = 0;
+    for (let t = this.byExpiry.peek(); t !== undefined && t.key <= now; t = this.byExpiry.peek()) {
+      this.expire(t);
+      n++;
+    }
+    return n;
+  }
+
+  /** Earliest expiry, or null. O(1). */
+  nextExpiry(): number | null {
+    return this.byExpiry.peek()?.key ?? null;
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * A binary buddy allocator over one zone of page frames, as Linux's
+ * page allocator: free lists per order, blocks of 2^order pages naturally
+ * aligned by physical page frame number, split on allocation and merged
+ * with their buddy (pfn ^ 2^order) on free.
+ *
+ * Selection is lowest address first within the smallest order that fits,
+ * which keeps results deterministic and low memory compact. Pure: no I/O.
+ */
+import { MinHeap } from '../lib/minheap.js';
+
+export interface Block {
+  pfn: number;
+  order: number;
+}
+
+/** Trailing zero bits of a non-negative integer below 2^53 (53 for 0). */
+export function ctz(x: number): number {
+  if (x === 0) return 53;
+  const lo = x % 0x1_0000_0000;
+  if (lo !== 0) return 31 - Math.clz32(lo & -lo);
+  const hi = Math.floor(x / 0x1_0000_0000);
+  return 32 + (31 - Math.clz32(hi & -hi));
+}
+
+/** floor(log2(x)) for x ≥ 1 below 2^53. */
+export function floorLog2(x: number): number {
+  if (x < 0x1_0000_0000) return 31 - Math.clz32(x);
+  return 32 + (31 - Math.clz32(Math.floor(x / 0x1_0000_0000)));
+}
+
+export class BuddyAllocator {
+  readonly startPfn: number;
+  readonly endPfn: number;
+  readonly maxOrder: number;
+  private readonly lists: Set<number>[] = [];
+  private readonly heaps: MinHeap[] = [];
+  private free_ = 0;
+
+  constructor(startPfn: number, npages: number, maxOrder?: number) {
+    if (!Number.isSafeInteger(startPfn) || startPfn < 0 || !Number.isSafeInteger(npages) || npages <= 0) {
+      throw new RangeError(`bad zone [${startPfn}, +${npages})`);
+    }
+    this.startPfn = startPfn;
+    this.endPfn = startPfn + npages;
+    this.maxOrder = Math.min(maxOrder ?? Math.floor(Math.log2(npages)), 40);
+    for (let o = 0; o <= this.maxOrder; o++) {
+      this.lists.push(new Set());
+      this.heaps.push(new MinHeap());
+    }
+    this.freeRange(startPfn, npages);
+  }
+
+  /** Free pages in the zone. */
+  get freePages(): number {
+    return this.free_;
+  }
+
+  get totalPages(): number {
+    return this.endPfn - this.startPfn;
+  }
+
+  /** Free block counts per order (index = order), as /proc/buddyinfo. */
+  freeByOrder(): number[] {
+    return this.lists.map((s) => s.size);
+  }
+
+  /** Highest order with a free block, or -1. */
+  largestFreeOrder(): number {
+    for (let o = this.maxOrder; o >= 0; o--) if (this.lists[o]!.size > 0) return o;
+    return -1;
+  }
+
+  /** Is the whole block [pfn, pfn + 2^order) free (as one block or inside a larger one)? */
+  isFree(pfn: number, order = 0): boolean {
+    for (let o = order; o <= this.maxOrder; o++) {
+      const head = pfn - (pfn % 2 ** o);
+      if (this.lists[o]!.has(head)) return true;
+    }
+    return false;
+  }
+
+  private add(pfn: number, order: number): void {
+    this.lists[order]!.add(pfn);
+    this.heaps[order]!.push(pfn);
+  }
+
+  private remove(pfn: number, order: number): boolean {
+    const ok = this.lists[order]!.delete(pfn);
+    const h = this.heaps[order]!;
+    if (ok && h.size > 2 * this.lists[order]!.size + 64) h.reset(this.lists[order]!);
+    return ok;
+  }
+
+  /** Pop the lowest-addressed free block of this order, or -1. */
+  private take(order: number): number {
+    const set = this.lists[order]!;
+    if (set.size === 0) return -1;
+    const h = this.heaps[order]!;
+    for (;;) {
+      const v = h.pop();
+      if (v === undefined) {
+        h.reset(set);
+        continue;
+      }
+      if (set.delete(v)) return v;
+    }
+  }
+
+  /** Allocate one naturally aligned block of 2^order pages; returns its pfn or -1. */
+  alloc(order: number): number {
+    if (order < 0 || order > this.maxOrder) return -1;
+    let o = order;
+    while (o <= this.maxOrder && this.lists[o]!.size === 0) o++;
+    if (o > this.maxOrder) return -1;
+    const pfn = this.take(o);
+    // split down, keeping the low half, returning the high halves
+    while (o > order) {
+      o--;
+      this.add(pfn + 2 ** o, o);
+    }
+    this.free_ -= 2 ** order;
+    return pfn;
+  }
+
+  /** Free a block previously allocated with alloc(order) (or a piece from allocExact). */
+  free(pfn: number, order: number): void {
+    if (!Number.isInteger(order) || order < 0 || order > this.maxOrder) {
+      throw new RangeError(`free of block ${pfn}/${order}: order outside 0..${this.maxOrder}`);
+    }
+    if (pfn < this.startPfn || pfn + 2 ** order > this.endPfn || pfn % 2 ** order !== 0) {
+      throw new RangeError(`free of block ${pfn}/${order} outside zone or misaligned`);
+    }
+    this.free_ += 2 ** order;
+    let p = pfn;
+    let o = order;
+    while (o < this.maxOrder) {
+      // p ^ 2^o, without 32-bit bitwise ops (pfns reach 2^40, orders 40)
+      const buddy = Math.floor(p / 2 ** o) % 2 === 0 ? p + 2 ** o : p - 2 ** o;
+      if (buddy < this.startPfn || buddy + 2 ** o > this.endPfn) break;
+      if (!this.remove(buddy, o)) break;
+      p = Math.min(p, buddy);
+      o++;
+    }
+    this.add(p, o);
+  }
+
+  /** Free an arbitrary page range, decomposed into maximal aligned blocks. */
+  freeRange(pfn: number, npages: number): void {
+    let p = pfn;
+    const end = pfn + npages;
+    while (p < end) {
+      // the largest order allowed by p's alignment, the range left, and maxOrder
+      const o = Math.min(ctz(p), floorLog2(end - p), this.maxOrder);
+      this.free(p, o);
+      p += 2 ** o;
+    }
+  }
+
+  /**
+   * Allocate exactly npages physically contiguous pages whose first pfn is a
+   * multiple of alignPages (a power of two). The tail of the rounded-up
+   * block goes straight back (like alloc_pages_exact). Returns pfn or -1.
+   */
+  allocExact(npages: number, alignPages = 1): number {
+    const order = Math.max(Math.ceil(Math.log2(npages)), Math.ceil(Math.log2(alignPages)));
+    const pfn = this.alloc(order);
+    if (pfn < 0) return -1;
+    const extra = 2 ** order - npages;
+    if (extra > 0) this.freeRange(pfn + npages, extra);
+    return pfn;
+  }
+
+  /**
+   * Allocate npages as a scatter-gather list of blocks, largest blocks
+   * first (at most 2^maxSegOrder pages each). All or nothing: returns null
+   * without changing anything when fewer than npages are free.
+   */
+  allocScatter(npages: number, maxSegOrder = this.maxOrder): Block[] | null {
+    if (npages > this.free_) return null;
+    const out: Block[] = [];
+    let left = npages;
+    let o = Math.min(Math.floor(Math.log2(left)), maxSegOrder, this.maxOrder);
+    while (left > 0) {
+      while (2 ** o > left) o--;
+      const pfn = this.alloc(o);
+      if (pfn < 0) {
+        o--;
+        continue;
+      }
+      out.push({ pfn, order: o });
+      left -= 2 ** o;
+    }
+    return out;
+  }
+
+  /** Every free block, lowest address first (for invariant checks and maps). */
+  freeBlocks(): Block[] {
+    const out: Block[] = [];
+    this.lists.forEach((s, order) => s.forEach((pfn) => out.push({ pfn, order })));
+    return out.sort((a, b) => a.pfn - b.pfn);
+  }
+}

@@ -1,0 +1,323 @@
+/**
+ * Hugepage pools with Linux hugetlb semantics (Documentation/admin-guide/
+ * mm/hugetlbpage.rst, mm/hugetlb.c), one pool per size:
+ *
+ * - total = persistent (nr_hugepages) + surplus; free pages sit in the pool.
+ * - A reservation commits pages to a buffer before they back it; a
+ *   reservation beyond what is free gathers surplus pages from the buddy
+ *   allocator, up to nr_overcommit_hugepages. available = free − reserved.
+ * - A page freed while surplus > 0 goes back to the buddy allocator.
+ * - Growing nr_hugepages first promotes surplus pages to persistent, then
+ *   allocates fresh ones, as far as memory allows. Shrinking frees free
+ *   pages not needed for reservations; in-use (or reserved) pages that
+ *   exceed the new count become surplus, even beyond the overcommit limit,
+ *   and no new surplus is allowed until they are freed or limits raised.
+ * - 1 GiB (gigantic) pages cannot be overcommitted, as in Linux.
+ *
+ * Free hugepages keep the cache attribute they last had, so a pool with the
+ * same policy reuses them without conversion. Pure: no I/O.
+ */
+import type { CachePolicy } from '../config/machine-config.js';
+import { PAGE, type PhysicalMemory } from './physmem.js';
+import type { HugepageStatus } from '../../protocol/status.js';
+
+export const GIGANTIC = 2 ** 30;
+
+/** A hugepage taken from the pool: its first pfn and the attribute it carries. */
+export interface Hugepage {
+  pfn: number;
+  attr: CachePolicy;
+}
+
+/** Called when a hugepage goes back to the buddy allocator (convert to write-back first). */
+export type ReleaseHook = (pfn: number, npages: number, attr: CachePolicy) => void;
+
+export class HugepagePool {
+  readonly size: number;
+  readonly order: number;
+  readonly region: string;
+  private readonly pagesPer: number;
+  /** Free hugepages, sorted by pfn. */
+  private freeList: number[] = [];
+  private readonly attrs = new Map<number, CachePolicy>();
+  private total_ = 0;
+  private resv_ = 0;
+  private surplus_ = 0;
+  private overcommit_: number;
+  /** nr_hugepages asked for at start-up or by the last resize. */
+  private requested_: number;
+
+  constructor(
+    private readonly mem: PhysicalMemory,
+    cfg: { size: number; region: string; nr: number; overcommit: number },
+    private readonly onRelease: ReleaseHook = () => {},
+  ) {
+    this.size = cfg.size;
+    this.region = cfg.region;
+    this.pagesPer = cfg.size / PAGE;
+    this.order = Math.log2(this.pagesPer);
+    this.overcommit_ = this.isGigantic ? 0 : cfg.overcommit;
+    this.requested_ = cfg.nr;
+    this.setNr(cfg.nr);
+  }
+
+  get isGigantic(): boolean {
+    return this.size >= GIGANTIC;
+  }
+
+  get total(): number {
+    return this.total_;
+  }
+  get free(): number {
+    return this.freeList.length;
+  }
+  get reserved(): number {
+    return this.resv_;
+  }
+  get surplus(): number {
+    return this.surplus_;
+  }
+  get overcommit(): number {
+    return this.overcommit_;
+  }
+  /** nr_hugepages as read back: persistent pages. */
+  get persistent(): number {
+    return this.total_ - this.surplus_;
+  }
+  get available(): number {
+    return this.freeList.length - this.resv_;
+  }
+  get inUse(): number {
+    return this.total_ - this.freeList.length;
+  }
+  get requested(): number {
+    return this.requested_;
+  }
+
+  private insertFree(pfn: number, attr: CachePolicy): void {
+    let lo = 0;
+    let hi = this.freeList.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.freeList[mid]! < pfn) lo = mid + 1;
+      else hi = mid;
+    }
+    this.freeList.splice(lo, 0, pfn);
+    if (attr === 'writeback') this.attrs.delete(pfn);
+    else this.attrs.set(pfn, attr);
+  }
+
+  /** A page leaving the free list: its attribute goes with it. */
+  private detach(pfn: number): Hugepage {
+    const attr = this.attrs.get(pfn) ?? 'writeback';
+    this.attrs.delete(pfn);
+    return { pfn, attr };
+  }
+
+  private removeFreeAt(i: number): Hugepage {
+    return this.detach(this.freeList.splice(i, 1)[0]!);
+  }
+
+  /** A fresh page from the buddy allocator, added to the pool. */
+  private allocFresh(): boolean {
+    const pfn = this.mem.allocBlock(this.region, this.order, null);
+    if (pfn < 0) return false;
+    this.total_++;
+    this.insertFree(pfn, 'writeback');
+    return true;
+  }
+
+  /** Give the highest free page back to the buddy allocator. */
+  private releaseOneFree(): boolean {
+    if (this.freeList.length === 0) return false;
+    const { pfn, attr } = this.removeFreeAt(this.freeList.length - 1);
+    this.onRelease(pfn, this.pagesPer, attr);
+    this.mem.freeBlockOrder(pfn, this.order);
+    this.total_--;
+    return true;
+  }
+
+  /**
+   * Commit n pages (hugetlb_acct_memory). Gathers surplus pages when free
+   * ones don't cover the reservations. All or nothing.
+   */
+  reserve(n: number): boolean {
+    return this.gather(n) !== null;
+  }
+
+  /** reserve(n); returns the surplus pages gathered for it, or null (nothing changed). */
+  private gather(n: number): number[] | null {
+    if (n <= 0) return [];
+    const needed = this.resv_ + n - this.freeList.length;
+    const fresh: number[] = [];
+    if (needed > 0) {
+      if (this.surplus_ + needed > this.overcommit_) return null;
+      // gather into a side list first, so a shortfall gives back exactly these pages
+      while (fresh.length < needed) {
+        const pfn = this.mem.allocBlock(this.region, this.order, null);
+        if (pfn < 0) break;
+        fresh.push(pfn);
+      }
+      if (fresh.length < needed) {
+        for (const pfn of fresh) this.mem.freeBlockOrder(pfn, this.order);
+        return null;
+      }
+      for (const pfn of fresh) {
+        this.total_++;
+        this.insertFree(pfn, 'writeback');
+      }
+      this.surplus_ += needed;
+    }
+    this.resv_ += n;
+    return fresh;
+  }
+
+  /**
+   * reserve(n) then take(n, contiguous, prefer), all or nothing: when no
+   * contiguous run turns up, the reservation is dropped and exactly the
+   * surplus pages gathered for it go back, so nothing changes.
+   */
+  reserveAndTake(n: number, contiguous: boolean, prefer: CachePolicy = 'writeback'): Hugepage[] | null {
+    const fresh = this.gather(n);
+    if (fresh === null) return null;
+    const pages = this.take(n, contiguous, prefer);
+    if (pages === null) {
+      this.resv_ -= n;
+      if (fresh.length > 0) {
+        const gone = new Set(fresh);
+        this.freeList = this.freeList.filter((pfn) => !gone.has(pfn));
+      }
+      for (const pfn of fresh) {
+        this.mem.freeBlockOrder(pfn, this.order);
+        this.total_--;
+        this.surplus_--;
+      }
+    }
+    return pages;
+  }
+
+  /** Drop n reservations; unused surplus pages go back to the buddy allocator. */
+  unreserve(n: number): void {
+    this.resv_ -= Math.min(n, this.resv_);
+    this.returnUnusedSurplus();
+  }
+
+  private returnUnusedSurplus(): void {
+    while (this.surplus_ > 0 && this.freeList.length > this.resv_) {
+      if (!this.releaseOneFree()) break;
+      this.surplus_--;
+    }
+  }
+
+  /** Is there a run of n physically adjacent free pages? Returns its index or -1. */
+  private findRun(n: number): number {
+    let runStart = 0;
+    for (let i = 0; i < this.freeList.length; i++) {
+      if (i > runStart && this.freeList[i]! !== this.freeList[i - 1]! + this.pagesPer) runStart = i;
+      if (i - runStart + 1 >= n) return runStart;
+    }
+    return -1;
+  }
+
+  /** Longest run of adjacent free pages. */
+  largestRun(): number {
+    let best = 0;
+    let run = 0;
+    for (let i = 0; i < this.freeList.length; i++) {
+      run = i > 0 && this.freeList[i]! === this.freeList[i - 1]! + this.pagesPer ? run + 1 : 1;
+      best = Math.max(best, run);
+    }
+    return best;
+  }
+
+  /** Can n reserved pages be taken as one contiguous run right now? */
+  hasRun(n: number): boolean {
+    return n <= 1 ? this.freeList.length >= n : this.findRun(n) >= 0;
+  }
+
+  /**
+   * Consume n reserved pages (dequeue). Pages already carrying `prefer`
+   * come first (no conversion needed), then the rest, lowest addresses
+   * first; or one physically contiguous run. The caller reserved them;
+   * returns null (and changes nothing) only when a contiguous run is asked
+   * for and none exists.
+   */
+  take(n: number, contiguous: boolean, prefer: CachePolicy = 'writeback'): Hugepage[] | null {
+    if (n > this.resv_ || n > this.freeList.length) throw new RangeError(`take(${n}) without reservation`);
+    const out: Hugepage[] = [];
+    if (contiguous && n > 1) {
+      const start = this.findRun(n);
+      if (start < 0) return null;
+      for (const pfn of this.freeList.splice(start, n)) out.push(this.detach(pfn));
+    } else {
+      // one pass: the first n pages carrying `prefer` go, the others stay in order
+      const rest: number[] = [];
+      for (const pfn of this.freeList) {
+        if (out.length < n && (this.attrs.get(pfn) ?? 'writeback') === prefer) out.push(this.detach(pfn));
+        else rest.push(pfn);
+      }
+      // then the lowest of the others
+      const more = n - out.length;
+      for (let i = 0; i < more; i++) out.push(this.detach(rest[i]!));
+      this.freeList = more > 0 ? rest.slice(more) : rest;
+    }
+    this.resv_ -= n;
+    return out;
+  }
+
+  /** A page leaves use (free_huge_folio): surplus pages dissolve, others rejoin the pool. */
+  put(pfn: number, attr: CachePolicy): void {
+    if (this.surplus_ > 0) {
+      this.onRelease(pfn, this.pagesPer, attr);
+      this.mem.freeBlockOrder(pfn, this.order);
+      this.surplus_--;
+      this.total_--;
+      return;
+    }
+    this.insertFree(pfn, attr);
+  }
+
+  /** set_max_huge_pages: returns the persistent count reached. */
+  setNr(count: number): number {
+    this.requested_ = count;
+    // promote surplus pages to persistent
+    while (count > this.persistent && this.surplus_ > 0) this.surplus_--;
+    // allocate fresh pages as far as memory allows
+    while (count > this.persistent) if (!this.allocFresh()) break;
+    // free pages not needed for use or reservations
+    const minCount = Math.max(count, this.resv_ + this.inUse);
+    while (minCount < this.persistent) if (!this.releaseOneFree()) break;
+    // the balance of in-use pages becomes surplus
+    while (count < this.persistent) this.surplus_++;
+    return this.persistent;
+  }
+
+  /** nr_overcommit_hugepages. Gigantic pages refuse any non-zero value. */
+  setOvercommit(n: number): boolean {
+    if (this.isGigantic && n !== 0) return false;
+    this.overcommit_ = n;
+    return true;
+  }
+
+  /** Free hugepages and their attributes (for invariant checks and maps). */
+  freePages(): Hugepage[] {
+    return this.freeList.map((pfn) => ({ pfn, attr: this.attrs.get(pfn) ?? 'writeback' }));
+  }
+
+  status(): HugepageStatus {
+    return {
+      size: this.size,
+      region: this.region,
+      total: this.total_,
+      free: this.freeList.length,
+      reserved: this.resv_,
+      surplus: this.surplus_,
+      nr: this.persistent,
+      overcommit: this.overcommit_,
+      available: this.available,
+      inUse: this.inUse,
+      requested: this.requested_,
+      largestFreeRun: this.largestRun(),
+    };
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * The status object (protocol/status.ts is its contract), assembled from
+ * each concept's own report.
+ */
+import { acceptList } from '../session/clients.js';
+import type { Status } from '../../protocol/status.js';
+import { PROTOCOL_VERSION } from '../../protocol/requests.js';
+import type { DaemonContext } from '../server/context.js';
+import type { SharedBuffer } from '../buffers/handles.js';
+
+export function buildStatus(ctx: DaemonContext): Status {
+  const now = ctx.now();
+  const m = ctx.machine;
+  const regions = m.regionStatus();
+  return {
+    version: ctx.version,
+    protocolVersion: PROTOCOL_VERSION,
+    pid: process.pid,
+    uptimeMs: Math.round(now),
+    socket: ctx.socketPath,
+    dashboard: ctx.dashboard,
+    memory: {
+      total: regions.reduce((a, r) => a + r.size, 0),
+      free: regions.reduce((a, r) => a + r.free, 0),
+      regions,
+    },
+    hugepages: m.hugepageStatus(),
+    pools: m.poolStatus(),
+    conversions: {
+      total: m.attrs.total.conversions,
+      bytes: m.attrs.total.convertedBytes,
+      costUs: Math.round(m.attrs.total.costNs / 1000),
+    },
+    clients: ctx.clients.list().map((s) => ({
+      id: s.id,
+      name: s.name,
+      handles: s.handles?.count ?? 0,
+      principal: s.principal?.name ?? 'anonymous',
+      capabilities: [...s.capabilities].sort(),
+      bytes: s.bytes,
+      principalBytes: s.principal?.usage.bytes ?? 0,
+      maxBytes: s.principal?.maxBytes ?? null,
+      connectedMs: Math.round(now - s.connectedAt),
+      mappings: s.handles?.held.mappings ?? 0,
+      registrations: s.handles?.held.registrations ?? 0,
+      accept: acceptList(s.accept),
+      eventsDropped: s.eventsDropped(),
+    })),
+    buffers: { live: ctx.buffers.size, tokensInFlight: ctx.tokens.size, tokensIssued: ctx.tokens.issued, tokensImported: ctx.tokens.imported, tokensExpired: ctx.tokens.expired },
+    drivers: ctx.drivers.list().map((d) => ctx.drivers.status(d)),
+    coherency: {
+      mode: ctx.config.coherency.mode,
+      prefetch: ctx.config.coherency.prefetch,
+      cache: ctx.coherency.cache.snapshot(),
+      violations: { total: ctx.coherency.total, byKind: ctx.coherency.countsByKind() },
+    },
+    events: { subscribers: ctx.bus.size, published: ctx.bus.published, dropped: ctx.bus.droppedSubscribers },
+    dma: {
+      leaks: ctx.drivers.totalLeaks,
+      bounce: m.swiotlb === null ? null : { base: m.swiotlb.base, size: m.swiotlb.size, slots: m.swiotlb.nslots, used: m.swiotlb.usedSlots, full: m.swiotlb.full },
+    },
+  };
+}
+
+/** The pool maps the dashboard draws: every chunk and direct block of every pool, by use. */
+export function poolMaps(ctx: DaemonContext) {
+  const bufs = [...ctx.machine.allBuffers()];
+  return [...ctx.machine.pools.values()].map((p) => ({ name: p.name, pageSize: p.pageSize, cache: p.cfg.cache, chunks: p.map(bufs) }));
+}
+
+/** Buffers listed in a dashboard snapshot (the newest). */
+export const SNAPSHOT_BUFFERS = 500;
+
+/** What event subscribers get as a snapshot (dashboards also get the pool maps and the newest buffers). */
+export function snapshot(ctx: DaemonContext, full: boolean): Record<string, unknown> {
+  const st = buildStatus(ctx) as unknown as Record<string, unknown>;
+  if (!full) return st;
+  // the newest SNAPSHOT_BUFFERS buffers (ids only grow: the map is in id order), so a million buffers cost a skip, not a frame
+  const skip = Math.max(0, ctx.buffers.size - SNAPSHOT_BUFFERS);
+  const newest: SharedBuffer[] = [];
+  let i = 0;
+  for (const b of ctx.buffers.values()) if (i++ >= skip) newest.push(b);
+  const buffers = newest.map((b) => ({
+    buffer: b.id,
+    pool: b.phys.pool.name,
+    size: b.phys.size,
+    kind: b.phys.kind,
+    creator: b.creator,
+    holders: [...b.holders.keys()],
+    refs: { ...b.refs },
+    registrations: ctx.drivers.registrationsOf(b).map((r) => r.driver.name),
+  }));
+  return { ...st, maps: poolMaps(ctx), buffersList: buffers, violationsRecent: ctx.coherency.violations({ limit: 50 }) };
+}
