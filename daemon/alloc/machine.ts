@@ -1,4 +1,10 @@
 /**
+ * Layer daemon/alloc/: the jemalloc-style sub-allocator and the machine it
+ * serves — size classes, slabs, extents, arenas, cache-policy pools, the page
+ * sources that feed them (buddy or hugepages), and the machine (this file)
+ * that builds memory, hugepages, pools and the bounce reservation from the
+ * layout. It may use memory/, lib/ and protocol/; buffers/ and above use it.
+ *
  * The simulated machine: physical memory, hugepage pools, cache-policy
  * pools and the buffers allocated from them, built from the machine config.
  * Pure: no I/O; unit tests drive it directly.
@@ -6,14 +12,29 @@
 import { BufferdError } from '../../protocol/errors.js';
 import { formatSize } from '../../protocol/units.js';
 import type { HugepageStatus, PoolStatus, RegionStatus, PoolDetail } from '../../protocol/status.js';
-import type { MachineConfig, CachePolicy } from '../config/machine-config.js';
+import type { CachePolicy, HugepageConfig, RegionConfig } from '../memory/layout.js';
 import { PhysicalMemory, PAGE, FOUR_GIB } from '../memory/physmem.js';
-import { Swiotlb } from '../dma/swiotlb.js';
 import { HugepagePool } from '../memory/hugepages.js';
 import { CacheAttrTracker } from '../memory/cacheattr.js';
 import { BuddySource, HugeSource, type PageSource } from './pagesource.js';
-import { earliest, Pool, type PhysBuffer } from './pool.js';
+import { earliest, Pool, type PhysBuffer, type PoolConfig } from './pool.js';
 import { forEachPiece, type Segment } from '../memory/segments.js';
+
+/** The swiotlb bounce pool's reservation (the config's `bounce`). */
+export interface BounceConfig {
+  size: number;
+  region: string;
+  maxMapping: number;
+}
+
+/** What a machine is built from: memory, hugepages, pools and the bounce reservation. */
+export interface MachineLayout {
+  regions: RegionConfig[];
+  hugepages: HugepageConfig[];
+  pools: PoolConfig[];
+  /** The swiotlb bounce pool, reserved below 4 GiB at start-up, or null. */
+  bounce: BounceConfig | null;
+}
 
 export interface AllocOptions {
   pool: string;
@@ -37,15 +58,15 @@ export class Machine {
   readonly hugepages = new Map<number, HugepagePool>();
   readonly pools = new Map<string, Pool>();
   readonly warnings: string[] = [];
-  /** The bounce pool, when configured. */
-  readonly swiotlb: Swiotlb | null = null;
+  /** The memory reserved for the swiotlb bounce pool (dma/ runs it), when configured. */
+  readonly bounce: { base: number; size: number; maxMapping: number } | null = null;
   /** Told about pages a buffer takes or gives up (the CPU cache forgets them). */
   onPages: ((segments: Segment[]) => void) | null = null;
   private readonly buffers = new Map<number, PhysBuffer>();
   private nextId = 1;
 
   constructor(
-    readonly cfg: MachineConfig,
+    readonly cfg: MachineLayout,
     /** Monotonic clock in ms (injected for decay tests). */
     readonly now: () => number = () => performance.now(),
   ) {
@@ -56,7 +77,7 @@ export class Machine {
     if (cfg.bounce !== null) {
       const e = this.mem.allocContig(cfg.bounce.region, cfg.bounce.size / PAGE, 1, FOUR_GIB);
       if (e === null) throw new RangeError(`cannot reserve a ${formatSize(cfg.bounce.size)} bounce pool below 4 GiB in region '${cfg.bounce.region}'`);
-      this.swiotlb = new Swiotlb(e.pfn * PAGE, cfg.bounce.size, cfg.bounce.maxMapping);
+      this.bounce = { base: e.pfn * PAGE, size: cfg.bounce.size, maxMapping: cfg.bounce.maxMapping };
     }
     for (const h of cfg.hugepages) {
       const hp = new HugepagePool(this.mem, h, (pfn, n, attr) => this.attrs.dissolve(pfn, n, attr));
@@ -198,8 +219,8 @@ export class Machine {
       const per = hp.size / PAGE;
       for (const p of hp.freePages()) spans.push({ start: p.pfn, end: p.pfn + per, attr: p.attr, what: `free ${formatSize(hp.size)} hugepage` });
     }
-    if (this.swiotlb !== null) {
-      const b = this.swiotlb;
+    if (this.bounce !== null) {
+      const b = this.bounce;
       spans.push({ start: b.base / PAGE, end: (b.base + b.size) / PAGE, attr: 'writeback', what: 'swiotlb bounce pool' });
     }
     const held = [...this.attrs.heldBlocks()].sort((x, y) => x.pfn - y.pfn);

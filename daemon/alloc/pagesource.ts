@@ -6,7 +6,16 @@
  * hugepages keep their policy in the hugepage pool). All or nothing: a
  * failed request changes nothing. Pure: no I/O.
  */
-import type { CachePolicy, PoolConfig } from '../config/machine-config.js';
+import type { CachePolicy } from '../memory/layout.js';
+
+/** What a page source needs to know of the pool it feeds. */
+export interface SourcePool {
+  name: string;
+  cache: CachePolicy;
+  region: string;
+  /** Exclusive upper bound on physical addresses, or null. */
+  maxAddress: number | null;
+}
 import { PAGE, type Extent, type PhysicalMemory } from '../memory/physmem.js';
 import type { HugepagePool } from '../memory/hugepages.js';
 import type { CacheAttrTracker, HeldBlock } from '../memory/cacheattr.js';
@@ -46,7 +55,7 @@ export class BuddySource implements PageSource {
   readonly pageSize = PAGE;
   constructor(
     private readonly mem: PhysicalMemory,
-    private readonly pool: PoolConfig,
+    private readonly pool: SourcePool,
     private readonly attrs: CacheAttrTracker,
   ) {}
 
@@ -100,7 +109,7 @@ export class HugeSource implements PageSource {
   readonly pageSize: number;
   constructor(
     private readonly hp: HugepagePool,
-    private readonly pool: PoolConfig,
+    private readonly pool: SourcePool,
     private readonly attrs: CacheAttrTracker,
   ) {
     this.pageSize = hp.size;

@@ -13,7 +13,7 @@ import { BufferdError } from '../../protocol/errors.js';
 import { formatSize } from '../../protocol/units.js';
 import { isPowerOfTwo } from '../../protocol/attributes.js';
 import type { PoolStatus } from '../../protocol/status.js';
-import type { PoolConfig } from '../config/machine-config.js';
+import type { CachePolicy } from '../memory/layout.js';
 import { PAGE, type PhysicalMemory } from '../memory/physmem.js';
 import type { PageSource } from './pagesource.js';
 import type { CacheAttrTracker, HeldBlock } from '../memory/cacheattr.js';
@@ -22,6 +22,23 @@ import { alignedUsize, isSmall } from './sizeclasses.js';
 import { segmentsOf, type Segment } from '../memory/segments.js';
 
 export type { Segment } from '../memory/segments.js';
+
+/** A pool as configured (the config's `pools[]`, validated). */
+export interface PoolConfig {
+  name: string;
+  cache: CachePolicy;
+  pageSize: number;
+  region: string;
+  contiguous: boolean;
+  /** Exclusive upper bound on physical addresses, or null for the whole region. */
+  maxAddress: number | null;
+  capability: string | null;
+  maxBytes: number | null;
+  arena: 'per-client' | 'shared';
+  dirtyDecayMs: number;
+  /** Coherency checker mode for this pool, or null for the global mode. */
+  coherency: 'off' | 'warn' | 'strict' | null;
+}
 
 export type BufferKind = 'small' | 'large' | 'direct';
 

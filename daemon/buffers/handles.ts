@@ -1,4 +1,9 @@
 /**
+ * Layer daemon/buffers/: buffers as clients hold them — a shared buffer and
+ * its references, handle tables with file-descriptor semantics and rights
+ * (this file), export tokens in flight (tokens.ts). It may use alloc/,
+ * memory/, lib/ and protocol/; dma/ and above use it.
+ *
  * Handles: per-connection tables of small integers naming buffers, with
  * file-descriptor semantics — a new handle takes the lowest free number,
  * dup gives another number for the same buffer, close frees the number, a

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { BufferdError } from '../../protocol/errors.js';
 import type { SharedBuffer } from './handles.js';
-import { digest, type Usage } from '../session/auth.js';
+import { digest } from '../lib/digest.js';
 import { KeyedHeap, type HeapEntry } from '../lib/minheap.js';
 
 export const DEFAULT_TOKEN_TTL_MS = 30_000;
@@ -21,7 +21,8 @@ export const TOKEN_BYTES = 24;
 export interface TokenOwner {
   /** The principal's name (for the EMFILE message). */
   name: string;
-  usage: Usage;
+  /** Its use, shared by all its connections. */
+  usage: { tokens: number };
   /** Tokens the principal may have in flight at once. */
   maxTokens: number;
 }

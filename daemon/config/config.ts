@@ -1,4 +1,11 @@
 /**
+ * Layer daemon/config/: the configuration — the schema (schema.ts), loading
+ * and normalising a file (this file), the machine description
+ * (machine-config.ts), the auth section and token files (auth.ts), and the
+ * embedded default machine. It may use dma/, buffers/, alloc/, memory/,
+ * lib/ and protocol/ (for the types each layer is configured with);
+ * session/ and above use it.
+ *
  * Configuration: one JSON file, validated with ajv against a TypeBox schema
  * at start-up, then normalised (sizes and addresses to numbers, defaults
  * filled in). With no file, the embedded default machine is used.
@@ -16,7 +23,7 @@ import { DEFAULT_MACHINE } from './default-machine.js';
 import { parseSize } from '../../protocol/units.js';
 import { normalizeMachine, type MachineConfig } from './machine-config.js';
 import { TokenFileSchema, type RawToken } from './schema.js';
-import { readTokenFile, AuthError, type AuthConfig, type TokenSpec } from '../session/auth.js';
+import { readTokenFile, AuthError, type AuthConfig, type TokenSpec } from './auth.js';
 import { dirname, resolve as resolvePath } from 'node:path';
 
 export interface ServerConfig {

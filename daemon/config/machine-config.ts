@@ -5,64 +5,19 @@
  */
 import { parseSize, formatAddress, formatSize } from '../../protocol/units.js';
 import type { RawConfig } from './schema.js';
-import { validateConstraints, type Constraints } from '../../protocol/attributes.js';
+import { validateConstraints } from '../../protocol/attributes.js';
+import { PAGE_SIZE, HUGE_2M, HUGE_1G, type RegionConfig, type HugepageConfig } from '../memory/layout.js';
+import type { PoolConfig } from '../alloc/pool.js';
+import type { BounceConfig, MachineLayout } from '../alloc/machine.js';
+import type { DriverConfig } from '../dma/drivers.js';
 
-export const PAGE_SIZE = 4096;
-export const HUGE_2M = 2 * 1024 * 1024;
-export const HUGE_1G = 1024 * 1024 * 1024;
+export type { CachePolicy, RegionConfig, RegionKind, HugepageConfig } from '../memory/layout.js';
+export type { PoolConfig } from '../alloc/pool.js';
+export type { BounceConfig } from '../alloc/machine.js';
+export type { DriverConfig } from '../dma/drivers.js';
 
-export type RegionKind = 'dram' | 'tcm' | 'carveout';
-export type CachePolicy = 'writeback' | 'writecombine' | 'uncached';
-export const CACHE_POLICIES: readonly CachePolicy[] = ['writeback', 'writecombine', 'uncached'];
-
-export interface RegionConfig {
-  name: string;
-  base: number;
-  size: number;
-  kind: RegionKind;
-}
-
-export interface HugepageConfig {
-  size: number;
-  region: string;
-  nr: number;
-  overcommit: number;
-}
-
-export interface PoolConfig {
-  name: string;
-  cache: CachePolicy;
-  pageSize: number;
-  region: string;
-  contiguous: boolean;
-  /** Exclusive upper bound on physical addresses, or null for the whole region. */
-  maxAddress: number | null;
-  capability: string | null;
-  maxBytes: number | null;
-  arena: 'per-client' | 'shared';
-  dirtyDecayMs: number;
-  /** Coherency checker mode for this pool, or null for the global mode. */
-  coherency: 'off' | 'warn' | 'strict' | null;
-}
-
-export interface BounceConfig {
-  size: number;
-  region: string;
-  maxMapping: number;
-}
-
-export interface DriverConfig {
-  name: string;
-  description: string;
-  constraints: Constraints;
-}
-
-export interface MachineConfig {
-  regions: RegionConfig[];
-  hugepages: HugepageConfig[];
-  pools: PoolConfig[];
-  /** The swiotlb bounce pool, reserved below 4 GiB at start-up, or null. */
-  bounce: BounceConfig | null;
+/** The whole machine: the memory layout and pools (alloc/machine.ts) and the built-in devices. */
+export interface MachineConfig extends MachineLayout {
   /** Built-in simulated devices. */
   drivers: DriverConfig[];
 }

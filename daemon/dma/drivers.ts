@@ -1,4 +1,11 @@
 /**
+ * Layer daemon/dma/: the DMA layer — drivers, constraints checked at
+ * registration and the device's view of a buffer (this file), the IOMMU and
+ * its IOVA space, the swiotlb bounce pool, the CPU cache and write-combine
+ * buffer, streaming-DMA ownership and the coherency checker with its
+ * violation log. It may use buffers/, alloc/, memory/, lib/ and protocol/;
+ * config/ and above use it.
+ *
  * Drivers and registrations. A driver is a built-in simulated device (from
  * config) or a client acting as one; it states constraints and only ever
  * registers buffers others allocated. Registration checks the buffer's real
@@ -13,8 +20,8 @@ import { BufferdError } from '../../protocol/errors.js';
 import { checkBuffer, deviceSegments, mergeConstraints, poolMisfits, maskLimit, type Constraints, type PoolFacts } from '../../protocol/attributes.js';
 import type { DriverStatus } from '../../protocol/status.js';
 import { Iommu, type IommuMapping } from './iommu.js';
+import { Swiotlb } from './swiotlb.js';
 import type { Machine } from '../alloc/machine.js';
-import type { DriverConfig } from '../config/machine-config.js';
 import type { SharedBuffer, Handle } from '../buffers/handles.js';
 
 
@@ -29,6 +36,13 @@ export interface ViewPiece {
   phys: number;
   /** The device addresses bounce memory, not the buffer. */
   bounce: boolean;
+}
+
+/** A built-in device as configured (the config's `drivers[]`). */
+export interface DriverConfig {
+  name: string;
+  description: string;
+  constraints: Constraints;
 }
 
 export interface Registration {
@@ -97,12 +111,16 @@ export interface Leak {
 export class DriverRegistry {
   private readonly drivers = new Map<string, Driver>();
   totalLeaks = 0;
+  /** The bounce pool over the memory the machine reserved for it, when configured. */
+  readonly swiotlb: Swiotlb | null;
 
   constructor(
     private readonly machine: Machine,
     configs: DriverConfig[],
   ) {
     for (const c of configs) this.drivers.set(c.name, new Driver(c.name, 'builtin', c.description, c.constraints, null));
+    const b = machine.bounce;
+    this.swiotlb = b === null ? null : new Swiotlb(b.base, b.size, b.maxMapping);
   }
 
   get(name: string): Driver {
@@ -194,7 +212,7 @@ export class DriverRegistry {
   private viewDirect(d: Driver, segments: { addr: number; len: number }[]) {
     const limit = maskLimit(d.constraints.dmaMask);
     const pieces: ViewPiece[] = [];
-    const tlb = this.machine.swiotlb;
+    const tlb = this.swiotlb;
     let off = 0;
     try {
       for (const s of deviceSegments(d.constraints, segments)) {
@@ -248,7 +266,7 @@ export class DriverRegistry {
       if (!p.bounce) continue;
       // the coherency model copied the bounce data back (dma_unmap) before this; clear the slots for the next mapping
       this.machine.mem.store.zeroBytes(p.dev, p.len);
-      this.machine.swiotlb!.unmap(d.name, p.dev, p.len);
+      this.swiotlb!.unmap(d.name, p.dev, p.len);
     }
     d.registrations.delete(r.buffer.id);
     d.bytes -= r.buffer.phys.size;
@@ -282,11 +300,11 @@ export class DriverRegistry {
   }
 
   bounceUse(d: Driver): number {
-    return this.machine.swiotlb?.byDevice.get(d.name) ?? 0;
+    return this.swiotlb?.byDevice.get(d.name) ?? 0;
   }
 
   status(d: Driver): DriverStatus {
-    return d.status(this.bounceUse(d), this.machine.swiotlb?.nslots ?? 0);
+    return d.status(this.bounceUse(d), this.swiotlb?.nslots ?? 0);
   }
 
   /**

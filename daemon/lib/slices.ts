@@ -1,4 +1,9 @@
 /**
+ * Layer daemon/lib/: generic building blocks with no knowledge of buffers —
+ * binary heaps, the seeded PRNG, long work in slices (this file), deadline
+ * timers, the logger, the digest kept for secrets, the version. It may use
+ * only protocol/ (nothing else of the daemon); every other layer may use it.
+ *
  * Long work in slices. Work over a whole buffer (a sync of 512 MiB, a
  * device fill, dma_map's cache maintenance, a dead client's teardown) is a
  * generator that yields at safe points; `sliced` runs it for at most

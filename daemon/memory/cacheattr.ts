@@ -10,7 +10,7 @@
  * still uses the pages. Pure: no I/O.
  */
 import { BufferdError } from '../../protocol/errors.js';
-import type { CachePolicy } from '../config/machine-config.js';
+import type { CachePolicy } from './layout.js';
 import { PAGE } from './physmem.js';
 
 /** Simulated cost model of one conversion. */

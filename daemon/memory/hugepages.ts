@@ -17,7 +17,7 @@
  * Free hugepages keep the cache attribute they last had, so a pool with the
  * same policy reuses them without conversion. Pure: no I/O.
  */
-import type { CachePolicy } from '../config/machine-config.js';
+import type { CachePolicy } from './layout.js';
 import { PAGE, type PhysicalMemory } from './physmem.js';
 import type { HugepageStatus } from '../../protocol/status.js';
 

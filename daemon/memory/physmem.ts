@@ -1,4 +1,11 @@
 /**
+ * Layer daemon/memory/: the simulated physical memory — regions and zones
+ * with buddy allocators (this file, buddy.ts), the sparse page store of
+ * their bytes, hugepage pools (nr / free / reserved / surplus), the cache
+ * attribute of every page (no page mapped with two policies), the layout it
+ * is built from and the segment walkers. It may use lib/ and protocol/;
+ * alloc/ and everything above use it.
+ *
  * Simulated physical memory: regions of 4 KiB page frames, each split into
  * zones (at 4 GiB, like ZONE_DMA32, and at every pool's maxAddress) with one
  * buddy allocator per zone, plus the sparse page contents. Pure: no I/O.
@@ -9,7 +16,7 @@
  */
 import { BuddyAllocator } from './buddy.js';
 import { PageStore, PAGE, PAGE_SHIFT } from './pagestore.js';
-import type { RegionConfig, RegionKind } from '../config/machine-config.js';
+import type { RegionConfig, RegionKind } from './layout.js';
 import type { RegionStatus } from '../../protocol/status.js';
 
 export { PAGE, PAGE_SHIFT };

@@ -4,7 +4,7 @@
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
 import type { ResultOf } from '../../protocol/results.js';
-import type { DaemonContext } from '../server/context.js';
+import type { DaemonContext } from '../session/context.js';
 import { handlesOf as table, mappingOf, type Session } from '../session/clients.js';
 import { rightsList } from '../buffers/handles.js';
 import { sliced } from '../lib/slices.js';

@@ -9,7 +9,7 @@
  */
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
-import type { DaemonContext } from '../server/context.js';
+import type { DaemonContext } from '../session/context.js';
 import type { Session } from '../session/clients.js';
 import type { Registration } from '../dma/drivers.js';
 import type { Right } from '../buffers/handles.js';

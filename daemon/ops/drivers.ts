@@ -8,7 +8,7 @@ import type { MergeResult, RegistrationInfo, ResultOf } from '../../protocol/res
 import type { DriverStatus } from '../../protocol/status.js';
 import { mergeConstraints, poolMisfits, validateConstraints, type MergedAttributes, type Constraints } from '../../protocol/attributes.js';
 import { formatSize } from '../../protocol/units.js';
-import type { DaemonContext } from '../server/context.js';
+import type { DaemonContext } from '../session/context.js';
 import type { Session } from '../session/clients.js';
 import type { Driver, Registration } from '../dma/drivers.js';
 import { R_READ, R_WRITE, rightsList } from '../buffers/handles.js';
@@ -225,7 +225,7 @@ export function attach(ctx: DaemonContext, s: Session, req: RequestOf<'driver.at
   const bad = validateConstraints(req.constraints);
   for (const r of req.constraints.regions ?? []) if (!ctx.machine.cfg.regions.some((x) => x.name === r)) bad.push(`no region named '${r}'`);
   if (bad.length > 0) throw new BufferdError('EINVAL', `field 'constraints': ${bad.join('; ')} (op 'driver.attach')`);
-  if (req.constraints.bounce === true && ctx.machine.swiotlb === null) {
+  if (req.constraints.bounce === true && ctx.drivers.swiotlb === null) {
     throw new BufferdError('EINVAL', "field 'constraints.bounce': this machine has no bounce pool (op 'driver.attach')");
   }
   const d = ctx.drivers.attach(s.id, req.name, req.constraints);

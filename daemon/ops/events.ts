@@ -5,7 +5,7 @@ import { drain } from '../lib/slices.js';
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
 import type { ResultOf } from '../../protocol/results.js';
-import type { DaemonContext } from '../server/context.js';
+import type { DaemonContext } from '../session/context.js';
 import type { Session } from '../session/clients.js';
 import { TOPICS, type Topic } from '../session/events.js';
 import { ADMIN, requireCapability } from '../session/auth.js';

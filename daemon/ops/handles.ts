@@ -4,7 +4,7 @@
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
 import type { AcceptFrom, BufferListing, HandleInfo, RightName } from '../../protocol/results.js';
-import type { DaemonContext } from '../server/context.js';
+import type { DaemonContext } from '../session/context.js';
 import type { Session } from '../session/clients.js';
 import { narrow, rightsList, type SharedBuffer } from '../buffers/handles.js';
 import { DEFAULT_TOKEN_TTL_MS } from '../buffers/tokens.js';

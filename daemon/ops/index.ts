@@ -1,10 +1,16 @@
 /**
+ * Layer daemon/ops/: the request handlers, one file per group of ops, the
+ * op table (this file), the status object and reload. A handler gets the
+ * context (session/context.ts) and a session and returns a result or throws
+ * a typed error. It may use session/, config/, dma/, buffers/, alloc/,
+ * memory/, lib/ and protocol/; server/ uses it.
+ *
  * The op table: every op name in protocol/requests.ts maps to its handler.
  * TypeScript checks that no op is left without one.
  */
 import type { OpName, RequestOf } from '../../protocol/requests.js';
 import type { ResultOf } from '../../protocol/results.js';
-import type { DaemonContext } from '../server/context.js';
+import type { DaemonContext } from '../session/context.js';
 import type { Session } from '../session/clients.js';
 import * as session from './session.js';
 import * as memory from './memory.js';

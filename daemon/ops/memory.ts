@@ -6,7 +6,7 @@ import type { RequestOf } from '../../protocol/requests.js';
 import type { BufferInfo, HandleInfo, HugepagesSetResult } from '../../protocol/results.js';
 import type { PoolStatus } from '../../protocol/status.js';
 import { formatSize } from '../../protocol/units.js';
-import type { DaemonContext } from '../server/context.js';
+import type { DaemonContext } from '../session/context.js';
 import { handlesOf as table, mappingOf, type Session } from '../session/clients.js';
 import type { PhysBuffer } from '../alloc/pool.js';
 import { R_ALL, R_READ, R_WRITE, rightsList, type Handle, type SharedBuffer } from '../buffers/handles.js';

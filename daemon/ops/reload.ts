@@ -5,8 +5,8 @@
  * fails validation is rejected whole: nothing changes.
  */
 import { loadConfig, type Config } from '../config/config.js';
-import type { DaemonContext } from '../server/context.js';
-import type { PoolConfig } from '../config/machine-config.js';
+import type { DaemonContext } from '../session/context.js';
+import type { PoolConfig } from '../alloc/pool.js';
 import { formatSize } from '../../protocol/units.js';
 
 export interface ReloadResult {

@@ -5,7 +5,7 @@ import { BufferdError } from '../../protocol/errors.js';
 import { PROTOCOL_VERSION, type RequestOf } from '../../protocol/requests.js';
 import type { HelloResult, PingResult } from '../../protocol/results.js';
 import type { Status } from '../../protocol/status.js';
-import type { DaemonContext } from '../server/context.js';
+import type { DaemonContext } from '../session/context.js';
 import type { Session } from '../session/clients.js';
 import { buildStatus } from './status.js';
 import { maxDataBytes } from '../../protocol/frame.js';

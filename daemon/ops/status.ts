@@ -5,12 +5,13 @@
 import { acceptList } from '../session/clients.js';
 import type { Status } from '../../protocol/status.js';
 import { PROTOCOL_VERSION } from '../../protocol/requests.js';
-import type { DaemonContext } from '../server/context.js';
+import type { DaemonContext } from '../session/context.js';
 import type { SharedBuffer } from '../buffers/handles.js';
 
 export function buildStatus(ctx: DaemonContext): Status {
   const now = ctx.now();
   const m = ctx.machine;
+  const tlb = ctx.drivers.swiotlb;
   const regions = m.regionStatus();
   return {
     version: ctx.version,
@@ -57,7 +58,7 @@ export function buildStatus(ctx: DaemonContext): Status {
     events: { subscribers: ctx.bus.size, published: ctx.bus.published, dropped: ctx.bus.droppedSubscribers },
     dma: {
       leaks: ctx.drivers.totalLeaks,
-      bounce: m.swiotlb === null ? null : { base: m.swiotlb.base, size: m.swiotlb.size, slots: m.swiotlb.nslots, used: m.swiotlb.usedSlots, full: m.swiotlb.full },
+      bounce: tlb === null ? null : { base: tlb.base, size: tlb.size, slots: tlb.nslots, used: tlb.usedSlots, full: tlb.full },
     },
   };
 }

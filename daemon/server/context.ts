@@ -1,7 +1,7 @@
 /**
- * What op handlers see of the daemon: configuration, logger, clock and the
- * state of each concept. The server builds one and passes it to every
- * handler; unit tests can build one without any socket.
+ * Building the daemon's context (session/context.ts says what it is): the
+ * machine, drivers, cache and coherency model, principals, tokens, the
+ * event bus, the deadline timers, and the teardown of a departed client.
  */
 import type { Config } from '../config/config.js';
 import type { Logger } from '../lib/log.js';
@@ -13,7 +13,6 @@ import { DeadlineTimer } from '../lib/timers.js';
 import { Authenticator } from '../session/auth.js';
 import { TokenTable } from '../buffers/tokens.js';
 import { SharedBuffer } from '../buffers/handles.js';
-import type { PhysBuffer } from '../alloc/pool.js';
 import { DriverRegistry } from '../dma/drivers.js';
 import { CpuCache } from '../dma/cache.js';
 import { Coherency } from '../dma/coherency.js';
@@ -21,39 +20,9 @@ import { EventBus } from '../session/events.js';
 import { onSessionClose } from '../ops/index.js';
 import { snapshot } from '../ops/status.js';
 import { Background, type Work } from '../lib/slices.js';
+import type { DaemonContext } from '../session/context.js';
 
-export interface DaemonContext {
-  /** The configuration in force (replaced by a reload). */
-  config: Config;
-  readonly log: Logger;
-  readonly version: string;
-  /** The socket served (an inherited one's real path once known). */
-  socketPath: string;
-  readonly clients: ClientRegistry;
-  readonly machine: Machine;
-  /** Monotonic milliseconds since the daemon started. */
-  now(): number;
-  /** Called once when a session's connection closes: release what it held (in the background, in slices). */
-  sessionClosed(s: Session): void;
-  /** Work the daemon does on its own (teardowns), in slices. */
-  readonly background: Background;
-  /** Re-arm the decay timer: call where a dirty chunk can appear or decay sooner (a buffer freed, the decay time changed). */
-  armDecay(): void;
-  /** Re-arm the token-expiry timer: call after a token is issued. */
-  armTokens(): void;
-  readonly timers: DeadlineTimer[];
-  readonly auth: Authenticator;
-  readonly tokens: TokenTable;
-  /** Live buffers by daemon-wide id. */
-  readonly buffers: Map<number, SharedBuffer>;
-  readonly drivers: DriverRegistry;
-  readonly coherency: Coherency;
-  readonly bus: EventBus;
-  /** The dashboard's URL when --http is on (no token in it). */
-  dashboard: string | null;
-  /** Wrap a new allocation: it is freed (and its creator's quota released) when its last reference goes. */
-  share(phys: PhysBuffer, creator: Session): SharedBuffer;
-}
+export type { DaemonContext } from '../session/context.js';
 
 export function createContext(config: Config, log: Logger, socketPath: string): DaemonContext {
   const t0 = performance.now();

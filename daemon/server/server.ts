@@ -1,4 +1,11 @@
 /**
+ * Layer daemon/server/: the process's shell — the Unix-socket listener (this
+ * file), connections (framing, ordering, backpressure, deadlines), dispatch
+ * (decode, validate, call the handler), the context it builds
+ * (context.ts), the dashboard's HTTP and WebSocket listener, systemd socket
+ * activation and notify. It may use ops/, session/, config/, dma/,
+ * buffers/, alloc/, memory/, lib/ and protocol/; only daemon/main.ts uses it.
+ *
  * The Unix-socket listener: acquires the socket path (refusing when a live
  * daemon answers there, removing a stale socket file), accepts connections,
  * and stops gracefully.

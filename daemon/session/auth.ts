@@ -12,10 +12,12 @@
  * byte quota and its tokens in flight, and the use survives a reload.
  * Client names may be bound to principals (`auth.names`).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { BufferdError } from '../../protocol/errors.js';
 import { writeCookieFile, removeCookieFile, type CookieFile } from './cookie.js';
+import { digest } from '../lib/digest.js';
+import type { AuthConfig, TokenSpec } from '../config/auth.js';
+
 
 export const ADMIN = 'admin';
 
@@ -41,55 +43,10 @@ export interface Principal {
   usage: Usage;
 }
 
-export interface TokenSpec {
-  name: string;
-  secret: string;
-  capabilities: string[];
-  maxBytes: number | null;
-  maxHandles: number | null;
-  maxTokens: number | null;
-}
-
-export interface AuthConfig {
-  anonymous: { capabilities: string[]; maxBytes: number | null; maxHandles: number | null; maxTokens: number | null };
-  tokens: TokenSpec[];
-  tokenFile: string | null;
-  cookie: boolean;
-  /** Client names reserved for principals: a bound name can only be taken by one of them. */
-  names: Record<string, string[]>;
-}
-
 /** Defaults for what a principal's spec leaves out. */
 export interface AuthLimits {
   maxHandles: number;
   maxTokens: number;
-}
-
-/** The SHA-256 digest (base64) kept in place of a secret. */
-export const digest = (s: string): string => createHash('sha256').update(s).digest('base64');
-
-export class AuthError extends Error {
-  override name = 'AuthError';
-}
-
-/** Read a token file: JSON {"tokens": [...]}; refused unless only its owner can read it. */
-export function readTokenFile(path: string, parse: (raw: unknown, where: string) => TokenSpec[]): TokenSpec[] {
-  let st;
-  try {
-    st = statSync(path);
-  } catch (e) {
-    throw new AuthError(`cannot read token file ${path}: ${(e as Error).message}`);
-  }
-  if ((st.mode & 0o077) !== 0) {
-    throw new AuthError(`token file ${path} has mode 0${(st.mode & 0o777).toString(8)}; it must be readable only by its owner (chmod 600)`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new AuthError(`token file ${path} is not valid JSON: ${(e as Error).message}`);
-  }
-  return parse(raw, path);
 }
 
 export class Authenticator {

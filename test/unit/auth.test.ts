@@ -1,7 +1,8 @@
 import t, { type Test } from 'tap';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Authenticator, AuthError, readTokenFile, hasCapability, requireCapability, ADMIN, type AuthConfig, type TokenSpec } from '../../daemon/session/auth.js';
+import { Authenticator, hasCapability, requireCapability, ADMIN } from '../../daemon/session/auth.js';
+import { AuthError, readTokenFile, type AuthConfig, type TokenSpec } from '../../daemon/config/auth.js';
 import { buildConfig, loadConfig, ConfigError } from '../../daemon/config/config.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import { BufferdError } from '../../protocol/errors.js';
