@@ -3,12 +3,15 @@
  * not mixed with the parent's): build a 64 GiB machine in-process, allocate
  * one buffer of argv[2] bytes from a 4 KiB write-back pool, write non-zero
  * data over all of it in 4 MiB chunks, read it all back, and print one JSON
- * line with the timings and RSS before and after the writes.
+ * line with the timings and RSS before and after the writes. The machine's
+ * memory is a memfd, as in the daemon (JavaScript memory without native
+ * calls).
  *
  *   node --expose-gc dist/bench/touch-child.js BYTES
  */
 import { buildConfig } from '../daemon/config/config.js';
 import { Machine } from '../daemon/alloc/machine.js';
+import { native } from '../daemon/lib/native.js';
 
 const CHUNK = 4 * 1024 * 1024;
 const bytes = Number(process.argv[2] ?? 2 ** 30);
@@ -24,7 +27,7 @@ const raw = {
   memory: { regions: [{ name: 'dram', base: '0x80000000', size: '64G', kind: 'dram' }] },
   pools: [{ name: 'default', cache: 'writeback', pageSize: '4K', region: 'dram' }],
 };
-const machine = new Machine(buildConfig(raw, 'touch-child').machine);
+const machine = new Machine(buildConfig(raw, 'touch-child').machine, () => performance.now(), native());
 const buf = machine.alloc({ pool: 'default', size: bytes, owner: 1 });
 
 const chunk = Buffer.alloc(CHUNK);

@@ -11,6 +11,7 @@
  */
 import { BufferdError } from '../../protocol/errors.js';
 import { formatSize } from '../../protocol/units.js';
+import type { Native } from '../lib/native.js';
 import type { HugepageStatus, PoolStatus, RegionStatus, PoolDetail } from '../../protocol/status.js';
 import type { CachePolicy, HugepageConfig, RegionConfig } from '../memory/layout.js';
 import { PhysicalMemory, PAGE, FOUR_GIB } from '../memory/physmem.js';
@@ -69,10 +70,12 @@ export class Machine {
     readonly cfg: MachineLayout,
     /** Monotonic clock in ms (injected for decay tests). */
     readonly now: () => number = () => performance.now(),
+    /** System calls for shared memory (memfd); null: memory in JavaScript (tests, no native calls). */
+    readonly sys: Native | null = null,
   ) {
     const cuts = new Map<string, number[]>();
     for (const p of cfg.pools) if (p.maxAddress !== null) cuts.set(p.region, [...(cuts.get(p.region) ?? []), p.maxAddress]);
-    this.mem = new PhysicalMemory(cfg.regions, cuts);
+    this.mem = new PhysicalMemory(cfg.regions, cuts, sys);
     // the bounce pool is reserved first, below 4 GiB, as swiotlb is at boot
     if (cfg.bounce !== null) {
       const e = this.mem.allocContig(cfg.bounce.region, cfg.bounce.size / PAGE, 1, FOUR_GIB);

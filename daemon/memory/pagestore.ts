@@ -1,16 +1,19 @@
 /**
- * Sparse contents of simulated physical memory. Only pages that were
- * written with non-zero data hold host memory; everything else reads as
- * zeros, so a 64 GiB machine starts small. Pure: no I/O.
+ * The contents of simulated physical memory, by physical address. Every
+ * page frame belongs to a backing (backing.ts): its region's (a private
+ * memfd when shared memory is available, JavaScript slabs otherwise), or —
+ * once a buffer is mapped by clients — the buffer's own memfd, attached over
+ * the buffer's frames, so that devices (by physical address), bounce copies,
+ * CPU reads and writes and every process's mapping see the same bytes.
  *
- * Page contents live in 1 MiB host slabs of 256 page slots (a map from page
- * frame to slot number), not one host object per page: the garbage
- * collector sees a few large buffers, and a slab is dropped as soon as its
- * last page is zeroed.
+ * Sparse: only pages written with non-zero data hold host memory;
+ * everything else reads as zeros, so a 64 GiB machine starts small, and a
+ * page zeroed is given back. Pure apart from the backings it is given.
  */
+import { SlabBacking, PAGE, type Backing } from './backing.js';
+
+export { PAGE } from './backing.js';
 export const PAGE_SHIFT = 12;
-export const PAGE = 1 << PAGE_SHIFT;
-const SLOTS = 256;
 
 /**
  * Visit [addr, addr + len) cut at multiples of `unit` (pages, cache lines):
@@ -34,79 +37,100 @@ function allZero(b: Uint8Array, start: number, end: number): boolean {
   return true;
 }
 
-interface Slab {
-  mem: Uint8Array;
-  used: number;
-  free: number[];
+/** A run of page frames. */
+export interface PageRun {
+  pfn: number;
+  npages: number;
+}
+
+interface Span {
+  pfn: number;
+  end: number;
+  backing: Backing;
 }
 
 export class PageStore {
-  /** pfn → slot (slab id * SLOTS + index). */
-  private readonly slots = new Map<number, number>();
-  private readonly slabs: (Slab | undefined)[] = [];
-  /** Slab ids with free slots. */
-  private partial: number[] = [];
-  /** Ids of dropped slabs, reused first. */
-  private readonly freeIds: number[] = [];
+  /** Default backings by frame range, sorted; frames outside them use `rest`. */
+  private readonly spans: Span[] = [];
+  private readonly rest = new SlabBacking();
+  /** Frames whose bytes live elsewhere (a mapped buffer's memfd): pfn → backing and page index. */
+  private readonly attached = new Map<number, { b: Backing; i: number }>();
+  private last: Span | null = null;
+
+  /** Frame ranges and their default backings (none: everything in JavaScript slabs). */
+  constructor(spans: { pfn: number; npages: number; backing: Backing }[] = []) {
+    for (const s of [...spans].sort((a, b) => a.pfn - b.pfn)) this.spans.push({ pfn: s.pfn, end: s.pfn + s.npages, backing: s.backing });
+  }
 
   /** Pages holding host memory. */
   get residentPages(): number {
-    return this.slots.size;
+    let n = this.rest.resident;
+    for (const s of this.spans) n += s.backing.resident;
+    return n;
   }
 
   get residentBytes(): number {
-    return this.slots.size * PAGE;
+    return this.residentPages * PAGE;
   }
 
-  private newSlot(): number {
-    let id = this.partial[this.partial.length - 1];
-    if (id === undefined) {
-      id = this.freeIds.pop() ?? this.slabs.length;
-      const free: number[] = [];
-      for (let i = SLOTS - 1; i >= 0; i--) free.push(i);
-      this.slabs[id] = { mem: new Uint8Array(SLOTS * PAGE), used: 0, free };
-      this.partial.push(id);
+  /** The default backing of a frame and its index there. */
+  private home(pfn: number): { b: Backing; i: number } {
+    let s = this.last;
+    if (s === null || pfn < s.pfn || pfn >= s.end) {
+      s = null;
+      let lo = 0;
+      let hi = this.spans.length - 1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        const m = this.spans[mid]!;
+        if (pfn < m.pfn) hi = mid - 1;
+        else if (pfn >= m.end) lo = mid + 1;
+        else {
+          s = m;
+          break;
+        }
+      }
+      if (s === null) return { b: this.rest, i: pfn };
+      this.last = s;
     }
-    const slab = this.slabs[id]!;
-    const idx = slab.free.pop()!;
-    slab.used++;
-    if (slab.free.length === 0) this.partial.pop();
-    return id * SLOTS + idx;
+    return { b: s.backing, i: pfn - s.pfn };
   }
 
-  private dropSlot(slot: number): void {
-    const id = Math.floor(slot / SLOTS);
-    const slab = this.slabs[id]!;
-    const idx = slot - id * SLOTS;
-    slab.mem.fill(0, idx * PAGE, (idx + 1) * PAGE);
-    slab.used--;
-    if (slab.free.length === 0) this.partial.push(id);
-    slab.free.push(idx);
-    if (slab.used === 0) {
-      this.slabs[id] = undefined;
-      this.freeIds.push(id);
-      this.partial = this.partial.filter((x) => x !== id);
+  private locate(pfn: number): { b: Backing; i: number } {
+    if (this.attached.size > 0) {
+      const a = this.attached.get(pfn);
+      if (a !== undefined) return a;
+    }
+    return this.home(pfn);
+  }
+
+  /**
+   * Put `b`'s pages (in order, from page 0) over these frames: their bytes
+   * are b's from now on. The frames' own pages are given back.
+   */
+  attach(runs: PageRun[], b: Backing): void {
+    let i = 0;
+    for (const r of runs) {
+      for (let k = 0; k < r.npages; k++) {
+        const h = this.home(r.pfn + k);
+        h.b.drop(h.i, 1);
+        this.attached.set(r.pfn + k, { b, i: i++ });
+      }
     }
   }
 
-  private mem(slot: number): Uint8Array {
-    return this.slabs[Math.floor(slot / SLOTS)]!.mem;
-  }
-
-  private static at(slot: number): number {
-    return (slot % SLOTS) * PAGE;
+  /** The frames' bytes are their own again (zero, until written). */
+  detach(runs: PageRun[]): void {
+    for (const r of runs) for (let k = 0; k < r.npages; k++) this.attached.delete(r.pfn + k);
   }
 
   /** Copy len bytes at physical address addr into dst[dstOff...]. */
   readInto(addr: number, len: number, dst: Uint8Array, dstOff = 0): void {
     forEachSpan(addr, len, PAGE, (pfn, inPage, n, done) => {
-      const slot = this.slots.get(pfn);
-      if (slot === undefined) {
-        dst.fill(0, dstOff + done, dstOff + done + n);
-      } else {
-        const at = PageStore.at(slot) + inPage;
-        dst.set(this.mem(slot).subarray(at, at + n), dstOff + done);
-      }
+      const { b, i } = this.locate(pfn);
+      const page = b.peek(i);
+      if (page === null) dst.fill(0, dstOff + done, dstOff + done + n);
+      else dst.set(page.subarray(inPage, inPage + n), dstOff + done);
     });
   }
 
@@ -120,13 +144,9 @@ export class PageStore {
   write(addr: number, data: Uint8Array, srcOff = 0, len = data.length - srcOff): void {
     forEachSpan(addr, len, PAGE, (pfn, inPage, n, done) => {
       const off = srcOff + done;
-      let slot = this.slots.get(pfn);
-      if (slot === undefined) {
-        if (allZero(data, off, off + n)) return;
-        slot = this.newSlot();
-        this.slots.set(pfn, slot);
-      }
-      this.mem(slot).set(data.subarray(off, off + n), PageStore.at(slot) + inPage);
+      const { b, i } = this.locate(pfn);
+      if (b.peek(i) === null && allZero(data, off, off + n)) return;
+      b.page(i).set(data.subarray(off, off + n), inPage);
     });
   }
 
@@ -136,30 +156,39 @@ export class PageStore {
       this.zeroBytes(addr, len);
       return;
     }
-    const chunk = Buffer.alloc(Math.min(len, PAGE), value);
-    forEachSpan(addr, len, PAGE, (pfn, inPage, n) => this.write(pfn * PAGE + inPage, chunk, 0, n));
+    forEachSpan(addr, len, PAGE, (pfn, inPage, n) => {
+      const { b, i } = this.locate(pfn);
+      b.page(i).fill(value, inPage, inPage + n);
+    });
   }
 
-  /** Zero whole pages [pfn, pfn + npages): drop their host memory. */
+  /** Zero whole pages [pfn, pfn + npages): give back their host memory. */
   zeroPages(pfn: number, npages: number): void {
-    if (this.slots.size === 0) return;
-    if (npages <= this.slots.size) {
-      for (let p = pfn; p < pfn + npages; p++) this.dropPage(p);
-    } else {
-      for (const p of [...this.slots.keys()]) if (p >= pfn && p < pfn + npages) this.dropPage(p);
+    for (let p = pfn; p < pfn + npages; ) {
+      const a = this.attached.size > 0 ? this.attached.get(p) : undefined;
+      if (a !== undefined) {
+        a.b.peek(a.i)?.fill(0);
+        p++;
+        continue;
+      }
+      // a run of frames in one default backing, given back at once
+      const { b, i } = this.home(p);
+      const span = this.last !== null && p >= this.last.pfn && p < this.last.end ? this.last.end : pfn + npages;
+      const n = Math.min(pfn + npages, span, this.nextAttached(p, pfn + npages)) - p;
+      b.drop(i, n);
+      p += n;
     }
   }
 
-  private dropPage(pfn: number): void {
-    const slot = this.slots.get(pfn);
-    if (slot === undefined) return;
-    this.slots.delete(pfn);
-    this.dropSlot(slot);
+  /** The first attached frame in [from, to), or `to`. */
+  private nextAttached(from: number, to: number): number {
+    if (this.attached.size === 0) return to;
+    for (let p = from; p < to; p++) if (this.attached.has(p)) return p;
+    return to;
   }
 
   /** Zero an arbitrary byte range. */
   zeroBytes(addr: number, len: number): void {
-    if (this.slots.size === 0) return;
     const end = addr + len;
     const firstFull = Math.ceil(addr / PAGE);
     const lastFull = Math.floor(end / PAGE);
@@ -174,12 +203,11 @@ export class PageStore {
 
   private clearPartial(addr: number, len: number): void {
     forEachSpan(addr, len, PAGE, (pfn, inPage, n) => {
-      const slot = this.slots.get(pfn);
-      if (slot === undefined) return;
-      const mem = this.mem(slot);
-      const at = PageStore.at(slot);
-      mem.fill(0, at + inPage, at + inPage + n);
-      if (allZero(mem, at, at + PAGE)) this.dropPage(pfn);
+      const { b, i } = this.locate(pfn);
+      const page = b.peek(i);
+      if (page === null) return;
+      page.fill(0, inPage, inPage + n);
+      if (allZero(page, 0, PAGE) && !this.attached.has(pfn)) b.drop(i, 1);
     });
   }
 

@@ -16,6 +16,8 @@
  */
 import { BuddyAllocator } from './buddy.js';
 import { PageStore, PAGE, PAGE_SHIFT } from './pagestore.js';
+import { MemfdBacking } from './backing.js';
+import type { Native } from '../lib/native.js';
 import type { RegionConfig, RegionKind } from './layout.js';
 import type { RegionStatus } from '../../protocol/status.js';
 
@@ -52,11 +54,18 @@ function zoneLabel(end: number): string {
 
 export class PhysicalMemory {
   readonly regions: Region[];
-  readonly store = new PageStore();
+  readonly store: PageStore;
   private readonly byName = new Map<string, Region>();
 
-  /** boundaries: extra zone split addresses per region (e.g. pools' maxAddress). */
-  constructor(configs: RegionConfig[], boundaries: Map<string, number[]> = new Map()) {
+  /**
+   * boundaries: extra zone split addresses per region (e.g. pools' maxAddress).
+   * sys: when given, each region's bytes live in a memfd (shared memory a
+   * buffer's pages can be handed out from); otherwise in JavaScript memory.
+   */
+  constructor(configs: RegionConfig[], boundaries: Map<string, number[]> = new Map(), sys: Native | null = null) {
+    this.store = new PageStore(
+      sys === null ? [] : configs.map((c) => ({ pfn: c.base / PAGE, npages: c.size / PAGE, backing: MemfdBacking.create(sys, `bufferd-region-${c.name}`, c.size / PAGE, false) })),
+    );
     this.regions = configs.map((c) => {
       const end = c.base + c.size;
       const cuts = new Set<number>([FOUR_GIB, ...(boundaries.get(c.name) ?? [])]);

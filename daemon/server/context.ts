@@ -20,6 +20,7 @@ import { EventBus } from '../session/events.js';
 import { onSessionClose } from '../ops/index.js';
 import { snapshot } from '../ops/status.js';
 import { Background, type Work } from '../lib/slices.js';
+import { native, nativeReason } from '../lib/native.js';
 import type { DaemonContext } from '../session/context.js';
 
 export type { DaemonContext } from '../session/context.js';
@@ -27,7 +28,9 @@ export type { DaemonContext } from '../session/context.js';
 export function createContext(config: Config, log: Logger, socketPath: string): DaemonContext {
   const t0 = performance.now();
   const now = () => performance.now() - t0;
-  const machine = new Machine(config.machine, now);
+  const sys = native();
+  if (sys === null) log.warn({ reason: nativeReason() }, 'no shared memory: buffers live in the daemon alone (map and exportFd answer ENOTSUP)');
+  const machine = new Machine(config.machine, now, sys);
   for (const w of machine.warnings) log.warn(w);
   const auth = new Authenticator(config.auth, config.limits, config.fileTokens);
   const tokens = new TokenTable(now);
