@@ -20,10 +20,9 @@ import type { AcceptFrom, HelloResult, PingResult, ResultOf, HandleInfo, Hugepag
 import type { Status, PoolStatus, DriverStatus } from '../protocol/status.js';
 import type { Constraints, CachePolicyName } from '../protocol/attributes.js';
 import { DeviceApi } from './device.js';
+import { HeldEvents } from './held.js';
+import { exportBufferFd, importBufferFd, mapBuffer, type Access, type Mapping } from './mapping.js';
 import { chunkedRead, chunkedWrite } from './chunked.js';
-
-/** Events kept for listeners not attached yet. */
-const HELD_MAX = 1024;
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -66,9 +65,8 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
   private nextId = 1;
   private closedError: BufferdError | null = null;
   private hello_: HelloResult | null = null;
-  /** Events that arrived while nobody listened for them (e.g. in the same read as hello's answer). */
-  private held: (Record<string, unknown> & { event: string })[] = [];
-  private flushQueued = false;
+  /** Events that arrive while nobody listens for them (e.g. in the same read as hello's answer). */
+  private readonly held: HeldEvents;
 
   /** @internal use connect() */
   constructor(sock: Socket, socketPath: string, maxFrameBytes: number) {
@@ -77,11 +75,14 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     this.socketPath = socketPath;
     this.reader = new FrameReader(maxFrameBytes);
     // a listener attached after connect() resolves still gets what came before it
-    (this as EventEmitter).on('newListener', () => {
-      if (this.held.length === 0 || this.flushQueued) return;
-      this.flushQueued = true;
-      queueMicrotask(() => this.flushHeld());
-    });
+    this.held = new HeldEvents(
+      this as EventEmitter,
+      (name) => this.listenerCount(name as keyof BufferClientEvents) > 0 || this.listenerCount('event') > 0,
+      (ev) => {
+        (this.emit as (name: string, arg: unknown) => boolean)(ev.event, ev);
+        this.emit('event', ev);
+      },
+    );
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', () => {
       /* reported through close */
@@ -189,9 +190,29 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     return this.request('sync', { handle, ...opts });
   }
 
-  /** A CPU mapping with the buffer's cache policy (asking for another one is EINVAL: no aliasing). */
-  map(handle: number, opts: { cache?: CachePolicyName } = {}): Promise<ResultOf<'map'>> {
+  /**
+   * Map a buffer into this process: `bytes` are the buffer's, zero copy,
+   * shared with every other process mapping it (PROTOCOL §12). Read-only
+   * with access 'read' or a handle without 'write'. Only a buffer that owns
+   * its pages can be mapped (align: 4096 for small ones).
+   */
+  map(handle: number, opts: { access?: Access } = {}): Promise<Mapping> {
+    return mapBuffer(this, handle, opts.access);
+  }
+
+  /** A mapping the daemon tracks but that maps nothing here: read and write it through the daemon with `{mapping}`. */
+  mapRemote(handle: number, opts: { cache?: CachePolicyName } = {}): Promise<ResultOf<'map'>> {
     return this.request('map', opts.cache === undefined ? { handle } : { handle, cache: opts.cache });
+  }
+
+  /** A real file descriptor in this process for exactly this buffer's bytes (page-rounded); any process can mmap it. Close it with closeFd. */
+  exportFd(handle: number, opts: { access?: Access } = {}): Promise<{ fd: number } & ResultOf<'exportFd'>> {
+    return exportBufferFd(this, handle, opts.access);
+  }
+
+  /** A handle for a buffer fd (from exportFd, here or in another process); rights follow its access mode. */
+  importFd(fd: number): Promise<HandleInfo> {
+    return importBufferFd(this, fd);
   }
 
   unmap(mapping: number): Promise<ResultOf<'unmap'>> {
@@ -339,14 +360,7 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
   private onMessage(msg: unknown): void {
     if (!isPlainMap(msg)) return;
     if (typeof msg['event'] === 'string') {
-      const ev = msg as Record<string, unknown> & { event: string };
-      if (!this.listened(ev.event)) {
-        // nobody listens yet: keep it for the first listener of its kind, up to HELD_MAX events
-        this.held.push(ev);
-        if (this.held.length > HELD_MAX) this.held.shift();
-        return;
-      }
-      this.deliver(ev);
+      this.held.push(msg as Record<string, unknown> & { event: string });
       return;
     }
     const id = msg['id'];
@@ -361,27 +375,6 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     this.pending.delete(id);
     if (err !== undefined) p.reject(BufferdError.fromWire(err));
     else p.resolve(msg['result']);
-  }
-
-  private listened(name: string): boolean {
-    return this.listenerCount(name as keyof BufferClientEvents) > 0 || this.listenerCount('event') > 0;
-  }
-
-  private deliver(ev: Record<string, unknown> & { event: string }): void {
-    (this.emit as (name: string, arg: unknown) => boolean)(ev.event, ev);
-    this.emit('event', ev);
-  }
-
-  /** Deliver the held events that have a listener now, in the order they came; keep the others. */
-  private flushHeld(): void {
-    this.flushQueued = false;
-    const keep: typeof this.held = [];
-    const now = this.held;
-    this.held = keep;
-    for (const ev of now) {
-      if (this.listened(ev.event)) this.deliver(ev);
-      else keep.push(ev);
-    }
   }
 
   private fail(e: BufferdError): void {

@@ -3,15 +3,8 @@
  * devices for any holder of a handle; a client driver's own device for the
  * client that attached it). Large transfers are split like client.read/write.
  */
-import type { OpName, ParamsOf } from '../protocol/requests.js';
-import type { HelloResult, ResultOf } from '../protocol/results.js';
 import { chunkedRead, chunkedWrite } from './chunked.js';
-
-/** What the device API needs of a client: its requests and its session's limits (BufferClient is one). */
-export interface Requester {
-  request<K extends OpName>(op: K, params: ParamsOf<K>): Promise<ResultOf<K>>;
-  readonly session: HelloResult;
-}
+import type { Requester } from './requester.js';
 
 export class DeviceApi {
   constructor(private readonly c: Requester) {}

@@ -5,6 +5,7 @@ export { BufferClient, type BufferClientEvents } from './client.js';
 export { connect, ConnectError, readCookie, type ConnectOptions } from './connect.js';
 export { sendHandle, receiveHandle, HANDLE_RECORD_MAGIC, type SendHandleOptions } from './passing.js';
 export { DeviceApi } from './device.js';
+export { Mapping, closeFd, type Access } from './mapping.js';
 export type { Constraints, MergedAttributes, Mismatch, Conflict } from '../protocol/attributes.js';
 export { BufferdError, ERROR_CODES, type ErrorCode } from '../protocol/errors.js';
 export type { Status, RegionStatus, HugepageStatus, PoolStatus, ClientStatus, DriverStatus } from '../protocol/status.js';

@@ -34,6 +34,10 @@ export interface HelloResult {
   maxBytes: number | null;
   /** Whom this client accepts handles from (hello's `accept`, default "none"). */
   accept: AcceptFrom;
+  /** Where file descriptors are exchanged (PROTOCOL §12), or null when the daemon has no shared memory. */
+  fdSocket: string | null;
+  /** This process as the daemon sees it (SO_PEERCRED), or null when it cannot tell. */
+  peer: { pid: number; uid: number; gid: number } | null;
 }
 
 export interface PingResult {
@@ -218,7 +222,9 @@ export interface Results {
   'device.fill': { filled: number };
   'device.copy': { copied: number };
   sync: { phase: 'start' | 'end'; access: 'read' | 'write' | 'rw'; cleaned: number; invalidated: number; flushed: number };
-  map: { mapping: number; cache: CachePolicyName; size: number; rights: RightName[] };
+  map: { mapping: number; cache: CachePolicyName; size: number; rights: RightName[]; bytes: number; fd: boolean };
+  exportFd: { buffer: number; size: number; bytes: number; rights: RightName[]; readOnly: boolean };
+  importFd: HandleInfo;
   unmap: { mapping: number; unmapped: true };
   fence: { flushed: number };
   violations: { mode: 'off' | 'warn' | 'strict'; total: number; byKind: Record<string, number>; violations: ViolationInfo[] };

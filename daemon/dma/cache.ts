@@ -62,7 +62,8 @@ export class CpuCache {
   readonly line: number;
   private readonly perPage: number;
   private readonly pages = new Map<number, CPage>();
-  private readonly wc: WcBuffer;
+  /** The write-combine buffer: CPU writes to write-combine memory wait there (the CPU's own reads see them). */
+  readonly wc: WcBuffer;
   private cached = 0;
   private dirty = 0;
   private readonly random: () => number;
@@ -216,6 +217,21 @@ export class CpuCache {
     return { stale };
   }
 
+  /** What the CPU would read of [addr, addr + len), without touching any line (memory overlaid with kept lines). */
+  peek(addr: number, len: number, out: Uint8Array): void {
+    this.mem.readInto(addr, len, out, 0);
+    if (this.pages.size === 0) return;
+    this.eachPage(addr, len, false, (_pfn, p, s, e, at) => {
+      if (p === undefined || p.k === 0) return;
+      for (let i = this.first(s); i <= this.last(e); i++) {
+        if (p.state[i] !== CLEAN && p.state[i] !== DIRTY) continue;
+        const lo = Math.max(s, i * this.line);
+        const hi = Math.min(e, (i + 1) * this.line);
+        out.set(p.data!.subarray(lo, hi), at + (lo - s));
+      }
+    });
+  }
+
   /** A CPU write to write-back memory: write-allocate, the lines become dirty. */
   write(addr: number, data: Uint8Array, off = 0, len = data.length - off): void {
     this.eachPage(addr, len, true, (pfn, p, s, e, at) => {
@@ -234,26 +250,6 @@ export class CpuCache {
       for (let i = i0; i <= i1; i++) this.setState(p!, i, DIRTY);
     });
     this.evictIfNeeded();
-  }
-
-  /** A CPU write to write-combine memory: collected in the WC buffer. */
-  writeCombine(addr: number, data: Uint8Array, off = 0, len = data.length - off): void {
-    this.wc.write(addr, data, off, len);
-  }
-
-  /** A CPU read of write-combine memory: memory, overlaid with the CPU's own pending writes. */
-  readCombine(addr: number, len: number, out: Uint8Array): void {
-    this.wc.read(addr, len, out);
-  }
-
-  /** Flush pending write-combine lines in a range (a fence or sync end); returns lines flushed. */
-  flushWc(addr: number, len: number): number {
-    return this.wc.flush(addr, len);
-  }
-
-  /** Are CPU writes still pending in the WC buffer for this range? */
-  wcPending(addr: number, len: number): boolean {
-    return this.wc.pending(addr, len);
   }
 
   // ---- maintenance ----

@@ -1,5 +1,6 @@
 /**
- * Streaming-DMA ownership and the coherency checker.
+ * The coherency model: what each CPU access, device access and sync does
+ * (ownership.ts keeps who owns a buffer and reports violations).
  *
  * A buffer registered with a non-coherent device belongs either to the CPU
  * (inside a client's sync start…end bracket) or to the device (after
@@ -8,6 +9,12 @@
  * sync-for-device (clean dirty lines, flush write-combine, copy into bounce
  * slots); register and unregister behave like dma_map and dma_unmap. While
  * the device owns a write-back buffer the CPU may prefetch its lines.
+ *
+ * A buffer that processes map (shared.ts) is modelled page by page instead
+ * of line by line: its CPU view is the memfd they map, split from memory
+ * while a non-coherent device maps it (write-back); sync end publishes the
+ * view to memory, sync start refreshes it, and writes through a mapping
+ * while the device owned the buffer are found by comparison.
  *
  * Every misuse is a violation (violations.ts): recorded, counted, logged and
  * sent to the buffer's holders (mode `warn`), or refused with ECOHERENCY
@@ -19,127 +26,60 @@
  * runs one to the end. Pure apart from the callbacks it is given.
  */
 import { BufferdError } from '../../protocol/errors.js';
-import type { CpuCache } from './cache.js';
 import type { SharedBuffer } from '../buffers/handles.js';
 import type { Registration } from './drivers.js';
-import type { PageStore } from '../memory/pagestore.js';
-import { chunkedPieces, forEachPiece } from '../memory/segments.js';
-import { ViolationLog, type CheckMode, type Violation, type ViolationKind, type Who } from './violations.js';
+import type { Who } from './violations.js';
 import { drain, type Work } from '../lib/slices.js';
+import { Ownership, CHUNK, type Access } from './ownership.js';
+import { readBacking, writeBacking, type Shm } from './shared.js';
 
 export { VIOLATION_KINDS, type CheckMode, type Violation, type ViolationKind, type Who } from './violations.js';
-export type Access = 'read' | 'write' | 'rw';
-
-/** Bytes of a buffer handled between two yields of a Work. */
-export const CHUNK = 256 * 1024;
-
-export interface CoherencyConfig {
-  mode: CheckMode;
-  prefetch: 'none' | 'always' | 'random';
-  prefetchRate: number;
-  ringSize: number;
-}
-
-interface Ownership {
-  /** The device owns the buffer (after map, sync end or a device access, until sync start). */
-  device: boolean;
-  /** Open CPU brackets by client id. */
-  brackets: Map<number, Access>;
-}
-
-export interface CoherencyHooks {
-  /** Registrations of a buffer (all drivers). */
-  registrations(b: SharedBuffer): Registration[];
-  /** Checker mode for a buffer (its pool's override, else the global mode). */
-  modeFor(b: SharedBuffer): CheckMode;
-  /** A violation happened (warn or strict): log it and tell the buffer's holders. */
-  report(v: Violation, b: SharedBuffer): void;
-  now(): number;
-}
+export { CHUNK, type Access, type CoherencyConfig, type CoherencyHooks } from './ownership.js';
 
 export type SyncResult = { cleaned: number; invalidated: number; flushed: number };
 /** The device's view of a range: fn(devAddr, physAddr, bounce, offset in the range, bytes). */
 export type DeviceView = (fn: (dev: number, phys: number, bounce: boolean, at: number, n: number) => void) => void;
 
-export class Coherency {
-  private readonly own = new WeakMap<SharedBuffer, Ownership>();
-  /** Buffers on which each client has a bracket open (closed when the client goes). */
-  private readonly openBy = new Map<number, Set<SharedBuffer>>();
-  private readonly log: ViolationLog;
-
-  constructor(
-    readonly cache: CpuCache,
-    private readonly mem: PageStore,
-    private readonly cfg: CoherencyConfig,
-    private readonly hooks: CoherencyHooks,
-  ) {
-    this.log = new ViolationLog(cfg.ringSize);
-  }
-
-  private state(b: SharedBuffer): Ownership {
-    let s = this.own.get(b);
-    if (s === undefined) {
-      s = { device: false, brackets: new Map() };
-      this.own.set(b, s);
-    }
-    return s;
-  }
-
-  /** Non-coherent devices the buffer is registered with. */
-  private nonCoherent(b: SharedBuffer): Registration[] {
-    return this.hooks.registrations(b).filter((r) => r.driver.constraints.coherent !== true);
-  }
-
+export class Coherency extends Ownership {
   /**
-   * Record a violation. In strict mode it throws ECOHERENCY (callers check
-   * before changing data); in warn mode it is recorded and the op goes on.
+   * Give a buffer its own shared memory (it is being mapped or handed out).
+   * The CPU's view starts as what the CPU would read; split from memory when
+   * a non-coherent device maps it (write-back), else dirty lines and pending
+   * write-combine writes are written back first and the view is memory. The
+   * buffer's cache lines are dropped: it is modelled page by page from now on.
    */
-  violate(b: SharedBuffer, who: Who, kind: ViolationKind, op: string, offset: number, length: number, driver: string | null, message: string, recordOnly = false): void {
-    const mode = this.hooks.modeFor(b);
-    if (mode === 'off') return;
-    const v = this.log.record({ timeMs: Math.round(this.hooks.now()), kind, client: { ...who }, buffer: b.id, driver, op, range: { offset, length }, mode, message });
-    this.hooks.report(v, b);
-    // invalid requests (a sync out of range, an unregister of nothing) keep their own error in every mode
-    if (mode === 'strict' && !recordOnly) throw new BufferdError('ECOHERENCY', `${kind}: ${message}`, { violation: v });
-  }
-
-  violations(filter: { kind?: string; buffer?: number; limit?: number } = {}): Violation[] {
-    return this.log.list(filter);
-  }
-
-  get total(): number {
-    return this.log.total;
-  }
-
-  countsByKind(): Record<string, number> {
-    return this.log.byKind();
-  }
-
-  /** The physical pieces of [off, off + len) of a buffer: fn(addr, at, n). */
-  private pieces(b: SharedBuffer, off: number, len: number, fn: (addr: number, at: number, n: number) => void): void {
-    forEachPiece(b.phys.segments, off, len, fn);
-  }
-
-  /** The same, as Work yielding every CHUNK bytes. */
-  private *piecesWork(b: SharedBuffer, off: number, len: number, fn: (addr: number, at: number, n: number) => void): Work<void> {
-    for (const [addr, at, n, chunkEnd] of chunkedPieces(b.phys.segments, off, len, CHUNK)) {
-      fn(addr, at, n);
-      if (chunkEnd) yield;
+  promote(b: SharedBuffer): Shm {
+    const split = this.policy(b) === 'writeback' && this.nonCoherent(b).length > 0;
+    if (!split) {
+      this.pieces(b, 0, b.phys.size, (addr, _at, n) => {
+        this.cache.clean(addr, n);
+        this.cache.wc.flush(addr, n);
+      });
     }
+    const gather = (read: (addr: number, n: number, out: Uint8Array) => void) => (out: Uint8Array) => {
+      out.fill(0);
+      this.pieces(b, 0, b.phys.size, (addr, at, n) => read(addr, n, out.subarray(at, at + n)));
+    };
+    const shm = this.shared.promote(
+      b,
+      gather((addr, n, out) => this.cache.peek(addr, n, out)),
+      split ? gather((addr, n, out) => this.mem.readInto(addr, n, out, 0)) : null,
+    );
+    for (const s of b.phys.segments) this.cache.forget(s.addr, s.len);
+    if (split && this.state(b).device) this.shared.baseline(shm);
+    return shm;
   }
 
-  private policy(b: SharedBuffer) {
-    return b.phys.pool.cfg.cache;
-  }
-
-  /** The device takes the buffer: on the transition, speculative prefetch of write-back lines, per policy. */
-  private *toDevice(b: SharedBuffer): Work<void> {
-    const st = this.state(b);
-    if (st.device || this.nonCoherent(b).length === 0) return;
-    st.device = true;
-    if (this.policy(b) !== 'writeback' || this.cfg.prefetch === 'none') return;
-    const rate = this.cfg.prefetch === 'always' ? 1 : this.cfg.prefetchRate;
-    yield* this.piecesWork(b, 0, b.phys.size, (addr, _at, n) => this.cache.prefetch(addr, n, rate));
+  /** Writes made through a mapping while the device owned the buffer: one report per ownership. */
+  private mappedWrites(who: Who, shm: Shm, op: string, off: number, len: number): void {
+    const st = this.state(shm.buffer);
+    if (!st.device || shm.reported) return;
+    const n = this.shared.changed(shm, off, len, false);
+    if (n === 0) return;
+    shm.reported = true;
+    const devs = this.nonCoherent(shm.buffer);
+    this.violate(shm.buffer, who, 'cpu-access-while-device-owned', op, off, len, devs[0]?.driver.name ?? null,
+      `buffer ${shm.buffer.id}'s CPU view changed in ${n} page(s) through a mapping while device ${devs.map((r) => `'${r.driver.name}'`).join(', ')} owned it: missing sync {phase:'start', access:'write'} before writing`);
   }
 
   // ---- CPU access ----
@@ -161,6 +101,11 @@ export class Coherency {
   cpuRead(who: Who, b: SharedBuffer, off: number, len: number, op = 'read'): Buffer {
     this.checkCpu(who, b, false, op, off, len);
     const out = Buffer.allocUnsafe(len);
+    const shm = this.shared.of(b);
+    if (shm !== undefined) {
+      readBacking(shm.cpu, off, len, out);
+      return out;
+    }
     const pol = this.policy(b);
     const stale: [number, number][] = [];
     this.pieces(b, off, len, (addr, at, n) => {
@@ -168,7 +113,7 @@ export class Coherency {
       if (pol === 'writeback') {
         for (const [s, k] of this.cache.read(addr, n, view).stale) stale.push([at + s, k]);
       } else if (pol === 'writecombine') {
-        this.cache.readCombine(addr, n, view);
+        this.cache.wc.read(addr, n, view);
       } else {
         this.mem.readInto(addr, n, view, 0);
       }
@@ -183,10 +128,15 @@ export class Coherency {
 
   cpuWrite(who: Who, b: SharedBuffer, off: number, data: Uint8Array, op = 'write'): void {
     this.checkCpu(who, b, true, op, off, data.length);
+    const shm = this.shared.of(b);
+    if (shm !== undefined) {
+      writeBacking(shm.cpu, off, data);
+      return;
+    }
     const pol = this.policy(b);
     this.pieces(b, off, data.length, (addr, at, n) => {
       if (pol === 'writeback') this.cache.write(addr, data, at, n);
-      else if (pol === 'writecombine') this.cache.writeCombine(addr, data, at, n);
+      else if (pol === 'writecombine') this.cache.wc.write(addr, data, at, n);
       else {
         this.cache.memoryWritten(addr, n);
         this.mem.write(addr, data, at, n);
@@ -196,8 +146,10 @@ export class Coherency {
 
   /** Flush the write-combine buffer for a buffer (a store fence). */
   fence(b: SharedBuffer): number {
+    // a mapped write-combine buffer's stores go to memory as they are made
+    if (this.shared.of(b) !== undefined) return 0;
     let n = 0;
-    this.pieces(b, 0, b.phys.size, (addr, _at, len) => (n += this.cache.flushWc(addr, len)));
+    this.pieces(b, 0, b.phys.size, (addr, _at, len) => (n += this.cache.wc.flush(addr, len)));
     return n;
   }
 
@@ -217,10 +169,24 @@ export class Coherency {
     const r = { cleaned: 0, invalidated: 0, flushed: 0 };
     const bounced = this.hooks.registrations(b).flatMap((reg) => reg.pieces.filter((p) => p.bounce));
     const clip = (p: { off: number; len: number }) => [Math.max(off, p.off), Math.min(off + len, p.off + p.len)] as const;
+    const shm = this.shared.of(b);
+    /** Copy the CPU view and memory of a mapped buffer in chunks: lines' worth copied. */
+    const copyShm = function* (self: Coherency, to: 'memory' | 'view'): Work<number> {
+      if (shm === undefined || shm.mem === null) return 0;
+      for (let o = off; o < off + len; o += CHUNK) {
+        const n = Math.min(CHUNK, off + len - o);
+        if (to === 'memory') self.shared.publish(shm, o, n);
+        else self.shared.refresh(shm, o, n);
+        yield;
+      }
+      return Math.ceil(len / self.cache.line);
+    };
     if (phase === 'start') {
       if (st.brackets.has(who.id)) {
         this.violate(b, who, 'start-while-open', 'sync start', off, len, null, `client ${who.id} started CPU access to buffer ${b.id} again without ending the bracket it opened for '${st.brackets.get(who.id)}'`);
       }
+      // writes made through a mapping while the device owned it (before the CPU takes it back)
+      if (shm !== undefined) this.mappedWrites(who, shm, 'sync start', off, len);
       st.brackets.set(who.id, access);
       st.device = false;
       this.opened(who.id, b, true);
@@ -233,7 +199,8 @@ export class Coherency {
           this.mem.copy(p.phys + (lo - p.off), p.dev + (lo - p.off), hi - lo);
           yield;
         }
-        yield* this.piecesWork(b, off, len, (addr, _at, n) => (r.invalidated += this.cache.invalidate(addr, n)));
+        if (shm !== undefined) r.invalidated = yield* copyShm(this, 'view');
+        else yield* this.piecesWork(b, off, len, (addr, _at, n) => (r.invalidated += this.cache.invalidate(addr, n)));
       }
       return r;
     }
@@ -242,10 +209,14 @@ export class Coherency {
     }
     if (access !== 'read') {
       // sync for the device: dirty lines and pending write-combine writes reach memory, then the bounce slots
-      yield* this.piecesWork(b, off, len, (addr, _at, n) => {
-        r.cleaned += this.cache.clean(addr, n);
-        r.flushed += this.cache.flushWc(addr, n);
-      });
+      if (shm !== undefined) {
+        r.cleaned = yield* copyShm(this, 'memory');
+      } else {
+        yield* this.piecesWork(b, off, len, (addr, _at, n) => {
+          r.cleaned += this.cache.clean(addr, n);
+          r.flushed += this.cache.wc.flush(addr, n);
+        });
+      }
       for (const p of bounced) {
         const [lo, hi] = clip(p);
         if (lo < hi) this.mem.copy(p.dev + (lo - p.off), p.phys + (lo - p.off), hi - lo);
@@ -258,38 +229,22 @@ export class Coherency {
     return r;
   }
 
-  private opened(client: number, b: SharedBuffer, open: boolean): void {
-    let set = this.openBy.get(client);
-    if (open) {
-      if (set === undefined) this.openBy.set(client, (set = new Set()));
-      set.add(b);
-    } else if (set !== undefined) {
-      set.delete(b);
-      if (set.size === 0) this.openBy.delete(client);
-    }
-  }
-
-  /** A client disconnected: its open brackets close (without syncing), and devices may own those buffers again. */
-  *clientGone(client: number): Work<void> {
-    const set = this.openBy.get(client);
-    if (set === undefined) return;
-    this.openBy.delete(client);
-    for (const b of set) {
-      const st = this.state(b);
-      st.brackets.delete(client);
-      if (st.brackets.size === 0 && !b.freed) yield* this.toDevice(b);
-    }
-  }
-
   // ---- dma_map / dma_unmap ----
 
   /** After a registration is made: clean for the device, fill bounce slots, the device owns the buffer. */
   *mapped(r: Registration): Work<void> {
     const b = r.buffer;
-    yield* this.piecesWork(b, 0, b.phys.size, (addr, _at, n) => {
-      this.cache.clean(addr, n);
-      this.cache.flushWc(addr, n);
-    });
+    const shm = this.shared.of(b);
+    if (shm === undefined) {
+      yield* this.piecesWork(b, 0, b.phys.size, (addr, _at, n) => {
+        this.cache.clean(addr, n);
+        this.cache.wc.flush(addr, n);
+      });
+    } else if (this.policy(b) === 'writeback' && r.driver.constraints.coherent !== true) {
+      // a non-coherent device and write-back pages: memory is split from the CPU view, starting equal (the clean)
+      if (shm.mem === null) this.shared.split(shm);
+      else this.shared.publish(shm, 0, shm.bytes);
+    }
     for (const p of r.pieces) {
       if (!p.bounce) continue;
       this.mem.copy(p.dev, p.phys, p.len);
@@ -305,10 +260,12 @@ export class Coherency {
     const b = r.buffer;
     const st = this.state(b);
     let dirty = 0;
-    yield* this.piecesWork(b, 0, b.phys.size, (addr, _at, n) => (dirty += this.cache.dirtyIn(addr, n).length + (this.cache.wcPending(addr, n) ? 1 : 0)));
+    const shm = this.shared.of(b);
+    if (shm !== undefined) dirty = this.shared.changed(shm, 0, shm.bytes, true);
+    else yield* this.piecesWork(b, 0, b.phys.size, (addr, _at, n) => (dirty += this.cache.dirtyIn(addr, n).length + (this.cache.wc.pending(addr, n) ? 1 : 0)));
     if (dirty > 0 || st.brackets.size > 0) {
       this.violate(b, who, 'unsynced-unregister', 'unregister', 0, b.phys.size, r.driver.name,
-        `client ${who.id} unregistered buffer ${b.id} from '${r.driver.name}' with ${dirty > 0 ? `${dirty} dirty or pending cache line(s)` : ''}${dirty > 0 && st.brackets.size > 0 ? ' and ' : ''}${st.brackets.size > 0 ? 'a CPU bracket open' : ''}: missing sync {phase:'end'}`);
+        `client ${who.id} unregistered buffer ${b.id} from '${r.driver.name}' with ${dirty > 0 ? `${dirty} ${shm !== undefined ? 'page(s) of the CPU view not published to memory' : 'dirty or pending cache line(s)'}` : ''}${dirty > 0 && st.brackets.size > 0 ? ' and ' : ''}${st.brackets.size > 0 ? 'a CPU bracket open' : ''}: missing sync {phase:'end'}`);
     }
   }
 
@@ -326,8 +283,18 @@ export class Coherency {
       yield;
     }
     // sync for the CPU after a non-coherent device; a coherent one needs no cache maintenance
-    if (r.driver.constraints.coherent !== true) yield* this.piecesWork(b, 0, b.phys.size, (addr, _at, n) => this.cache.invalidate(addr, n));
-    if (this.nonCoherent(b).every((x) => x === r)) this.state(b).device = false;
+    const last = this.nonCoherent(b).every((x) => x === r);
+    const shm = this.shared.of(b);
+    if (shm !== undefined) {
+      // the view takes memory's bytes; the last non-coherent device gone, they are one again
+      if (r.driver.constraints.coherent !== true) {
+        if (last) this.shared.unsplit(shm);
+        else this.shared.refresh(shm, 0, shm.bytes);
+      }
+    } else if (r.driver.constraints.coherent !== true) {
+      yield* this.piecesWork(b, 0, b.phys.size, (addr, _at, n) => this.cache.invalidate(addr, n));
+    }
+    if (last) this.state(b).device = false;
   }
 
   // ---- device access ----
@@ -346,12 +313,22 @@ export class Coherency {
       this.violate(r.buffer, who, 'device-access-during-cpu-access', op, off, len, r.driver.name,
         `device '${r.driver.name}' accessed buffer ${r.buffer.id} while client(s) ${owners} had CPU access open: missing sync {phase:'end'} first`);
     }
+    const shm = this.shared.of(r.buffer);
+    if (shm !== undefined) {
+      this.mappedWrites(who, shm, op, off, len);
+      const lost = read ? this.shared.changed(shm, off, len, true) : 0;
+      if (lost > 0) {
+        this.violate(r.buffer, who, 'lost-write', op, off, len, r.driver.name,
+          `device '${r.driver.name}' read buffer ${r.buffer.id} while ${lost} page(s) of the CPU view (a mapping) were not published to memory: the device saw old data; missing sync {phase:'end', access:'write'}`);
+      }
+      return;
+    }
     if (!read) return;
     const coherent = r.driver.constraints.coherent === true;
     let lost = 0;
     for (let o = off; o < off + len; o += CHUNK) {
       view(o, Math.min(CHUNK, off + len - o))((_dev, phys, bounce, _at, n) => {
-        if (!coherent || bounce) lost += this.cache.dirtyIn(phys, n).length + (this.cache.wcPending(phys, n) ? 1 : 0);
+        if (!coherent || bounce) lost += this.cache.dirtyIn(phys, n).length + (this.cache.wc.pending(phys, n) ? 1 : 0);
       });
       yield;
     }
@@ -382,7 +359,9 @@ export class Coherency {
   *deviceWrite(who: Who, r: Registration, off: number, data: Uint8Array, view: (off: number, len: number) => DeviceView, op = 'device.write', checked = false): Work<void> {
     if (!checked) yield* this.deviceCheck(who, r, op, off, data.length, false, view);
     const coherent = r.driver.constraints.coherent === true;
+    const shm = this.shared.of(r.buffer);
     for (let o = 0; o < data.length; o += CHUNK) {
+      if (shm !== undefined) this.shared.beforeDeviceWrite(shm, off + o, Math.min(CHUNK, data.length - o));
       view(off + o, Math.min(CHUNK, data.length - o))((dev, phys, bounce, at, n) => {
         if (bounce) this.mem.write(dev, data, o + at, n);
         else this.cache.deviceWrite(phys, data, coherent, o + at, n);

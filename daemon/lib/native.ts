@@ -50,6 +50,11 @@ export interface Native {
   truncate(fd: number, size: number): void;
   /** Map [offset, offset + length) of a file, shared; length ≤ MAX_VIEW. */
   map(fd: number, offset: number, length: number, writable: boolean): Mapped;
+  /**
+   * Unmap, safely: the range becomes private zero pages at once (the file's
+   * pages are let go; a view still held reads zeros instead of faulting) and
+   * is given back to the system when the last view of it is collected.
+   */
   unmap(m: Mapped): void;
   /** Give back the host memory of [offset, offset + length); it reads as zeros. */
   punch(fd: number, offset: number, length: number): void;
@@ -86,7 +91,10 @@ function load(): Native {
   const memfd_create = f('int memfd_create(const char *name, unsigned int flags)');
   const ftruncate = f('int ftruncate(int fd, int64_t length)');
   const mmap = f('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)');
-  const munmap = f('int munmap(void *addr, size_t length)');
+  const munmapAt = f('int munmap(uintptr_t addr, size_t length)');
+  const remap = f('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)');
+  // the address space of a retired mapping goes back once no view of it is left
+  const finalizer = new FinalizationRegistry<{ addr: bigint; length: number }>((r) => munmapAt(r.addr, r.length));
   const fallocate = f('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
   const fchmod = f('int fchmod(int fd, uint32_t mode)');
   const open = f('int open(const char *path, int flags, int mode)');
@@ -174,8 +182,10 @@ function load(): Native {
       return { addr, length, bytes: new Uint8Array(koffi.view(ptr, length)) };
     },
     unmap(m) {
-      // munmap takes the address back as a pointer: a view of the same memory is one
-      check(munmap(m.bytes, m.length), 'munmap');
+      // MAP_FIXED over the same range: the view (a pointer to it) now sees anonymous zero pages
+      const ptr = remap(m.bytes, m.length, 3, 0x02 | 0x20 | 0x10 | 0x4000 /* PRIVATE|ANONYMOUS|FIXED|NORESERVE */, -1, 0);
+      if (ptr === null || koffi.address(ptr) === MAP_FAILED) fail('mmap(MAP_FIXED)');
+      finalizer.register(m.bytes.buffer, { addr: m.addr, length: m.length });
     },
     punch(fd, offset, length) {
       if (length <= 0) return;

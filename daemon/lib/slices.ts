@@ -1,8 +1,9 @@
 /**
  * Layer daemon/lib/: generic building blocks with no knowledge of buffers —
  * binary heaps, the seeded PRNG, long work in slices (this file), deadline
- * timers, the logger, the digest kept for secrets, the version. It may use
- * only protocol/ (nothing else of the daemon); every other layer may use it.
+ * timers, the logger, the digest kept for secrets, the version, the system
+ * calls Node lacks (native.ts). It may use only protocol/ (nothing else of
+ * the daemon); every other layer may use it, and so may client/.
  *
  * Long work in slices. Work over a whole buffer (a sync of 512 MiB, a
  * device fill, dma_map's cache maintenance, a dead client's teardown) is a

@@ -8,6 +8,7 @@ import type { DaemonContext } from '../session/context.js';
 import { handlesOf as table, mappingOf, type Session } from '../session/clients.js';
 import { rightsList } from '../buffers/handles.js';
 import { sliced } from '../lib/slices.js';
+import { mapShared } from './shared.js';
 
 /** Abandon long work for a client that left (its buffers may be freed by its teardown). */
 export function whileConnected(s: Session): () => void {
@@ -39,13 +40,18 @@ export function map(ctx: DaemonContext, s: Session, req: RequestOf<'map'>): Resu
       { requested: req.cache, actual: policy },
     );
   }
-  // a mapping keeps the buffer alive like a handle: it takes a slot of maxHandles
-  table(s).hold('mappings');
-  ctx.machine.touch(b.phys);
-  b.ref('mappings');
-  const id = s.nextMapping++;
-  s.mappings.set(id, { id, buffer: b, rights: h.rights });
-  return { mapping: id, cache: policy, size: b.phys.size, rights: rightsList(h.rights) };
+  const record = (rights: number): ResultOf<'map'> => {
+    // a mapping keeps the buffer alive like a handle: it takes a slot of maxHandles
+    table(s).hold('mappings');
+    ctx.machine.touch(b.phys);
+    b.ref('mappings');
+    const id = s.nextMapping++;
+    s.mappings.set(id, { id, buffer: b, rights });
+    return { mapping: id, cache: policy, size: b.phys.size, rights: rightsList(rights), bytes: b.phys.size, fd: false };
+  };
+  // with a nonce: a real mapping, the buffer's memfd sent on the fd socket
+  if (req.nonce !== undefined) return mapShared(ctx, s, h, req, record);
+  return record(h.rights);
 }
 
 export function unmap(_ctx: DaemonContext, s: Session, req: RequestOf<'unmap'>): ResultOf<'unmap'> {

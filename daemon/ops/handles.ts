@@ -9,7 +9,7 @@ import type { Session } from '../session/clients.js';
 import { narrow, rightsList, type SharedBuffer } from '../buffers/handles.js';
 import { DEFAULT_TOKEN_TTL_MS } from '../buffers/tokens.js';
 import { ADMIN, hasCapability } from '../session/auth.js';
-import { handleInfo } from './memory.js';
+import { handleInfo } from './info.js';
 import { handlesOf as table, accepts, acceptList, acceptPolicy } from '../session/clients.js';
 
 export function accept(_ctx: DaemonContext, s: Session, req: RequestOf<'accept'>): { accept: AcceptFrom } {

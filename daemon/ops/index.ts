@@ -19,6 +19,7 @@ import * as drivers from './drivers.js';
 import * as device from './device.js';
 import * as coherency from './coherency.js';
 import * as events from './events.js';
+import * as shared from './shared.js';
 import type { Work } from '../lib/slices.js';
 
 export type Handler<K extends OpName> = (
@@ -40,6 +41,8 @@ export const HANDLERS: HandlerTable = {
   write: memory.write,
   read: memory.read,
   accept: handles.accept,
+  exportFd: shared.exportFd,
+  importFd: shared.importFd,
   dup: handles.dup,
   close: handles.close,
   send: handles.send,

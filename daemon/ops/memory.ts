@@ -3,49 +3,16 @@
  */
 import { BufferdError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/requests.js';
-import type { BufferInfo, HandleInfo, HugepagesSetResult } from '../../protocol/results.js';
+import type { HandleInfo, HugepagesSetResult } from '../../protocol/results.js';
+import { handleInfo } from './info.js';
 import type { PoolStatus } from '../../protocol/status.js';
 import { formatSize } from '../../protocol/units.js';
 import type { DaemonContext } from '../session/context.js';
 import { handlesOf as table, mappingOf, type Session } from '../session/clients.js';
-import type { PhysBuffer } from '../alloc/pool.js';
-import { R_ALL, R_READ, R_WRITE, rightsList, type Handle, type SharedBuffer } from '../buffers/handles.js';
+import { R_ALL, R_READ, R_WRITE, type SharedBuffer } from '../buffers/handles.js';
 import { ADMIN, requireCapability } from '../session/auth.js';
 import { maxDataBytes } from '../../protocol/frame.js';
 import { planFor } from './drivers.js';
-
-export function bufferInfo(b: PhysBuffer): BufferInfo {
-  return {
-    buffer: b.id,
-    pool: b.pool.name,
-    cache: b.pool.cfg.cache,
-    pageSize: b.pool.pageSize,
-    region: b.pool.cfg.region,
-    size: b.size,
-    align: b.align,
-    usize: b.usize,
-    kind: b.kind,
-    segments: b.segments.map((s) => ({ addr: s.addr, len: s.len })),
-    contiguous: b.segments.length <= 1,
-    populated: b.reservedPages === 0,
-    reservedHugepages: b.reservedPages,
-    owner: b.owner,
-  };
-}
-
-export function handleInfo(ctx: DaemonContext, h: Handle): HandleInfo {
-  const b = h.buffer;
-  return {
-    ...bufferInfo(b.phys),
-    handle: h.fd,
-    rights: rightsList(h.rights),
-    refs: { ...b.refs },
-    holders: b.holders.size,
-    creator: b.creator,
-    placement: b.placement,
-    registrations: ctx.drivers.registrationsOf(b).map((r) => r.driver.name),
-  };
-}
 
 export function pools(ctx: DaemonContext): { pools: PoolStatus[] } {
   return { pools: ctx.machine.poolStatus() };

@@ -54,6 +54,8 @@ export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): 
     principal: principal.name,
     maxBytes: principal.maxBytes,
     accept: acceptList(s.accept),
+    fdSocket: ctx.fdbox?.path ?? null,
+    peer: s.peer,
     capabilities: [...s.capabilities].sort(),
   };
 }

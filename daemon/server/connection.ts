@@ -24,6 +24,19 @@ import type { WireError } from '../../protocol/errors.js';
 import type { DaemonContext } from './context.js';
 import type { Session } from '../session/clients.js';
 import type { Dispatcher, Reply } from './dispatch.js';
+import { native, type Cred } from '../lib/native.js';
+
+/** The process at the other end of a Unix socket (SO_PEERCRED), or null. */
+function peerOf(socket: Socket): Cred | null {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const sys = native();
+  if (sys === null || typeof fd !== 'number' || fd < 0) return null;
+  try {
+    return sys.peerCred(fd);
+  } catch {
+    return null;
+  }
+}
 
 /** Requests received and not yet run, after which the socket is not read. */
 const BACKLOG_FRAMES = 256;
@@ -80,6 +93,7 @@ export class Connection {
       capabilities: new Set(),
       principal: null,
       bytes: 0,
+      peer: peerOf(socket),
       handles: null,
       mappings: new Map(),
       nextMapping: 1,

@@ -16,6 +16,7 @@ import { SharedBuffer } from '../buffers/handles.js';
 import { DriverRegistry } from '../dma/drivers.js';
 import { CpuCache } from '../dma/cache.js';
 import { Coherency } from '../dma/coherency.js';
+import { SharedMemory } from '../dma/shared.js';
 import { EventBus } from '../session/events.js';
 import { onSessionClose } from '../ops/index.js';
 import { snapshot } from '../ops/status.js';
@@ -39,6 +40,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const drivers = new DriverRegistry(machine, config.machine.drivers);
   const cc = config.coherency;
   const cache = new CpuCache(machine.mem.store, { lineSize: cc.lineSize, capacityLines: cc.cacheLines, eviction: cc.eviction, wcLines: cc.wcLines, seed: cc.seed });
+  const shared = new SharedMemory(sys, machine.mem.store, nativeReason());
   const coherency = new Coherency(cache, machine.mem.store, { mode: cc.mode, prefetch: cc.prefetch, prefetchRate: cc.prefetchRate, ringSize: cc.ringSize }, {
     registrations: (b) => drivers.registrationsOf(b),
     modeFor: (b) => b.phys.pool.cfg.coherency ?? ctx.config.coherency.mode,
@@ -49,7 +51,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
       for (const id of new Set([...b.holders.keys(), v.client.id])) clients.byId(id)?.send({ event: 'violation', ...v }, true);
     },
     now,
-  });
+  }, shared);
   machine.onPages = (segs) => coherency.forget(segs);
   const bus = new EventBus(
     {
@@ -102,8 +104,10 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     buffers,
     drivers,
     coherency,
+    shared,
     bus,
     dashboard: null,
+    fdbox: null,
     background,
     sessionClosed: (s) => {
       if (s.subscription !== null) bus.unsubscribe(s.subscription);
@@ -119,6 +123,8 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
       const b = new SharedBuffer(phys, creator.id, (x) => {
         buffers.delete(x.id);
         bus.publish('alloc', 'free', { buffer: x.id, pool: x.phys.pool.name, size: x.phys.size });
+        // a mapped buffer's frames go back to their region first (processes keep their memfd copy)
+        shared.release(x);
         machine.free(x.phys);
         usage.bytes -= x.phys.usize;
         creator.bytes -= x.phys.usize;

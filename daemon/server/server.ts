@@ -16,6 +16,8 @@ import { encodeFrame } from '../../protocol/frame.js';
 import { cookiePathFor } from '../../protocol/paths.js';
 import { unixSocketPathOfFd } from './activation.js';
 import { CookieRefused, removeStaleCookie } from '../session/cookie.js';
+import { FdBox, fdSocketPathFor } from '../session/fdbox.js';
+import { native } from '../lib/native.js';
 import type { DaemonContext } from './context.js';
 import { Connection } from './connection.js';
 import { createDispatcher, type Dispatcher } from './dispatch.js';
@@ -112,6 +114,20 @@ export class Server {
     chmodSync(path, mode);
     this.path = path;
     this.writeCookie(path);
+    this.openFdBox(path);
+  }
+
+  /** The fd socket beside the main socket (only with shared memory). A failure leaves fds unavailable, not the daemon. */
+  private openFdBox(path: string): void {
+    const sys = native();
+    if (sys === null || !this.ctx.shared.available) return;
+    const at = fdSocketPathFor(path);
+    try {
+      this.ctx.fdbox = FdBox.open(sys, at, this.ctx.config.server.socketMode, this.ctx.now);
+      this.ctx.log.debug({ fdSocket: at }, 'fd socket listening');
+    } catch (e) {
+      this.ctx.log.warn({ fdSocket: at, err: (e as Error).message }, 'cannot open the fd socket: map and exportFd answer ENOTSUP');
+    }
   }
 
   private writeCookie(path: string): void {
@@ -157,7 +173,10 @@ export class Server {
     this.path = path;
     this.ctx.socketPath = path;
     if (path.startsWith('@')) this.ctx.log.warn({ socket: path }, 'abstract socket: no admin cookie');
-    else this.writeCookie(path);
+    else {
+      this.writeCookie(path);
+      this.openFdBox(path);
+    }
     return path;
   }
 
@@ -198,6 +217,8 @@ export class Server {
     await closed;
     for (const t of this.ctx.timers) t.stop();
     this.ctx.auth.removeCookie();
+    this.ctx.fdbox?.close();
+    this.ctx.fdbox = null;
     if (this.path !== null && !this.inherited) {
       try {
         unlinkSync(this.path);

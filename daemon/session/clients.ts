@@ -13,6 +13,7 @@ export interface Mapping {
   rights: number;
 }
 import type { Principal } from './auth.js';
+import type { Cred } from '../lib/native.js';
 
 export interface Session {
   readonly id: number;
@@ -27,6 +28,8 @@ export interface Session {
   principal: Principal | null;
   /** Usable bytes of live buffers this client allocated (its principal's use is the sum over its connections). */
   bytes: number;
+  /** The connected process (SO_PEERCRED), or null when it cannot be told. */
+  readonly peer: Cred | null;
   /** The handle table (set by hello). */
   handles: HandleTable | null;
   /** CPU mappings by id. */

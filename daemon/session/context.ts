@@ -20,8 +20,10 @@ import type { SharedBuffer } from '../buffers/handles.js';
 import type { PhysBuffer } from '../alloc/pool.js';
 import type { DriverRegistry } from '../dma/drivers.js';
 import type { Coherency } from '../dma/coherency.js';
+import type { SharedMemory } from '../dma/shared.js';
 import type { EventBus } from './events.js';
 import type { Background } from '../lib/slices.js';
+import type { FdBox } from './fdbox.js';
 
 export interface DaemonContext {
   /** The configuration in force (replaced by a reload). */
@@ -49,9 +51,13 @@ export interface DaemonContext {
   readonly buffers: Map<number, SharedBuffer>;
   readonly drivers: DriverRegistry;
   readonly coherency: Coherency;
+  /** Buffers with their own shared memory (mapped by processes; coherency.shared). */
+  readonly shared: SharedMemory;
   readonly bus: EventBus;
   /** The dashboard's URL when --http is on (no token in it). */
   dashboard: string | null;
+  /** The fd socket beside the main socket (null without shared memory, or before the server listens). */
+  fdbox: FdBox | null;
   /** Wrap a new allocation: it is freed (and its creator's quota released) when its last reference goes. */
   share(phys: PhysBuffer, creator: Session): SharedBuffer;
 }

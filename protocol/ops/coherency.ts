@@ -8,6 +8,11 @@ import { CachePolicySchema } from '../attributes.js';
 const Phase = Type.Union([Type.Literal('start'), Type.Literal('end')], { description: 'one of "start", "end"' });
 const AccessMode = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('rw')], { description: 'one of "read", "write", "rw"' });
 
+/** How a process maps or opens a buffer: read-only, or read-write ('write' and 'readwrite' alike). */
+export const Access = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('readwrite')], { description: 'one of "read", "write", "readwrite"' });
+/** 16 random bytes in base64 that the client presented on the fd socket. */
+export const Nonce = Type.String({ minLength: 22, maxLength: 24, pattern: '^[A-Za-z0-9+/]{22}(==)?$', description: '16 bytes in base64 (the nonce written on the fd socket)' });
+
 export const COHERENCY_REQUESTS = {
   sync: request(
     'sync',
@@ -25,8 +30,10 @@ export const COHERENCY_REQUESTS = {
     {
       handle: Handle,
       cache: Type.Optional(CachePolicySchema({ description: 'the cache attribute asked for; must be the buffer pages\' own' })),
+      access: Type.Optional(Access),
+      nonce: Type.Optional(Nonce),
     },
-    "A CPU mapping of the buffer with its pages' cache policy; it holds a buffer reference until unmapped.",
+    "A CPU mapping of the buffer with its pages' cache policy; it holds a buffer reference until unmapped. With `nonce`, the buffer's memfd is sent on the fd socket to map.",
   ),
   unmap: request('unmap', { mapping: Uint({ description: 'mapping id on this connection' }) }, 'Drop a CPU mapping.'),
   fence: request('fence', { handle: Handle }, "Flush the CPU's write-combine buffer for the buffer (a store fence)."),

@@ -4,6 +4,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import { HandleNum as Handle, Name, Uint, request } from '../types.js';
+import { Access, Nonce } from './coherency.js';
 
 /** Longest token lifetime export accepts: 24 h. */
 export const MAX_TOKEN_TTL_MS = 24 * 3600 * 1000;
@@ -62,6 +63,14 @@ const ImportRequest = request(
 /** Most buffers one `buffers` answer lists. */
 export const MAX_BUFFERS_PAGE = 10_000;
 
+const ExportFdRequest = request(
+  'exportFd',
+  { handle: Handle, nonce: Nonce, access: Type.Optional(Access) },
+  "Send a real file descriptor for the buffer's bytes (page-rounded) on the fd socket; read-only unless the handle has 'write' and access allows it.",
+);
+
+const ImportFdRequest = request('importFd', { nonce: Nonce }, 'Turn a file descriptor the client sent on the fd socket back into a handle (the daemon knows its own buffers by device and inode).');
+
 const BuffersRequest = request(
   'buffers',
   {
@@ -80,5 +89,7 @@ export const HANDLE_REQUESTS = {
   send: SendRequest,
   export: ExportRequest,
   import: ImportRequest,
+  exportFd: ExportFdRequest,
+  importFd: ImportFdRequest,
   buffers: BuffersRequest,
 } as const;

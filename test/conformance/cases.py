@@ -367,7 +367,8 @@ EX_HELLO_RESP = {"id": 1, "result": {
     "limits": {"maxFrameBytes": 4194304, "maxDataBytes": 4193280, "maxHandles": 1024, "reservedHandles": 16,
                "maxTokens": 4096},
     "capabilities": ["alloc:uncached", "alloc:writecombine", "driver"], "principal": "anonymous",
-    "maxBytes": None, "accept": "none"}}
+    "maxBytes": None, "accept": "none", "fdSocket": "/run/user/1000/.bufferd.sock.fd",
+    "peer": {"pid": 4300, "uid": 1000, "gid": 1000}}}
 EX_PING = {"id": 2, "op": "ping"}
 EX_ERR = {"id": 2, "error": {"code": "EINVAL", "message": "x"}}
 EX_SHUTDOWN = {"event": "shutdown", "reason": "SIGTERM"}
@@ -1687,8 +1688,8 @@ def _(ctx):
     c = ctx.conn()
     h = alloc(c, "default", 4096)
     m = ok(c, "map", handle=h["handle"])
-    eq(sorted(m), ["cache", "mapping", "rights", "size"], "map result members")
-    eq((m["cache"], m["size"]), ("writeback", 4096), "map cache, size")
+    eq(sorted(m), ["bytes", "cache", "fd", "mapping", "rights", "size"], "map result members")
+    eq((m["cache"], m["size"], m["bytes"], m["fd"]), ("writeback", 4096, 4096, False), "map cache, size, bytes, fd (no nonce: no descriptor)")
     eq(sorted(m["rights"]), sorted(RIGHTS), "map rights")
     ok(c, "write", mapping=m["mapping"], offset=0, data=b"via-map")
     eq(ok(c, "read", handle=h["handle"], offset=0, length=7)["data"], b"via-map", "same bytes")

@@ -24,16 +24,16 @@ for (const dev of DEVICES) {
     const r = await rig(t, d.socket, { name: `map-${dev.driver}`, driver: dev.driver, coherent: dev.coherent, size: SIZE });
     const { app, h } = r;
     for (const cache of ['writecombine', 'uncached'] as const) {
-      const e = await rejection(app.map(h, { cache }));
+      const e = await rejection(app.mapRemote(h, { cache }));
       t.equal(e.code, 'EINVAL', `writeback buffer, ${cache} mapping: EINVAL`);
       t.match(e.message, /writeback/, 'the message names the pages\' policy');
       t.match(e.message, cache, 'and the one asked for');
       t.same(e.details, { requested: cache, actual: 'writeback' });
     }
     t.equal((await app.info(h)).refs.mappings, 0, 'a refused map holds nothing');
-    const m1 = await app.map(h);
-    t.same(m1, { mapping: m1.mapping, cache: 'writeback', size: SIZE, rights: ['read', 'write', 'share'] }, 'map with no attribute: the buffer\'s own');
-    const m2 = await app.map(h, { cache: 'writeback' });
+    const m1 = await app.mapRemote(h);
+    t.same(m1, { mapping: m1.mapping, cache: 'writeback', size: SIZE, rights: ['read', 'write', 'share'], bytes: SIZE, fd: false }, 'map with no attribute: the buffer\'s own');
+    const m2 = await app.mapRemote(h, { cache: 'writeback' });
     t.not(m2.mapping, m1.mapping, 'a second mapping, a new id');
     t.equal((await app.info(h)).refs.mappings, 2, 'refs.mappings counts both');
 
@@ -85,13 +85,13 @@ t.test('write-combine and uncached buffers map with their own policy only', asyn
   const c = await client(t, d.socket, 'policies');
   for (const [pool, own, other] of [['wc', 'writecombine', 'writeback'], ['uncached', 'uncached', 'writecombine']] as const) {
     const h = await c.alloc({ pool, size: 4096 });
-    t.match(await c.map(h.handle, { cache: own }), { cache: own, size: 4096 }, `${pool}: a ${own} mapping`);
-    t.match(await c.map(h.handle), { cache: own }, `${pool}: the default is the buffer's policy`);
-    const e = await rejection(c.map(h.handle, { cache: other }));
+    t.match(await c.mapRemote(h.handle, { cache: own }), { cache: own, size: 4096 }, `${pool}: a ${own} mapping`);
+    t.match(await c.mapRemote(h.handle), { cache: own }, `${pool}: the default is the buffer's policy`);
+    const e = await rejection(c.mapRemote(h.handle, { cache: other }));
     t.equal(e.code, 'EINVAL', `${pool}: a ${other} mapping is refused`);
     t.match(e.message, own);
     t.match(e.message, other);
-    const m = await c.map(h.handle);
+    const m = await c.mapRemote(h.handle);
     await c.write({ mapping: m.mapping }, 10, Buffer.from('hello'));
     t.same(await c.read({ mapping: m.mapping }, 10, 5), Buffer.from('hello'), `${pool}: the mapping reads its writes`);
   }
@@ -101,14 +101,14 @@ t.test('a mapping holds the buffer: it survives closing the last handle and is f
   const c = await client(t, d.socket, 'holder');
   const h = await c.alloc({ pool: 'default', size: SIZE });
   await c.write(h.handle, 0, pattern(SIZE, 5));
-  const m = await c.map(h.handle);
+  const m = await c.mapRemote(h.handle);
   const before = await live(c);
   await c.close(h.handle);
   t.equal(await live(c), before, 'closing the last handle does not free a mapped buffer');
   t.equal(firstDiff(await c.read({ mapping: m.mapping }, 0, SIZE), pattern(SIZE, 5)), -1, 'the mapping still reads the bytes');
   await c.write({ mapping: m.mapping }, 0, Buffer.from([9, 9]));
   t.same(await c.read({ mapping: m.mapping }, 0, 2), Buffer.from([9, 9]));
-  t.equal((await rejection(c.map(h.handle))).code, 'EBADF', 'no handle left to map from');
+  t.equal((await rejection(c.mapRemote(h.handle))).code, 'EBADF', 'no handle left to map from');
   await c.unmap(m.mapping);
   t.equal(await live(c), before - 1, 'unmap of the last reference frees it');
 });
@@ -120,9 +120,9 @@ t.test('a mapping keeps the rights of its handle; disconnect drops the mappings'
   const got = nextEvent<HandleEvent>(b, 'handle');
   await a.send(h.handle, 'reader', { rights: ['read'] });
   const bh = (await got).handle;
-  const m = await b.map(bh);
+  const m = await b.mapRemote(bh);
   t.same(m.rights, ['read']);
-  const m2 = await b.map(bh);
+  const m2 = await b.mapRemote(bh);
   const e = await rejection(b.write({ mapping: m.mapping }, 0, Buffer.from([1])));
   t.equal(e.code, 'EPERM', 'writing through a read-only mapping');
   t.match(e.message, /lacks the 'write' right/);

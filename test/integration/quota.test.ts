@@ -89,7 +89,7 @@ t.test('maxHandles bounds what keeps buffers alive: mappings and registrations c
   for (let i = 0; i < 100 && err === null; i++) {
     try {
       const h = await c.alloc({ pool: 'default', size: 4096 });
-      await c.map(h.handle);
+      await c.mapRemote(h.handle);
       await c.close(h.handle); // the mapping keeps the buffer alive
       mapped++;
     } catch (e) {

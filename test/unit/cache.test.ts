@@ -155,39 +155,39 @@ t.test('prefetch: rate 1 caches every line; a rate below 1 is deterministic for 
 t.test('write-combine: writes wait until flushed; the CPU sees them, devices do not', async (t) => {
   const { store, cache, dev } = setup();
   store.fill(A, 128, 0x11);
-  cache.writeCombine(A + 4, fill(4, 0xcc));
-  cache.writeCombine(A + 60, fill(8, 0xdd)); // spans two lines
-  t.ok(cache.wcPending(A, 64));
-  t.ok(cache.wcPending(A + 100, 1), 'line 1');
-  t.notOk(cache.wcPending(A + 128, 64));
+  cache.wc.write(A + 4, fill(4, 0xcc));
+  cache.wc.write(A + 60, fill(8, 0xdd)); // spans two lines
+  t.ok(cache.wc.pending(A, 64));
+  t.ok(cache.wc.pending(A + 100, 1), 'line 1');
+  t.notOk(cache.wc.pending(A + 128, 64));
   t.equal(cache.snapshot().wcPendingLines, 2);
   t.match(cache.snapshot(), { cachedLines: 0, dirtyLines: 0 }, 'WC bypasses the cache');
   const cpu = Buffer.alloc(128);
-  cache.readCombine(A, 128, cpu);
+  cache.wc.read(A, 128, cpu);
   const want = fill(128, 0x11);
   want.fill(0xcc, 4, 8).fill(0xdd, 60, 68);
   t.ok(cpu.equals(want), 'the CPU sees its own pending bytes');
   t.ok(dev(A, 128, false).equals(fill(128, 0x11)), 'a device sees memory only');
   t.ok(dev(A, 128, true).equals(fill(128, 0x11)), 'coherent devices do not snoop WC');
-  t.equal(cache.flushWc(A + 64, 64), 1);
-  t.equal(cache.flushWc(A, 64), 1);
-  t.equal(cache.flushWc(A, 128), 0);
+  t.equal(cache.wc.flush(A + 64, 64), 1);
+  t.equal(cache.wc.flush(A, 64), 1);
+  t.equal(cache.wc.flush(A, 128), 0);
   t.ok(store.read(A, 128).equals(want), 'only the written bytes reached memory');
-  t.notOk(cache.wcPending(A, 128));
+  t.notOk(cache.wc.pending(A, 128));
   t.match(cache.snapshot(), { wcFlushes: 2, wcPendingLines: 0 });
 });
 
 t.test('a full write-combine buffer pushes its oldest line to memory', async (t) => {
   const { store, cache } = setup({ wcLines: 3 });
-  for (let k = 0; k < 3; k++) cache.writeCombine(A + k * 64, fill(64, 0x10 + k));
-  cache.writeCombine(A + 64, fill(1, 0x99)); // an already pending line takes no new slot
+  for (let k = 0; k < 3; k++) cache.wc.write(A + k * 64, fill(64, 0x10 + k));
+  cache.wc.write(A + 64, fill(1, 0x99)); // an already pending line takes no new slot
   t.match(cache.snapshot(), { wcPendingLines: 3, wcFlushes: 0 });
-  cache.writeCombine(A + 3 * 64, fill(64, 0x13));
+  cache.wc.write(A + 3 * 64, fill(64, 0x13));
   t.match(cache.snapshot(), { wcPendingLines: 3, wcFlushes: 1 });
   t.ok(store.read(A, 64).equals(fill(64, 0x10)), 'the oldest line was pushed');
   t.ok(store.read(A + 64, 192).equals(fill(192, 0)), 'the others wait');
-  t.notOk(cache.wcPending(A, 64));
-  t.ok(cache.wcPending(A + 64, 192));
+  t.notOk(cache.wc.pending(A, 64));
+  t.ok(cache.wc.pending(A + 64, 192));
 });
 
 t.test('dirtyIn lists dirty line ranges relative to the address', async (t) => {
@@ -204,12 +204,12 @@ t.test('forget drops lines and pending WC without write-back', async (t) => {
   const { store, cache, read } = setup();
   cache.write(A, fill(100, 0xaa));
   read(A + 128, 64);
-  cache.writeCombine(A + 256, fill(8, 0xbb));
-  cache.writeCombine(A + PAGE, fill(8, 0xcc)); // outside the range
+  cache.wc.write(A + 256, fill(8, 0xbb));
+  cache.wc.write(A + PAGE, fill(8, 0xcc)); // outside the range
   cache.forget(A, PAGE);
   t.match(cache.snapshot(), { cachedLines: 0, dirtyLines: 0, wcPendingLines: 1, cleans: 0, invalidates: 0, wcFlushes: 0 });
-  t.notOk(cache.wcPending(A, PAGE));
-  t.ok(cache.wcPending(A + PAGE, 64));
+  t.notOk(cache.wc.pending(A, PAGE));
+  t.ok(cache.wc.pending(A + PAGE, 64));
   t.equal(store.residentPages, 0, 'nothing was written back');
   t.same(read(A, 300).data, fill(300, 0));
 });
@@ -243,9 +243,9 @@ t.test('stats counters are exact', async (t) => {
   cache.prefetch(A, 512); // lines 6-7
   cache.clean(A, 64); // 1
   cache.invalidate(A + 64, 64); // 1
-  cache.writeCombine(A + PAGE, fill(8, 2));
-  cache.writeCombine(A + PAGE + 64, fill(8, 2));
-  cache.flushWc(A + PAGE, 64);
+  cache.wc.write(A + PAGE, fill(8, 2));
+  cache.wc.write(A + PAGE + 64, fill(8, 2));
+  cache.wc.flush(A + PAGE, 64);
   t.same(cache.snapshot(), {
     lineSize: 64, cachedLines: 7, dirtyLines: 2, cleans: 1, invalidates: 1, prefetches: 2, wcFlushes: 1, wcPendingLines: 1, evictions: 0,
   });
@@ -264,9 +264,9 @@ for (const lineSize of [32, 128]) {
     cache.deviceWrite(A + 3 * L, fill(1, 0x55), false);
     t.same(read(A, 4 * L).stale, [[3 * L, L]], 'stale granularity is one line');
     t.equal(cache.prefetch(A, PAGE), PAGE / L - 4);
-    cache.writeCombine(A + L - 1, fill(2, 0xcc));
+    cache.wc.write(A + L - 1, fill(2, 0xcc));
     t.equal(cache.snapshot().wcPendingLines, 2);
-    t.equal(cache.flushWc(A + L, 1), 1);
+    t.equal(cache.wc.flush(A + L, 1), 1);
     t.equal(store.read(A + L, 1)[0], 0xcc);
     t.equal(cache.snapshot().wcPendingLines, 1);
   });
@@ -366,8 +366,8 @@ t.test('per-page line counters always agree with the line states (whole-page fas
         else if (o.k === 'forget') cache.forget(o.a, o.n);
         else if (o.k === 'devw') cache.deviceWrite(o.a, d, false);
         else if (o.k === 'devwc') cache.deviceWrite(o.a, d, true);
-        else if (o.k === 'wc') cache.writeCombine(o.a, d);
-        else cache.flushWc(o.a, o.n);
+        else if (o.k === 'wc') cache.wc.write(o.a, d);
+        else cache.wc.flush(o.a, o.n);
         let cached = 0;
         let dirty = 0;
         for (const p of (cache as unknown as { pages: Map<number, { state: Uint8Array; data: Uint8Array | null; n: number; k: number; d: number }> }).pages.values()) {

@@ -11,6 +11,7 @@ import { PageStore } from '../../daemon/memory/pagestore.js';
 import type { Registration } from '../../daemon/dma/drivers.js';
 import { BufferdError } from '../../protocol/errors.js';
 import { drain } from '../../daemon/lib/slices.js';
+import { SharedMemory } from '../../daemon/dma/shared.js';
 
 const PAGE = 4096;
 const A = 0x10000;
@@ -32,7 +33,7 @@ function world(o: { mode?: CheckMode; prefetch?: 'none' | 'always' | 'random'; r
     modeFor: () => w.mode,
     report: (v) => reported.push(v),
     now: () => w.clock,
-  });
+  }, new SharedMemory(null, store));
   let nextId = 1;
   const buffer = (segments: Seg[] = [{ addr: A, len: 256 }], policy: Policy = 'writeback') =>
     new SharedBuffer({ id: nextId++, size: segments.reduce((a, s) => a + s.len, 0), segments, pool: { cfg: { cache: policy } } } as never, 1, () => {});

@@ -46,6 +46,8 @@ t.test('the example frames are exactly what the encoder produces', async (t) => 
         principal: 'anonymous',
         maxBytes: null,
         accept: 'none',
+        fdSocket: '/run/user/1000/.bufferd.sock.fd',
+        peer: { pid: 4300, uid: 1000, gid: 1000 },
       },
     },
   ];
