@@ -145,6 +145,8 @@ export function clientsTable(cs: ClientStatus[]): string {
   return table(cs, [
     { header: 'ID', get: (c) => c.id, align: 'right' },
     { header: 'NAME', get: (c) => c.name },
+    { header: 'PID', get: (c) => c.pid ?? '-', align: 'right' },
+    { header: 'UID', get: (c) => c.uid ?? '-', align: 'right' },
     { header: 'PRINCIPAL', get: (c) => c.principal },
     { header: 'HANDLES', get: (c) => c.handles, align: 'right' },
     { header: 'BYTES', get: (c) => size(c.bytes), align: 'right' },

@@ -143,6 +143,10 @@ export interface ClientStatus {
   accept: 'any' | 'none' | (number | string)[];
   /** Violation and leak reports dropped because it was not reading. */
   eventsDropped: number;
+  /** The connected process as the kernel tells it (SO_PEERCRED), null when it cannot be told. */
+  pid: number | null;
+  uid: number | null;
+  gid: number | null;
 }
 
 export interface DriverStatus {

@@ -15,8 +15,20 @@ export interface TokenSpec {
   maxTokens: number | null;
 }
 
+/** What a principal without a token may do and hold. */
+export interface Grant {
+  capabilities: string[];
+  maxBytes: number | null;
+  maxHandles: number | null;
+  maxTokens: number | null;
+}
+
 export interface AuthConfig {
-  anonymous: { capabilities: string[]; maxBytes: number | null; maxHandles: number | null; maxTokens: number | null };
+  anonymous: Grant;
+  /** Principals 'uid:N' for clients of these users (by SO_PEERCRED), without a token. */
+  users: Record<string, Grant>;
+  /** Principals 'gid:N' for clients whose primary group is one of these, without a token. */
+  groups: Record<string, Grant>;
   tokens: TokenSpec[];
   tokenFile: string | null;
   cookie: boolean;

@@ -23,7 +23,7 @@ import { DEFAULT_MACHINE } from './default-machine.js';
 import { parseSize } from '../../protocol/units.js';
 import { normalizeMachine, type MachineConfig } from './machine-config.js';
 import { TokenFileSchema, type RawToken } from './schema.js';
-import { readTokenFile, AuthError, type AuthConfig, type TokenSpec } from './auth.js';
+import { readTokenFile, AuthError, type AuthConfig, type Grant, type TokenSpec } from './auth.js';
 import { dirname, resolve as resolvePath } from 'node:path';
 
 export interface ServerConfig {
@@ -97,6 +97,27 @@ function tokenSpec(t: RawToken, where: string): TokenSpec {
     maxHandles: t.maxHandles ?? null,
     maxTokens: t.maxTokens ?? null,
   };
+}
+
+/** A grant (anonymous, a user's, a group's) with its sizes as numbers. */
+function grant(g: { capabilities: string[]; maxBytes?: number | string; maxHandles?: number; maxTokens?: number }, where: string): Grant {
+  return {
+    capabilities: g.capabilities,
+    maxBytes: g.maxBytes !== undefined ? parseSize(g.maxBytes, `${where}/maxBytes`) : null,
+    maxHandles: g.maxHandles ?? null,
+    maxTokens: g.maxTokens ?? null,
+  };
+}
+
+/** Grants by numeric id, each id once ("100" and "0100" are one group). */
+function byId(raw: Record<string, Parameters<typeof grant>[0]>, where: string): Record<string, Grant> {
+  const out: Record<string, Grant> = {};
+  for (const [id, g] of Object.entries(raw)) {
+    const n = String(Number(id));
+    if (out[n] !== undefined) throw new ConfigError(`config ${where}/${id}: id ${n} is given twice`);
+    out[n] = grant(g, `${where}/${id}`);
+  }
+  return out;
 }
 
 function parseTokenFile(raw: unknown, path: string): TokenSpec[] {
@@ -179,12 +200,9 @@ export function buildConfig(raw: unknown, source: string): Config {
   const machine = normalizeMachine(r);
   const a = r.auth ?? {};
   const auth: AuthConfig = {
-    anonymous: {
-      capabilities: a.anonymous?.capabilities ?? [],
-      maxBytes: a.anonymous?.maxBytes !== undefined ? parseSize(a.anonymous.maxBytes, '/auth/anonymous/maxBytes') : null,
-      maxHandles: a.anonymous?.maxHandles ?? null,
-      maxTokens: a.anonymous?.maxTokens ?? null,
-    },
+    anonymous: grant(a.anonymous ?? { capabilities: [] }, '/auth/anonymous'),
+    users: byId(a.users ?? {}, '/auth/users'),
+    groups: byId(a.groups ?? {}, '/auth/groups'),
     tokens: (a.tokens ?? []).map((t, i) => tokenSpec(t, `/auth/tokens/${i}`)),
     tokenFile: a.tokenFile !== undefined ? resolvePath(source.startsWith('(') ? process.cwd() : dirname(source), a.tokenFile) : null,
     cookie: a.cookie ?? true,
@@ -217,8 +235,10 @@ export function buildConfig(raw: unknown, source: string): Config {
   }
   for (const [client, principals] of Object.entries(auth.names)) {
     for (const p of principals) {
-      if (p !== 'anonymous' && p !== 'cookie' && !names.has(p)) {
-        throw new ConfigError(`config /auth/names/${client}: no principal '${p}' (expected a token name from auth.tokens or the token file, 'cookie' or 'anonymous')`);
+      const byId = /^(uid|gid):([0-9]+)$/.exec(p);
+      const known = byId !== null ? (byId[1] === 'uid' ? auth.users : auth.groups)[String(Number(byId[2]))] !== undefined : names.has(p);
+      if (p !== 'anonymous' && p !== 'cookie' && !known) {
+        throw new ConfigError(`config /auth/names/${client}: no principal '${p}' (expected a token name from auth.tokens or the token file, 'uid:N' of auth.users, 'gid:N' of auth.groups, 'cookie' or 'anonymous')`);
       }
     }
   }

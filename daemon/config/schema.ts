@@ -72,19 +72,29 @@ export const TokenSchema = Type.Object(
 
 export const TokenFileSchema = Type.Object({ tokens: Type.Array(TokenSchema, { maxItems: 4096 }) }, { additionalProperties: false });
 
+/** What a principal may do and hold: anonymous clients, a user, a group. */
+const Grant = Type.Object(
+  {
+    capabilities: Type.Array(Capability, { maxItems: 64 }),
+    maxBytes: Type.Optional(Size('byte quota')),
+    maxHandles: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })),
+    maxTokens: Type.Optional(Type.Integer({ minimum: 0, maximum: 1 << 24, description: 'tokens in flight at once' })),
+  },
+  { additionalProperties: false },
+);
+
+const ById = (what: string) =>
+  Type.Record(Type.String({ pattern: '^[0-9]{1,10}$' }), Grant, {
+    description: `${what} by numeric id: {"1000": {"capabilities": [...]}}`,
+    maxProperties: 4096,
+    additionalProperties: false,
+  });
+
 export const AuthSchema = Type.Object(
   {
-    anonymous: Type.Optional(
-      Type.Object(
-        {
-          capabilities: Type.Array(Capability, { maxItems: 64 }),
-          maxBytes: Type.Optional(Size('byte quota')),
-          maxHandles: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })),
-          maxTokens: Type.Optional(Type.Integer({ minimum: 0, maximum: 1 << 24, description: 'tokens in flight at once' })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    anonymous: Type.Optional(Grant),
+    users: Type.Optional(ById('what clients of a user (SO_PEERCRED uid) may do, without a token')),
+    groups: Type.Optional(ById('what clients of a group (their primary gid) may do, without a token')),
     tokens: Type.Optional(Type.Array(TokenSchema, { maxItems: 4096 })),
     names: Type.Optional(
       Type.Record(Type.String({ pattern: Name.pattern }), Type.Union([Name, Type.Array(Name, { minItems: 1, maxItems: 64 })]), {

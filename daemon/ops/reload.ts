@@ -93,7 +93,7 @@ export function reloadConfig(ctx: DaemonContext, path: string | undefined, onLea
     applied.push(`driver '${d.name}' removed${leaks > 0 ? ` (${leaks} registration(s) reported as leaks)` : ''}`);
   }
 
-  if (!same(next.auth.anonymous, old.auth.anonymous) || !same(next.auth.tokens, old.auth.tokens) || !same(next.fileTokens, old.fileTokens)) {
+  if (!same(next.auth.anonymous, old.auth.anonymous) || !same(next.auth.tokens, old.auth.tokens) || !same(next.fileTokens, old.fileTokens) || !same(next.auth.users, old.auth.users) || !same(next.auth.groups, old.auth.groups)) {
     applied.push(`capabilities and tokens (${next.auth.tokens.length + next.fileTokens.length} token(s); connected clients keep theirs)`);
   }
   if (!same(next.auth.names, old.auth.names)) applied.push(`client names bound to principals (${Object.keys(next.auth.names).length}; connected clients keep their names)`);

@@ -21,7 +21,7 @@ export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): 
       { supported: [PROTOCOL_VERSION], requested: req.version },
     );
   }
-  const principal = ctx.auth.resolve(req.token);
+  const principal = ctx.auth.resolve(req.token, s.peer);
   if (req.name !== undefined) {
     ctx.auth.checkName(req.name, principal);
     const holder = ctx.clients.byName(req.name);

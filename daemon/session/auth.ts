@@ -54,6 +54,8 @@ export class Authenticator {
   /** Quota use by principal name: shared by its connections, kept across reloads. */
   private readonly usages = new Map<string, Usage>();
   private anonymous!: Principal;
+  private users = new Map<number, Principal>();
+  private groups = new Map<number, Principal>();
   private names: Record<string, string[]> = {};
   private cookieFile: CookieFile | null = null;
   private cookieDigest: string | null = null;
@@ -73,6 +75,8 @@ export class Authenticator {
     this.bySecret.clear();
     if (cookie !== undefined) this.bySecret.set(this.cookieDigest!, cookie);
     this.anonymous = this.principal({ name: 'anonymous', ...cfg.anonymous });
+    this.users = new Map(Object.entries(cfg.users).map(([id, g]) => [Number(id), this.principal({ name: `uid:${id}`, ...g })]));
+    this.groups = new Map(Object.entries(cfg.groups).map(([id, g]) => [Number(id), this.principal({ name: `gid:${id}`, ...g })]));
     for (const t of [...cfg.tokens, ...fileTokens]) this.bySecret.set(digest(t.secret), this.principal(t));
     this.names = cfg.names;
   }
@@ -114,9 +118,16 @@ export class Authenticator {
     this.cookieFile = null;
   }
 
-  /** The principal for a hello token (none: anonymous). An unknown token is EPERM. */
-  resolve(token: string | undefined): Principal {
-    if (token === undefined) return this.anonymous;
+  /**
+   * The principal for a hello: its token's, else its user's (auth.users, by
+   * the peer's uid), else its primary group's (auth.groups), else anonymous.
+   * An unknown token is EPERM.
+   */
+  resolve(token: string | undefined, peer: { uid: number; gid: number } | null = null): Principal {
+    if (token === undefined) {
+      if (peer !== null) return this.users.get(peer.uid) ?? this.groups.get(peer.gid) ?? this.anonymous;
+      return this.anonymous;
+    }
     const p = this.bySecret.get(digest(token));
     if (p === undefined) throw new BufferdError('EPERM', 'unknown token: the daemon has no such secret (omit the token to connect as anonymous)');
     return p;

@@ -253,3 +253,25 @@ t.test('server.socketMode sets the socket file mode; a config without auth gives
   t.equal((await rejection(c.alloc({ pool: 'wc', size: 1 }))).code, 'EPERM');
   t.ok(existsSync(join(d.dir, '.bufferd.sock.cookie')), 'the cookie is on by default');
 });
+
+t.test('peer credentials: status shows each client\'s pid, uid and gid; auth.users grants by uid', async (t) => {
+  const uid = process.getuid!();
+  const gid = process.getgid!();
+  const d = await startDaemon(t, {
+    config: { ...DEFAULT_MACHINE, auth: { anonymous: { capabilities: [] }, users: { [String(uid)]: { capabilities: ['driver'], maxBytes: '1M' } } } },
+  });
+  const c = await client(t, d.socket, { name: 'me' });
+  t.same(c.session.peer, { pid: process.pid, uid, gid }, 'hello tells the client how the daemon sees it');
+  t.equal(c.session.principal, `uid:${uid}`, 'no token: the user grant applies');
+  t.same(c.session.capabilities, ['driver']);
+  t.equal(c.session.maxBytes, 1 << 20);
+  const proc = await spawnClient(t, d.socket, 'other-proc');
+  const st = await c.status();
+  const row = (name: string) => st.clients.find((x) => x.name === name)!;
+  t.match(row('me'), { pid: process.pid, uid, gid });
+  t.equal(row('other-proc').pid, proc.child.pid, 'another process: its own pid');
+  // a token still wins
+  const tok = await connect({ socket: d.socket, token: undefined, useCookie: true });
+  t.teardown(() => tok.disconnect());
+  t.equal(tok.session.principal, 'cookie');
+});

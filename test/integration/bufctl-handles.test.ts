@@ -124,13 +124,13 @@ t.test('bufctl clients: principal, handles, bytes, quota, capabilities', async (
 
   const human = await bufctl(d.socket, 'clients');
   t.equal(human.code, 0, human.stderr);
-  t.match(human.stdout, /ID\s+NAME\s+PRINCIPAL\s+HANDLES\s+BYTES\s+PRINCIPAL BYTES\s+QUOTA\s+CONNECTED\s+CAPABILITIES/);
+  t.match(human.stdout, /ID\s+NAME\s+PID\s+UID\s+PRINCIPAL\s+HANDLES\s+BYTES\s+PRINCIPAL BYTES\s+QUOTA\s+CONNECTED\s+CAPABILITIES/);
   const line = (name: string) => human.stdout.split('\n').find((l) => new RegExp(`^\\s+\\d+\\s+${name}\\s`).test(l));
   // BYTES is the client's own; PRINCIPAL BYTES the principal's quota use (alpha and proc are both anonymous)
-  t.match(line('alpha'), /alpha\s+anonymous\s+2\s+10 KiB\s+10\.1 KiB\s+-\s+\d+s\s+alloc:uncached,alloc:writecombine,driver$/);
-  t.match(line('cam'), /cam\s+camera\s+1\s+4 MiB\s+4 MiB\s+16 MiB\s+\d+s\s+alloc:writecombine$/);
-  t.match(line('proc'), /proc\s+anonymous\s+1\s+112 B\s+10\.1 KiB\s+-/);
-  t.match(line('bufctl:\\d+'), /bufctl:\d+\s+cookie\s+0\s+0 B\s+0 B\s+-\s+\d+s\s+admin$/, 'bufctl itself, admin through the cookie');
+  t.match(line('alpha'), /alpha\s+\d+\s+\d+\s+anonymous\s+2\s+10 KiB\s+10\.1 KiB\s+-\s+\d+s\s+alloc:uncached,alloc:writecombine,driver$/);
+  t.match(line('cam'), /cam\s+\d+\s+\d+\s+camera\s+1\s+4 MiB\s+4 MiB\s+16 MiB\s+\d+s\s+alloc:writecombine$/);
+  t.match(line('proc'), /proc\s+\d+\s+\d+\s+anonymous\s+1\s+112 B\s+10\.1 KiB\s+-/);
+  t.match(line('bufctl:\\d+'), /bufctl:\d+\s+\d+\s+\d+\s+cookie\s+0\s+0 B\s+0 B\s+-\s+\d+s\s+admin$/, 'bufctl itself, admin through the cookie');
 
   const js = await bufctl(d.socket, 'clients', '--json');
   t.equal(js.code, 0);

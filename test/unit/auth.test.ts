@@ -21,6 +21,8 @@ function authCfg(over: Partial<AuthConfig> = {}): AuthConfig {
     tokenFile: null,
     cookie: true,
     names: {},
+    users: {},
+    groups: {},
     ...over,
   };
 }
@@ -225,7 +227,7 @@ t.test('config: auth defaults and the default machine', async (t) => {
   const c = base();
   delete c.auth;
   const none = buildConfig(c, 'test');
-  t.same(none.auth, { anonymous: { capabilities: [], maxBytes: null, maxHandles: null, maxTokens: null }, tokens: [], tokenFile: null, cookie: true, names: {} });
+  t.same(none.auth, { anonymous: { capabilities: [], maxBytes: null, maxHandles: null, maxTokens: null }, users: {}, groups: {}, tokens: [], tokenFile: null, cookie: true, names: {} });
   const anon = new Authenticator(none.auth, none.limits).resolve(undefined);
   t.equal(anon.capabilities.size, 0);
   t.equal(anon.maxHandles, 1024);
@@ -250,7 +252,7 @@ t.test('two tokens may not share a secret', async (t) => {
 
 t.test('a removed or replaced cookie stops authenticating at once', async (t) => {
   const dir = t.testdir({});
-  const a = new Authenticator({ anonymous: { capabilities: [], maxBytes: null, maxHandles: null, maxTokens: null }, tokens: [], tokenFile: null, cookie: true, names: {} }, lim(16));
+  const a = new Authenticator({ anonymous: { capabilities: [], maxBytes: null, maxHandles: null, maxTokens: null }, users: {}, groups: {}, tokens: [], tokenFile: null, cookie: true, names: {} }, lim(16));
   const first = a.writeCookie(`${dir}/.s.cookie`);
   const s1 = readFileSync(first, 'utf8').trim();
   t.equal(a.resolve(s1).name, 'cookie');
@@ -296,7 +298,7 @@ t.test('auth.names binds client names to principals', async (t) => {
   c.auth.names = { decoder: 'dec', display: ['dec', 'cookie'] };
   t.same(buildConfig(c, 'test').auth.names, { decoder: ['dec'], display: ['dec', 'cookie'] }, 'a string is a list of one');
   c.auth.names = { decoder: 'nobody' };
-  t.equal(fail(() => buildConfig(c, 'test')).message, "config /auth/names/decoder: no principal 'nobody' (expected a token name from auth.tokens or the token file, 'cookie' or 'anonymous')");
+  t.equal(fail(() => buildConfig(c, 'test')).message, "config /auth/names/decoder: no principal 'nobody' (expected a token name from auth.tokens or the token file, 'uid:N' of auth.users, 'gid:N' of auth.groups, 'cookie' or 'anonymous')");
   c.auth.names = { 'bad name!': 'dec' };
   t.match(fail(() => buildConfig(c, 'test')).message, 'config /auth/names');
   for (const reserved of ['anonymous', 'cookie']) {
@@ -333,4 +335,33 @@ t.test('the cookie path: only a dead daemon\'s cookie is replaced; symlinks and 
   a.removeCookie();
   t.ok(existsSync(p), 'a file that replaced the cookie is not removed');
   t.same(readFileSync(p, 'utf8'), 'x');
+});
+
+t.test("auth.users and auth.groups: principals by the peer's uid or primary gid, for clients without a token", async (t) => {
+  const c = base();
+  c.auth = {
+    anonymous: { capabilities: [] },
+    users: { '1000': { capabilities: ['driver'], maxBytes: '1M' } },
+    groups: { '100': { capabilities: ['alloc:uncached'] }, '0100': { capabilities: [] } },
+    tokens: [{ name: 'tok', secret: SECRET_A, capabilities: ['admin'] }],
+    names: { decoder: 'uid:1000', display: ['gid:100'] },
+  };
+  t.match(fail(() => buildConfig(c, 'test')).message, 'config /auth/groups', "'100' and '0100' are the same group: refused");
+  delete c.auth.groups['0100'];
+  const cfg = buildConfig(c, 'test');
+  t.same(cfg.auth.users, { '1000': { capabilities: ['driver'], maxBytes: 1 << 20, maxHandles: null, maxTokens: null } });
+  const a = new Authenticator(cfg.auth, cfg.limits);
+  const u = a.resolve(undefined, { uid: 1000, gid: 100 });
+  t.equal(u.name, 'uid:1000', 'a user grant comes first');
+  t.same([...u.capabilities], ['driver']);
+  t.equal(u.maxBytes, 1 << 20);
+  t.equal(a.resolve(undefined, { uid: 1001, gid: 100 }).name, 'gid:100', 'then the primary group');
+  t.equal(a.resolve(undefined, { uid: 1001, gid: 5 }).name, 'anonymous', 'then anonymous');
+  t.equal(a.resolve(undefined, null).name, 'anonymous', 'no peer credentials: anonymous');
+  t.equal(a.resolve(SECRET_A, { uid: 1000, gid: 100 }).name, 'tok', 'a token wins over the user');
+  t.equal(a.resolve(undefined, { uid: 1000, gid: 1 }).usage, a.resolve(undefined, { uid: 1000, gid: 2 }).usage, "a user's connections share its quota");
+  t.doesNotThrow(() => a.checkName('decoder', u), 'a name bound to uid:1000');
+  t.equal((fail(() => a.checkName('decoder', a.resolve(undefined, null))) as BufferdError).code, 'EPERM');
+  c.auth.names = { decoder: 'uid:2000' };
+  t.match(fail(() => buildConfig(c, 'test')).message, "no principal 'uid:2000'");
 });

@@ -254,8 +254,8 @@ function renderBuffers() {
 
 function renderClients(clients) {
   $('clients-count').textContent = `${clients.length} connected`;
-  table('clients', [['id'], ['name'], ['principal'], ['handles', 1], ['bytes', 1], ['principal bytes', 1], ['quota', 1], ['connected', 1]],
-    clients.map((c) => ({ id: `client-${c.id}`, cells: [`#${c.id}`, c.name || '–', c.principal, c.handles, size(c.bytes), size(c.principalBytes ?? c.bytes), c.maxBytes === null ? '–' : size(c.maxBytes), ms(c.connectedMs)] })),
+  table('clients', [['id'], ['name'], ['pid', 1], ['uid', 1], ['principal'], ['handles', 1], ['bytes', 1], ['principal bytes', 1], ['quota', 1], ['connected', 1]],
+    clients.map((c) => ({ id: `client-${c.id}`, cells: [`#${c.id}`, c.name || '–', c.pid ?? '–', c.uid ?? '–', c.principal, c.handles, size(c.bytes), size(c.principalBytes ?? c.bytes), c.maxBytes === null ? '–' : size(c.maxBytes), ms(c.connectedMs)] })),
     'no clients');
 }
 
