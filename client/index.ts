@@ -3,7 +3,8 @@
  */
 export { BufferClient, type BufferClientEvents } from './client.js';
 export { connect, ConnectError, readCookie, type ConnectOptions } from './connect.js';
-export { sendHandle, receiveHandle, HANDLE_RECORD_MAGIC, type SendHandleOptions } from './passing.js';
+export { sendHandle, receiveHandle, HANDLE_RECORD_MAGIC, FD_RECORD_MAGIC, type SendHandleOptions } from './passing.js';
+export { native as system } from '../daemon/lib/native.js';
 export { DeviceApi } from './device.js';
 export { Mapping, closeFd, type Access } from './mapping.js';
 export type { Constraints, MergedAttributes, Mismatch, Conflict } from '../protocol/attributes.js';

@@ -72,8 +72,8 @@ export interface Native {
   accept(fd: number): number;
   /** Send bytes and file descriptors in one message. */
   sendFds(sock: number, data: Uint8Array, fds: number[]): void;
-  /** Receive one message (null when none is waiting on a non-blocking socket). */
-  recvFds(sock: number, maxData: number): { data: Buffer; fds: number[] } | null;
+  /** Receive one message (null when none is waiting and the socket is non-blocking, or `dontWait`). */
+  recvFds(sock: number, maxData: number, dontWait?: boolean): { data: Buffer; fds: number[] } | null;
   peerCred(sock: number): Cred;
   /** One datagram to a Unix datagram socket ('@name' is abstract). */
   sendDatagram(path: string, data: Uint8Array): void;
@@ -251,10 +251,10 @@ function load(): Native {
       const n = check(sendmsg(sock, scratch, 0x4000 /* MSG_NOSIGNAL */), 'sendmsg');
       if (n !== data.length) throw new NativeError('sendmsg', 'EAGAIN', EAGAIN, `sent ${n} of ${data.length} bytes`);
     },
-    recvFds(sock, maxData) {
+    recvFds(sock, maxData, dontWait = false) {
       const len = Math.min(maxData, SCRATCH - DATA);
       msg(len, CTL_MAX);
-      const n = recvmsg(sock, scratch, 0x40000000 /* MSG_CMSG_CLOEXEC */);
+      const n = recvmsg(sock, scratch, 0x40000000 /* MSG_CMSG_CLOEXEC */ | (dontWait ? 0x40 /* MSG_DONTWAIT */ : 0));
       if (n < 0) {
         if (koffi.errno() === EAGAIN) return null;
         fail('recvmsg');

@@ -22,6 +22,8 @@ export interface SpawnOptions {
   /** Wait for the first line with `ready: true` (default true). */
   waitReady?: boolean;
   timeoutMs?: number;
+  /** A file descriptor the child gets as its fd 3. */
+  fd3?: number;
 }
 
 /** One fixture process and the JSON lines it has printed. */
@@ -131,7 +133,7 @@ export class Proc {
 export async function spawnFixture(t: Teardown, fixture: string, args: string[], opts: SpawnOptions = {}): Promise<Proc> {
   const child = spawn(process.execPath, [join(FIXTURES, fixture), ...args], {
     env: { ...process.env, ...opts.env },
-    stdio: ['pipe', 'pipe', 'pipe'],
+    stdio: opts.fd3 === undefined ? ['pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', opts.fd3],
   });
   const p = new Proc(child, `${fixture} ${args.slice(1).join(' ')}`.trim());
   t.teardown(() => p.kill('SIGKILL'));

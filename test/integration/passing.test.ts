@@ -8,7 +8,7 @@
 import t, { type Test } from 'tap';
 import { startDaemon } from '../helpers/daemon.js';
 import { spawnClient, spawnFixture, pattern, sha256, poll, type Line, type Proc } from '../helpers/procs.js';
-import { connect, type BufferClient, type HandleInfo, type Status } from '../../client/index.js';
+import { connect, sendHandle, system as native, type BufferClient, type HandleInfo, type RightName, type Status } from '../../client/index.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
 const MiB = 2 ** 20;
@@ -218,4 +218,42 @@ t.test('lifetime: the buffer outlives its creator and goes with its last holder'
   t.equal(pool(st).arenas, pool(base).arenas, "the dead creator's arena was dropped with its last buffer");
   await holder.cmd('exit');
   t.same(present(await statusWithout(obs, ['holder'])), present(base), 'all back to the baseline');
+});
+
+t.test('sendHandle/receiveHandle over a raw Unix socket fd: a real file descriptor crosses (SCM_RIGHTS)', async (t) => {
+  const sys = native();
+  if (sys === null) return t.skip('no native system calls here');
+  const d = await startDaemon(t, { config: EAGER });
+  const obs = await admin(t, d.socket);
+  const size = 3 * 4096 + 100;
+  const c = await connect({ socket: d.socket, name: 'fd-sender' });
+  t.teardown(() => c.disconnect());
+  const a = await c.alloc({ pool: 'default', size, align: 4096 }); // owns its pages, so it may leave as an fd
+  const want = pattern(size, 9);
+  await c.write(a.handle, 0, want);
+
+  for (const [mode, rights, wantWrite] of [['write', undefined, true], ['write', ['read', 'share'] as RightName[], false]] as const) {
+    const [mine, theirs] = sys.socketpair();
+    const rx = await spawnFixture(t, 'fd-receiver.mjs', [d.socket, `fd-receiver-${String(wantWrite)}`, String(size), mode], { fd3: theirs, waitReady: false });
+    sys.close(theirs); // the child has its copy
+    try {
+      const sent = await sendHandle(mine, c, a.handle, rights === undefined ? {} : { rights });
+      t.equal(sent.rights.includes('write'), wantWrite, `the descriptor sent is ${wantWrite ? 'read-write' : 'read-only'}`);
+    } finally {
+      sys.close(mine);
+    }
+    const got = await rx.wait((l) => l['received'] === true || l['error'] !== undefined, 'the receiver imported the fd');
+    t.notOk(got['error'], 'no error in the receiver');
+    t.equal(got['buffer'], a.buffer, 'the same buffer on the other side');
+    t.equal(got['size'], size);
+    t.equal(got['sha256'], sha256(want), "the receiver's mapping shows the sender's bytes");
+    t.equal((got['rights'] as string[]).includes('write'), wantWrite, 'rights follow the descriptor');
+    t.equal(got['wrote'], wantWrite);
+    if (wantWrite) want[0] = 0x5a;
+    await rx.exited;
+  }
+  const back = Buffer.from(await c.read(a.handle, 0, 1));
+  t.equal(back[0], 0x5a, "the read-write receiver's store through its mapping is the sender's byte");
+  await c.close(a.handle);
+  t.equal((await poll(() => obs.status(), (s) => s.buffers.live === 0)).buffers.live, 0, 'freed once every holder let go');
 });
