@@ -10,11 +10,12 @@
  * buffer is refused naming `align: 4096`, and one allocated so maps fine.
  */
 import t, { type Test } from 'tap';
+import { randomBytes } from 'node:crypto';
 import { startDaemon } from '../helpers/daemon.js';
 import { pattern, sha256, rejection } from '../helpers/procs.js';
 import { client } from '../helpers/drivers.js';
-import { python, touchFd, noPython, sys, patternSha, KiB, MiB, PAGE, type PyResult } from '../helpers/zerocopy.js';
-import { closeFd, type BufferClient } from '../../client/index.js';
+import { python, touchFd, noPython, sys, spawnMapper, patternSha, KiB, MiB, PAGE, type PyResult } from '../helpers/zerocopy.js';
+import { closeFd, type BufferClient, type HandleInfo } from '../../client/index.js';
 
 const d = await startDaemon(t, { logLevel: 'info' });
 
@@ -156,6 +157,26 @@ t.test("a handle without 'share' does not come back with it through exportFd and
   t.teardown(() => closeFd(e.fd));
   const imp = await other.importFd(e.fd);
   t.same(imp.rights, ['read'], "send and export never widen rights (§4): nor should exportFd + importFd", { todo: "importFd always adds 'share' and exportFd does not need it: a handle sent with ['read'] comes back as ['read', 'share'] and can then be sent on" });
+});
+
+t.test('the fd socket: a nonce presented by another process is EPERM, an unknown one ENOENT', async (t) => {
+  const c = await client(t, d.socket, 'nonce-owner');
+  const p = await spawnMapper(t, d.socket, 'nonce-thief');
+  const h = await p.call<HandleInfo>('alloc', { pool: 'default', size: PAGE, align: PAGE });
+  const fdSocket = c.session.fdSocket!;
+  t.not(p.ready['pid'], process.pid, 'two processes');
+  // the test process presents a nonce; the other process names it
+  const nonce = randomBytes(16);
+  const sock = sys().connect(fdSocket, true);
+  t.teardown(() => sys().close(sock));
+  sys().sendFds(sock, Buffer.concat([Buffer.from('BFD1'), nonce]), []);
+  const e = await rejection(p.call('request', 'exportFd', { handle: h.handle, nonce: nonce.toString('base64') }));
+  t.equal(e.code, 'EPERM', 'exportFd naming a nonce presented from another process: EPERM');
+  t.match(e.message, new RegExp(`process ${process.pid}, not to this client's process ${p.ready['pid']}`), 'naming both processes');
+  t.equal(sys().recvFds(sock, 4096)?.fds.length ?? 0, 0, 'no descriptor was sent to the presenting process');
+  const e2 = await rejection(p.call('request', 'map', { handle: h.handle, nonce: randomBytes(16).toString('base64') }));
+  t.equal(e2.code, 'ENOENT', 'a nonce nobody presented: ENOENT');
+  t.match(await p.call('info', h.handle), { refs: { mappings: 0 } }, 'the refused map holds nothing');
 });
 
 t.test('isolation: the fd holds exactly its buffer, never a neighbour\'s bytes', { skip: noPython }, async (t) => {
