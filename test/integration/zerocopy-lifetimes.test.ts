@@ -95,6 +95,27 @@ t.test('SIGKILL of a process holding mappings releases them', async (t) => {
   t.same(await usage(obs), base, 'and back to the baseline when the observer lets go');
 });
 
+t.test('after unmap: a view still held reads zeros and its stores go nowhere; the Mapping says it is unmapped', async (t) => {
+  const h = await obs.alloc({ pool: 'default', size: 64 * KiB });
+  t.teardown(() => obs.close(h.handle));
+  const m = await obs.map(h.handle);
+  const view = m.bytes;
+  view.fill(5);
+  t.equal((await obs.read(h.handle, 0, 1))[0], 5, 'a store through the mapping');
+  await m.unmap();
+  t.match(await obs.info(h.handle), { refs: { mappings: 0 } }, 'unmapped in the daemon');
+  t.same([view.length, view[0], view[64 * KiB - 1]], [64 * KiB, 0, 0], 'the view still held reads zeros (no fault)');
+  view[1] = 7;
+  t.same([...(await obs.read(h.handle, 0, 2))], [5, 5], 'a store through it goes nowhere: the buffer keeps its bytes');
+  await m.unmap();
+  t.pass('a second unmap is a no-op');
+  const unmapped = "Mapping.bytes after unmap throws ENOTSUP about 1 GiB windows, window() a TypeError: neither says the mapping was unmapped";
+  const e1 = (() => { try { return m.bytes; } catch (e) { return e as Error; } })();
+  t.match(e1, { message: /unmapped/ }, 'bytes after unmap: an error saying so', { todo: unmapped });
+  const e2 = (() => { try { return m.window(0, 16); } catch (e) { return e as Error; } })();
+  t.match(e2, { name: 'BufferdError', message: /unmapped/ }, 'window() after unmap: an error saying so', { todo: unmapped });
+});
+
 for (const c of CASES.slice(0, 2)) {
   t.test(`${c.label}: a freed buffer's fd keeps its old bytes, the new buffer on its pages is not seen through it, importFd is EINVAL`, async (t) => {
     const n = sys();
