@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<{ run(a: { quick: boolean }): Promis
   ipc: () => import('./ipc.js'),
   memory: () => import('./memory.js'),
   suballoc: () => import('./suballoc.js'),
+  zerocopy: () => import('./zerocopy.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -56,14 +56,27 @@ export class Coherency extends Ownership {
         this.cache.wc.flush(addr, n);
       });
     }
-    const gather = (read: (addr: number, n: number, out: Uint8Array) => void) => (out: Uint8Array) => {
+    const size = b.phys.size;
+    // the buffer's bytes as `read` gives them, chunk by chunk; past its end (the page-rounded tail), zeros
+    const gather = (read: (addr: number, n: number, out: Uint8Array, at: number) => void) => (off: number, len: number, out: Uint8Array) => {
       out.fill(0);
-      this.pieces(b, 0, b.phys.size, (addr, at, n) => read(addr, n, out.subarray(at, at + n)));
+      const n = Math.min(len, size - off);
+      if (n > 0) this.pieces(b, off, n, (addr, at, k) => read(addr, k, out, at));
     };
+    const view = gather((addr, n, out, at) => this.cache.peek(addr, n, out.subarray(at, at + n)));
     const shm = this.shared.promote(
       b,
-      gather((addr, n, out) => this.cache.peek(addr, n, out)),
-      split ? gather((addr, n, out) => this.mem.readInto(addr, n, out, 0)) : null,
+      view,
+      split
+        ? {
+            memory: gather((addr, n, out, at) => this.mem.readInto(addr, n, out, at)),
+            // the view's clean content: the view, where its dirty lines hold what memory holds
+            clean: gather((addr, n, out, at) => {
+              this.cache.peek(addr, n, out.subarray(at, at + n));
+              for (const [d, k] of this.cache.dirtyIn(addr, n)) this.mem.readInto(addr + d, k, out, at + d);
+            }),
+          }
+        : null,
     );
     for (const s of b.phys.segments) this.cache.forget(s.addr, s.len);
     if (split && this.state(b).device) this.shared.baseline(shm);
@@ -170,16 +183,16 @@ export class Coherency extends Ownership {
     const bounced = this.hooks.registrations(b).flatMap((reg) => reg.pieces.filter((p) => p.bounce));
     const clip = (p: { off: number; len: number }) => [Math.max(off, p.off), Math.min(off + len, p.off + p.len)] as const;
     const shm = this.shared.of(b);
-    /** Copy the CPU view and memory of a mapped buffer in chunks: lines' worth copied. */
+    /** Clean the dirty lines of a mapped buffer's CPU view, or invalidate its lines, in chunks: lines done. */
     const copyShm = function* (self: Coherency, to: 'memory' | 'view'): Work<number> {
       if (shm === undefined || shm.mem === null) return 0;
+      let lines = 0;
       for (let o = off; o < off + len; o += CHUNK) {
         const n = Math.min(CHUNK, off + len - o);
-        if (to === 'memory') self.shared.publish(shm, o, n);
-        else self.shared.refresh(shm, o, n);
+        lines += to === 'memory' ? self.shared.publish(shm, o, n) : self.shared.refresh(shm, o, n);
         yield;
       }
-      return Math.ceil(len / self.cache.line);
+      return lines;
     };
     if (phase === 'start') {
       if (st.brackets.has(who.id)) {
@@ -359,9 +372,7 @@ export class Coherency extends Ownership {
   *deviceWrite(who: Who, r: Registration, off: number, data: Uint8Array, view: (off: number, len: number) => DeviceView, op = 'device.write', checked = false): Work<void> {
     if (!checked) yield* this.deviceCheck(who, r, op, off, data.length, false, view);
     const coherent = r.driver.constraints.coherent === true;
-    const shm = this.shared.of(r.buffer);
     for (let o = 0; o < data.length; o += CHUNK) {
-      if (shm !== undefined) this.shared.beforeDeviceWrite(shm, off + o, Math.min(CHUNK, data.length - o));
       view(off + o, Math.min(CHUNK, data.length - o))((dev, phys, bounce, at, n) => {
         if (bounce) this.mem.write(dev, data, o + at, n);
         else this.cache.deviceWrite(phys, data, coherent, o + at, n);

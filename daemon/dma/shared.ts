@@ -14,12 +14,14 @@
  * Coherency with real mappings: a mapping is the CPU's view. While a
  * write-back buffer is registered with a non-coherent device, the CPU view
  * (`cpu`, the memfd processes map) and memory (`mem`, a second memfd the
- * frames then point at: what devices see) are separate copies; sync end
- * copies the CPU view to memory (clean), sync start copies memory to the CPU
- * view (invalidate). Writes made through a mapping while the device owns the
- * buffer are found by comparing the CPU view with what it was when the
- * device took the buffer (memory then, or the page saved before the device
- * first wrote it). Otherwise the two are one: the mapping is memory.
+ * frames then point at: what devices see) are separate copies, and `snap`
+ * (a third, private to the daemon) holds the view's clean content: what the
+ * CPU last loaded or wrote back. A cache line of the view that differs from
+ * `snap` is dirty. sync end writes the dirty lines back to memory (clean:
+ * lines that are merely stale are not written back, as on real hardware),
+ * sync start gives the view memory's bytes (invalidate). Lines dirtied while
+ * the device owns the buffer are CPU writes made through a mapping then.
+ * Otherwise the view and memory are one: the mapping is memory.
  */
 import { BufferdError } from '../../protocol/errors.js';
 import { MemfdBacking, PAGE, type Backing } from '../memory/backing.js';
@@ -28,20 +30,25 @@ import type { Native } from '../lib/native.js';
 import type { SharedBuffer } from '../buffers/handles.js';
 import type { PhysBuffer } from '../alloc/pool.js';
 
+/** Fills `out` with the bytes of [off, off + len) of a buffer. */
+export type Filler = (off: number, len: number, out: Uint8Array) => void;
+
+const FILL_CHUNK = 1 << 20;
+
 export interface Shm {
   readonly buffer: SharedBuffer;
   /** The CPU's view: the memfd processes map. */
   readonly cpu: MemfdBacking;
   /** Memory as devices see it while split from the CPU view; null when the view is memory. */
   mem: MemfdBacking | null;
+  /** While split: the CPU view's clean content (a line of the view that differs is dirty). */
+  snap: MemfdBacking | null;
   readonly runs: PageRun[];
   /** Bytes handed out: the buffer's size rounded up to whole pages. */
   readonly bytes: number;
   readonly dev: bigint;
   readonly ino: bigint;
-  /** While split and device-owned: pages of memory saved before the device first wrote them. */
-  readonly saved: Map<number, Uint8Array>;
-  /** Pages where the CPU view already differed from memory when the device took the buffer. */
+  /** Pages that already held dirty lines when the device took the buffer. */
   readonly unpublished: Set<number>;
   /** CPU writes through a mapping already reported for this device ownership. */
   reported: boolean;
@@ -113,6 +120,8 @@ export class SharedMemory {
     private readonly store: PageStore,
     /** Why there is no shared memory (for ENOTSUP), when sys is null. */
     private readonly reason = 'native system calls are not available',
+    /** The CPU cache line: what sync end writes back when any byte of it is dirty. */
+    private readonly line = 64,
   ) {}
 
   get available(): boolean {
@@ -137,29 +146,37 @@ export class SharedMemory {
     return this.byInode.get(`${dev}:${ino}`);
   }
 
+  /** A new sparse memfd filled by `read(off, len, out)`, chunk by chunk (pages of zeros stay holes). */
+  private filled(name: string, bytes: number, read: Filler): MemfdBacking {
+    const m = MemfdBacking.create(this.sys!, name, bytes / PAGE, true);
+    const tmp = Buffer.allocUnsafe(Math.min(bytes, FILL_CHUNK));
+    for (let off = 0; off < bytes; off += FILL_CHUNK) {
+      const n = Math.min(FILL_CHUNK, bytes - off);
+      const out = tmp.subarray(0, n);
+      read(off, n, out);
+      for (let at = 0; at < n; at += PAGE) {
+        const pg = out.subarray(at, at + PAGE);
+        if (!isZero(pg)) m.page((off + at) / PAGE).set(pg);
+      }
+    }
+    return m;
+  }
+
   /**
-   * Give a buffer its own memfd with `view` as the CPU's view of its bytes
-   * and `memory` as what devices see (the same bytes unless `split`).
+   * Give a buffer its own memfd with `view` as the CPU's view of its bytes.
+   * Split (`memory` given): `memory` is what devices see and `clean` the
+   * view's clean content (the view where its dirty lines are memory).
    */
-  promote(b: SharedBuffer, view: (out: Uint8Array) => void, memory: ((out: Uint8Array) => void) | null): Shm {
+  promote(b: SharedBuffer, view: Filler, split: { memory: Filler; clean: Filler } | null): Shm {
     const sys = this.sys!;
     const bytes = Math.ceil(b.phys.size / PAGE) * PAGE;
     const runs = pageRuns(b.phys, bytes);
-    const cpu = MemfdBacking.create(sys, `bufferd-buffer-${b.id}`, bytes / PAGE, true);
-    const fill = (backing: Backing, read: (out: Uint8Array) => void) => {
-      const tmp = Buffer.allocUnsafe(bytes);
-      read(tmp);
-      writeBacking(backing, 0, tmp);
-    };
-    fill(cpu, view);
-    let mem: MemfdBacking | null = null;
-    if (memory !== null) {
-      mem = MemfdBacking.create(sys, `bufferd-memory-${b.id}`, bytes / PAGE, true);
-      fill(mem, memory);
-    }
+    const cpu = this.filled(`bufferd-buffer-${b.id}`, bytes, view);
+    const mem = split === null ? null : this.filled(`bufferd-memory-${b.id}`, bytes, split.memory);
+    const snap = split === null ? null : this.filled(`bufferd-clean-${b.id}`, bytes, split.clean);
     this.store.attach(runs, mem ?? cpu);
     const st = sys.stat(cpu.fd);
-    const shm: Shm = { buffer: b, cpu, mem, runs, bytes, dev: st.dev, ino: st.ino, saved: new Map(), unpublished: new Set(), reported: false };
+    const shm: Shm = { buffer: b, cpu, mem, snap, runs, bytes, dev: st.dev, ino: st.ino, unpublished: new Set(), reported: false };
     this.shms.set(b, shm);
     this.byInode.set(`${st.dev}:${st.ino}`, shm);
     return shm;
@@ -182,12 +199,16 @@ export class SharedMemory {
     return this.sys!.accessMode(fd);
   }
 
-  /** Split the CPU view from memory (a non-coherent device maps a write-back buffer): memory starts as the view. */
+  /** Split the CPU view from memory (a non-coherent device maps a write-back buffer): memory starts as the view, all clean. */
   split(shm: Shm): void {
     if (shm.mem !== null) return;
-    const mem = MemfdBacking.create(this.sys!, `bufferd-memory-${shm.buffer.id}`, shm.bytes / PAGE, true);
-    copyPages(shm.cpu, mem, 0, shm.bytes / PAGE);
+    const n = shm.bytes / PAGE;
+    const mem = MemfdBacking.create(this.sys!, `bufferd-memory-${shm.buffer.id}`, n, true);
+    const snap = MemfdBacking.create(this.sys!, `bufferd-clean-${shm.buffer.id}`, n, true);
+    copyPages(shm.cpu, mem, 0, n);
+    copyPages(shm.cpu, snap, 0, n);
     shm.mem = mem;
+    shm.snap = snap;
     this.store.attach(shm.runs, mem);
     this.baseline(shm);
   }
@@ -198,57 +219,85 @@ export class SharedMemory {
     copyPages(shm.mem, shm.cpu, 0, shm.bytes / PAGE);
     this.store.attach(shm.runs, shm.cpu);
     shm.mem.close();
+    shm.snap?.close();
     shm.mem = null;
-    shm.saved.clear();
+    shm.snap = null;
     shm.unpublished.clear();
   }
 
-  /** Clean: memory takes the CPU view's bytes of [off, off + len) (whole pages). */
-  publish(shm: Shm, off: number, len: number): void {
-    if (shm.mem === null || len <= 0) return;
-    const first = Math.floor(off / PAGE);
-    copyPages(shm.cpu, shm.mem, first, Math.ceil((off + len) / PAGE) - first);
-  }
-
-  /** Invalidate: the CPU view takes memory's bytes of [off, off + len) (whole pages). */
-  refresh(shm: Shm, off: number, len: number): void {
-    if (shm.mem === null || len <= 0) return;
-    const first = Math.floor(off / PAGE);
-    copyPages(shm.mem, shm.cpu, first, Math.ceil((off + len) / PAGE) - first);
-  }
-
-  /** The device takes the buffer: from now on, a change of the CPU view is a write made while it owned it. */
-  baseline(shm: Shm): void {
-    shm.saved.clear();
-    shm.unpublished.clear();
-    shm.reported = false;
-    if (shm.mem === null) return;
-    for (let i = 0; i < shm.bytes / PAGE; i++) if (!samePage(shm.cpu.peek(i), shm.mem.peek(i))) shm.unpublished.add(i);
-  }
-
-  /** Before the device writes memory in [off, off + len): keep the pages as they were when it took the buffer. */
-  beforeDeviceWrite(shm: Shm, off: number, len: number): void {
-    if (shm.mem === null || len <= 0) return;
-    for (let i = Math.floor(off / PAGE); i < Math.ceil((off + len) / PAGE); i++) {
-      if (shm.saved.has(i)) continue;
-      const p = shm.mem.peek(i);
-      shm.saved.set(i, p === null ? new Uint8Array(PAGE) : Uint8Array.from(p));
+  /** Lines of page i in [lo, hi) (byte offsets within the page) where the view differs from its clean content. */
+  private eachDirtyLine(shm: Shm, i: number, lo: number, hi: number, fn: (from: number, to: number, cpu: Uint8Array | null, snap: Uint8Array | null) => void): void {
+    const cpu = shm.cpu.peek(i);
+    const snap = shm.snap!.peek(i);
+    if (samePage(cpu, snap)) return;
+    const L = this.line;
+    for (let a = Math.floor(lo / L) * L; a < hi; a += L) {
+      const b = Math.min(a + L, PAGE);
+      if (!sameRange(cpu, snap, a, b)) fn(a, b, cpu, snap);
     }
   }
 
+  /** Pages [first, end) touched by [off, off + len), with each one's byte range. */
+  private pages(off: number, len: number, fn: (i: number, lo: number, hi: number) => void): void {
+    for (let i = Math.floor(off / PAGE); i < Math.ceil((off + len) / PAGE); i++) {
+      fn(i, Math.max(off - i * PAGE, 0), Math.min(off + len - i * PAGE, PAGE));
+    }
+  }
+
+  /** Clean: the dirty lines of [off, off + len) are written back to memory and are clean again. Returns the lines written. */
+  publish(shm: Shm, off: number, len: number): number {
+    if (shm.mem === null || len <= 0) return 0;
+    let lines = 0;
+    this.pages(off, len, (i, lo, hi) =>
+      this.eachDirtyLine(shm, i, lo, hi, (a, b, cpu) => {
+        const src = cpu === null ? new Uint8Array(b - a) : cpu.subarray(a, b);
+        shm.mem!.page(i).set(src, a);
+        shm.snap!.page(i).set(src, a);
+        lines++;
+      }),
+    );
+    return lines;
+  }
+
+  /** Invalidate: the view of the lines of [off, off + len) takes memory's bytes (dirty ones are dropped). Returns the lines. */
+  refresh(shm: Shm, off: number, len: number): number {
+    if (shm.mem === null || len <= 0) return 0;
+    const L = this.line;
+    const lo = Math.floor(off / L) * L;
+    const hi = Math.min(Math.ceil((off + len) / L) * L, shm.bytes);
+    this.pages(lo, hi - lo, (i, a, b) => {
+      const m = shm.mem!.peek(i);
+      const src = m === null ? new Uint8Array(b - a) : m.subarray(a, b);
+      for (const to of [shm.cpu, shm.snap!]) {
+        const p = to.peek(i);
+        if (p !== null || m !== null) to.page(i).set(src, a);
+      }
+    });
+    return (hi - lo) / L;
+  }
+
+  /** The device takes the buffer: lines dirtied from now on are CPU writes made while it owned it. */
+  baseline(shm: Shm): void {
+    shm.unpublished.clear();
+    shm.reported = false;
+    if (shm.mem === null) return;
+    for (let i = 0; i < shm.bytes / PAGE; i++) if (!samePage(shm.cpu.peek(i), shm.snap!.peek(i))) shm.unpublished.add(i);
+  }
+
   /**
-   * Pages of [off, off + len) where the CPU view differs from what the
-   * device was given: `all` counts unpublished ones too (what a device read
-   * misses), otherwise only pages written after the device took the buffer.
+   * Pages of [off, off + len) holding dirty lines: `all` counts those that
+   * were dirty when the device took the buffer too (what a device read
+   * misses), otherwise only pages written after.
    */
   changed(shm: Shm, off: number, len: number, all: boolean): number {
     if (shm.mem === null || len <= 0) return 0;
     let n = 0;
-    for (let i = Math.floor(off / PAGE); i < Math.ceil((off + len) / PAGE); i++) {
-      if (!all && shm.unpublished.has(i)) continue;
-      const expected = shm.saved.get(i) ?? shm.mem.peek(i);
-      if (!samePage(shm.cpu.peek(i), expected)) n++;
-    }
+    this.pages(off, len, (i, lo, hi) => {
+      if (!all && shm.unpublished.has(i)) return;
+      let dirty = false;
+      this.eachDirtyLine(shm, i, lo, hi, () => (dirty = true));
+      if (dirty) n++;
+    });
     return n;
   }
 
@@ -260,14 +309,26 @@ export class SharedMemory {
     this.byInode.delete(`${shm.dev}:${shm.ino}`);
     this.store.detach(shm.runs);
     shm.mem?.close();
+    shm.snap?.close();
     shm.cpu.close();
   }
+}
+
+const ZERO = new Uint8Array(PAGE);
+
+function isZero(p: Uint8Array): boolean {
+  return Buffer.compare(p, ZERO.subarray(0, p.length)) === 0;
 }
 
 function samePage(a: Uint8Array | null, b: Uint8Array | null): boolean {
   if (a === null || b === null) {
     const x = a ?? b;
-    return x === null || x.every((v) => v === 0);
+    return x === null || isZero(x);
   }
   return Buffer.compare(a, b) === 0;
+}
+
+/** Bytes [lo, hi) of two pages (null: zeros) are equal. */
+function sameRange(a: Uint8Array | null, b: Uint8Array | null, lo: number, hi: number): boolean {
+  return samePage(a === null ? null : a.subarray(lo, hi), b === null ? null : b.subarray(lo, hi));
 }
