@@ -78,6 +78,7 @@ export class Mapping {
    * C. After unmap() a view still held reads zeros and its writes go nowhere.
    */
   get bytes(): Uint8Array {
+    this.live('bytes');
     if (this.windows.length !== 1) {
       throw new BufferdError('ENOTSUP', `a mapping of ${this.size} bytes is seen through window(offset, length) (views are at most ${MAX_VIEW} bytes)`);
     }
@@ -86,12 +87,17 @@ export class Mapping {
 
   /** A view of [offset, offset + length) that lies within one 1 GiB window. */
   window(offset: number, length: number): Uint8Array {
+    this.live('window()');
     const w = Math.floor(offset / MAX_VIEW);
     const at = offset - w * MAX_VIEW;
     if (offset < 0 || length < 0 || offset + length > this.size || at + length > MAX_VIEW) {
       throw new BufferdError('EINVAL', `window [${offset}, ${offset + length}) is outside the mapping (${this.size} bytes) or crosses a 1 GiB window`);
     }
     return this.windows[w]!.bytes.subarray(at, at + length);
+  }
+
+  private live(what: string): void {
+    if (this.done) throw new BufferdError('EBADF', `${what} of mapping ${this.mapping}: it was unmapped (views taken before unmap() read zeros)`, { mapping: this.mapping });
   }
 
   /** Let go of the mapping here and in the daemon. */

@@ -77,7 +77,11 @@ export function mapShared(ctx: DaemonContext, s: Session, h: Handle, req: Reques
 export function exportFd(ctx: DaemonContext, s: Session, req: RequestOf<'exportFd'>): ResultOf<'exportFd'> {
   box(ctx, 'exportFd');
   const h = table(s).get(req.handle);
-  const rights = accessRights(h, req.access, 'exportFd');
+  // whoever holds an fd can pass it on and import it: taking one is sharing
+  if ((h.rights & R_SHARE) === 0) {
+    throw new BufferdError('EPERM', `handle ${h.fd} lacks the 'share' right: exportFd makes a descriptor that can be passed on, which needs it (map() does not)`, { handle: h.fd, missing: 'share' });
+  }
+  const rights = accessRights(h, req.access, 'exportFd') | R_SHARE;
   const shm = sharedOf(ctx, h);
   sendFd(ctx, s, req.nonce, shm, rights, 'exportFd');
   return { buffer: h.buffer.id, size: h.buffer.phys.size, bytes: shm.bytes, rights: rightsList(rights), readOnly: (rights & R_WRITE) === 0 };

@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIXTURES, Proc, pattern } from './procs.js';
 import { ROOT, tempDir } from './daemon.js';
@@ -60,12 +60,15 @@ export type PyResult = Record<string, unknown> & { op: string; ok: boolean };
  * the test sends {ops} with `fd` attached on the other end (SCM_RIGHTS).
  * Resolves with one result per op, the exit and stderr.
  */
-export async function python(fd: number, ops: Record<string, unknown>[]): Promise<{ results: PyResult[]; done: boolean; code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+export async function python(fd: number, ops: Record<string, unknown>[], as: { uid: number; gid: number } | null = null): Promise<{ results: PyResult[]; done: boolean; code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   const n = sys();
   const [mine, theirs] = n.socketpair();
   let child;
   try {
-    child = spawn(PYTHON, [join(FIXTURES, 'map_fd.py')], { stdio: ['ignore', 'pipe', 'pipe', theirs], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
+    const script = join(FIXTURES, 'map_fd.py');
+    // as another user the script goes on the command line: its checkout may not be readable to that user
+    const args = as === null ? [script] : ['-c', readFileSync(script, 'utf8')];
+    child = spawn(PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe', theirs], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }, ...(as === null ? {} : { uid: as.uid, gid: as.gid, cwd: '/' }) });
   } finally {
     n.close(theirs);
   }
