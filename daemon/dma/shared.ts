@@ -52,6 +52,8 @@ export interface Shm {
   readonly unpublished: Set<number>;
   /** CPU writes through a mapping already reported for this device ownership. */
   reported: boolean;
+  /** A read-only open file description of `cpu`, once one was handed out (-1 before). */
+  readOnlyFd: number;
 }
 
 /** The frames of a buffer's first `bytes` bytes, in buffer order. */
@@ -176,15 +178,22 @@ export class SharedMemory {
     const snap = split === null ? null : this.filled(`bufferd-clean-${b.id}`, bytes, split.clean);
     this.store.attach(runs, mem ?? cpu);
     const st = sys.stat(cpu.fd);
-    const shm: Shm = { buffer: b, cpu, mem, snap, runs, bytes, dev: st.dev, ino: st.ino, unpublished: new Set(), reported: false };
+    const shm: Shm = { buffer: b, cpu, mem, snap, runs, bytes, dev: st.dev, ino: st.ino, unpublished: new Set(), reported: false, readOnlyFd: -1 };
     this.shms.set(b, shm);
     this.byInode.set(`${st.dev}:${st.ino}`, shm);
     return shm;
   }
 
-  /** A new fd for the buffer's memfd, read-only or read-write (the caller closes it). */
+  /**
+   * A descriptor for the buffer's memfd to send, read-write (the daemon's
+   * own: it is sealed against resizing, so a holder can only write it) or
+   * read-only (one open file description, made on first use). Owned by the
+   * buffer: do not close it.
+   */
   fd(shm: Shm, readOnly: boolean): number {
-    return this.sys!.reopen(shm.cpu.fd, readOnly);
+    if (!readOnly) return shm.cpu.fd;
+    if (shm.readOnlyFd < 0) shm.readOnlyFd = this.sys!.reopen(shm.cpu.fd, true);
+    return shm.readOnlyFd;
   }
 
   close(fd: number): void {
@@ -310,6 +319,7 @@ export class SharedMemory {
     this.store.detach(shm.runs);
     shm.mem?.close();
     shm.snap?.close();
+    if (shm.readOnlyFd >= 0) this.sys!.close(shm.readOnlyFd);
     shm.cpu.close();
   }
 }

@@ -45,7 +45,12 @@ export interface Cred {
 }
 
 export interface Native {
-  /** A new anonymous shared-memory file of `size` bytes (sparse), close-on-exec. */
+  /**
+   * A new anonymous shared-memory file of `size` bytes (sparse),
+   * close-on-exec, sealed against shrinking and growing: whoever holds a
+   * descriptor for it may write it but never truncate it under another
+   * process's mapping (which would fault that process with SIGBUS).
+   */
   memfd(name: string, size: number): number;
   truncate(fd: number, size: number): void;
   /** Map [offset, offset + length) of a file, shared; length ≤ MAX_VIEW. */
@@ -164,10 +169,13 @@ function load(): Native {
 
   return {
     memfd(name, size) {
-      const fd = check(memfd_create(name, 1 /* MFD_CLOEXEC */), 'memfd_create');
-      if (ftruncate(fd, size) < 0) {
+      const fd = check(memfd_create(name, 1 | 2 /* MFD_CLOEXEC | MFD_ALLOW_SEALING */), 'memfd_create');
+      // F_ADD_SEALS: F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL (writes and hole punching stay allowed)
+      if (ftruncate(fd, size) < 0 || fcntl(fd, 1033 /* F_ADD_SEALS */, 0x0002 | 0x0004 | 0x0001) < 0) {
+        const e = koffi.errno();
         close(fd);
-        fail('ftruncate');
+        koffi.errno(e);
+        fail('memfd sealing');
       }
       return fd;
     },

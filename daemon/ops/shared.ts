@@ -48,12 +48,8 @@ function sendFd(ctx: DaemonContext, s: Session, nonce: string, shm: Shm, rights:
   const fdbox = box(ctx, what);
   const readOnly = (rights & R_WRITE) === 0;
   const fd = ctx.shared.fd(shm, readOnly);
-  try {
-    const header = JSON.stringify({ v: 1, buffer: shm.buffer.id, size: shm.buffer.phys.size, bytes: shm.bytes, rights: rightsList(rights), readOnly });
-    fdbox.send(nonce, s.peer, Buffer.concat([MAGIC, Buffer.from(header)]), fd);
-  } finally {
-    ctx.shared.close(fd);
-  }
+  const header = JSON.stringify({ v: 1, buffer: shm.buffer.id, size: shm.buffer.phys.size, bytes: shm.bytes, rights: rightsList(rights), readOnly });
+  fdbox.send(nonce, s.peer, Buffer.concat([MAGIC, Buffer.from(header)]), fd);
 }
 
 /** map with a nonce: the mapping record, and the descriptor to mmap. */

@@ -220,9 +220,8 @@ t.test('lifetime: the buffer outlives its creator and goes with its last holder'
   t.same(present(await statusWithout(obs, ['holder'])), present(base), 'all back to the baseline');
 });
 
-t.test('sendHandle/receiveHandle over a raw Unix socket fd: a real file descriptor crosses (SCM_RIGHTS)', async (t) => {
-  const sys = native();
-  if (sys === null) return t.skip('no native system calls here');
+t.test('sendHandle/receiveHandle over a raw Unix socket fd: a real file descriptor crosses (SCM_RIGHTS)', { skip: native() === null ? 'no native system calls here' : false }, async (t) => {
+  const sys = native()!;
   const d = await startDaemon(t, { config: EAGER });
   const obs = await admin(t, d.socket);
   const size = 3 * 4096 + 100;

@@ -235,3 +235,18 @@ t.test('a slab buffer is refused naming align: 4096; allocated with align 4096 i
   t.equal(Buffer.from(view.bytes.subarray(100)).filter((x) => x !== 0).length, 0, 'and zeros to its page end');
   sys().unmap(view);
 });
+
+t.test('a read-write fd cannot resize the buffer: the memfd is sealed, so no holder can fault the daemon (SIGBUS) by truncating it', async (t) => {
+  const SIZE = 64 * KiB;
+  const c = await client(t, d.socket, 'truncator');
+  const h = await c.alloc({ pool: 'default', size: SIZE });
+  await c.write(h.handle, 0, pattern(SIZE, 61));
+  const e = await exported(t, c, h.handle);
+  t.equal(e.readOnly, false);
+  for (const size of [0, 4096, SIZE * 2]) {
+    t.throws(() => sys().truncate(e.fd, size), { code: 'EPERM' }, `ftruncate to ${size} is EPERM`);
+  }
+  t.equal(sys().stat(e.fd).size, SIZE, 'the file keeps its size');
+  t.equal(sha256(await c.read(h.handle, 0, SIZE)), patternSha(SIZE, 61), 'the daemon still reads the whole buffer');
+  t.ok(await c.ping(), 'and answers');
+});
