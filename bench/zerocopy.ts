@@ -15,7 +15,8 @@
  *   p50, unpipelined.
  * - alloc-map: latencyUs of alloc + map + unmap + close of a 4 KiB buffer,
  *   unpipelined, baseline 'memfd' (memfd_create + ftruncate + mmap + munmap +
- *   close in this process, through the same native calls).
+ *   close in this process, through the same native calls); and
+ *   fourPingsLatencyUs, four unpipelined pings: the round trips alone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
@@ -92,8 +93,8 @@ async function mapCase(rep: Reporter, c: BufferClient, reps: number): Promise<vo
   if (Buffer.compare(dst, src) !== 0) throw new Error('the mapping did not give back what was written');
   await m.unmap();
   await c.close(h.handle);
-  rep.figure('map', 'writeBytesPerSec', w, 'B/s', { name: 'memcpy', value: wBase });
-  rep.figure('map', 'readBytesPerSec', r, 'B/s', { name: 'memcpy', value: rBase });
+  rep.figure('map', 'writeBytesPerSec', w, 'bytes/s', { name: 'memcpy', value: wBase });
+  rep.figure('map', 'readBytesPerSec', r, 'bytes/s', { name: 'memcpy', value: rBase });
 }
 
 async function frames(socket: string, mode: string, n: number, frameBytes: number): Promise<number> {
@@ -135,7 +136,7 @@ async function fdLatency(socket: string, c: BufferClient, sys: Native, mode: 'fd
   return percentile(lat.sort((a, b) => a - b), 50);
 }
 
-async function allocMap(c: BufferClient, sys: Native, n: number): Promise<{ broker: number; memfd: number }> {
+async function allocMap(c: BufferClient, sys: Native, n: number): Promise<{ broker: number; memfd: number; pings: number }> {
   const broker = async () => {
     const h = await c.alloc({ pool: 'default', size: 4096, align: 4096 });
     const m = await c.map(h.handle);
@@ -150,8 +151,13 @@ async function allocMap(c: BufferClient, sys: Native, n: number): Promise<{ brok
     sys.unmap(m);
     sys.close(fd);
   };
+  // the transport's floor: four round trips that do nothing
+  const pings = async () => {
+    for (let k = 0; k < 4; k++) await c.ping();
+  };
   const a: number[] = [];
   const b: number[] = [];
+  const p: number[] = [];
   for (let i = 0; i < 200; i++) {
     await broker();
     own();
@@ -168,8 +174,13 @@ async function allocMap(c: BufferClient, sys: Native, n: number): Promise<{ brok
       own();
       b.push((performance.now() - t0) * 1000);
     }
+    for (let i = 0; i < n / 10; i++) {
+      const t0 = performance.now();
+      await pings();
+      p.push((performance.now() - t0) * 1000);
+    }
   }
-  return { broker: median(a), memfd: median(b) };
+  return { broker: median(a), memfd: median(b), pings: median(p) };
 }
 
 export async function run(args: { quick: boolean }): Promise<Reporter> {
@@ -190,6 +201,8 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
     rep.figure('fd', 'exportMapLatencyUs', fd, 'us', { name: 'send', value: send });
     const am = await allocMap(c, sys, args.quick ? 1000 : 5000);
     rep.figure('alloc-map', 'latencyUs', am.broker, 'us', { name: 'memfd', value: am.memfd });
+    // four requests: their round trips alone, for scale (the part of the ratio the transport sets)
+    rep.figure('alloc-map', 'fourPingsLatencyUs', am.pings, 'us', { name: 'memfd', value: am.memfd });
     await c.disconnect();
   } finally {
     await daemon.stop();

@@ -6,6 +6,7 @@
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { runNode, ROOT } from '../helpers/daemon.js';
+import { system } from '../../client/index.js';
 
 const RUN = join(ROOT, 'dist', 'bench', 'run.js');
 
@@ -231,5 +232,21 @@ t.test('events benchmark emits its figures as JSON lines', async (t) => {
     t.ok(Number.isFinite(f?.['value']), `${c} ${m} is finite`);
   }
   t.notOk(figs.some((x) => x['case'] === 'never-reading, 8M'), 'quick mode skips the 8 MiB never-reading run');
+  t.match(r.stderr, 'ratio', 'a readable table is printed');
+});
+
+t.test('zerocopy benchmark emits its figures as JSON lines', { skip: system() === null ? 'no native system calls here' : false }, async (t) => {
+  const r = await runNode([RUN, 'zerocopy', '--quick'], { timeoutMs: 120_000 });
+  t.equal(r.code, 0, r.stderr);
+  const figs = parseFigures(r.stdout);
+  const want: Want[] = [
+    ['map', 'writeBytesPerSec', 'bytes/s', 'memcpy'],
+    ['map', 'readBytesPerSec', 'bytes/s', 'memcpy'],
+    ['cross-process', 'framesPerSec', 'frames/s', 'rpc'],
+    ['fd', 'exportMapLatencyUs', 'us', 'send'],
+    ['alloc-map', 'latencyUs', 'us', 'memfd'],
+    ['alloc-map', 'fourPingsLatencyUs', 'us', 'memfd'],
+  ];
+  checkFigures(t, 'zerocopy', figs, want);
   t.match(r.stderr, 'ratio', 'a readable table is printed');
 });
