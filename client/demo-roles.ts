@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { connect } from './connect.js';
 import type { BufferClient } from './client.js';
+import type { Mapping } from './mapping.js';
 import { BufferdError } from '../protocol/errors.js';
 import type { HandleEvent, HandleInfo, RegistrationInfo, ViolationEvent } from '../protocol/results.js';
 import type { Mismatch } from '../protocol/attributes.js';
@@ -77,6 +78,17 @@ async function cpuRead(c: BufferClient, h: number, len: number): Promise<Buffer>
   return b;
 }
 
+/** A mapping of the buffer, or null (said why) where this host can't map (no native system calls). */
+async function mapOrNull(c: BufferClient, h: number, access: 'read' | 'write', say: Say): Promise<Mapping | null> {
+  try {
+    return await c.map(h, { access });
+  } catch (e) {
+    if (!(e instanceof BufferdError) || e.code !== 'ENOTSUP') throw e;
+    say(`cannot map here (${e.message}); using the device path instead`);
+    return null;
+  }
+}
+
 function roleSteps(c: BufferClient, say: Say): Record<string, (s: Step) => Promise<Record<string, unknown>>> {
   const inbox = new Inbox(c);
   const handles: Record<string, number> = {};
@@ -113,9 +125,19 @@ function roleSteps(c: BufferClient, say: Say): Record<string, (s: Step) => Promi
       say(`received buffer #${ev.buffer} from ${ev.from.name ?? ev.from.id} as handle ${ev.handle}`);
       say(regLine(await c.register(ev.handle, 'jpeg')));
       const f = frame(1);
-      await c.device.write('jpeg', ev.handle, 0, f);
-      say(`the jpeg device decoded a frame into it: ${formatSize(f.length)} by DMA, checksum ${checksum(f)}`);
-      return { checksum: checksum(f) };
+      const m = await mapOrNull(c, ev.handle, 'write', say);
+      if (m === null) {
+        await c.device.write('jpeg', ev.handle, 0, f);
+        say(`the jpeg device decoded a frame into it: ${formatSize(f.length)} by DMA, checksum ${checksum(f)}`);
+        return { checksum: checksum(f), mapped: false };
+      }
+      // the CPU owns the buffer between sync start and end; end cleans its writes to memory
+      await c.sync(ev.handle, { phase: 'start', access: 'write' });
+      m.bytes.set(f);
+      await c.sync(ev.handle, { phase: 'end', access: 'write' });
+      say(`decoded a frame into it: ${formatSize(f.length)} written through its own mapping (${m.cache}, zero copy), checksum ${checksum(m.bytes.subarray(0, f.length))}`);
+      await m.unmap();
+      return { checksum: checksum(f), mapped: true };
     },
     // capture
     capture: async () => {
@@ -155,9 +177,18 @@ function roleSteps(c: BufferClient, say: Say): Record<string, (s: Step) => Promi
       say(`received buffer #${ev.buffer} from ${ev.from.name ?? ev.from.id} (rights ${ev.rights.join(', ')})`);
       say(regLine(await c.register(ev.handle, 'display')));
       const got = checksum(await c.device.read('display', ev.handle, 0, FRAME));
-      const ok = got === s['checksum'];
+      let ok = got === s['checksum'];
       say(`scanned out ${formatSize(FRAME)}: checksum ${got} ${ok ? 'matches' : 'DIFFERS'}`);
-      return { ok };
+      const m = await mapOrNull(c, ev.handle, 'read', say);
+      if (m !== null) {
+        await c.sync(ev.handle, { phase: 'start', access: 'read' });
+        const seen = checksum(m.bytes.subarray(0, FRAME));
+        await c.sync(ev.handle, { phase: 'end', access: 'read' });
+        await m.unmap();
+        ok &&= seen === s['checksum'];
+        say(`and through its own read-only mapping: checksum ${seen} ${seen === s['checksum'] ? 'matches' : 'DIFFERS'}`);
+      }
+      return { ok, mapped: m !== null };
     },
     'try-register': async () => {
       const ev = await inbox.next();

@@ -3,9 +3,9 @@
  *
  * The pipeline bufferd's design grew from, as separate processes: a texture
  * app merges the gpu and jpeg constraints and allocates once; a decoder
- * writes a frame into that buffer through the jpeg device; a capture process
+ * writes a frame into that buffer through its own mapping (zero copy); a capture process
  * fills buffers through the capture device (one above 4 GiB, bounced); the
- * display scans the texture out. On the way one registration is refused with
+ * display scans the texture out and checks it through its own mapping. On the way one registration is refused with
  * its attribute diff and one forgotten sync is caught by the checker. Ends
  * with `bufctl status`. Exit code 0 when every step did what it should.
  */
@@ -127,7 +127,7 @@ export async function runDemo(argv: string[], print: (s: string) => void): Promi
     await app.step('merge-alloc');
     await app.step('send', { what: 'texture', to: 'decoder', rights: ['read', 'write'] });
 
-    print('\n2. The decoder writes a frame into it through the jpeg device');
+    print('\n2. The decoder maps the buffer and writes a frame into it, zero copy (sync start/end around the CPU writes)');
     const dec = await decoder.step('decode');
     const ck = await app.step('check-frame', { checksum: dec['checksum'] });
     expect(ck['ok'], 'the texture app read back the decoded frame');
@@ -139,7 +139,7 @@ export async function runDemo(argv: string[], print: (s: string) => void): Promi
     expect(low.ok && high.ok, 'captured frames read back intact');
     expect(low.bounced === 0 && high.bounced > 0, 'only the buffer above 4 GiB is bounced');
 
-    print('\n4. The display scans the texture out');
+    print('\n4. The display scans the texture out, and reads it through its own mapping');
     await app.step('send', { what: 'texture', to: 'display', rights: ['read'] });
     const scan = await display.step('scanout', { checksum: dec['checksum'] });
     expect(scan['ok'], 'the display scanned out the decoded frame');
