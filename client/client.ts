@@ -28,6 +28,15 @@ interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: BufferdError) => void;
   op: string;
+  /** Where the request was made: its stack is formatted only if the request fails. */
+  site: { stack?: string };
+}
+
+/** The error, with the stack of the code that made the request instead of the socket's data handler. */
+function atCaller(e: BufferdError, site: { stack?: string }): BufferdError {
+  const frames = site.stack?.split('\n').slice(1).join('\n');
+  if (frames !== undefined && frames.length > 0) e.stack = `${e.name} [${e.code}]: ${e.message}\n${frames}`;
+  return e;
 }
 
 export interface BufferClientEvents {
@@ -106,10 +115,12 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
 
   /** Send one request and wait for its answer. */
   request<K extends OpName>(op: K, params: ParamsOf<K>): Promise<ResultOf<K>> {
-    if (this.closedError !== null) return Promise.reject(this.closedError);
+    const site: { stack?: string } = {};
+    Error.captureStackTrace(site, this.request); // cheap: V8 formats it only when read
+    if (this.closedError !== null) return Promise.reject(atCaller(new BufferdError(this.closedError.code, this.closedError.message, this.closedError.details), site));
     const id = this.nextId++;
     return new Promise<ResultOf<K>>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, op });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, op, site });
       this.sock.write(encodeFrame({ ...params, id, op }));
     });
   }
@@ -373,7 +384,7 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     const p = this.pending.get(id);
     if (p === undefined) return;
     this.pending.delete(id);
-    if (err !== undefined) p.reject(BufferdError.fromWire(err));
+    if (err !== undefined) p.reject(atCaller(BufferdError.fromWire(err), p.site));
     else p.resolve(msg['result']);
   }
 
@@ -387,7 +398,7 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     const err = this.closedError;
     const all = [...this.pending.values()];
     this.pending.clear();
-    for (const p of all) p.reject(new BufferdError('ECONNRESET', `${err.message} before '${p.op}' was answered`));
+    for (const p of all) p.reject(atCaller(new BufferdError('ECONNRESET', `${err.message} before '${p.op}' was answered`), p.site));
     this.emit('close', err);
   }
 }

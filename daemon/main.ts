@@ -2,13 +2,13 @@
 /**
  * bufferd: the daemon's command line.
  *
- *   bufferd [--socket PATH] [--config FILE] [--log-level LEVEL] [--help] [--version]
+ *   bufferd [--socket PATH] [--config FILE] [--log-level LEVEL] [--log-format FORMAT] [--help] [--version]
  */
 import { parseArgs } from 'node:util';
 import { resolveSocketPath } from '../protocol/paths.js';
 import { loadConfig, type Config } from './config/config.js';
 import { createContext } from './server/context.js';
-import { createLogger, isLogLevel, LOG_LEVELS, type LogLevel } from './lib/log.js';
+import { createLogger, isLogFormat, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogLevel } from './lib/log.js';
 import { Server, StartupError } from './server/server.js';
 import { VERSION } from './lib/version.js';
 import { Notifier } from './server/notify.js';
@@ -25,6 +25,8 @@ Options:
                       $XDG_RUNTIME_DIR/bufferd.sock, else /tmp/bufferd-<uid>.sock)
   --config FILE       JSON config file (default: the embedded default machine)
   --log-level LEVEL   ${LOG_LEVELS.join(', ')} (default: $LOG_LEVEL or info)
+  --log-format FMT    ${LOG_FORMATS.join(', ')}: JSON lines, or readable lines;
+                      auto (the default) is readable on a terminal, JSON otherwise
   --http HOST:PORT    serve the dashboard and a WebSocket event stream on a
                       loopback address (e.g. 127.0.0.1:8080; port 0 picks one)
   -h, --help          show this help
@@ -48,6 +50,7 @@ async function main(argv: string[]): Promise<void> {
         socket: { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
+        'log-format': { type: 'string' },
         http: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
@@ -69,6 +72,8 @@ async function main(argv: string[]): Promise<void> {
   }
   const level = o['log-level'] ?? process.env['LOG_LEVEL'] ?? 'info';
   if (!isLogLevel(level)) die(`unknown log level '${level}' (expected one of ${LOG_LEVELS.join(', ')})`, 2);
+  const format = o['log-format'] ?? 'auto';
+  if (!isLogFormat(format)) die(`unknown log format '${format}' (expected one of ${LOG_FORMATS.join(', ')})`, 2);
 
   let config: Config;
   try {
@@ -78,7 +83,7 @@ async function main(argv: string[]): Promise<void> {
   }
   const activation = socketActivation(process.env);
   let socketPath = resolveSocketPath(o.socket);
-  const log = createLogger(level as LogLevel);
+  const log = createLogger(level as LogLevel, format);
   const ctx = createContext(config, log, socketPath);
   const server = new Server(ctx);
   const notifier = new Notifier(log);

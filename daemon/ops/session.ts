@@ -37,7 +37,7 @@ export function hello(ctx: DaemonContext, s: Session, req: RequestOf<'hello'>): 
   s.open = true;
   ctx.clients.add(s);
   s.log = s.log.child({ clientName: s.name, principal: principal.name });
-  s.log.info({ event: 'hello' }, 'client opened session');
+  s.log.debug({ event: 'hello' }, 'client opened session');
   ctx.bus.publish('clients', 'connect', { client: s.id, name: s.name, principal: principal.name });
   return {
     clientId: s.id,

@@ -1,0 +1,46 @@
+/**
+ * A BufferdError points at the line that made the request, not at the
+ * socket's data handler that received the answer.
+ */
+import t from 'tap';
+import { startDaemon } from '../helpers/daemon.js';
+import { client } from '../helpers/drivers.js';
+import { BufferdError } from '../../client/index.js';
+
+t.test('a daemon error carries the stack of the call that made the request', async (t) => {
+  const d = await startDaemon(t);
+  const c = await client(t, d.socket, 'stacky');
+  async function closeSomethingNobodyHolds(): Promise<unknown> {
+    return c.close(999).catch((e: unknown) => e);
+  }
+  const e = await closeSomethingNobodyHolds();
+  t.ok(e instanceof BufferdError);
+  const err = e as BufferdError;
+  t.equal(err.code, 'EBADF');
+  t.match(err.stack, /^BufferdError \[EBADF\]: /, 'the first line names the code and the message');
+  t.match(err.stack, /closeSomethingNobodyHolds/, 'the caller is in the stack');
+  t.match(err.stack, /client-stack\.test/, 'the caller\'s file is in the stack');
+  t.notMatch(err.stack, /onData|onMessage/, 'the socket handler is not');
+});
+
+t.test('a lost connection rejects pending calls with their callers\' stacks, and later calls too', async (t) => {
+  const d = await startDaemon(t);
+  const c = await client(t, d.socket, 'lost');
+  async function pingWhileTheDaemonDies(): Promise<unknown> {
+    const p = c.ping().catch((e: unknown) => e);
+    d.proc.kill('SIGKILL');
+    return p;
+  }
+  const e = (await pingWhileTheDaemonDies()) as BufferdError;
+  if (e instanceof BufferdError) {
+    t.equal(e.code, 'ECONNRESET');
+    t.match(e.stack, /pingWhileTheDaemonDies/);
+  } else t.pass('the ping was answered before the daemon died');
+  await new Promise<void>((r) => (c.closed ? r() : c.once('close', () => r())));
+  async function callAfterTheEnd(): Promise<unknown> {
+    return c.ping().catch((x: unknown) => x);
+  }
+  const late = (await callAfterTheEnd()) as BufferdError;
+  t.equal(late.code, 'ECONNRESET');
+  t.match(late.stack, /callAfterTheEnd/);
+});
