@@ -45,6 +45,40 @@ export function tempDir(t: Teardown, prefix = 'bufferd-test-'): string {
   return dir;
 }
 
+/**
+ * Process groups started by runNode and startDaemon that may still hold processes. A test
+ * stops what it started, pass or fail: each runNode child leads a process
+ * group of its own, so what it started (a bench's daemons, say) goes with it
+ * when it times out, and whatever is left when this test process ends is
+ * killed then.
+ */
+const groups = new Set<number>();
+let reaping = false;
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    /* the group is gone */
+  }
+}
+
+function reapAtExit(): void {
+  if (reaping) return;
+  reaping = true;
+  const reap = () => {
+    for (const pid of groups) killGroup(pid);
+    groups.clear();
+  };
+  process.on('exit', reap);
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      reap();
+      process.kill(process.pid, sig);
+    });
+  }
+}
+
 /** Spawn the daemon and resolve once it logs 'listening'. */
 export async function startDaemon(t: Teardown, opts: DaemonOptions = {}): Promise<Daemon> {
   const dir = tempDir(t);
@@ -57,7 +91,14 @@ export async function startDaemon(t: Teardown, opts: DaemonOptions = {}): Promis
     args.push('--config', cfg);
   }
   args.push(...(opts.args ?? []));
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  reapAtExit();
+  // a group of its own: killed with this test process if a teardown never runs
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  if (proc.pid !== undefined) {
+    const pid = proc.pid;
+    groups.add(pid);
+    proc.once('exit', () => groups.delete(pid));
+  }
   const logs: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let err = '';
@@ -122,23 +163,31 @@ export async function startDaemon(t: Teardown, opts: DaemonOptions = {}): Promis
   return { socket, dir, proc, logs, stderr: () => err, waitForLog, stop, exited };
 }
 
-/** Run a node script to completion, collecting its output. */
+/** Run a node script to completion, collecting its output; on timeout it and everything it started are killed. */
 export function runNode(
   args: string[],
   opts: { env?: Record<string, string>; timeoutMs?: number; input?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  reapAtExit();
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const pid = p.pid;
+    if (pid !== undefined) groups.add(pid);
     let stdout = '';
     let stderr = '';
     p.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
     p.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     const timer = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`timed out: node ${args.join(' ')}\n${stderr}`));
+      if (pid !== undefined) killGroup(pid);
+      reject(new Error(`timed out after ${opts.timeoutMs ?? 30_000} ms (it and what it started were killed): node ${args.join(' ')}\n${stderr}`));
     }, opts.timeoutMs ?? 30_000);
     p.on('exit', (code) => {
       clearTimeout(timer);
+      // anything it left behind in its group goes too
+      if (pid !== undefined) {
+        killGroup(pid);
+        groups.delete(pid);
+      }
       resolve({ code, stdout, stderr });
     });
     p.stdin.end(opts.input ?? '');
