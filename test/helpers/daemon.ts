@@ -130,7 +130,7 @@ export async function startDaemon(t: Teardown, opts: DaemonOptions = {}): Promis
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     proc.once('exit', (code, signal) => resolve({ code, signal })),
   );
-  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 10_000) => {
+  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 30_000) => {
     const seen = logs.find(pred);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -158,7 +158,8 @@ export async function startDaemon(t: Teardown, opts: DaemonOptions = {}): Promis
   t.teardown(async () => {
     await stop('SIGTERM');
   });
-  const listening = await waitForLog((l) => l['msg'] === 'listening');
+  // a safety net, not a clock: on a loaded 2-core machine a start has taken over 10 s
+  const listening = await waitForLog((l) => l['msg'] === 'listening', 90_000);
   const socket = listening['socket'] as string;
   return { socket, dir, proc, logs, stderr: () => err, waitForLog, stop, exited };
 }

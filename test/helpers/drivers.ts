@@ -37,7 +37,7 @@ export async function driverStatus(c: BufferClient, name: string): Promise<Drive
 }
 
 /** The next event of a kind on a connection from the test process. */
-export function nextEvent<T>(c: BufferClient, name: 'registration' | 'unregistration' | 'leak' | 'handle' | 'violation', timeoutMs = 5000): Promise<T> {
+export function nextEvent<T>(c: BufferClient, name: 'registration' | 'unregistration' | 'leak' | 'handle' | 'violation', timeoutMs = 30_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       c.off(name, on as never);

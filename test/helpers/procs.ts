@@ -80,7 +80,7 @@ export class Proc {
   }
 
   /** The first line (already printed or still to come) matching pred. */
-  wait(pred: (l: Line) => boolean, what = 'a line', timeoutMs = 15_000): Promise<Line> {
+  wait(pred: (l: Line) => boolean, what = 'a line', timeoutMs = 30_000): Promise<Line> {
     const seen = this.lines.find(pred);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
@@ -181,7 +181,7 @@ export async function poll<T>(get: () => Promise<T>, ok: (v: T) => boolean, time
 }
 
 /** Wait until get() returns something truthy (a value, or true) and return it; throws naming `what` after timeoutMs. */
-export async function until<T>(get: () => T | undefined | null | false, what: string, timeoutMs = 10_000): Promise<T> {
+export async function until<T>(get: () => T | undefined | null | false, what: string, timeoutMs = 30_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = get();
