@@ -28,15 +28,6 @@ interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: BufferdError) => void;
   op: string;
-  /** Where the request was made: its stack is formatted only if the request fails. */
-  site: { stack?: string };
-}
-
-/** The error, with the stack of the code that made the request instead of the socket's data handler. */
-function atCaller(e: BufferdError, site: { stack?: string }): BufferdError {
-  const frames = site.stack?.split('\n').slice(1).join('\n');
-  if (frames !== undefined && frames.length > 0) e.stack = `${e.name} [${e.code}]: ${e.message}\n${frames}`;
-  return e;
 }
 
 export interface BufferClientEvents {
@@ -113,14 +104,28 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     return this.closedError !== null;
   }
 
-  /** Send one request and wait for its answer. */
-  request<K extends OpName>(op: K, params: ParamsOf<K>): Promise<ResultOf<K>> {
-    const site: { stack?: string } = {};
-    Error.captureStackTrace(site, this.request); // cheap: V8 formats it only when read
-    if (this.closedError !== null) return Promise.reject(atCaller(new BufferdError(this.closedError.code, this.closedError.message, this.closedError.details), site));
+  /**
+   * Send one request and wait for its answer. A failure is thrown from here,
+   * so its stack is the caller's (V8's async stack traces follow the awaits
+   * back to the user's line), not the socket's data handler; nothing is
+   * captured on success.
+   */
+  async request<K extends OpName>(op: K, params: ParamsOf<K>): Promise<ResultOf<K>> {
+    try {
+      return await this.transmit(op, params);
+    } catch (e) {
+      if (!(e instanceof BufferdError)) throw e;
+      const here = new BufferdError(e.code, e.message, e.details);
+      here.stack = `${here.name} [${here.code}]: ${here.message}\n${here.stack?.split('\n').slice(1).join('\n') ?? ''}`;
+      throw here;
+    }
+  }
+
+  private transmit<K extends OpName>(op: K, params: ParamsOf<K>): Promise<ResultOf<K>> {
+    if (this.closedError !== null) return Promise.reject(this.closedError);
     const id = this.nextId++;
     return new Promise<ResultOf<K>>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, op, site });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, op });
       this.sock.write(encodeFrame({ ...params, id, op }));
     });
   }
@@ -384,7 +389,7 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     const p = this.pending.get(id);
     if (p === undefined) return;
     this.pending.delete(id);
-    if (err !== undefined) p.reject(atCaller(BufferdError.fromWire(err), p.site));
+    if (err !== undefined) p.reject(BufferdError.fromWire(err));
     else p.resolve(msg['result']);
   }
 
@@ -398,7 +403,7 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     const err = this.closedError;
     const all = [...this.pending.values()];
     this.pending.clear();
-    for (const p of all) p.reject(atCaller(new BufferdError('ECONNRESET', `${err.message} before '${p.op}' was answered`), p.site));
+    for (const p of all) p.reject(new BufferdError('ECONNRESET', `${err.message} before '${p.op}' was answered`));
     this.emit('close', err);
   }
 }

@@ -11,7 +11,12 @@ t.test('a daemon error carries the stack of the call that made the request', asy
   const d = await startDaemon(t);
   const c = await client(t, d.socket, 'stacky');
   async function closeSomethingNobodyHolds(): Promise<unknown> {
-    return c.close(999).catch((e: unknown) => e);
+    try {
+      await c.close(999);
+      return null;
+    } catch (e) {
+      return e;
+    }
   }
   const e = await closeSomethingNobodyHolds();
   t.ok(e instanceof BufferdError);
@@ -21,15 +26,21 @@ t.test('a daemon error carries the stack of the call that made the request', asy
   t.match(err.stack, /closeSomethingNobodyHolds/, 'the caller is in the stack');
   t.match(err.stack, /client-stack\.test/, 'the caller\'s file is in the stack');
   t.notMatch(err.stack, /onData|onMessage/, 'the socket handler is not');
+  t.equal(err.details?.['handle'] ?? 999, 999, 'details survive');
 });
 
 t.test('a lost connection rejects pending calls with their callers\' stacks, and later calls too', async (t) => {
   const d = await startDaemon(t);
   const c = await client(t, d.socket, 'lost');
   async function pingWhileTheDaemonDies(): Promise<unknown> {
-    const p = c.ping().catch((e: unknown) => e);
+    const p = c.ping();
     d.proc.kill('SIGKILL');
-    return p;
+    try {
+      await p;
+      return null;
+    } catch (e) {
+      return e;
+    }
   }
   const e = (await pingWhileTheDaemonDies()) as BufferdError;
   if (e instanceof BufferdError) {
@@ -38,7 +49,12 @@ t.test('a lost connection rejects pending calls with their callers\' stacks, and
   } else t.pass('the ping was answered before the daemon died');
   await new Promise<void>((r) => (c.closed ? r() : c.once('close', () => r())));
   async function callAfterTheEnd(): Promise<unknown> {
-    return c.ping().catch((x: unknown) => x);
+    try {
+      await c.ping();
+      return null;
+    } catch (e) {
+      return e;
+    }
   }
   const late = (await callAfterTheEnd()) as BufferdError;
   t.equal(late.code, 'ECONNRESET');
