@@ -24,6 +24,8 @@ export interface DaemonOptions {
   /** Socket path (default: <tmpdir>/bufferd.sock); null: pass no --socket. */
   socket?: string | null;
   logLevel?: string;
+  /** An executable to run instead of `node dist/daemon/main.js` (an installed bufferd bin). */
+  bin?: string;
 }
 
 export interface Daemon {
@@ -57,7 +59,8 @@ export async function startDaemon(t: Teardown, opts: DaemonOptions = {}): Promis
     args.push('--config', cfg);
   }
   args.push(...(opts.args ?? []));
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, argv] = opts.bin === undefined ? [process.execPath, args] : [opts.bin, args.slice(1)];
+  const proc = spawn(cmd, argv, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let err = '';
