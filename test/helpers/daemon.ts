@@ -24,6 +24,8 @@ export interface DaemonOptions {
   /** Socket path (default: <tmpdir>/bufferd.sock); null: pass no --socket. */
   socket?: string | null;
   logLevel?: string;
+  /** An executable to run instead of `node dist/daemon/main.js` (an installed bufferd bin). */
+  bin?: string;
 }
 
 export interface Daemon {
@@ -92,8 +94,9 @@ export async function startDaemon(t: Teardown, opts: DaemonOptions = {}): Promis
   }
   args.push(...(opts.args ?? []));
   reapAtExit();
+  const [cmd, argv] = opts.bin === undefined ? [process.execPath, args] : [opts.bin, args.slice(1)];
   // a group of its own: killed with this test process if a teardown never runs
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const proc = spawn(cmd, argv, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   if (proc.pid !== undefined) {
     const pid = proc.pid;
     groups.add(pid);

@@ -145,8 +145,8 @@ function installUnits(dir: string, edit: (service: string) => string = (s) => s)
   mkdirSync(dir, { recursive: true });
   copyFileSync(join(UNITS, 'bufferd.socket'), join(dir, 'bufferd.socket'));
   const service = readFileSync(join(UNITS, 'bufferd.service'), 'utf8');
-  if (!/^ExecStart=\/usr\/local\/bin\/bufferd /m.test(service)) throw new Error('bufferd.service: ExecStart is not /usr/local/bin/bufferd ...');
-  writeFileSync(join(dir, 'bufferd.service'), edit(service.replace(/^ExecStart=\/usr\/local\/bin\/bufferd /m, `ExecStart=${DAEMON} `)));
+  if (!/^ExecStart=bufferd /m.test(service)) throw new Error('bufferd.service: ExecStart is not bufferd ...');
+  writeFileSync(join(dir, 'bufferd.service'), edit(service.replace(/^ExecStart=bufferd /m, `ExecStart=${DAEMON} `)));
   return dir;
 }
 
@@ -195,6 +195,11 @@ t.test('the service and socket units carry the required settings', async (t) => 
   t.equal(one('LockPersonality'), 'yes');
   t.notOk(s.has('MemoryDenyWriteExecute'), 'MemoryDenyWriteExecute is not set (V8 JIT)');
   t.match(one('ExecStart'), /--config \/etc\/bufferd\/bufferd\.json/);
+  // npm install -g puts bufferd in /usr/local/bin or /usr/bin (by npm's prefix): a bare
+  // name is looked up in both
+  t.match(one('ExecStart'), /^bufferd /, 'ExecStart names bufferd without a directory');
+  const dash = parseUnit(readFileSync(join(UNITS, 'dashboard.conf'), 'utf8')).get('Service')!;
+  t.same(dash.get('ExecStart'), ['', `${one('ExecStart')} --http 127.0.0.1:7474`], 'dashboard.conf: the same command plus --http');
   t.match(readFileSync(join(UNITS, 'bufferd.service'), 'utf8'), /#.*MemoryDenyWriteExecute/, 'the comment about it is there (and ignored above)');
 
   const socket = parseUnit(readFileSync(join(UNITS, 'bufferd.socket'), 'utf8')).get('Socket')!;
