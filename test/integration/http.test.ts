@@ -92,7 +92,7 @@ const shared = await dashboard(t);
 
 t.test('pages: headers, 404, 405, and a foreign Host is refused', async (t) => {
   const { port } = shared;
-  for (const [path, type] of [['/', 'text/html'], ['/app.js', 'text/javascript'], ['/style.css', 'text/css']] as const) {
+  for (const [path, type] of [['/', 'text/html'], ['/app.js', 'text/javascript'], ['/util.js', 'text/javascript'], ['/maps.js', 'text/javascript'], ['/lists.js', 'text/javascript'], ['/style.css', 'text/css']] as const) {
     const r = await get(port, path);
     t.equal(r.status, 200, `${path}: 200`);
     t.match(r.headers['content-type'], type, `${path}: content-type`);
