@@ -13,6 +13,7 @@ import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailVie
 import { parseSize } from '../protocol/units.js';
 import { driversTable, constraintsView, mergeView, violationsView } from './views-drivers.js';
 import { watch } from './watch.js';
+import type { TerminalIo } from './watch-term.js';
 import { TOPIC_NAMES } from '../protocol/ops/events.js';
 
 export const EXIT_OK = 0;
@@ -182,7 +183,10 @@ const COMMANDS: Record<string, Command> = {
         const bad = topics.filter((t) => !(TOPIC_NAMES as readonly string[]).includes(t));
         if (bad.length > 0 || topics.length === 0) throw new UsageError(`--topics: unknown topic '${bad[0] ?? ''}' (topics: ${TOPIC_NAMES.join(', ')})`);
       }
-      const o: Parameters<typeof watch>[1] = { intervalMs, json: a.json, tty: io.tty === true && !a.json, out: io.out };
+      const o: Parameters<typeof watch>[1] = { intervalMs, json: a.json, tty: io.tty === true && !a.json, out: io.out, err: io.err };
+      // when the daemon restarts, a session like this one again
+      o.reconnect = () => connect({ socket: c.socketPath, name: c.session.name ?? undefined });
+      if (o.tty && io.terminal !== undefined) o.terminal = io.terminal;
       if (count !== undefined) o.count = count;
       if (topics !== undefined) o.topics = topics;
       await watch(c, o);
@@ -274,6 +278,8 @@ export interface Io {
   err: (s: string) => void;
   /** Output is a terminal (watch redraws the screen). */
   tty?: boolean;
+  /** The terminal's streams (watch: keys, size). */
+  terminal?: TerminalIo;
 }
 
 /** Run bufctl with argv; returns the exit code. */
@@ -362,6 +368,7 @@ if (isMain) {
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
     tty: process.stdout.isTTY,
+    terminal: { input: process.stdin, output: process.stdout },
   }).then(
     (code) => {
       process.exitCode = code;

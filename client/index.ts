@@ -9,7 +9,7 @@ export { DeviceApi } from './device.js';
 export { Mapping, closeFd, type Access } from './mapping.js';
 export type { Constraints, MergedAttributes, Mismatch, Conflict } from '../protocol/attributes.js';
 export { BufferdError, ERROR_CODES, type ErrorCode } from '../protocol/errors.js';
-export type { Status, RegionStatus, HugepageStatus, PoolStatus, ClientStatus, DriverStatus } from '../protocol/status.js';
+export type { Status, RegionStatus, ZoneStatus, HugepageStatus, PoolStatus, ClientStatus, DriverStatus } from '../protocol/status.js';
 export type {
   HelloResult,
   PingResult,

@@ -43,12 +43,19 @@ export function statusView(st: Status): string {
   return out.join('\n');
 }
 
-/** Free blocks per buddy order, like /proc/buddyinfo. */
+/**
+ * Free blocks per buddy order, one line per zone as /proc/buddyinfo: each
+ * zone (DMA32 below 4 GiB, Normal above, split again at pools' maxAddress)
+ * has its own buddy allocator, so a free block never spans two zones.
+ */
 export function buddyView(st: Status): string {
-  const rows = st.memory.regions.map((r) => ({ name: r.name, orders: r.freeByOrder }));
+  const rows = st.memory.regions.flatMap((r) => r.zones.map((z) => ({ name: z.name, free: z.free, orders: z.freeByOrder })));
   const width = Math.max(1, ...rows.map((r) => r.orders.length));
   const cols = Array.from({ length: width }, (_, o) => ({ header: String(o), get: (r: { orders: number[] }) => r.orders[o] ?? 0, align: 'right' as const }));
-  return section('Free blocks by buddy order (order n = 4 KiB << n)', table(rows, [{ header: 'REGION', get: (r) => r.name }, ...cols]));
+  return section(
+    'Free blocks per zone by buddy order, as /proc/buddyinfo (order n = 4 KiB << n)',
+    table(rows, [{ header: 'ZONE', get: (r) => r.name }, { header: 'FREE', get: (r) => size(r.free), align: 'right' }, ...cols]),
+  );
 }
 
 export function hugepagesTable(h: HugepageStatus[]): string {

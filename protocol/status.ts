@@ -15,8 +15,19 @@ export interface RegionStatus {
   largestFree: number;
   /** Free blocks per buddy order, as /proc/buddyinfo (index = order). */
   freeByOrder: number[];
-  /** Zones: split at 4 GiB (DMA32 / Normal) and at pools' address limits. */
-  zones: { name: string; base: number; size: number; free: number }[];
+  /** Zones: split at 4 GiB (DMA32 / Normal) and at pools' address limits, lowest address first. */
+  zones: ZoneStatus[];
+}
+
+/** One zone of a region: its own buddy allocator. */
+export interface ZoneStatus {
+  /** "REGION/DMA32" or "REGION/Normal" (".1", ".2" when a pool's maxAddress splits it further). */
+  name: string;
+  base: number;
+  size: number;
+  free: number;
+  /** Free blocks per buddy order in this zone, as a /proc/buddyinfo line (index = order). */
+  freeByOrder: number[];
 }
 
 export interface HugepageStatus {

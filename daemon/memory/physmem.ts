@@ -197,7 +197,7 @@ export class PhysicalMemory {
         if (lo >= 0) largest = Math.max(largest, 2 ** lo * PAGE);
       }
       for (let o = 0; o < orders.length; o++) orders[o] ??= 0;
-      while (orders.length > 1 && orders[orders.length - 1] === 0) orders.pop();
+      trimOrders(orders);
       return {
         name: r.name,
         kind: r.kind,
@@ -206,10 +206,16 @@ export class PhysicalMemory {
         free,
         largestFree: largest,
         freeByOrder: orders,
-        zones: r.zones.map((z) => ({ name: z.name, base: z.base, size: z.size, free: z.buddy.freePages * PAGE })),
+        zones: r.zones.map((z) => ({ name: z.name, base: z.base, size: z.size, free: z.buddy.freePages * PAGE, freeByOrder: trimOrders(z.buddy.freeByOrder()) })),
       };
     });
   }
+}
+
+/** Drop the trailing empty orders (keeping order 0). */
+function trimOrders(orders: number[]): number[] {
+  while (orders.length > 1 && orders[orders.length - 1] === 0) orders.pop();
+  return orders;
 }
 
 /** Sort extents by address and join physically adjacent ones. */

@@ -6,7 +6,6 @@ import { acceptList } from '../session/clients.js';
 import type { Status } from '../../protocol/status.js';
 import { PROTOCOL_VERSION } from '../../protocol/requests.js';
 import type { DaemonContext } from '../session/context.js';
-import type { SharedBuffer } from '../buffers/handles.js';
 
 export function buildStatus(ctx: DaemonContext): Status {
   const now = ctx.now();
@@ -64,35 +63,4 @@ export function buildStatus(ctx: DaemonContext): Status {
       bounce: tlb === null ? null : { base: tlb.base, size: tlb.size, slots: tlb.nslots, used: tlb.usedSlots, full: tlb.full },
     },
   };
-}
-
-/** The pool maps the dashboard draws: every chunk and direct block of every pool, by use. */
-export function poolMaps(ctx: DaemonContext) {
-  const bufs = [...ctx.machine.allBuffers()];
-  return [...ctx.machine.pools.values()].map((p) => ({ name: p.name, pageSize: p.pageSize, cache: p.cfg.cache, chunks: p.map(bufs) }));
-}
-
-/** Buffers listed in a dashboard snapshot (the newest). */
-export const SNAPSHOT_BUFFERS = 500;
-
-/** What event subscribers get as a snapshot (dashboards also get the pool maps and the newest buffers). */
-export function snapshot(ctx: DaemonContext, full: boolean): Record<string, unknown> {
-  const st = buildStatus(ctx) as unknown as Record<string, unknown>;
-  if (!full) return st;
-  // the newest SNAPSHOT_BUFFERS buffers (ids only grow: the map is in id order), so a million buffers cost a skip, not a frame
-  const skip = Math.max(0, ctx.buffers.size - SNAPSHOT_BUFFERS);
-  const newest: SharedBuffer[] = [];
-  let i = 0;
-  for (const b of ctx.buffers.values()) if (i++ >= skip) newest.push(b);
-  const buffers = newest.map((b) => ({
-    buffer: b.id,
-    pool: b.phys.pool.name,
-    size: b.phys.size,
-    kind: b.phys.kind,
-    creator: b.creator,
-    holders: [...b.holders.keys()],
-    refs: { ...b.refs },
-    registrations: ctx.drivers.registrationsOf(b).map((r) => r.driver.name),
-  }));
-  return { ...st, maps: poolMaps(ctx), buffersList: buffers, violationsRecent: ctx.coherency.violations({ limit: 50 }) };
 }

@@ -19,7 +19,7 @@ import { Coherency } from '../dma/coherency.js';
 import { SharedMemory } from '../dma/shared.js';
 import { EventBus } from '../session/events.js';
 import { onSessionClose } from '../ops/index.js';
-import { snapshot } from '../ops/status.js';
+import { snapshot } from '../ops/dashboard.js';
 import { Background, type Work } from '../lib/slices.js';
 import { native, nativeReason } from '../lib/native.js';
 import type { DaemonContext } from '../session/context.js';

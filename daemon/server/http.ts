@@ -38,6 +38,9 @@ const STATIC: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  '/util.js': { file: 'util.js', type: 'text/javascript; charset=utf-8' },
+  '/maps.js': { file: 'maps.js', type: 'text/javascript; charset=utf-8' },
+  '/lists.js': { file: 'lists.js', type: 'text/javascript; charset=utf-8' },
   '/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
 };
 

@@ -214,7 +214,7 @@ HANDLE_DESC = {
 REGION = {
     "name": "str", "kind": E("dram", "tcm", "carveout"), "base": "uint", "size": "uint", "free": "uint",
     "largestFree": "uint", "freeByOrder": ["uint"],
-    "zones": [{"name": "str", "base": "uint", "size": "uint", "free": "uint"}],
+    "zones": [{"name": "str", "base": "uint", "size": "uint", "free": "uint", "freeByOrder": ["uint"]}],
 }
 HUGEPAGES = {k: "uint" for k in ("size", "total", "free", "reserved", "surplus", "nr", "overcommit", "available",
                                  "inUse", "requested", "largestFreeRun")}
@@ -628,6 +628,10 @@ def _(ctx):
         eq(by_order, r["free"], f"region {r['name']}: freeByOrder blocks vs free")
         eq(sum(z["size"] for z in r["zones"]), r["size"], f"region {r['name']}: zone sizes")
         eq(sum(z["free"] for z in r["zones"]), r["free"], f"region {r['name']}: zone free")
+        for z in r["zones"]:
+            eq(sum(n * (4096 << i) for i, n in enumerate(z["freeByOrder"])), z["free"], f"zone {z['name']}: freeByOrder blocks vs free")
+        summed = [sum(z["freeByOrder"][i] if i < len(z["freeByOrder"]) else 0 for z in r["zones"]) for i in range(len(r["freeByOrder"]))]
+        eq(summed, r["freeByOrder"], f"region {r['name']}: freeByOrder is its zones' added up")
         check(r["largestFree"] <= r["free"], f"region {r['name']}: largestFree > free")
     for h in st["hugepages"]:
         eq(h["available"], h["free"] - h["reserved"], f"hugepages {h['size']}: available = free - reserved")

@@ -15,32 +15,29 @@
  *   table within 1 s; hugepages, pool maps (canvas pixels in the legend's
  *   colours), clients, drivers, violations and the event log match the
  *   daemon's status; a full-page screenshot goes to test/output/dashboard.png.
+ *   Clients appear by name (the buffers table's creator and holders too).
  * - A wrong token never goes live and shows nothing; no token shows the form.
  *
- * Page scripts are passed as strings: the DOM is not in the tests' lib, and
- * the TypeScript loader may add helpers to compiled functions that the page
- * does not have.
+ * Hover, arenas, zones, cut lists, refusals and a daemon gone:
+ * dashboard-views.test.ts. The browser helpers: test/helpers/browser.ts.
  */
 import t from 'tap';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page, type WebSocket as PwWebSocket } from 'playwright-core';
+import { chromium, type Browser, type WebSocket as PwWebSocket } from 'playwright-core';
 import { startDaemon, ROOT } from '../helpers/daemon.js';
+import { CHROMIUM, ARGS, EVENTUALLY_MS, becomes, inPage, rowsJs, feedJs, watchedPage } from '../helpers/browser.js';
 import { spawnClient } from '../helpers/procs.js';
 import { client, KiB, MiB } from '../helpers/drivers.js';
 import { cookiePathFor } from '../../protocol/paths.js';
 import type { HandleInfo, Status } from '../../client/index.js';
 
 const root = t;
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const OUT_DIR = join(ROOT, 'test', 'output');
 const SHOT = join(OUT_DIR, 'dashboard.png');
 const VIEWPORT = { width: 1400, height: 1000 };
 /** The spec'd budget: a new buffer is on the page within this long. */
 const VISIBLE_MS = 1000;
-/** How long a correctness wait may take before it counts as "never" (not a timing assertion). */
-const EVENTUALLY_MS = 5000;
 
 /** The canvas colours of the legend (app.js COLORS, slabColor), computed here independently. */
 const LARGE = [0xa8, 0x55, 0xf7];
@@ -63,33 +60,6 @@ if (!existsSync(CHROMIUM)) {
   await run();
 }
 
-/**
- * Whether a page expression becomes truthy within `timeout` ms, polled from
- * here with page.evaluate (DevTools evaluation, which the page's CSP does not
- * govern). Not page.waitForFunction: it re-evaluates a string predicate with
- * eval() inside the page, which the CSP (no 'unsafe-eval') refuses, and that
- * refusal would be counted as the page's own CSP violation.
- */
-async function becomes(page: Page, js: string, timeout = EVENTUALLY_MS): Promise<boolean> {
-  const end = Date.now() + timeout;
-  for (;;) {
-    if (await page.evaluate(js)) return true;
-    if (Date.now() >= end) return false;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** Evaluate a page expression (a string: see the header). */
-function inPage<T>(page: Page, js: string): Promise<T> {
-  return page.evaluate(js) as Promise<T>;
-}
-
-/** The text of every row of a table, cells joined by '|', keyed by data-id. */
-const rowsJs = (table: string) =>
-  `Object.fromEntries([...document.querySelectorAll('#${table} tr[data-id]')].filter((r) => r.dataset.id !== '').map((r) => [r.dataset.id, [...r.cells].map((c) => c.textContent).join('|')]))`;
-/** The feed's lines, newest first: [topic, text]. */
-const feedJs = (id: string) => `[...document.querySelectorAll('#${id} li')].map((li) => [li.querySelector('.t')?.textContent ?? '', li.textContent])`;
-
 async function run(): Promise<void> {
   const started = Date.now();
   const d = await startDaemon(t, { args: ['--http', '127.0.0.1:0'], logLevel: 'info' });
@@ -103,14 +73,7 @@ async function run(): Promise<void> {
   t.teardown(() => browser.close());
 
   // the page under test, with every error it reports
-  const page = await browser.newPage({ viewport: VIEWPORT });
-  const problems: string[] = [];
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
-  });
-  page.on('crash', () => problems.push('the page crashed'));
-  await page.addInitScript(`window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));`);
+  const { page, problems } = await watchedPage(browser, VIEWPORT);
   // the snapshots the page receives (the 1 s test allocates right after one)
   let snapshots = 0;
   let snapshotWaiters: (() => void)[] = [];
@@ -214,7 +177,7 @@ async function run(): Promise<void> {
     bufs['fresh'] = fresh;
     freshRow = rowMs;
     // the alloc event adds a provisional row; the next snapshot fills in the rest (kind)
-    const want = `#${fresh.buffer}|default|12 KiB|small|#${app.id}|#${app.id}|–`;
+    const want = `#${fresh.buffer}|default|12 KiB|small|texture-app|texture-app|–`;
     const full = await becomes(page, `(${rowsJs('buffers')})[${JSON.stringify(`buffer-${fresh.buffer}`)}] === ${JSON.stringify(want)}`);
     const cells = (await inPage<Record<string, string>>(page, rowsJs('buffers')))[`buffer-${fresh.buffer}`];
     t.ok(full, 'its row after a snapshot: id, pool, size, kind, creator, holders, registrations', { cells, want });
@@ -285,8 +248,8 @@ async function run(): Promise<void> {
     t.ok(await becomes(page, `document.querySelector('#clients tr[data-id="client-${app.id}"]') !== null`), 'a row for texture-app');
     const rows = await inPage<Record<string, string>>(page, rowsJs('clients'));
     const cells = rows[`client-${app.id}`]!.split('|');
-    t.same(cells.slice(0, 4), [`#${app.id}`, 'texture-app', 'anonymous', String(c.handles)], 'id, name, principal, handles');
-    t.match(rows[`client-${comp.id}`], /\|compositor\|/, 'compositor too');
+    t.same(cells.slice(0, 6), ['texture-app', String(app.id), String(c.pid), String(c.uid), 'anonymous', String(c.handles)], 'name, id, pid, uid, principal, handles');
+    t.match(rows[`client-${comp.id}`], /^compositor\|/, 'compositor too');
     t.equal(await inPage<string>(page, `document.getElementById('clients-count').textContent`), `${st.clients.length} connected`);
   });
 
@@ -372,9 +335,9 @@ async function run(): Promise<void> {
     t.equal(frames, 0, 'the daemon sent nothing');
     const empty = await inPage<Record<string, number>>(
       bad,
-      `Object.fromEntries(['facts', 'summary', 'hugepages', 'pools', 'buffers', 'clients', 'drivers', 'violations'].map((id) => [id, document.getElementById(id).childElementCount]))`,
+      `Object.fromEntries(['facts', 'summary', 'hugepages', 'zones', 'pools', 'buffers', 'clients', 'drivers', 'violations'].map((id) => [id, document.getElementById(id).childElementCount]))`,
     );
-    t.same(empty, { facts: 0, summary: 0, hugepages: 0, pools: 0, buffers: 0, clients: 0, drivers: 0, violations: 0 }, 'no data anywhere');
+    t.same(empty, { facts: 0, summary: 0, hugepages: 0, zones: 0, pools: 0, buffers: 0, clients: 0, drivers: 0, violations: 0 }, 'no data anywhere');
     t.same(await inPage(bad, feedJs('events')), [['', 'waiting for activity…']], 'the event log is waiting');
     t.same(errors, [], 'no page errors');
   });

@@ -17,7 +17,7 @@ import { client } from '../helpers/drivers.js';
 import { spawnClient, poll, until } from '../helpers/procs.js';
 import { cookiePathFor } from '../../protocol/paths.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
-import type { BufferClient, HandleInfo } from '../../client/index.js';
+import type { BufferClient, HandleInfo, Status } from '../../client/index.js';
 
 type Ev = Record<string, unknown>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -92,7 +92,7 @@ const shared = await dashboard(t);
 
 t.test('pages: headers, 404, 405, and a foreign Host is refused', async (t) => {
   const { port } = shared;
-  for (const [path, type] of [['/', 'text/html'], ['/app.js', 'text/javascript'], ['/style.css', 'text/css']] as const) {
+  for (const [path, type] of [['/', 'text/html'], ['/app.js', 'text/javascript'], ['/util.js', 'text/javascript'], ['/maps.js', 'text/javascript'], ['/lists.js', 'text/javascript'], ['/style.css', 'text/css']] as const) {
     const r = await get(port, path);
     t.equal(r.status, 200, `${path}: 200`);
     t.match(r.headers['content-type'], type, `${path}: content-type`);
@@ -175,6 +175,19 @@ t.test('WebSocket: subscribed, snapshots with maps and buffersList, activity, co
   t.ok(def.chunks.length > 0, 'the default pool has a chunk');
   t.ok(def.chunks.every((ch) => typeof ch.addr === 'number' && ch.size > 0 && Array.isArray(ch.runs) && ch.runs.length > 0), 'chunks with runs');
   t.ok((st['events'] as { subscribers: number }).subscribers >= 1);
+  // where buffers lie (the page names the buffer under the pointer) and the zones by address
+  const placed = (st['placements'] as { byPool: Record<string, number[][]>; omitted: number }).byPool['default'] ?? [];
+  t.same(placed.find((x) => x[2] === h.buffer), [h.segments[0]!.addr, h.usize, h.buffer, app.id], 'placements: [address, bytes, buffer, client]');
+  const zm = st['zoneMaps'] as { owners: string[]; zones: { name: string; base: number; size: number; cellBytes: number; free: number[]; order: number[]; owner: number[]; ownerShare: number[] }[] };
+  const zones = (st['memory'] as Status['memory']).regions.flatMap((r) => r.zones);
+  t.same(zm.zones.map((z) => [z.name, z.base, z.size]), zones.map((z) => [z.name, z.base, z.size]), 'a zone map per zone');
+  for (const z of zm.zones) {
+    const cells = Math.ceil(z.size / z.cellBytes);
+    t.ok(z.cellBytes >= 4096 && (z.cellBytes & (z.cellBytes - 1)) === 0 && cells <= 512, `${z.name}: ${cells} cells of ${z.cellBytes} bytes`);
+    t.ok([z.free, z.order, z.owner, z.ownerShare].every((a) => a.length === cells), `${z.name}: every array has a value per cell`);
+    t.ok(z.free.every((f, i) => f === 100 || z.owner[i]! >= 0), `${z.name}: a cell not all free has a holder`);
+  }
+  t.ok(zm.owners.includes('pool default') && zm.owners.includes('swiotlb bounce pool'), `holders named: ${zm.owners.join(', ')}`);
 
   // reconfigure: only alloc activity, every 200 ms
   w.ws.send(JSON.stringify({ topics: ['alloc'], intervalMs: 200 }));

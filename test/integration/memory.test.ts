@@ -308,6 +308,21 @@ t.test('bufctl pools and hugepages', async (t) => {
   t.equal(none.code, 1);
   t.match(none.stderr, 'ENOENT');
   const st = await bufctl(d.socket, 'status');
-  t.match(st.stdout, 'Free blocks by buddy order');
+  t.match(st.stdout, 'Free blocks per zone by buddy order, as /proc/buddyinfo');
+  // one line per zone (as /proc/buddyinfo), its counts those of status --json
+  const sj = JSON.parse((await bufctl(d.socket, 'status', '--json')).stdout) as Status;
+  const zones = sj.memory.regions.flatMap((r) => r.zones);
+  t.same(zones.map((z) => z.name), ['tcm/DMA32', 'carveout/DMA32', 'dram/DMA32', 'dram/Normal'], 'the default machine: dram split at 4 GiB');
+  for (const r of sj.memory.regions) {
+    const summed = r.freeByOrder.map((_, o) => r.zones.reduce((a, z) => a + (z.freeByOrder[o] ?? 0), 0));
+    t.same(summed, r.freeByOrder, `${r.name}: the zones' freeByOrder add up to the region's`);
+  }
+  for (const z of zones) {
+    t.equal(z.freeByOrder.reduce((a, n, o) => a + n * 4096 * 2 ** o, 0), z.free, `${z.name}: freeByOrder counts its free bytes`);
+    const line = st.stdout.split('\n').find((l) => l.trim().startsWith(`${z.name} `));
+    t.ok(line !== undefined, `a table line for ${z.name}`);
+    const counts = line!.trim().split(/\s+/).slice(3).map(Number); // name, free (number unit), orders
+    t.same(counts.slice(0, z.freeByOrder.length), z.freeByOrder, `${z.name}: the line shows its orders`);
+  }
   t.match(st.stdout, /Pools \(conversions: \d+/);
 });

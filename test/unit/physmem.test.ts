@@ -21,7 +21,11 @@ function checkStatus(s: RegionStatus, zones: Zone[]): void {
   s.zones.forEach((z, i) => {
     assert.equal(z.base, i === 0 ? s.base : s.zones[i - 1]!.base + s.zones[i - 1]!.size, 'zones are contiguous');
     assert.equal(z.free, zones[i]!.buddy.freePages * PAGE);
+    assert.equal(z.free, z.freeByOrder.reduce((a, n, o) => a + n * 2 ** o * PAGE, 0), `${z.name}: free == its freeByOrder`);
+    assert.ok(z.freeByOrder.length === 1 || z.freeByOrder.at(-1)! > 0, `${z.name}: trailing zero orders trimmed`);
   });
+  const summed = s.freeByOrder.map((_, o) => s.zones.reduce((a, z) => a + (z.freeByOrder[o] ?? 0), 0));
+  assert.deepEqual(summed, s.freeByOrder, "the region's orders are its zones' summed");
 }
 
 t.test('zones split at 4 GiB and at extra boundaries', async (t) => {
@@ -125,6 +129,16 @@ t.test('regionStatus numbers add up', async (t) => {
   t.equal(s0.free, 8 * GiB);
   t.equal(s0.largestFree, 4 * GiB, '[4 GiB, 8 GiB) is one order-20 block');
   t.same(s0.freeByOrder.slice(18), [2, 1, 1], '[2,3) [3,4) [8,10) order 18/19; [4,8) order 20');
+  t.same(
+    s0.zones.map((z) => [z.name, z.freeByOrder.length - 1, z.freeByOrder.slice(18)]),
+    [
+      ['dram/DMA32', 18, [1]],
+      ['dram/DMA32.1', 18, [1]],
+      ['dram/Normal', 20, [0, 1, 1]],
+    ],
+    'per zone, as /proc/buddyinfo: one 1 GiB block in each DMA32 zone; 2 GiB and 4 GiB in Normal',
+  );
+  t.ok(s0.zones.every((z) => z.freeByOrder.slice(0, 18).every((n) => n === 0)), 'no smaller blocks anywhere');
   t.doesNotThrow(() => checkStatus(s0, m.region('dram').zones));
   m.allocBlock('dram', 20, null);
   m.allocScatter('dram', 12345, null);
