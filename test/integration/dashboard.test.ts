@@ -285,7 +285,12 @@ async function run(): Promise<void> {
     t.ok(await becomes(page, `document.querySelector('#clients tr[data-id="client-${app.id}"]') !== null`), 'a row for texture-app');
     const rows = await inPage<Record<string, string>>(page, rowsJs('clients'));
     const cells = rows[`client-${app.id}`]!.split('|');
-    t.same(cells.slice(0, 4), [`#${app.id}`, 'texture-app', 'anonymous', String(c.handles)], 'id, name, principal, handles');
+    const size = (n: number) => inPage<string>(page, `size(${n})`); // the page's own formatting
+    t.same(cells, [`#${app.id}`, 'texture-app', String(c.pid), String(c.uid), 'anonymous', String(c.handles), await size(c.bytes), cells[7]], 'id, name, pid, uid, principal, handles, its own bytes, connected');
+    // the quota is the principal's: its use once per principal, in a table of its own
+    const principals = await inPage<Record<string, string>>(page, rowsJs('principals'));
+    const anonymous = st.clients.filter((x) => x.principal === 'anonymous');
+    t.same(principals['principal-anonymous']!.split('|'), ['anonymous', String(anonymous.length), await size(anonymous[0]!.principalBytes), 'none'], 'principal, clients, bytes, quota');
     t.match(rows[`client-${comp.id}`], /\|compositor\|/, 'compositor too');
     t.equal(await inPage<string>(page, `document.getElementById('clients-count').textContent`), `${st.clients.length} connected`);
   });
