@@ -159,9 +159,7 @@ export function clientsTable(cs: ClientStatus[]): string {
     { header: 'CAPABILITIES', get: (c) => c.capabilities.join(',') || '-' },
   ]);
   if (cs.length === 0) return clients;
-  return `${clients}
-  Principals: quotas are per principal, shared by all its connections (BYTES counts every live buffer they allocated)
-${principalsTable(cs)}`;
+  return `${clients}\n  Principals (each quota is shared by all the principal's clients)\n${principalsTable(cs)}`;
 }
 
 /** One row per principal of the connected clients: clients, bytes against quota. */

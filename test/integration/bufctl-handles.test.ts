@@ -132,7 +132,7 @@ t.test('bufctl clients: principal, handles, bytes, quota, capabilities', async (
   t.match(line('proc'), /proc\s+\d+\s+\d+\s+anonymous\s+1\s+112 B\s+\d+s\s/);
   t.match(line('bufctl:\\d+'), /bufctl:\d+\s+\d+\s+\d+\s+cookie\s+0\s+0 B\s+\d+s\s+admin$/, 'bufctl itself, admin through the cookie');
   // the principals' quota use, once each and labelled as such
-  t.match(human.stdout, 'Principals: quotas are per principal, shared by all its connections');
+  t.match(human.stdout, "\n  Principals (each quota is shared by all the principal's clients)\n");
   t.match(human.stdout, /PRINCIPAL\s+CLIENTS\s+BYTES\s+QUOTA\s+USED\n/);
   const principal = (name: string) => human.stdout.split('\n').filter((l) => new RegExp(`^\\s+${name}\\s+\\d+\\s`).test(l));
   t.same(principal('anonymous').map((l) => l.trim().split(/\s{2,}/)), [['anonymous', '2', '10.1 KiB', 'none', '-']], 'alpha and proc together, one row');
