@@ -327,7 +327,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
   }
   let client: BufferClient;
   try {
-    client = await connect({ socket: values['socket'] as string | undefined, name: `bufctl:${process.pid}` });
+    // bufctl is the admin tool: it presents the admin cookie when it can read it
+    client = await connect({ socket: values['socket'] as string | undefined, name: `bufctl:${process.pid}`, admin: 'if-readable' });
   } catch (e) {
     if (e instanceof ConnectError) {
       io.err(

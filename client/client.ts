@@ -158,8 +158,10 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
    * Allocate a zeroed buffer, from a named pool or `for` the drivers it will
    * visit (their constraints are merged and a fitting pool chosen; `info`
    * says which and why). Resolves to a new handle with all rights.
+   * `minAddress` places every page at or above a physical address (e.g.
+   * 2 ** 32: above 4 GiB); the buffer then takes whole pages of its own.
    */
-  alloc(opts: { pool: string; size: number; align?: number; populate?: boolean } | { for: string[]; size: number; align?: number; populate?: boolean }): Promise<HandleInfo> {
+  alloc(opts: { pool: string; size: number; align?: number; populate?: boolean; minAddress?: number } | { for: string[]; size: number; align?: number; populate?: boolean; minAddress?: number }): Promise<HandleInfo> {
     return this.request('alloc', opts);
   }
 

@@ -14,9 +14,19 @@ export interface ConnectOptions {
   socket?: string;
   /** Unique client name shown in status and usable as a send target. */
   name?: string;
-  /** Authentication token; default: the admin cookie beside the socket when readable. */
+  /** Authentication token (a token from the daemon's config or token file). Default: none, the grant of this process's uid/gid or anonymous. */
   token?: string;
-  /** Read the admin cookie automatically when no token is given (default true). */
+  /**
+   * Present the admin cookie the daemon writes beside its socket (only when
+   * no token is given). Default false: an application is who its token or
+   * uid makes it, and sees the EPERM a capability it lacks gives.
+   * - true: the cookie must be readable by this process; otherwise connect()
+   *   rejects with EPERM naming the cookie file.
+   * - 'if-readable': present it when readable, else connect as if not asked
+   *   (what bufctl does; check session.principal === 'cookie').
+   */
+  admin?: boolean | 'if-readable';
+  /** @deprecated the former name of `admin`: true means `admin: 'if-readable'`. */
   useCookie?: boolean;
   /** Largest frame accepted from the daemon (default 256 MiB). */
   maxFrameBytes?: number;
@@ -30,16 +40,24 @@ export interface ConnectOptions {
 }
 
 
-/** Read the admin cookie written by the daemon beside its socket, if we may. */
-export function readCookie(socketPath: string): string | undefined {
+/** The admin cookie beside the socket, or why it cannot be read. */
+function cookieAt(socketPath: string): { token: string } | { why: string } {
   const p = cookiePathFor(socketPath);
   try {
-    if (!existsSync(p)) return undefined;
+    if (!existsSync(p)) return { why: 'does not exist (the daemon writes it at start unless auth.cookie is false)' };
     const t = readFileSync(p, 'utf8').trim();
-    return t === '' ? undefined : t;
-  } catch {
-    return undefined;
+    return t === '' ? { why: 'is empty' } : { token: t };
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const uid = typeof process.getuid === 'function' ? ` (uid ${process.getuid()})` : '';
+    return { why: err.code === 'EACCES' ? `is not readable by this process${uid}: it is mode 0600, for the daemon's own user` : `cannot be read: ${err.message}` };
   }
+}
+
+/** Read the admin cookie written by the daemon beside its socket, if we may. */
+export function readCookie(socketPath: string): string | undefined {
+  const c = cookieAt(socketPath);
+  return 'token' in c ? c.token : undefined;
 }
 
 /** Error raised when the daemon cannot be reached at all. */
@@ -54,33 +72,46 @@ export class ConnectError extends Error {
   }
 }
 
-/** Connect to the daemon and open a session (hello). */
-export async function connect(opts: ConnectOptions = {}): Promise<BufferClient> {
-  const path = resolveSocketPath(opts.socket);
-  const auto = opts.token === undefined && opts.useCookie !== false;
-  const cookie = auto ? readCookie(path) : undefined;
-  const client = await openSession(path, opts, opts.token ?? cookie, cookie !== undefined);
-  // Socket activation: this connection started the daemon, which wrote its
-  // cookie only then. Having it now, open an admin session instead.
-  if (auto && cookie === undefined && client.session.principal === 'anonymous') {
-    const late = readCookie(path);
-    if (late !== undefined) {
-      // the name must be free again before the new session takes it
-      await client.disconnect().catch(() => {});
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await openSession(path, opts, late, true);
-        } catch (e) {
-          if (!(e instanceof BufferdError && e.code === 'EEXIST' && attempt < 5)) throw e;
-          await new Promise((r) => setTimeout(r, 10 * attempt));
-        }
-      }
-    }
-  }
-  return client;
+/** What connect() does about the admin cookie: nothing, present it when readable, or insist. */
+function adminMode(opts: ConnectOptions): false | true | 'if-readable' {
+  if (opts.token !== undefined) return false;
+  if (opts.admin !== undefined) return opts.admin;
+  return opts.useCookie === true ? 'if-readable' : false;
 }
 
-async function openSession(path: string, opts: ConnectOptions, token: string | undefined, tokenIsCookie: boolean): Promise<BufferClient> {
+/**
+ * Connect to the daemon and open a session (hello). The admin cookie is
+ * presented only when asked for (`admin`).
+ */
+export async function connect(opts: ConnectOptions = {}): Promise<BufferClient> {
+  const path = resolveSocketPath(opts.socket);
+  const admin = adminMode(opts);
+  if (admin === false) return openSession(path, opts, opts.token, false);
+  const cookie = readCookie(path);
+  // a cookie read when only tried may be a dead daemon's: then fall back to no token
+  const client = await openSession(path, opts, cookie, admin === 'if-readable');
+  if (cookie !== undefined) return client;
+  // Socket activation: this connection may have started the daemon, which
+  // writes its cookie only then. Having it now, open an admin session instead.
+  const late = cookieAt(path);
+  if (!('token' in late)) {
+    if (admin === 'if-readable') return client;
+    await client.disconnect().catch(() => {});
+    throw new BufferdError('EPERM', `admin asked for (connect({admin: true})), but the admin cookie ${cookiePathFor(path)} ${late.why}`, { cookie: cookiePathFor(path) });
+  }
+  // the name must be free again before the new session takes it
+  await client.disconnect().catch(() => {});
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openSession(path, opts, late.token, admin === 'if-readable');
+    } catch (e) {
+      if (!(e instanceof BufferdError && e.code === 'EEXIST' && attempt < 5)) throw e;
+      await new Promise((r) => setTimeout(r, 10 * attempt));
+    }
+  }
+}
+
+async function openSession(path: string, opts: ConnectOptions, token: string | undefined, fallBack: boolean): Promise<BufferClient> {
   const timeoutMs = opts.timeoutMs ?? 5000;
   const sock = await new Promise<Socket>((resolve, reject) => {
     const s = createConnection({ path });
@@ -102,8 +133,8 @@ async function openSession(path: string, opts: ConnectOptions, token: string | u
     try {
       await client.open(opts.name, token, opts.accept);
     } catch (e) {
-      // a cookie read automatically may be a dead daemon's: fall back to anonymous
-      if (!(tokenIsCookie && e instanceof BufferdError && e.code === 'EPERM')) throw e;
+      // a cookie only tried may be a dead daemon's: fall back to no token
+      if (!(fallBack && token !== undefined && e instanceof BufferdError && e.code === 'EPERM')) throw e;
       await client.open(opts.name, undefined, opts.accept);
     }
   } catch (e) {

@@ -29,6 +29,8 @@ export function frame(seed: number, size = FRAME): Buffer {
 
 export const checksum = (b: Uint8Array) => createHash('sha256').update(b).digest('hex').slice(0, 12);
 
+export const FOUR_GIB = 2 ** 32;
+
 type Step = Record<string, unknown> & { step: string };
 type Say = (s: string) => void;
 
@@ -89,7 +91,46 @@ async function mapOrNull(c: BufferClient, h: number, access: 'read' | 'write', s
   }
 }
 
-function roleSteps(c: BufferClient, say: Say): Record<string, (s: Step) => Promise<Record<string, unknown>>> {
+/**
+ * The camera's buffer above 4 GiB, asked for (minAddress) rather than hoped
+ * for: from the hugepage pool, else from 4 KiB pages. Fails naming why each
+ * pool could not place it.
+ */
+async function allocHigh(c: BufferClient, say: Say): Promise<HandleInfo> {
+  const refusals: string[] = [];
+  for (const pool of ['huge', 'default']) {
+    try {
+      return await c.alloc({ pool, size: FRAME, minAddress: FOUR_GIB });
+    } catch (e) {
+      if (!(e instanceof BufferdError) || !['ENOMEM', 'EINVAL', 'ENOENT'].includes(e.code)) throw e;
+      refusals.push(`${pool}: ${e.code}: ${e.message}`);
+      say(`pool ${pool} cannot place ${formatSize(FRAME)} above 4 GiB (${e.code})`);
+    }
+  }
+  throw new Error(`no pool could place the high buffer above 4 GiB: ${refusals.join('; ')}`);
+}
+
+/** The registrations this process made, to undo before it leaves (as a driver's remove() calls dma_unmap). */
+class Registrations {
+  private readonly list: { handle: number; driver: string; buffer: number }[] = [];
+  constructor(private readonly c: BufferClient) {}
+  async register(handle: number, driver: string): Promise<RegistrationInfo> {
+    const r = await this.c.register(handle, driver);
+    this.list.push({ handle, driver, buffer: r.buffer });
+    return r;
+  }
+  /** Unregister everything, newest first; returns what was undone. */
+  async releaseAll(): Promise<string[]> {
+    const done: string[] = [];
+    for (const r of this.list.splice(0).reverse()) {
+      await this.c.unregister(r.handle, r.driver);
+      done.push(`#${r.buffer} from ${r.driver}`);
+    }
+    return done;
+  }
+}
+
+function roleSteps(c: BufferClient, say: Say, regs: Registrations): Record<string, (s: Step) => Promise<Record<string, unknown>>> {
   const inbox = new Inbox(c);
   const handles: Record<string, number> = {};
   const violations: ViolationEvent[] = [];
@@ -104,7 +145,7 @@ function roleSteps(c: BufferClient, say: Say): Record<string, (s: Step) => Promi
       const h = await c.alloc({ for: ['gpu', 'jpeg'], size: FRAME });
       handles['texture'] = h.handle;
       say(`allocated buffer #${h.buffer}: ${where(h)}`);
-      say(regLine(await c.register(h.handle, 'gpu')));
+      say(regLine(await regs.register(h.handle, 'gpu')));
       return { buffer: h.buffer };
     },
     send: async (s) => {
@@ -116,14 +157,14 @@ function roleSteps(c: BufferClient, say: Say): Record<string, (s: Step) => Promi
       const got = checksum(await cpuRead(c, handles['texture']!, FRAME));
       const ok = got === s['checksum'];
       say(`CPU reads the texture after sync start (invalidate): checksum ${got} ${ok ? 'matches the decoder\'s' : 'DIFFERS'}`);
-      return { ok };
+      return { ok, got };
     },
     // decoder
     decode: async () => {
       const ev = await inbox.next();
       handles['texture'] = ev.handle;
       say(`received buffer #${ev.buffer} from ${ev.from.name ?? ev.from.id} as handle ${ev.handle}`);
-      say(regLine(await c.register(ev.handle, 'jpeg')));
+      say(regLine(await regs.register(ev.handle, 'jpeg')));
       const f = frame(1);
       const m = await mapOrNull(c, ev.handle, 'write', say);
       if (m === null) {
@@ -142,17 +183,19 @@ function roleSteps(c: BufferClient, say: Say): Record<string, (s: Step) => Promi
     // capture
     capture: async () => {
       const out: Record<string, unknown> = {};
-      for (const [name, pool, seed] of [['low', 'dma32', 2], ['high', 'huge', 3]] as const) {
-        const h = await c.alloc({ pool, size: FRAME });
+      for (const [name, seed] of [['low', 2], ['high', 3]] as const) {
+        // the low buffer from the pool below 4 GiB; the high one placed above 4 GiB on request
+        const h = name === 'low' ? await c.alloc({ pool: 'dma32', size: FRAME }) : await allocHigh(c, say);
         handles[name] = h.handle;
         say(`allocated buffer #${h.buffer}: ${where(h)}`);
-        const r = await c.register(h.handle, 'capture');
+        const r = await regs.register(h.handle, 'capture');
         say(regLine(r));
         const f = frame(seed);
         await c.device.write('capture', h.handle, 0, f);
         const got = checksum(await cpuRead(c, h.handle, FRAME));
         say(`captured a frame; CPU reads it after sync start: checksum ${got} ${got === checksum(f) ? 'ok' : 'WRONG'}`);
-        out[name] = { buffer: h.buffer, bounced: r.bounced, ok: got === checksum(f) };
+        const addrs = h.segments.map((x) => x.addr);
+        out[name] = { buffer: h.buffer, pool: h.pool, addr: Math.min(...addrs), end: Math.max(...h.segments.map((x) => x.addr + x.len)), bounced: r.bounced, ok: got === checksum(f), got, wrote: checksum(f) };
       }
       return out;
     },
@@ -175,28 +218,29 @@ function roleSteps(c: BufferClient, say: Say): Record<string, (s: Step) => Promi
       const ev = await inbox.next();
       handles['scanout'] = ev.handle;
       say(`received buffer #${ev.buffer} from ${ev.from.name ?? ev.from.id} (rights ${ev.rights.join(', ')})`);
-      say(regLine(await c.register(ev.handle, 'display')));
+      say(regLine(await regs.register(ev.handle, 'display')));
       const got = checksum(await c.device.read('display', ev.handle, 0, FRAME));
       let ok = got === s['checksum'];
       say(`scanned out ${formatSize(FRAME)}: checksum ${got} ${ok ? 'matches' : 'DIFFERS'}`);
       const m = await mapOrNull(c, ev.handle, 'read', say);
+      let seen: string | null = null;
       if (m !== null) {
         await c.sync(ev.handle, { phase: 'start', access: 'read' });
-        const seen = checksum(m.bytes.subarray(0, FRAME));
+        seen = checksum(m.bytes.subarray(0, FRAME));
         await c.sync(ev.handle, { phase: 'end', access: 'read' });
         await m.unmap();
         ok &&= seen === s['checksum'];
         say(`and through its own read-only mapping: checksum ${seen} ${seen === s['checksum'] ? 'matches' : 'DIFFERS'}`);
       }
-      return { ok, mapped: m !== null };
+      return { ok, mapped: m !== null, device: got, mapping: seen };
     },
     'try-register': async () => {
       const ev = await inbox.next();
       say(`received buffer #${ev.buffer} (${formatSize(ev.size)}, ${ev.pool}, ${ev.cache}) from ${ev.from.name ?? ev.from.id}`);
       try {
-        await c.register(ev.handle, 'display');
+        await regs.register(ev.handle, 'display');
         say('display registered it: it should have been refused!');
-        return { refused: false };
+        return { refused: false, buffer: ev.buffer };
       } catch (e) {
         if (!(e instanceof BufferdError) || e.code !== 'EATTR') throw e;
         const mm = (e.details?.['mismatches'] as Mismatch[] | undefined) ?? [];
@@ -204,6 +248,12 @@ function roleSteps(c: BufferClient, say: Say): Record<string, (s: Step) => Promi
         for (const m of mm) say(`  ${formatMismatch(m, 'buffer has')}`);
         return { refused: true, attributes: mm.map((m) => m.attribute) };
       }
+    },
+    // every role: undo its registrations before it leaves
+    release: async () => {
+      const done = await regs.releaseAll();
+      say(done.length === 0 ? 'holds no registrations' : `unregistered ${done.join(', ')}`);
+      return { unregistered: done.length };
     },
   };
 }
@@ -219,8 +269,9 @@ async function main(argv: string[]): Promise<void> {
   const emit = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
   // receiving handles is each role's choice: the decoder takes the app's, the display the app's and the camera's
   const accept: Record<string, string[]> = { decoder: ['texture-app'], display: ['texture-app', 'capture'] };
-  const c = await connect({ socket, name: role, useCookie: false, accept: accept[role] ?? 'none' });
-  const steps = roleSteps(c, (text) => emit({ say: text }));
+  const c = await connect({ socket, name: role, accept: accept[role] ?? 'none' });
+  const regs = new Registrations(c);
+  const steps = roleSteps(c, (text) => emit({ say: text }), regs);
   emit({ ready: role, client: c.id });
   const rl = createInterface({ input: process.stdin });
   for await (const line of rl) {
@@ -239,6 +290,8 @@ async function main(argv: string[]): Promise<void> {
       emit({ error: `${s.step}: ${e instanceof BufferdError ? `${e.code}: ` : ''}${(e as Error).message}` });
     }
   }
+  // what was registered and not released by a step (a run cut short) is unregistered, not leaked
+  await regs.releaseAll().catch(() => []);
   await c.disconnect();
 }
 

@@ -6,8 +6,10 @@
  * writes a frame into that buffer through its own mapping (zero copy); a capture process
  * fills buffers through the capture device (one above 4 GiB, bounced); the
  * display scans the texture out and checks it through its own mapping. On the way one registration is refused with
- * its attribute diff and one forgotten sync is caught by the checker. Ends
- * with `bufctl status`. Exit code 0 when every step did what it should.
+ * its attribute diff and one forgotten sync is caught by the checker. Shows
+ * `bufctl status`, then every process unregisters what it registered before
+ * it leaves: no leak is reported. Exit code 0 when every step did what it
+ * should; otherwise each failure says what happened instead.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,6 +23,41 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const DAEMON = join(HERE, '..', 'daemon', 'main.js');
 const ROLES = join(HERE, 'demo-roles.js');
 const BUFCTL = join(HERE, 'bufctl.js');
+const FOUR_GIB = 2 ** 32;
+const hex = (a: number) => `0x${a.toString(16)}`;
+
+/** The daemon's status as bufctl reads it, or the reason it could not. */
+function statusJson(socket: string): { leaks: number; clients: (string | null)[] } | string {
+  const r = spawnSync(process.execPath, [BUFCTL, '--socket', socket, 'status', '--json'], { encoding: 'utf8' });
+  if (r.status !== 0) return `bufctl status --json exited ${String(r.status)}: ${r.stderr.trim()}`;
+  const st = JSON.parse(r.stdout) as { dma: { leaks: number }; clients: { name: string | null }[] };
+  return { leaks: st.dma.leaks, clients: st.clients.map((c) => c.name) };
+}
+
+/** What the camera step returns for one buffer. */
+interface Captured {
+  buffer: number;
+  pool: string;
+  addr: number;
+  end: number;
+  bounced: number;
+  ok: boolean;
+  got: string;
+  wrote: string;
+}
+
+/** Why the capture step did not show "only the buffer above 4 GiB is bounced", in what happened; [] when it did. */
+export function captureFailures(low: Captured, high: Captured): string[] {
+  const out: string[] = [];
+  for (const [name, b] of [['low', low], ['high', high]] as const) {
+    if (!b.ok) out.push(`the frame captured into the ${name} buffer #${b.buffer} read back as ${b.got}, not ${b.wrote}`);
+  }
+  if (high.addr < FOUR_GIB) out.push(`the high buffer #${high.buffer} landed at ${hex(high.addr)} (below 4 GiB, pool ${high.pool}), so nothing was bounced`);
+  else if (high.bounced === 0) out.push(`the high buffer #${high.buffer} at ${hex(high.addr)} (above 4 GiB) was not bounced for the 32-bit capture device`);
+  if (low.end > FOUR_GIB) out.push(`the low buffer #${low.buffer} reaches ${hex(low.end)}, above 4 GiB (pool ${low.pool})`);
+  else if (low.bounced > 0) out.push(`the low buffer #${low.buffer} at ${hex(low.addr)} (below 4 GiB) was bounced (${low.bounced} bytes) although the device reaches it`);
+  return out;
+}
 
 type Msg = Record<string, unknown>;
 
@@ -102,17 +139,22 @@ export async function runDemo(argv: string[], print: (s: string) => void): Promi
     return 0;
   }
   const failures: string[] = [];
-  const expect = (ok: unknown, what: string) => {
-    if (ok !== true) failures.push(what);
+  /** Record `failure` (what happened instead) unless ok. */
+  const expect = (ok: unknown, failure: () => string) => {
+    if (ok !== true) failures.push(failure());
   };
   const dir = mkdtempSync(join(tmpdir(), 'bufferd-demo-'));
   let daemon: ChildProcess | null = null;
   const roles: Role[] = [];
+  let socket = values.socket;
+  let leaksBefore: number | null = null;
   print('bufferd demo: a texture app, a JPEG decoder, a camera and a display share buffers\n');
   try {
-    let socket = values.socket;
     if (socket === undefined) ({ socket, proc: daemon } = await startDaemon(dir, print));
     else print(`using the running bufferd at ${socket}`);
+    const st0 = statusJson(socket);
+    if (typeof st0 === 'string') throw new Error(st0);
+    leaksBefore = st0.leaks;
     for (const name of ['texture-app', 'decoder', 'capture', 'display']) {
       const p = spawn(process.execPath, [ROLES, name, '--socket', socket], { stdio: ['pipe', 'pipe', 'pipe'] });
       const r = new Role(name, p, print);
@@ -130,43 +172,54 @@ export async function runDemo(argv: string[], print: (s: string) => void): Promi
     print('\n2. The decoder maps the buffer and writes a frame into it, zero copy (sync start/end around the CPU writes)');
     const dec = await decoder.step('decode');
     const ck = await app.step('check-frame', { checksum: dec['checksum'] });
-    expect(ck['ok'], 'the texture app read back the decoded frame');
+    expect(ck['ok'], () => `the texture app read the texture as ${String(ck['got'])}, not the decoded frame ${String(dec['checksum'])}`);
 
-    print('\n3. The camera captures into two buffers: one below 4 GiB, one above (the device has 32-bit DMA)');
+    print('\n3. The camera captures into two buffers: one below 4 GiB, one it asks to be placed above (the device has 32-bit DMA)');
     const cap = await capture.step('capture');
-    const high = cap['high'] as { bounced: number; ok: boolean };
-    const low = cap['low'] as { bounced: number; ok: boolean };
-    expect(low.ok && high.ok, 'captured frames read back intact');
-    expect(low.bounced === 0 && high.bounced > 0, 'only the buffer above 4 GiB is bounced');
+    failures.push(...captureFailures(cap['low'] as Captured, cap['high'] as Captured));
 
     print('\n4. The display scans the texture out, and reads it through its own mapping');
     await app.step('send', { what: 'texture', to: 'display', rights: ['read'] });
     const scan = await display.step('scanout', { checksum: dec['checksum'] });
-    expect(scan['ok'], 'the display scanned out the decoded frame');
+    expect(scan['ok'], () => `the display saw ${String(scan['device'])} by scan-out${scan['mapping'] !== null ? ` and ${String(scan['mapping'])} through its mapping` : ''}, not the decoded frame ${String(dec['checksum'])}`);
 
     print('\n5. Someone hands the display a camera buffer it cannot scan out');
     await capture.step('send', { what: 'high', to: 'display', rights: ['read'] });
     const tr = await display.step('try-register');
-    expect(tr['refused'], 'the display refused the camera buffer with its attribute diff');
+    expect(tr['refused'], () => `the display registered camera buffer #${String(tr['buffer'])} instead of refusing it`);
 
     print('\n6. The camera app forgets a sync');
     const fs = await capture.step('forget-sync');
-    expect(fs['caught'], 'the coherency checker caught the missing sync');
+    expect(fs['caught'], () => 'the coherency checker reported nothing within 5 s of a CPU read without sync start');
 
     print('\n7. bufctl status\n');
     const st = spawnSync(process.execPath, [BUFCTL, '--socket', socket, 'status'], { encoding: 'utf8' });
     print(st.stdout.trimEnd());
-    expect(st.status === 0, 'bufctl status succeeded');
+    expect(st.status === 0, () => `bufctl status exited ${String(st.status)}: ${st.stderr.trim()}`);
+
+    print('\n8. Each process unregisters what it registered, and disconnects');
+    for (const r of roles) await r.step('release');
   } catch (e) {
     failures.push((e as Error).message);
   } finally {
     await Promise.all(roles.map((r) => r.quit()));
-    if (daemon !== null) {
-      daemon.kill('SIGTERM');
-      await new Promise((r) => daemon!.once('exit', r));
-    }
-    rmSync(dir, { recursive: true, force: true });
   }
+  if (socket !== undefined && leaksBefore !== null) {
+    // the daemon reports a leak when a client leaves with registrations: wait until the roles are gone
+    const names = roles.map((r) => r.name);
+    let st = statusJson(socket);
+    for (let i = 0; i < 50 && typeof st !== 'string' && st.clients.some((n) => n !== null && names.includes(n)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      st = statusJson(socket);
+    }
+    if (typeof st === 'string') failures.push(st);
+    else expect(st.leaks === leaksBefore, () => `the daemon reported ${st.leaks - leaksBefore!} leaked registration(s) as the processes left`);
+  }
+  if (daemon !== null) {
+    daemon.kill('SIGTERM');
+    await new Promise((r) => daemon!.once('exit', r));
+  }
+  rmSync(dir, { recursive: true, force: true });
   if (failures.length > 0) {
     print(`\ndemo FAILED: ${failures.join('; ')}`);
     return 1;

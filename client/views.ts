@@ -148,8 +148,13 @@ export function poolDetailView(p: PoolStatus, d: PoolDetail): string {
   return out.join('\n');
 }
 
+/**
+ * The clients with their own handles and bytes, then their principals: a
+ * quota belongs to the principal and is shared by all its connections, so
+ * its use and limit are shown once per principal, not on every client.
+ */
 export function clientsTable(cs: ClientStatus[]): string {
-  return table(cs, [
+  const clients = table(cs, [
     { header: 'ID', get: (c) => c.id, align: 'right' },
     { header: 'NAME', get: (c) => c.name },
     { header: 'PID', get: (c) => c.pid ?? '-', align: 'right' },
@@ -157,10 +162,27 @@ export function clientsTable(cs: ClientStatus[]): string {
     { header: 'PRINCIPAL', get: (c) => c.principal },
     { header: 'HANDLES', get: (c) => c.handles, align: 'right' },
     { header: 'BYTES', get: (c) => size(c.bytes), align: 'right' },
-    { header: 'PRINCIPAL BYTES', get: (c) => size(c.principalBytes), align: 'right' },
-    { header: 'QUOTA', get: (c) => (c.maxBytes === null ? '-' : size(c.maxBytes)), align: 'right' },
     { header: 'CONNECTED', get: (c) => formatDuration(c.connectedMs), align: 'right' },
     { header: 'CAPABILITIES', get: (c) => c.capabilities.join(',') || '-' },
+  ]);
+  if (cs.length === 0) return clients;
+  return `${clients}\n  Principals (each quota is shared by all the principal's clients)\n${principalsTable(cs)}`;
+}
+
+/** One row per principal of the connected clients: clients, bytes against quota. */
+export function principalsTable(cs: ClientStatus[]): string {
+  const by = new Map<string, { principal: string; clients: number; bytes: number; maxBytes: number | null }>();
+  for (const c of cs) {
+    const p = by.get(c.principal);
+    if (p === undefined) by.set(c.principal, { principal: c.principal, clients: 1, bytes: c.principalBytes, maxBytes: c.maxBytes });
+    else p.clients++;
+  }
+  return table([...by.values()], [
+    { header: 'PRINCIPAL', get: (p) => p.principal },
+    { header: 'CLIENTS', get: (p) => p.clients, align: 'right' },
+    { header: 'BYTES', get: (p) => size(p.bytes), align: 'right' },
+    { header: 'QUOTA', get: (p) => (p.maxBytes === null ? 'none' : size(p.maxBytes)), align: 'right' },
+    { header: 'USED', get: (p) => (p.maxBytes === null || p.maxBytes === 0 ? '-' : `${Math.round((100 * p.bytes) / p.maxBytes)}%`), align: 'right' },
   ]);
 }
 

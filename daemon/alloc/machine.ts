@@ -43,6 +43,8 @@ export interface AllocOptions {
   align?: number;
   owner: number;
   populate?: boolean;
+  /** Every page at or above this physical address (0 or absent: anywhere). */
+  minAddress?: number;
 }
 
 export interface HugepageResize {
@@ -107,7 +109,7 @@ export class Machine {
 
   alloc(o: AllocOptions): PhysBuffer {
     const pool = this.pool(o.pool);
-    const buf = pool.alloc(this.nextId, o.size, o.align ?? 1, o.owner, o.populate ?? true);
+    const buf = pool.alloc(this.nextId, o.size, o.align ?? 1, o.owner, o.populate ?? true, o.minAddress ?? 0);
     this.nextId++;
     this.buffers.set(buf.id, buf);
     this.onPages?.(buf.segments);

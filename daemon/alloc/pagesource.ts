@@ -27,7 +27,11 @@ export interface AcquireRequest {
   contiguous: boolean;
   /** Alignment of the first page, in bytes (power of two). */
   align: number;
+  /** Every page at or above this physical address (a placement request; 0: anywhere). */
+  minAddress?: number;
 }
+
+const hex = (a: number) => `0x${a.toString(16)}`;
 
 /** Why a request could not be met, in figures (for ENOMEM messages). */
 export interface Shortfall {
@@ -62,8 +66,9 @@ export class BuddySource implements PageSource {
   acquire(req: AcquireRequest): HeldBlock[] | null {
     const alignPages = Math.max(1, req.align / PAGE);
     const { region, maxAddress } = this.pool;
+    const min = req.minAddress ?? 0;
     if (req.contiguous) {
-      const e = this.mem.allocContig(region, req.count, alignPages, maxAddress);
+      const e = this.mem.allocContig(region, req.count, alignPages, maxAddress, min);
       if (e === null) return null;
       return [this.attrs.acquire(this.pool.name, this.pool.cache, e.pfn, e.npages, 'writeback')];
     }
@@ -72,13 +77,13 @@ export class BuddySource implements PageSource {
     const extents: Extent[] = [];
     let left = req.count;
     if (alignPages > 1) {
-      const first = this.mem.allocContig(region, Math.min(alignPages, left), alignPages, maxAddress);
+      const first = this.mem.allocContig(region, Math.min(alignPages, left), alignPages, maxAddress, min);
       if (first === null) return null;
       extents.push(first);
       left -= first.npages;
     }
     if (left > 0) {
-      const rest = this.mem.allocScatter(region, left, maxAddress);
+      const rest = this.mem.allocScatter(region, left, maxAddress, undefined, min);
       if (rest === null) {
         for (const e of extents) this.mem.freeExtent(e);
         return null;
@@ -95,12 +100,13 @@ export class BuddySource implements PageSource {
 
   shortfall(req: AcquireRequest): Shortfall {
     const { region, maxAddress } = this.pool;
-    const free = this.mem.freePagesFor(region, maxAddress) * PAGE;
-    const largest = this.mem.largestFreeFor(region, maxAddress) * PAGE;
-    const where = `region '${region}'${maxAddress !== null ? ` below 0x${maxAddress.toString(16)}` : ''}`;
+    const min = req.minAddress ?? 0;
+    const free = this.mem.freePagesFor(region, maxAddress, min) * PAGE;
+    const largest = this.mem.largestFreeFor(region, maxAddress, min) * PAGE;
+    const where = `region '${region}'${min > 0 ? ` at or above ${hex(min)}` : ''}${maxAddress !== null ? ` below ${hex(maxAddress)}` : ''}`;
     return {
       text: `${fmt(free)} free in ${where}, largest contiguous free block ${fmt(largest)}`,
-      details: { free, largestFree: largest, requestedPages: req.count },
+      details: { free, largestFree: largest, requestedPages: req.count, ...(min > 0 ? { minAddress: min } : {}) },
     };
   }
 }
@@ -121,7 +127,7 @@ export class HugeSource implements PageSource {
 
   acquire(req: AcquireRequest): HeldBlock[] | null {
     if (req.align > this.hp.size && req.count > 0) return null;
-    const pages = this.hp.reserveAndTake(req.count, req.contiguous, this.pool.cache);
+    const pages = this.hp.reserveAndTake(req.count, req.contiguous, this.pool.cache, req.minAddress ?? 0);
     if (pages === null) return null;
     return pages.map((p) => this.hold(p.pfn, p.attr));
   }
@@ -150,10 +156,12 @@ export class HugeSource implements PageSource {
     const s = this.hp.status();
     const size = fmt(this.hp.size);
     const surplusRoom = Math.max(0, s.overcommit - s.surplus);
+    const min = req.minAddress ?? 0;
     return {
       text:
         `${s.available} of ${s.total} ${size} hugepages available (free ${s.free}, reserved ${s.reserved}, ` +
         `surplus ${s.surplus} of overcommit ${s.overcommit})` +
+        (min > 0 ? `, ${this.hp.freeFrom(min)} of the free ones at or above ${hex(min)}` : '') +
         (req.contiguous ? `, longest run of adjacent free hugepages ${s.largestFreeRun}` : '') +
         (surplusRoom > 0 ? `, up to ${surplusRoom} more as surplus if region '${s.region}' has contiguous ${size} blocks` : ''),
       details: {
@@ -165,6 +173,7 @@ export class HugeSource implements PageSource {
         hugepagesSurplus: s.surplus,
         hugepagesOvercommit: s.overcommit,
         requestedHugepages: req.count,
+        ...(min > 0 ? { minAddress: min, hugepagesFreeAbove: this.hp.freeFrom(min) } : {}),
       },
     };
   }

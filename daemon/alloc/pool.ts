@@ -20,6 +20,7 @@ import type { CacheAttrTracker, HeldBlock } from '../memory/cacheattr.js';
 import { Arena, type ArenaStats, type BinStats, type ChunkMap } from './arena.js';
 import { alignedUsize, isSmall } from './sizeclasses.js';
 import { segmentsOf, type Segment } from '../memory/segments.js';
+import { checkPlacement } from './placement.js';
 
 export type { Segment } from '../memory/segments.js';
 
@@ -156,7 +157,7 @@ export class Pool {
     return a;
   }
 
-  private enomem(size: number, count: number, contiguous: boolean): BufferdError {
+  private enomem(size: number, count: number, contiguous: boolean, minAddress = 0): BufferdError {
     const max = this.cfg.maxBytes;
     if (max !== null && this.mapped + Math.min(count * this.pageSize, this.directThreshold) > max) {
       return new BufferdError(
@@ -165,8 +166,9 @@ export class Pool {
         { pool: this.name, requested: size, maxBytes: max, inUse: this.mapped },
       );
     }
-    const s = this.source.shortfall({ count, contiguous, align: 1 });
-    return new BufferdError('ENOMEM', `pool '${this.name}': cannot allocate ${formatSize(size)} (${size} bytes): ${s.text}`, {
+    const s = this.source.shortfall({ count, contiguous, align: 1, minAddress });
+    const at = minAddress > 0 ? ` at or above 0x${minAddress.toString(16)}` : '';
+    return new BufferdError('ENOMEM', `pool '${this.name}': cannot allocate ${formatSize(size)} (${size} bytes)${at}: ${s.text}`, {
       pool: this.name,
       requested: size,
       ...s.details,
@@ -178,18 +180,25 @@ export class Pool {
     return usize >= this.directThreshold || align > this.directThreshold;
   }
 
-  /** Usable bytes a request would take (its size class, or whole pages when direct). */
-  usizeFor(size: number, align: number): number {
+  /** Usable bytes a request would take (its size class, or whole pages when direct; a placed buffer is always direct). */
+  usizeFor(size: number, align: number, placed = false): number {
     const usize = alignedUsize(size, align);
-    if (this.isDirect(usize, align)) return Math.ceil(size / this.pageSize) * this.pageSize;
+    if (placed || this.isDirect(usize, align)) return Math.ceil(size / this.pageSize) * this.pageSize;
     return usize;
   }
 
-  /** Allocate a zeroed buffer. `populate: false` reserves hugepages for a direct buffer and backs them on first use. */
-  alloc(id: number, size: number, align: number, owner: number, populate = true): PhysBuffer {
+  /**
+   * Allocate a zeroed buffer. `populate: false` reserves hugepages for a
+   * direct buffer and backs them on first use. `minAddress` places every
+   * page at or above it: such a buffer takes whole pages of its own (direct),
+   * as an arena's chunks may lie anywhere.
+   */
+  alloc(id: number, size: number, align: number, owner: number, populate = true, minAddress = 0): PhysBuffer {
     this.checkRequest(size, align);
+    checkPlacement(this.cfg, this.mem, minAddress, populate);
     const usize = alignedUsize(size, align);
-    const buf = this.isDirect(usize, align) ? this.allocDirect(id, size, align, owner, populate) : this.allocArena(id, size, usize, align, owner);
+    const direct = minAddress > 0 || this.isDirect(usize, align);
+    const buf = direct ? this.allocDirect(id, size, align, owner, populate, minAddress) : this.allocArena(id, size, usize, align, owner);
     this.requested_ += size;
     this.nmalloc++;
     return buf;
@@ -215,10 +224,10 @@ export class Pool {
     return { id, pool: this, size, align, usize, kind: isSmall(usize) ? 'small' : 'large', addr, arena, segments: [{ addr, len: size }], blocks: [], reservedPages: 0, owner };
   }
 
-  private allocDirect(id: number, size: number, align: number, owner: number, populate: boolean): PhysBuffer {
+  private allocDirect(id: number, size: number, align: number, owner: number, populate: boolean, minAddress: number): PhysBuffer {
     const count = Math.ceil(size / this.pageSize);
     const usize = count * this.pageSize;
-    const req = { count, contiguous: this.cfg.contiguous, align };
+    const req = { count, contiguous: this.cfg.contiguous, align, minAddress };
     const lazy = !populate && this.source.reserve !== undefined && !this.cfg.contiguous;
     const attempt = (): HeldBlock[] | null => {
       if (!this.canMap(usize)) return null;
@@ -230,7 +239,7 @@ export class Pool {
       this.purge(true);
       blocks = attempt();
     }
-    if (blocks === null) throw this.enomem(size, count, this.cfg.contiguous);
+    if (blocks === null) throw this.enomem(size, count, this.cfg.contiguous, minAddress);
     const buf: PhysBuffer = { id, pool: this, size, align, usize, kind: 'direct', addr: -1, arena: null, segments: [], blocks, reservedPages: lazy ? count : 0, owner };
     this.directBytes += usize;
     this.directCount++;

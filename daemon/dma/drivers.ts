@@ -273,19 +273,26 @@ export class DriverRegistry {
     r.buffer.unref('registrations');
   }
 
-  /** Drop registrations as leaks: every one of a detaching driver, or every one a departed client made. */
-  dropLeaks(which: { driver?: Driver; registrant?: number }, reason: string): { reg: Registration; leak: Leak }[] {
-    const out: { reg: Registration; leak: Leak }[] = [];
+  /** Registrations in force: every one of a driver, or every one a client made (or both: a client's with that driver). */
+  inForce(which: { driver?: Driver; registrant?: number }): Registration[] {
+    const out: Registration[] = [];
     const drivers = which.driver !== undefined ? [which.driver] : this.list();
     for (const d of drivers) {
-      for (const r of [...d.registrations.values()]) {
+      for (const r of d.registrations.values()) {
         if (r.dying || (which.registrant !== undefined && r.registrant !== which.registrant)) continue;
-        d.leaks++;
-        this.totalLeaks++;
-        out.push({ reg: r, leak: { driver: d.name, buffer: r.buffer.id, registrant: r.registrant, reason } });
+        out.push(r);
       }
     }
     return out;
+  }
+
+  /** Count registrations as leaks: every one of a detaching driver, or every one a departed client made. */
+  dropLeaks(which: { driver?: Driver; registrant?: number }, reason: string): { reg: Registration; leak: Leak }[] {
+    return this.inForce(which).map((r) => {
+      r.driver.leaks++;
+      this.totalLeaks++;
+      return { reg: r, leak: { driver: r.driver.name, buffer: r.buffer.id, registrant: r.registrant, reason } };
+    });
   }
 
   detach(d: Driver): void {

@@ -107,9 +107,14 @@ export class BuddyAllocator {
     }
   }
 
-  /** Allocate one naturally aligned block of 2^order pages; returns its pfn or -1. */
-  alloc(order: number): number {
+  /**
+   * Allocate one naturally aligned block of 2^order pages; returns its pfn
+   * or -1. With minPfn, the block lies at or above it (a placement request:
+   * the free lists are scanned, smallest order first, lowest address).
+   */
+  alloc(order: number, minPfn = 0): number {
     if (order < 0 || order > this.maxOrder) return -1;
+    if (minPfn > this.startPfn) return this.allocFrom(order, minPfn);
     let o = order;
     while (o <= this.maxOrder && this.lists[o]!.size === 0) o++;
     if (o > this.maxOrder) return -1;
@@ -121,6 +126,51 @@ export class BuddyAllocator {
     }
     this.free_ -= 2 ** order;
     return pfn;
+  }
+
+  /** alloc(order) at or above minPfn: carve the block out of the smallest free block that holds one there. */
+  private allocFrom(order: number, minPfn: number): number {
+    const n = 2 ** order;
+    const first = Math.ceil(minPfn / n) * n;
+    for (let o = order; o <= this.maxOrder; o++) {
+      const size = 2 ** o;
+      let head = -1;
+      let at = -1;
+      for (const h of this.lists[o]!) {
+        const start = Math.max(h, first);
+        if (start + n <= h + size && (at < 0 || start < at)) {
+          head = h;
+          at = start;
+        }
+      }
+      if (at < 0) continue;
+      this.remove(head, o);
+      this.free_ -= size;
+      // the rest of the block goes back: pieces below and above, coalescing only among themselves
+      if (at > head) this.freeRange(head, at - head);
+      if (at + n < head + size) this.freeRange(at + n, head + size - at - n);
+      return at;
+    }
+    return -1;
+  }
+
+  /** Free pages at or above minPfn. */
+  freePagesFrom(minPfn: number): number {
+    if (minPfn <= this.startPfn) return this.free_;
+    let n = 0;
+    this.lists.forEach((set, o) => {
+      for (const h of set) n += Math.max(0, h + 2 ** o - Math.max(h, minPfn));
+    });
+    return n;
+  }
+
+  /** Pages of the longest free run inside one free block at or above minPfn. */
+  largestFreeFrom(minPfn: number): number {
+    let best = 0;
+    this.lists.forEach((set, o) => {
+      for (const h of set) best = Math.max(best, h + 2 ** o - Math.max(h, minPfn));
+    });
+    return best;
   }
 
   /** Free a block previously allocated with alloc(order) (or a piece from allocExact). */
@@ -162,9 +212,9 @@ export class BuddyAllocator {
    * multiple of alignPages (a power of two). The tail of the rounded-up
    * block goes straight back (like alloc_pages_exact). Returns pfn or -1.
    */
-  allocExact(npages: number, alignPages = 1): number {
+  allocExact(npages: number, alignPages = 1, minPfn = 0): number {
     const order = Math.max(Math.ceil(Math.log2(npages)), Math.ceil(Math.log2(alignPages)));
-    const pfn = this.alloc(order);
+    const pfn = this.alloc(order, minPfn);
     if (pfn < 0) return -1;
     const extra = 2 ** order - npages;
     if (extra > 0) this.freeRange(pfn + npages, extra);
@@ -173,17 +223,18 @@ export class BuddyAllocator {
 
   /**
    * Allocate npages as a scatter-gather list of blocks, largest blocks
-   * first (at most 2^maxSegOrder pages each). All or nothing: returns null
-   * without changing anything when fewer than npages are free.
+   * first (at most 2^maxSegOrder pages each), at or above minPfn. All or
+   * nothing: returns null without changing anything when fewer than npages
+   * are free there.
    */
-  allocScatter(npages: number, maxSegOrder = this.maxOrder): Block[] | null {
-    if (npages > this.free_) return null;
+  allocScatter(npages: number, maxSegOrder = this.maxOrder, minPfn = 0): Block[] | null {
+    if (npages > this.freePagesFrom(minPfn)) return null;
     const out: Block[] = [];
     let left = npages;
     let o = Math.min(Math.floor(Math.log2(left)), maxSegOrder, this.maxOrder);
     while (left > 0) {
       while (2 ** o > left) o--;
-      const pfn = this.alloc(o);
+      const pfn = this.alloc(o, minPfn);
       if (pfn < 0) {
         o--;
         continue;

@@ -145,16 +145,36 @@ export class HugepagePool {
     return this.gather(n) !== null;
   }
 
-  /** reserve(n); returns the surplus pages gathered for it, or null (nothing changed). */
-  private gather(n: number): number[] | null {
+  /** Index of the first free page at or above minPfn. */
+  private firstFrom(minPfn: number): number {
+    let lo = 0;
+    let hi = this.freeList.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.freeList[mid]! < minPfn) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Free pages at or above a physical address. */
+  freeFrom(minAddress: number): number {
+    return this.freeList.length - this.firstFrom(minAddress / PAGE);
+  }
+
+  /**
+   * reserve(n), with n free pages at or above minPfn when asked; returns the
+   * surplus pages gathered for it, or null (nothing changed).
+   */
+  private gather(n: number, minPfn = 0): number[] | null {
     if (n <= 0) return [];
-    const needed = this.resv_ + n - this.freeList.length;
+    const needed = Math.max(this.resv_ + n - this.freeList.length, minPfn > 0 ? n - (this.freeList.length - this.firstFrom(minPfn)) : 0);
     const fresh: number[] = [];
     if (needed > 0) {
       if (this.surplus_ + needed > this.overcommit_) return null;
       // gather into a side list first, so a shortfall gives back exactly these pages
       while (fresh.length < needed) {
-        const pfn = this.mem.allocBlock(this.region, this.order, null);
+        const pfn = this.mem.allocBlock(this.region, this.order, null, minPfn * PAGE);
         if (pfn < 0) break;
         fresh.push(pfn);
       }
@@ -175,12 +195,15 @@ export class HugepagePool {
   /**
    * reserve(n) then take(n, contiguous, prefer), all or nothing: when no
    * contiguous run turns up, the reservation is dropped and exactly the
-   * surplus pages gathered for it go back, so nothing changes.
+   * surplus pages gathered for it go back, so nothing changes. With
+   * minAddress, only pages at or above it are taken (surplus ones gathered
+   * there when the free ones fall short).
    */
-  reserveAndTake(n: number, contiguous: boolean, prefer: CachePolicy = 'writeback'): Hugepage[] | null {
-    const fresh = this.gather(n);
+  reserveAndTake(n: number, contiguous: boolean, prefer: CachePolicy = 'writeback', minAddress = 0): Hugepage[] | null {
+    const minPfn = minAddress / PAGE;
+    const fresh = this.gather(n, minPfn);
     if (fresh === null) return null;
-    const pages = this.take(n, contiguous, prefer);
+    const pages = this.take(n, contiguous, prefer, minPfn);
     if (pages === null) {
       this.resv_ -= n;
       if (fresh.length > 0) {
@@ -209,10 +232,10 @@ export class HugepagePool {
     }
   }
 
-  /** Is there a run of n physically adjacent free pages? Returns its index or -1. */
-  private findRun(n: number): number {
-    let runStart = 0;
-    for (let i = 0; i < this.freeList.length; i++) {
+  /** Is there a run of n physically adjacent free pages (from index `from`)? Returns its index or -1. */
+  private findRun(n: number, from = 0): number {
+    let runStart = from;
+    for (let i = from; i < this.freeList.length; i++) {
       if (i > runStart && this.freeList[i]! !== this.freeList[i - 1]! + this.pagesPer) runStart = i;
       if (i - runStart + 1 >= n) return runStart;
     }
@@ -238,28 +261,33 @@ export class HugepagePool {
   /**
    * Consume n reserved pages (dequeue). Pages already carrying `prefer`
    * come first (no conversion needed), then the rest, lowest addresses
-   * first; or one physically contiguous run. The caller reserved them;
-   * returns null (and changes nothing) only when a contiguous run is asked
-   * for and none exists.
+   * first; or one physically contiguous run; only pages at or above minPfn
+   * when given. The caller reserved them; returns null (and changes
+   * nothing) when a contiguous run is asked for and none exists, or fewer
+   * than n pages lie at or above minPfn.
    */
-  take(n: number, contiguous: boolean, prefer: CachePolicy = 'writeback'): Hugepage[] | null {
+  take(n: number, contiguous: boolean, prefer: CachePolicy = 'writeback', minPfn = 0): Hugepage[] | null {
     if (n > this.resv_ || n > this.freeList.length) throw new RangeError(`take(${n}) without reservation`);
+    const from = minPfn > 0 ? this.firstFrom(minPfn) : 0;
+    if (this.freeList.length - from < n) return null;
     const out: Hugepage[] = [];
     if (contiguous && n > 1) {
-      const start = this.findRun(n);
+      const start = this.findRun(n, from);
       if (start < 0) return null;
       for (const pfn of this.freeList.splice(start, n)) out.push(this.detach(pfn));
     } else {
-      // one pass: the first n pages carrying `prefer` go, the others stay in order
-      const rest: number[] = [];
-      for (const pfn of this.freeList) {
+      // one pass: the first n pages carrying `prefer` go, the others stay in order (those below `from` all stay)
+      const rest: number[] = this.freeList.slice(0, from);
+      for (const pfn of this.freeList.slice(from)) {
         if (out.length < n && (this.attrs.get(pfn) ?? 'writeback') === prefer) out.push(this.detach(pfn));
         else rest.push(pfn);
       }
-      // then the lowest of the others
+      // then the lowest of the others at or above minPfn
       const more = n - out.length;
-      for (let i = 0; i < more; i++) out.push(this.detach(rest[i]!));
-      this.freeList = more > 0 ? rest.slice(more) : rest;
+      const at = rest.findIndex((pfn) => pfn >= minPfn);
+      for (let i = 0; i < more; i++) out.push(this.detach(rest[at + i]!));
+      if (more > 0) rest.splice(at, more);
+      this.freeList = rest;
     }
     this.resv_ -= n;
     return out;

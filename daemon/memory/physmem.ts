@@ -91,9 +91,9 @@ export class PhysicalMemory {
     return r;
   }
 
-  /** Zones of a region usable below maxAddress (exclusive), highest first. */
-  zonesFor(region: string, maxAddress: number | null): Zone[] {
-    const zs = this.region(region).zones.filter((z) => maxAddress === null || z.base + z.size <= maxAddress);
+  /** Zones of a region usable below maxAddress (exclusive) and reaching above minAddress, highest first. */
+  zonesFor(region: string, maxAddress: number | null, minAddress = 0): Zone[] {
+    const zs = this.region(region).zones.filter((z) => (maxAddress === null || z.base + z.size <= maxAddress) && z.base + z.size > minAddress);
     return zs.reverse();
   }
 
@@ -106,34 +106,38 @@ export class PhysicalMemory {
     throw new RangeError(`pfn ${pfn} is not in any region`);
   }
 
-  /** Free pages usable by a request (region, maxAddress). */
-  freePagesFor(region: string, maxAddress: number | null): number {
-    return this.zonesFor(region, maxAddress).reduce((a, z) => a + z.buddy.freePages, 0);
+  /** Free pages usable by a request (region, maxAddress, minAddress). */
+  freePagesFor(region: string, maxAddress: number | null, minAddress = 0): number {
+    return this.zonesFor(region, maxAddress, minAddress).reduce((a, z) => a + z.buddy.freePagesFrom(minAddress / PAGE), 0);
   }
 
   /** Largest free block usable by a request, in pages. */
-  largestFreeFor(region: string, maxAddress: number | null): number {
+  largestFreeFor(region: string, maxAddress: number | null, minAddress = 0): number {
     let best = 0;
-    for (const z of this.zonesFor(region, maxAddress)) {
+    for (const z of this.zonesFor(region, maxAddress, minAddress)) {
+      if (minAddress > z.base) {
+        best = Math.max(best, z.buddy.largestFreeFrom(minAddress / PAGE));
+        continue;
+      }
       const o = z.buddy.largestFreeOrder();
       if (o >= 0) best = Math.max(best, 2 ** o);
     }
     return best;
   }
 
-  /** One contiguous run of npages aligned to alignPages, or null. */
-  allocContig(region: string, npages: number, alignPages: number, maxAddress: number | null): Extent | null {
-    for (const z of this.zonesFor(region, maxAddress)) {
-      const pfn = z.buddy.allocExact(npages, alignPages);
+  /** One contiguous run of npages aligned to alignPages (at or above minAddress), or null. */
+  allocContig(region: string, npages: number, alignPages: number, maxAddress: number | null, minAddress = 0): Extent | null {
+    for (const z of this.zonesFor(region, maxAddress, minAddress)) {
+      const pfn = z.buddy.allocExact(npages, alignPages, minAddress / PAGE);
       if (pfn >= 0) return { pfn, npages };
     }
     return null;
   }
 
-  /** One naturally aligned block of 2^order pages (hugepages), or -1. */
-  allocBlock(region: string, order: number, maxAddress: number | null): number {
-    for (const z of this.zonesFor(region, maxAddress)) {
-      const pfn = z.buddy.alloc(order);
+  /** One naturally aligned block of 2^order pages (hugepages, at or above minAddress), or -1. */
+  allocBlock(region: string, order: number, maxAddress: number | null, minAddress = 0): number {
+    for (const z of this.zonesFor(region, maxAddress, minAddress)) {
+      const pfn = z.buddy.alloc(order, minAddress / PAGE);
       if (pfn >= 0) return pfn;
     }
     return -1;
@@ -141,18 +145,20 @@ export class PhysicalMemory {
 
   /**
    * npages as a scatter-gather list, largest blocks first, highest zone
-   * first. All or nothing: null (nothing changed) when not enough is free.
+   * first, at or above minAddress. All or nothing: null (nothing changed)
+   * when not enough is free.
    */
-  allocScatter(region: string, npages: number, maxAddress: number | null, maxSegOrder?: number): Extent[] | null {
-    const zones = this.zonesFor(region, maxAddress);
-    if (zones.reduce((a, z) => a + z.buddy.freePages, 0) < npages) return null;
+  allocScatter(region: string, npages: number, maxAddress: number | null, maxSegOrder?: number, minAddress = 0): Extent[] | null {
+    const zones = this.zonesFor(region, maxAddress, minAddress);
+    const minPfn = minAddress / PAGE;
+    if (zones.reduce((a, z) => a + z.buddy.freePagesFrom(minPfn), 0) < npages) return null;
     const out: Extent[] = [];
     let left = npages;
     for (const z of zones) {
       if (left === 0) break;
-      const take = Math.min(left, z.buddy.freePages);
+      const take = Math.min(left, z.buddy.freePagesFrom(minPfn));
       if (take === 0) continue;
-      const blocks = z.buddy.allocScatter(take, maxSegOrder)!;
+      const blocks = z.buddy.allocScatter(take, maxSegOrder, minPfn)!;
       for (const b of blocks) out.push({ pfn: b.pfn, npages: 2 ** b.order });
       left -= take;
     }

@@ -220,6 +220,21 @@ export function* reportLeaks(ctx: DaemonContext, which: { driver?: Driver; regis
   return leaks.length;
 }
 
+/**
+ * The daemon is stopping: drop registrations without calling them leaks.
+ * The daemon ends these sessions, not the clients, so nothing was
+ * forgotten; they are released as an unregister would (debug log only).
+ */
+export function* releaseAtShutdown(ctx: DaemonContext, which: { driver?: Driver; registrant?: number }): Work<number> {
+  const regs = ctx.drivers.inForce(which);
+  for (const r of regs) r.dying = true;
+  for (const r of regs) {
+    ctx.log.debug({ driver: r.driver.name, buffer: r.buffer.id, registrant: r.registrant }, 'registration released at shutdown');
+    yield* dropRegistration(ctx, r);
+  }
+  return regs.length;
+}
+
 export function attach(ctx: DaemonContext, s: Session, req: RequestOf<'driver.attach'>): { name: string; constraints: Constraints } {
   requireCapability(s.capabilities, 'driver', 'driver.attach');
   const bad = validateConstraints(req.constraints);

@@ -70,12 +70,18 @@ export const HANDLERS: HandlerTable = {
   reload: events.reload,
 };
 
-/** What a departed client leaves behind: its registrations and its client drivers, reported as leaks. */
+/**
+ * What a departed client leaves behind: its registrations and its client
+ * drivers, reported as leaks, unless the daemon is stopping: then the daemon
+ * ended the session and they are released quietly.
+ */
 export function* onSessionClose(ctx: DaemonContext, s: Session): Work<void> {
-  yield* drivers.reportLeaks(ctx, { registrant: s.id }, 'registering client disconnected');
+  if (ctx.stopping) yield* drivers.releaseAtShutdown(ctx, { registrant: s.id });
+  else yield* drivers.reportLeaks(ctx, { registrant: s.id }, 'registering client disconnected');
   for (const d of ctx.drivers.list()) {
     if (d.owner !== s.id) continue;
-    yield* drivers.reportLeaks(ctx, { driver: d }, 'client driver disconnected');
+    if (ctx.stopping) yield* drivers.releaseAtShutdown(ctx, { driver: d });
+    else yield* drivers.reportLeaks(ctx, { driver: d }, 'client driver disconnected');
     ctx.drivers.detach(d);
   }
 }

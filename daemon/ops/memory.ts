@@ -13,6 +13,7 @@ import { R_ALL, R_READ, R_WRITE, type SharedBuffer } from '../buffers/handles.js
 import { ADMIN, requireCapability } from '../session/auth.js';
 import { maxDataBytes } from '../../protocol/frame.js';
 import { planFor } from './drivers.js';
+import { checkPlacementRequest, checkPoolReaches } from '../alloc/placement.js';
 
 export function pools(ctx: DaemonContext): { pools: PoolStatus[] } {
   return { pools: ctx.machine.poolStatus() };
@@ -24,10 +25,11 @@ export function alloc(ctx: DaemonContext, s: Session, req: RequestOf<'alloc'>): 
   }
   const t = table(s);
   t.ensureRoom();
+  const minAddress = req.minAddress ?? 0;
   let plan: { candidates: { pool: string; reason: string }[]; align: number; for: string[] | null };
   if (req.for !== undefined) {
     const p = planFor(ctx, s, req.for);
-    plan = { candidates: p.candidates, align: Math.max(req.align ?? 1, p.merged.align), for: req.for };
+    plan = { candidates: placeable(ctx, p.candidates, p.merged.addressLimit, minAddress, req), align: Math.max(req.align ?? 1, p.merged.align), for: req.for };
   } else {
     const pool = ctx.machine.pool(req.pool!);
     if (pool.cfg.capability !== null) requireCapability(s.capabilities, pool.cfg.capability, `allocating from pool '${pool.name}'`);
@@ -38,8 +40,8 @@ export function alloc(ctx: DaemonContext, s: Session, req: RequestOf<'alloc'>): 
     const pool = ctx.machine.pool(c.pool);
     try {
       pool.checkRequest(req.size, plan.align);
-      checkQuota(s, pool.usizeFor(req.size, plan.align));
-      const phys = ctx.machine.alloc({ pool: c.pool, size: req.size, align: plan.align, owner: s.id, populate: req.populate ?? true });
+      checkQuota(s, pool.usizeFor(req.size, plan.align, minAddress > 0));
+      const phys = ctx.machine.alloc({ pool: c.pool, size: req.size, align: plan.align, owner: s.id, populate: req.populate ?? true, minAddress });
       const b = ctx.share(phys, s);
       if (plan.for !== null) b.placement = { for: plan.for, pool: c.pool, reason: c.reason };
       const h = t.open(b, R_ALL);
@@ -52,6 +54,39 @@ export function alloc(ctx: DaemonContext, s: Session, req: RequestOf<'alloc'>): 
     }
   }
   throw last;
+}
+
+/**
+ * alloc {for, minAddress}: the fitting pools that have memory at or above
+ * the address. EINVAL when none has, or when the drivers could never reach
+ * a buffer placed there (a DMA mask below it, and no bounce).
+ */
+function placeable(
+  ctx: DaemonContext,
+  candidates: { pool: string; reason: string }[],
+  addressLimit: number | null,
+  minAddress: number,
+  req: RequestOf<'alloc'>,
+): { pool: string; reason: string }[] {
+  if (minAddress === 0) return candidates;
+  checkPlacementRequest(minAddress, req.populate ?? true);
+  const hex = (a: number) => `0x${a.toString(16)}`;
+  if (addressLimit !== null && addressLimit <= minAddress) {
+    throw new BufferdError('EINVAL', `minAddress ${hex(minAddress)} is at or above what ${req.for!.join(' + ')} can reach without bouncing (below ${hex(addressLimit)}): such a buffer could never be registered`, { minAddress, addressLimit });
+  }
+  const why: string[] = [];
+  const ok = candidates.filter((c) => {
+    try {
+      checkPoolReaches(ctx.machine.pool(c.pool).cfg, ctx.machine.mem, minAddress);
+      return true;
+    } catch (e) {
+      if (!(e instanceof BufferdError) || e.code !== 'EINVAL') throw e;
+      why.push(e.message);
+      return false;
+    }
+  });
+  if (ok.length === 0) throw new BufferdError('EINVAL', `no pool that fits ${req.for!.join(' + ')} can place a buffer at or above ${hex(minAddress)}: ${why.join('; ')}`, { minAddress });
+  return ok;
 }
 
 function checkQuota(s: Session, usize: number): void {

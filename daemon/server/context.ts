@@ -79,7 +79,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const expiry = new DeadlineTimer('token expiry', () => tokens.nextExpiry(), () => tokens.sweep(), now, log);
   const timers: DeadlineTimer[] = [decay, expiry];
   const background = new Background((err) => log.error({ err }, 'error in background work'));
-  /** What a departed client leaves: registrations as leaks, its drivers, brackets, mappings, handles, arenas. */
+  /** What a departed client leaves: registrations (leaks, unless the daemon is stopping), its drivers, brackets, mappings, handles, arenas. */
   function* teardown(s: Session): Work<void> {
     yield* onSessionClose(ctx, s);
     yield* coherency.clientGone(s.id);
@@ -108,6 +108,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     bus,
     dashboard: null,
     fdbox: null,
+    stopping: false,
     background,
     sessionClosed: (s) => {
       if (s.subscription !== null) bus.unsubscribe(s.subscription);

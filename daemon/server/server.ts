@@ -211,6 +211,8 @@ export class Server {
   async shutdown(reason: string): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    // from now on a session that ends was ended by the daemon: what it still holds is released, not leaked
+    this.ctx.stopping = true;
     const closed = new Promise<void>((r) => this.net.close(() => r()));
     const timeout = this.ctx.config.server.shutdownTimeoutMs;
     await Promise.all([...this.conns].map((c) => c.shutdown(reason, timeout)));

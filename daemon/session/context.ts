@@ -36,6 +36,8 @@ export interface DaemonContext {
   readonly machine: Machine;
   /** Monotonic milliseconds since the daemon started. */
   now(): number;
+  /** The daemon is shutting down (SIGTERM/SIGINT): sessions it closes leave no leaks, only releases. */
+  stopping: boolean;
   /** Called once when a session's connection closes: release what it held (in the background, in slices). */
   sessionClosed(s: Session): void;
   /** Work the daemon does on its own (teardowns), in slices. */

@@ -19,6 +19,9 @@ const AllocRequest = request(
     size: Type.Integer({ minimum: 1, maximum: MAX_BUFFER_BYTES, description: 'size in bytes, 1 to 64 GiB' }),
     align: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 ** 30, description: 'alignment in bytes, a power of two' })),
     populate: Type.Optional(Type.Boolean({ description: 'back hugepages now (default) or reserve them and back on first use' })),
+    minAddress: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'place every page at or above this physical address, a multiple of 4096 (e.g. 4294967296: above 4 GiB); the buffer takes whole pages of its own' }),
+    ),
   },
   'Allocate a zeroed buffer from a pool; returns a handle with all rights.',
 );

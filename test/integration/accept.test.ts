@@ -100,7 +100,7 @@ t.test('auth.names: a bound name can only be taken by its principal', async (t) 
   const e = await rejection(connect({ socket: d.socket, name: 'decoder', useCookie: false }));
   t.equal(e.code, 'EPERM');
   t.equal(e.message, "client name 'decoder' is reserved for 'decoder-app' (auth.names); this client is 'anonymous'");
-  const admin = await rejection(connect({ socket: d.socket, name: 'decoder' }));
+  const admin = await rejection(connect({ socket: d.socket, name: 'decoder', admin: true }));
   t.equal(admin.code, 'EPERM', 'not even the cookie admin');
   const dec = await connect({ socket: d.socket, name: 'decoder', token: 'decoder-secret-0123456789', accept: 'any' });
   t.teardown(() => dec.disconnect());

@@ -169,7 +169,7 @@ t.test('the admin cookie: beside the socket, mode 0600, admin, removed at stop',
   t.match(readFileSync(cookie, 'utf8'), /^[0-9a-f]{64}\n$/, '256 random bits');
   t.equal(mode(d.socket).toString(8), '660', 'the socket has the default mode 0660');
 
-  const admin = await connect({ socket: d.socket });
+  const admin = await connect({ socket: d.socket, admin: true });
   t.teardown(() => admin.disconnect());
   t.same([admin.session.principal, admin.session.capabilities, admin.session.maxBytes], ['cookie', ['admin'], null]);
   const plain = await client(t, d.socket);
@@ -190,6 +190,42 @@ t.test('the admin cookie: beside the socket, mode 0600, admin, removed at stop',
   t.not(readFileSync(cookie, 'utf8').trim(), secret, 'a fresh cookie each start');
   const e = await rejection(connect({ socket: d2.socket, token: secret }));
   t.equal(e.code, 'EPERM', 'the previous cookie is unknown to the new daemon');
+});
+
+t.test('the client library presents the admin cookie only when asked', async (t) => {
+  const d = await startDaemon(t);
+  t.ok(existsSync(join(d.dir, '.bufferd.sock.cookie')), 'the cookie is there and readable by this process');
+  const app = await connect({ socket: d.socket, name: 'app' });
+  t.teardown(() => app.disconnect());
+  t.same([app.session.principal, app.session.capabilities], ['anonymous', ['alloc:uncached', 'alloc:writecombine', 'driver']], 'an application is not admin by default');
+  const e = await rejection(app.setHugepages(2 * MiB, 10));
+  t.equal(e.code, 'EPERM', 'so a missing capability shows during development');
+  t.equal(e.message, "hugepages.set requires the capability 'admin', which this client does not have");
+  for (const [what, opts] of [
+    ['admin: true', { admin: true }],
+    ["admin: 'if-readable'", { admin: 'if-readable' }],
+    ['useCookie: true (the former name)', { useCookie: true }],
+  ] as const) {
+    const c = await connect({ socket: d.socket, ...opts });
+    t.equal(c.session.principal, 'cookie', what);
+    await c.disconnect();
+  }
+  const tok = await rejection(connect({ socket: d.socket, token: 'no-such-token-0123456789', admin: true }));
+  t.equal(tok.code, 'EPERM', 'a token given wins over admin: the cookie is not presented instead');
+  const st = await app.status();
+  t.equal(st.clients.find((c) => c.id === app.id)!.principal, 'anonymous');
+});
+
+t.test('admin: true without a readable cookie is refused, naming the cookie; if-readable carries on', async (t) => {
+  const d = await startDaemon(t, { config: { ...DEFAULT_MACHINE, auth: { ...DEFAULT_MACHINE.auth, cookie: false } } });
+  const cookie = join(d.dir, '.bufferd.sock.cookie');
+  const e = await rejection(connect({ socket: d.socket, name: 'wants-admin', admin: true }));
+  t.equal(e.code, 'EPERM');
+  t.equal(e.message, `admin asked for (connect({admin: true})), but the admin cookie ${cookie} does not exist (the daemon writes it at start unless auth.cookie is false)`);
+  t.same(e.details, { cookie });
+  const tried = await connect({ socket: d.socket, name: 'wants-admin', admin: 'if-readable' });
+  t.teardown(() => tried.disconnect());
+  t.equal(tried.session.principal, 'anonymous', 'if-readable: anonymous, the name free again after the refused attempt');
 });
 
 t.test('auth.cookie false: no cookie, default clients are anonymous', async (t) => {

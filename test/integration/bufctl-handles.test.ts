@@ -95,7 +95,7 @@ t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, 
   t.match(none.stdout, '(none)');
 
   // the JSON is what the protocol answers an admin
-  const admin = await connect({ socket: d.socket, name: 'admin' });
+  const admin = await connect({ socket: d.socket, name: 'admin', admin: true });
   t.teardown(() => admin.disconnect());
   t.equal(admin.session.principal, 'cookie');
   t.same((await admin.buffers()).buffers, all);
@@ -124,13 +124,20 @@ t.test('bufctl clients: principal, handles, bytes, quota, capabilities', async (
 
   const human = await bufctl(d.socket, 'clients');
   t.equal(human.code, 0, human.stderr);
-  t.match(human.stdout, /ID\s+NAME\s+PID\s+UID\s+PRINCIPAL\s+HANDLES\s+BYTES\s+PRINCIPAL BYTES\s+QUOTA\s+CONNECTED\s+CAPABILITIES/);
+  t.match(human.stdout, /ID\s+NAME\s+PID\s+UID\s+PRINCIPAL\s+HANDLES\s+BYTES\s+CONNECTED\s+CAPABILITIES\n/);
   const line = (name: string) => human.stdout.split('\n').find((l) => new RegExp(`^\\s+\\d+\\s+${name}\\s`).test(l));
-  // BYTES is the client's own; PRINCIPAL BYTES the principal's quota use (alpha and proc are both anonymous)
-  t.match(line('alpha'), /alpha\s+\d+\s+\d+\s+anonymous\s+2\s+10 KiB\s+10\.1 KiB\s+-\s+\d+s\s+alloc:uncached,alloc:writecombine,driver$/);
-  t.match(line('cam'), /cam\s+\d+\s+\d+\s+camera\s+1\s+4 MiB\s+4 MiB\s+16 MiB\s+\d+s\s+alloc:writecombine$/);
-  t.match(line('proc'), /proc\s+\d+\s+\d+\s+anonymous\s+1\s+112 B\s+10\.1 KiB\s+-/);
-  t.match(line('bufctl:\\d+'), /bufctl:\d+\s+\d+\s+\d+\s+cookie\s+0\s+0 B\s+0 B\s+-\s+\d+s\s+admin$/, 'bufctl itself, admin through the cookie');
+  // BYTES is the client's own (alpha and proc are both anonymous: each shows only what it allocated)
+  t.match(line('alpha'), /alpha\s+\d+\s+\d+\s+anonymous\s+2\s+10 KiB\s+\d+s\s+alloc:uncached,alloc:writecombine,driver$/);
+  t.match(line('cam'), /cam\s+\d+\s+\d+\s+camera\s+1\s+4 MiB\s+\d+s\s+alloc:writecombine$/);
+  t.match(line('proc'), /proc\s+\d+\s+\d+\s+anonymous\s+1\s+112 B\s+\d+s\s/);
+  t.match(line('bufctl:\\d+'), /bufctl:\d+\s+\d+\s+\d+\s+cookie\s+0\s+0 B\s+\d+s\s+admin$/, 'bufctl itself, admin through the cookie');
+  // the principals' quota use, once each and labelled as such
+  t.match(human.stdout, "\n  Principals (each quota is shared by all the principal's clients)\n");
+  t.match(human.stdout, /PRINCIPAL\s+CLIENTS\s+BYTES\s+QUOTA\s+USED\n/);
+  const principal = (name: string) => human.stdout.split('\n').filter((l) => new RegExp(`^\\s+${name}\\s+\\d+\\s`).test(l));
+  t.same(principal('anonymous').map((l) => l.trim().split(/\s{2,}/)), [['anonymous', '2', '10.1 KiB', 'none', '-']], 'alpha and proc together, one row');
+  t.same(principal('camera').map((l) => l.trim().split(/\s{2,}/)), [['camera', '1', '4 MiB', '16 MiB', '25%']]);
+  t.same(principal('cookie').map((l) => l.trim().split(/\s{2,}/)), [['cookie', '1', '0 B', 'none', '-']]);
 
   const js = await bufctl(d.socket, 'clients', '--json');
   t.equal(js.code, 0);

@@ -248,7 +248,12 @@ async function run(): Promise<void> {
     t.ok(await becomes(page, `document.querySelector('#clients tr[data-id="client-${app.id}"]') !== null`), 'a row for texture-app');
     const rows = await inPage<Record<string, string>>(page, rowsJs('clients'));
     const cells = rows[`client-${app.id}`]!.split('|');
-    t.same(cells.slice(0, 6), ['texture-app', String(app.id), String(c.pid), String(c.uid), 'anonymous', String(c.handles)], 'name, id, pid, uid, principal, handles');
+    const size = (n: number) => inPage<string>(page, `import(new URL('util.js', document.baseURI).href).then((m) => m.size(${n}))`); // the page's own formatting
+    t.same(cells, ['texture-app', String(app.id), String(c.pid), String(c.uid), 'anonymous', String(c.handles), await size(c.bytes), cells[7]], 'name, id, pid, uid, principal, handles, its own bytes, connected');
+    // the quota is the principal's: its use once per principal, in a table of its own
+    const principals = await inPage<Record<string, string>>(page, rowsJs('principals'));
+    const anonymous = st.clients.filter((x) => x.principal === 'anonymous');
+    t.same(principals['principal-anonymous']!.split('|'), ['anonymous', String(anonymous.length), await size(anonymous[0]!.principalBytes), 'none'], 'principal, clients, bytes, quota');
     t.match(rows[`client-${comp.id}`], /^compositor\|/, 'compositor too');
     t.equal(await inPage<string>(page, `document.getElementById('clients-count').textContent`), `${st.clients.length} connected`);
   });

@@ -5,9 +5,10 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { runNode, startDaemon, ROOT, tempDir } from '../helpers/daemon.js';
+import { runNode, startDaemon, bufctl, ROOT, tempDir, type Daemon } from '../helpers/daemon.js';
 import { client } from '../helpers/drivers.js';
-import { system } from '../../client/index.js';
+import { system, connect } from '../../client/index.js';
+import { captureFailures } from '../../client/demo.js';
 
 const DEMO = join(ROOT, 'dist', 'client', 'demo.js');
 
@@ -23,8 +24,17 @@ const KEY_LINES = [
   /the checker caught it: cpu-access-while-device-owned/,
   /^Hugepages$/m,
   /^Pools \(conversions/m,
+  /\[capture\] +unregistered #\d+ from capture, #\d+ from capture/,
   /demo finished: every step did what it should\./,
 ];
+
+const FOUR_GIB = 2 ** 32;
+const leakLogs = (d: Daemon) => d.logs.filter((l) => typeof l['msg'] === 'string' && l['msg'].startsWith('DMA registration leaked'));
+/** Where the camera's two buffers landed, as the demo narrates it. */
+function captured(stdout: string): { low: number; high: number } {
+  const at = [...stdout.matchAll(/\[capture\] +allocated buffer #\d+: 1 MiB from \w+ \(writeback, dram\) at (0x[0-9a-f]+)/g)].map((m) => Number(m[1]));
+  return { low: at[0]!, high: at[1]! };
+}
 
 t.test('the demo starts its own daemon, runs every step and ends with bufctl status', async (t) => {
   const r = await runNode([DEMO], { timeoutMs: 60_000 });
@@ -58,7 +68,44 @@ t.test('the demo runs against a running daemon with --socket and leaves it servi
   t.equal(st.buffers.live, 0, 'the demo clients are gone and their buffers freed');
   t.same(st.clients.map((c) => c.name), ['watcher']);
   t.ok(st.coherency.violations.total >= 1, 'the forgotten sync was recorded by the daemon');
+  t.equal(st.dma.leaks, 0, 'every process unregistered what it registered: no leak counted');
+  t.same(leakLogs(d), [], 'and none logged');
   t.equal(d.proc.exitCode, null, 'the daemon still runs');
+});
+
+t.test('after hugepage resizes the demo still gets its buffer above 4 GiB, by asking for it', async (t) => {
+  const d = await startDaemon(t, { logLevel: 'info' });
+  const demo = async (what: string) => {
+    const r = await runNode([DEMO, '--socket', d.socket], { timeoutMs: 60_000 });
+    t.equal(r.code, 0, `${what}: exit code 0\n${r.stdout}\n${r.stderr}`);
+    const { low, high } = captured(r.stdout);
+    t.ok(low < FOUR_GIB && high >= FOUR_GIB, `${what}: low buffer at 0x${low.toString(16)}, high one at 0x${high.toString(16)}`);
+    t.match(r.stdout, /1 MiB BOUNCED through swiotlb/, `${what}: the high buffer is bounced`);
+  };
+  // the resizes README documents, then back to the defaults
+  for (const args of [['2M', '300'], ['2M', '300', '--overcommit', '64'], ['1G', '8'], ['2M', '256', '--overcommit', '128'], ['1G', '2']]) {
+    const r = await bufctl(d.socket, 'hugepages', 'set', ...args);
+    t.equal(r.code, 0, `hugepages set ${args.join(' ')}: ${r.stderr}`);
+  }
+  await demo('after set 2M 300, --overcommit 64, 1G 8 and back');
+  // every 2 MiB hugepage moved below 4 GiB: 1 GiB pages fill the Normal zone while the 2 MiB pool is rebuilt
+  for (const args of [['2M', '0'], ['1G', '8'], ['2M', '256'], ['1G', '2']]) t.equal((await bufctl(d.socket, 'hugepages', 'set', ...args)).code, 0);
+  const probe = await connect({ socket: d.socket, name: 'probe' });
+  const unplaced = await probe.alloc({ pool: 'huge', size: 1 << 20 });
+  await probe.disconnect();
+  t.ok(unplaced.segments[0]!.addr < FOUR_GIB, `a huge buffer not asked to be placed lands below 4 GiB now (0x${unplaced.segments[0]!.addr.toString(16)})`);
+  await demo('with every 2 MiB hugepage below 4 GiB');
+  t.same(leakLogs(d), [], 'no leak logged by either run');
+});
+
+t.test('a failed capture step says where the buffers landed', async (t) => {
+  const buf = (o: Partial<Parameters<typeof captureFailures>[0]>) => ({ buffer: 3, pool: 'huge', addr: 0x2_0000_0000, end: 0x2_0010_0000, bounced: 1 << 20, ok: true, got: 'aaaa', wrote: 'aaaa', ...o });
+  const low = buf({ buffer: 2, pool: 'dma32', addr: 0x8400_0000, end: 0x8410_0000, bounced: 0 });
+  t.same(captureFailures(low, buf({})), [], 'low below and not bounced, high above and bounced: no failure');
+  t.same(captureFailures(low, buf({ addr: 0x8420_0000, end: 0x8430_0000, bounced: 0 })), ['the high buffer #3 landed at 0x84200000 (below 4 GiB, pool huge), so nothing was bounced']);
+  t.same(captureFailures(low, buf({ bounced: 0 })), ['the high buffer #3 at 0x200000000 (above 4 GiB) was not bounced for the 32-bit capture device']);
+  t.same(captureFailures({ ...low, bounced: 4096 }, buf({})), ['the low buffer #2 at 0x84000000 (below 4 GiB) was bounced (4096 bytes) although the device reaches it']);
+  t.same(captureFailures(low, buf({ ok: false, got: 'bbbb' })), ['the frame captured into the high buffer #3 read back as bbbb, not aaaa']);
 });
 
 t.test('without native system calls the demo says so and takes the device path', async (t) => {

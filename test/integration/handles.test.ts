@@ -317,7 +317,7 @@ t.test('forging: numbers only another client holds are EBADF, whatever the op', 
 
 t.test('buffers answers a page at a time; the client library gathers the pages', async (t) => {
   const d = await startDaemon(t);
-  const admin = await connect({ socket: d.socket });
+  const admin = await connect({ socket: d.socket, admin: true });
   t.teardown(() => admin.disconnect());
   const c = await anon(t, d.socket, 'many');
   const made = [];

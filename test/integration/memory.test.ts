@@ -231,7 +231,7 @@ t.test('hugepage resize, surplus and reservations through the daemon', async (t)
       ],
     },
   });
-  const c = await connect({ socket: d.socket });
+  const c = await connect({ socket: d.socket, admin: true });
   t.teardown(() => c.disconnect());
   const hp = async () => (await c.status()).hugepages[0]!;
   t.match(await hp(), { total: 8, free: 8, reserved: 0, surplus: 0, nr: 8, overcommit: 4 });

@@ -30,7 +30,7 @@ const present = (st: Status) => ({
 });
 
 async function admin(t: { teardown(fn: () => unknown): void }, socket: string): Promise<BufferClient> {
-  const c = await connect({ socket, name: 'observer' }); // reads the admin cookie: sees every buffer
+  const c = await connect({ socket, name: 'observer', admin: true }); // presents the admin cookie: sees every buffer
   t.teardown(() => c.disconnect());
   return c;
 }

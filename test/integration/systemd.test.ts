@@ -83,7 +83,7 @@ t.test('socket activation with systemd-socket-activate', async (t) => {
 
   // several clients served at once, library clients too
   const cs = await Promise.all(['a', 'b', 'c'].map((n) => client(t, sock, `act-${n}`)));
-  const admin = await connect({ socket: sock, name: 'act-admin' });
+  const admin = await connect({ socket: sock, name: 'act-admin', admin: true });
   t.teardown(() => admin.disconnect());
   t.equal(admin.session.principal, 'cookie');
   for (const c of cs) t.ok(await c.ping());
@@ -115,6 +115,25 @@ t.test('socket activation with systemd-socket-activate', async (t) => {
   t.same(await p2.exited, { code: 0, signal: null });
   t.ok(existsSync(sock2));
   t.notOk(existsSync(join(dir, '.b2.sock.cookie')));
+});
+
+t.test('socket activation: a library client that starts the daemon is admin only when it asked', async (t) => {
+  const dir = tempDir(t);
+  const sock = join(dir, 'lib.sock');
+  await activated(t, sock);
+  const app = await connect({ socket: sock, name: 'starter' });
+  t.teardown(() => app.disconnect());
+  t.ok(existsSync(join(dir, '.lib.sock.cookie')), 'the daemon it started wrote its cookie');
+  t.equal(app.session.principal, 'anonymous', 'not asked: the session is not reopened with the cookie found then');
+  const mine = (await app.status()).clients.filter((c) => c.name === 'starter');
+  t.same(mine.map((c) => c.id), [app.id], 'the first session is the one kept');
+
+  const sock2 = join(dir, 'lib2.sock');
+  await activated(t, sock2);
+  const admin = await connect({ socket: sock2, name: 'starter', admin: true });
+  t.teardown(() => admin.disconnect());
+  t.equal(admin.session.principal, 'cookie', 'admin: true: reopened with the cookie the daemon wrote when it started');
+  t.same((await admin.status()).clients.filter((c) => c.name === 'starter').map((c) => c.id), [admin.id], 'the anonymous first session was closed');
 });
 
 // ---------------------------------------------------------------- unit files

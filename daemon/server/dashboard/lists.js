@@ -50,9 +50,19 @@ export function renderBuffers() {
 
 export function renderClients(clients) {
   $('clients-count').textContent = `${clients.length} connected`;
-  table('clients', [['name'], ['id', 1], ['pid', 1], ['uid', 1], ['principal'], ['handles', 1], ['bytes', 1], ['principal total', 1], ['quota', 1], ['connected', 1]],
-    clients.map((c) => ({ id: `client-${c.id}`, cells: [c.name || `client ${c.id}`, c.id, c.pid ?? '–', c.uid ?? '–', c.principal, c.handles, size(c.bytes), size(c.principalBytes ?? c.bytes), c.maxBytes === null ? '–' : size(c.maxBytes), ms(c.connectedMs)] })),
+  // bytes are the client's own; a quota is its principal's, shared by all its connections: shown once, below
+  table('clients', [['name'], ['id', 1], ['pid', 1], ['uid', 1], ['principal'], ['handles', 1], ['bytes', 1], ['connected', 1]],
+    clients.map((c) => ({ id: `client-${c.id}`, cells: [c.name || `client ${c.id}`, c.id, c.pid ?? '–', c.uid ?? '–', c.principal, c.handles, size(c.bytes), ms(c.connectedMs)] })),
     'no clients');
+  const by = new Map();
+  for (const c of clients) {
+    const p = by.get(c.principal);
+    if (p) p.clients++;
+    else by.set(c.principal, { principal: c.principal, clients: 1, bytes: c.principalBytes ?? c.bytes, maxBytes: c.maxBytes });
+  }
+  table('principals', [['principal'], ['clients', 1], ['bytes', 1], ['quota', 1]],
+    [...by.values()].map((p) => ({ id: `principal-${p.principal}`, cells: [p.principal, p.clients, size(p.bytes), p.maxBytes === null ? 'none' : `${size(p.maxBytes)} (${p.maxBytes > 0 ? Math.round((100 * p.bytes) / p.maxBytes) : 0}% used)`] })),
+    'no principals');
 }
 
 function meter(used, total) {
