@@ -23,6 +23,7 @@ import { DeviceApi } from './device.js';
 import { HeldEvents } from './held.js';
 import { exportBufferFd, importBufferFd, mapBuffer, type Access, type Mapping } from './mapping.js';
 import { chunkedRead, chunkedWrite } from './chunked.js';
+import { allocParams, bytes, type AllocOptions, type Size } from './sizes.js';
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -141,10 +142,10 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
   /**
    * Allocate a zeroed buffer, from a named pool or `for` the drivers it will
    * visit (their constraints are merged and a fitting pool chosen; `info`
-   * says which and why). Resolves to a new handle with all rights.
+   * says which and why). Sizes in bytes or as strings ("6M", "1G"). Resolves to a new handle with all rights.
    */
-  alloc(opts: { pool: string; size: number; align?: number; populate?: boolean } | { for: string[]; size: number; align?: number; populate?: boolean }): Promise<HandleInfo> {
-    return this.request('alloc', opts);
+  async alloc(opts: AllocOptions): Promise<HandleInfo> {
+    return this.request('alloc', allocParams(opts));
   }
 
   /** Drivers with their registrations, IOVA, IOMMU entries, bounce use and leaks. */
@@ -276,10 +277,10 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     return chunkedWrite(this.chunk, data, (done, part) => this.request('write', { ...via, offset: offset + done, data: part }));
   }
 
-  /** Read bytes at an offset, through a handle or `{mapping}`, split into several requests when large. */
-  async read(target: number | { mapping: number }, offset: number, length: number): Promise<Buffer> {
+  /** Read bytes at an offset, through a handle or `{mapping}`, split into several requests when large; length in bytes or as "64K". */
+  async read(target: number | { mapping: number }, offset: number, length: Size): Promise<Buffer> {
     const via = typeof target === 'number' ? { handle: target } : { mapping: target.mapping };
-    return chunkedRead(this.chunk, length, (done, n) => this.request('read', { ...via, offset: offset + done, length: n }));
+    return chunkedRead(this.chunk, bytes(length, 'read', 'length'), (done, n) => this.request('read', { ...via, offset: offset + done, length: n }));
   }
 
   /**
@@ -323,8 +324,9 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     }
   }
 
-  /** Resize a hugepage pool (size in bytes: 2 MiB or 1 GiB). */
-  setHugepages(size: number, nr: number, overcommit?: number): Promise<HugepagesSetResult> {
+  /** Resize a hugepage pool (size in bytes or as a string: 2 MiB, "2M", "1G"). */
+  async setHugepages(pageSize: Size, nr: number, overcommit?: number): Promise<HugepagesSetResult> {
+    const size = bytes(pageSize, 'hugepages.set', 'size');
     return this.request('hugepages.set', overcommit === undefined ? { size, nr } : { size, nr, overcommit });
   }
 
