@@ -158,8 +158,8 @@ const COMMANDS: Record<string, Command> = {
     minArgs: 0,
     maxArgs: 0,
     run: async (c, a) => {
-      const opts: { kind?: string; limit?: number } = {};
-      if (a.values['kind'] !== undefined) opts.kind = a.values['kind'] as string;
+      const opts: Parameters<BufferClient['violations']>[0] = {};
+      if (a.values['kind'] !== undefined) opts.kind = a.values['kind'] as NonNullable<typeof opts.kind>;
       const limit = intOption(a, 'limit', 1, 'a positive count');
       if (limit !== undefined) opts.limit = limit;
       const r = await c.violations(opts);

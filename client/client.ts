@@ -226,7 +226,7 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
   }
 
   /** Recorded coherency violations, newest last, with counts by kind. */
-  violations(opts: { kind?: string; buffer?: number; limit?: number } = {}): Promise<ResultOf<'violations'>> {
+  violations(opts: ParamsOf<'violations'> = {}): Promise<ResultOf<'violations'>> {
     return this.request('violations', opts);
   }
 

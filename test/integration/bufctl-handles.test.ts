@@ -66,6 +66,8 @@ t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, 
       { client: beta.id, name: 'beta', handles: 1 },
     ],
     refs: { handles: 3, inflight: 0, registrations: 0, mappings: 0 },
+    registrations: [],
+    tokens: [],
   });
 
   const byClient = async (...args: string[]) => {
