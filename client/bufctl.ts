@@ -9,7 +9,8 @@ import { parseArgs } from 'node:util';
 import { connect, ConnectError, readCookie } from './connect.js';
 import type { BufferClient } from './client.js';
 import { BufferdError } from '../protocol/errors.js';
-import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailView, clientsTable, buffersTable } from './views.js';
+import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailView, clientsTable } from './views.js';
+import { buffersView } from './views-buffers.js';
 import { parseSize } from '../protocol/units.js';
 import { driversTable, constraintsView, mergeView, violationsView } from './views-drivers.js';
 import { watch } from './watch.js';
@@ -94,7 +95,7 @@ const COMMANDS: Record<string, Command> = {
   },
   buffers: {
     usage: 'buffers [--client ID] [--pool NAME] [--json]',
-    summary: 'list live buffers and who holds them (all for admins, your own otherwise)',
+    summary: 'list live buffers: who holds them, drivers, totals (all for admins, your own otherwise)',
     options: ['json', 'client', 'pool'],
     minArgs: 0,
     maxArgs: 0,
@@ -104,7 +105,7 @@ const COMMANDS: Record<string, Command> = {
       if (cl !== undefined) opts.client = cl;
       if (a.values['pool'] !== undefined) opts.pool = a.values['pool'] as string;
       const r = await c.buffers(opts);
-      return print(a.json, r.buffers, () => buffersTable(r.buffers));
+      return print(a.json, r.buffers, () => buffersView(r.buffers));
     },
   },
   clients: {
@@ -200,7 +201,7 @@ const COMMANDS: Record<string, Command> = {
       return print(a.json, r, () =>
         `reloaded ${r.source}\n` +
         (r.applied.length === 0 ? '  nothing changed\n' : r.applied.map((x) => `  applied: ${x}\n`).join('')) +
-        r.ignored.map((x) => `  needs a restart: ${x}\n`).join(''),
+        r.ignored.map((x) => `  not applied: ${x}\n`).join(''),
       );
     },
   },
@@ -215,10 +216,11 @@ const COMMANDS: Record<string, Command> = {
       if (st.dashboard === null) {
         throw new BufferdError('ENOTSUP', 'the dashboard is off: start bufferd with --http 127.0.0.1:PORT (or server.http in the config)');
       }
-      const token = readCookie(c.socketPath);
-      const url = token === undefined ? st.dashboard : `${st.dashboard}#token=${token}`;
-      return print(a.json, { url, token: token !== undefined }, () =>
-        token === undefined ? `${url}\n(no admin cookie readable: add #token=<a token with the 'monitor' capability>)\n` : `${url}\n`,
+      const token = readCookie(c.socketPath) ?? null;
+      const url = token === null ? st.dashboard : `${st.dashboard}#token=${token}`;
+      // url: what to open; address: the dashboard without a token; token: the one in the url (null: none readable, the page asks)
+      return print(a.json, { url, address: st.dashboard, token }, () =>
+        token === null ? `${url}\n(no admin cookie readable: add #token=<a token with the 'monitor' capability>)\n` : `${url}\n`,
       );
     },
   },

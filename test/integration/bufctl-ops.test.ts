@@ -156,6 +156,8 @@ t.test('bufctl reload', async (t) => {
   t.match(res.ignored, [/server\.http/]);
   const human = await bufctl(f.socket, 'reload');
   t.match(human.stdout, 'nothing changed', 'a second reload: nothing new');
+  t.match(human.stdout, /^  not applied: server\.http \(restart to change\)$/m, 'what still waits for a restart, said once');
+  t.notMatch(human.stdout, 'needs a restart: ', 'no doubled wording');
   const c = await client(t, f.socket, 'sub');
   const summaries: Record<string, unknown>[] = [];
   c.on('activity', (e) => e.kind === 'summary' && summaries.push(e as unknown as Record<string, unknown>));
@@ -205,6 +207,10 @@ t.test('every command takes --json and prints one JSON document', async (t) => {
     t.ok(doc !== null && typeof doc === 'object', `${args.join(' ')}: an object or array`);
     seen.add(args[0]!);
   }
+  const dash = JSON.parse(results[runs.findIndex((r) => r[0] === 'dashboard')]!.stdout) as { url: string; address: string; token: string | null };
+  t.match(dash.address, /^http:\/\/127\.0\.0\.1:\d+\/$/, 'dashboard --json: the address');
+  t.match(dash.token, /^[0-9a-f]{32,}$/, 'the token itself, not true');
+  t.equal(dash.url, `${dash.address}#token=${dash.token!}`, 'and the URL carrying it');
   const w = await bufctl(d.socket, 'watch', '--json', '--count', '2', '--interval', '100');
   t.equal(w.code, 0);
   const lines = w.stdout.trim().split('\n');

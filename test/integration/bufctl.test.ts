@@ -95,6 +95,13 @@ t.test('bufctl status --pool shows the arena and bin tables', async (t) => {
   const j = JSON.parse((await bufctl(d.socket, 'status', '--pool', 'default', '--json')).stdout) as { bins: { size: number; curregs: number }[]; arenas: unknown[] };
   t.same(j.bins.map((b) => [b.size, b.curregs]), [[8, 1], [112, 2], [5120, 1]]);
   t.equal(j.arenas.length, 1);
+  // ACT/ALLOC (fragmentation) means nothing for a pool that holds nothing: '-', not 1.00
+  const [pools, empty] = await Promise.all([bufctl(d.socket, 'pools'), bufctl(d.socket, 'status', '--pool', 'uncached')]);
+  const poolRow = (name: string) => pools.stdout.split('\n').find((l) => l.startsWith(`  ${name} `)) ?? '';
+  t.match(pools.stdout, /ACT\/ALLOC\s+CONVERSIONS/);
+  t.match(poolRow('default'), /\s\d\.\d\d\s+\d+$/, 'a pool in use: its ratio');
+  t.match(poolRow('uncached'), /\s0 B\s+-\s+\d+$/, 'an empty pool: -');
+  t.match(empty.stdout, 'fragmentation (active/allocated) -  buffers 0');
   const bad = await bufctl(d.socket, 'status', '--pool', 'nosuch');
   t.equal(bad.code, 1);
   t.match(bad.stderr, "ENOENT: no pool named 'nosuch'");
