@@ -23,6 +23,7 @@ import { DeviceApi } from './device.js';
 import { HeldEvents } from './held.js';
 import { exportBufferFd, importBufferFd, mapBuffer, type Access, type Mapping } from './mapping.js';
 import { chunkedRead, chunkedWrite } from './chunked.js';
+import { allocParams, bytes, type AllocOptions, type Size } from './sizes.js';
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -157,12 +158,13 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
   /**
    * Allocate a zeroed buffer, from a named pool or `for` the drivers it will
    * visit (their constraints are merged and a fitting pool chosen; `info`
-   * says which and why). Resolves to a new handle with all rights.
+   * says which and why). Sizes in bytes or as strings ("6M", "1G").
    * `minAddress` places every page at or above a physical address (e.g.
-   * 2 ** 32: above 4 GiB); the buffer then takes whole pages of its own.
+   * "4G": above 4 GiB); the buffer then takes whole pages of its own.
+   * Resolves to a new handle with all rights.
    */
-  alloc(opts: { pool: string; size: number; align?: number; populate?: boolean; minAddress?: number } | { for: string[]; size: number; align?: number; populate?: boolean; minAddress?: number }): Promise<HandleInfo> {
-    return this.request('alloc', opts);
+  async alloc(opts: AllocOptions): Promise<HandleInfo> {
+    return this.request('alloc', allocParams(opts));
   }
 
   /** Drivers with their registrations, IOVA, IOMMU entries, bounce use and leaks. */
@@ -243,7 +245,7 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
   }
 
   /** Recorded coherency violations, newest last, with counts by kind. */
-  violations(opts: { kind?: string; buffer?: number; limit?: number } = {}): Promise<ResultOf<'violations'>> {
+  violations(opts: ParamsOf<'violations'> = {}): Promise<ResultOf<'violations'>> {
     return this.request('violations', opts);
   }
 
@@ -294,10 +296,10 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     return chunkedWrite(this.chunk, data, (done, part) => this.request('write', { ...via, offset: offset + done, data: part }));
   }
 
-  /** Read bytes at an offset, through a handle or `{mapping}`, split into several requests when large. */
-  async read(target: number | { mapping: number }, offset: number, length: number): Promise<Buffer> {
+  /** Read bytes at an offset, through a handle or `{mapping}`, split into several requests when large; length in bytes or as "64K". */
+  async read(target: number | { mapping: number }, offset: number, length: Size): Promise<Buffer> {
     const via = typeof target === 'number' ? { handle: target } : { mapping: target.mapping };
-    return chunkedRead(this.chunk, length, (done, n) => this.request('read', { ...via, offset: offset + done, length: n }));
+    return chunkedRead(this.chunk, bytes(length, 'read', 'length'), (done, n) => this.request('read', { ...via, offset: offset + done, length: n }));
   }
 
   /**
@@ -341,8 +343,9 @@ export class BufferClient extends EventEmitter<BufferClientEvents> {
     }
   }
 
-  /** Resize a hugepage pool (size in bytes: 2 MiB or 1 GiB). */
-  setHugepages(size: number, nr: number, overcommit?: number): Promise<HugepagesSetResult> {
+  /** Resize a hugepage pool (size in bytes or as a string: 2 MiB, "2M", "1G"). */
+  async setHugepages(pageSize: Size, nr: number, overcommit?: number): Promise<HugepagesSetResult> {
+    const size = bytes(pageSize, 'hugepages.set', 'size');
     return this.request('hugepages.set', overcommit === undefined ? { size, nr } : { size, nr, overcommit });
   }
 

@@ -67,3 +67,8 @@ export function kindCounts(byKind: Record<string, number>): string {
     .map(([k, n]) => `${k} ${n}`)
     .join(', ');
 }
+
+/** "1 buffer", "3 buffers", "0 entries" (`many` when adding "s" is wrong). */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}

@@ -2,6 +2,7 @@
  * bufferd/client: the typed client library.
  */
 export { BufferClient, type BufferClientEvents } from './client.js';
+export type { AllocOptions, Size } from './sizes.js';
 export { connect, ConnectError, readCookie, type ConnectOptions } from './connect.js';
 export { sendHandle, receiveHandle, HANDLE_RECORD_MAGIC, FD_RECORD_MAGIC, type SendHandleOptions } from './passing.js';
 export { native as system } from '../daemon/lib/native.js';

@@ -4,7 +4,7 @@
 import type { DriverStatus } from '../protocol/status.js';
 import type { Constraints, MergedAttributes } from '../protocol/attributes.js';
 import type { MergeResult, ResultOf } from '../protocol/results.js';
-import { table, size, formatAddress, formatMismatch, kindCounts, type Column } from './format.js';
+import { table, size, formatAddress, formatMismatch, kindCounts, plural, type Column } from './format.js';
 
 const entries = (e: Record<string, number>) =>
   Object.entries(e)
@@ -58,6 +58,16 @@ export function constraintsView(r: { driver: string; kind: string; description: 
   return `${r.driver} (${r.kind}): ${r.description}\n${rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n')}\n`;
 }
 
+/** "any number, any size", "one (contiguous), any size" or "at most 64, each ≤ 256 KiB, none crossing a 4 GiB boundary". */
+function segmentsLine(m: MergedAttributes): string {
+  const parts = [
+    m.contiguous ? 'one (contiguous)' : m.maxSegments === null ? 'any number' : `at most ${m.maxSegments}`,
+    m.maxSegmentSize === null ? 'any size' : `each ≤ ${size(m.maxSegmentSize)}`,
+  ];
+  if (m.segmentBoundary !== null) parts.push(`none crossing a ${size(m.segmentBoundary)} boundary`);
+  return parts.join(', ');
+}
+
 function mergedLines(m: MergedAttributes): string {
   const rows: [string, string][] = [
     ['align', `${size(m.align)} (LCM)`],
@@ -66,7 +76,7 @@ function mergedLines(m: MergedAttributes): string {
     ['regions', m.regions === null ? 'any' : m.regions.join(', ')],
     ['dmaMask', `${m.dmaMask} bits (minimum)`],
     ['address limit', m.addressLimit === null ? 'none' : `below ${formatAddress(m.addressLimit)} (devices without IOMMU or bounce)`],
-    ['segments', `max ${m.maxSegments ?? '-'}, size ≤ ${m.maxSegmentSize === null ? '-' : size(m.maxSegmentSize)}, boundary ${m.segmentBoundary === null ? '-' : size(m.segmentBoundary)}`],
+    ['segments', segmentsLine(m)],
     ['coherent', m.coherent ? 'all devices snoop (no syncs needed)' : 'no: CPU access needs sync'],
     ['via IOMMU', m.iommuDevices.join(', ') || '-'],
     ['may bounce', m.bounceDevices.join(', ') || '-'],
@@ -89,7 +99,7 @@ export function mergeView(r: MergeResult): string {
 
 export function violationsView(r: ResultOf<'violations'>): string {
   const counts = kindCounts(r.byKind);
-  const head = `Coherency checker: mode ${r.mode}, ${r.total} violation(s) since start${counts !== '' ? `: ${counts}` : ''}\n`;
+  const head = `Coherency checker: mode ${r.mode}, ${plural(r.total, 'violation')} since start${counts !== '' ? `: ${counts}` : ''}\n`;
   return (
     head +
     table(r.violations, [

@@ -2,8 +2,8 @@
  * Human views of daemon objects for bufctl.
  */
 import type { Status, PoolStatus, HugepageStatus, PoolDetail, ClientStatus } from '../protocol/status.js';
-import type { HugepagesSetResult, BufferListing } from '../protocol/results.js';
-import { table, size, formatAddress, formatDuration, section, kindCounts } from './format.js';
+import type { HugepagesSetResult } from '../protocol/results.js';
+import { table, size, formatAddress, formatDuration, section, kindCounts, plural } from './format.js';
 import { driversTable } from './views-drivers.js';
 
 export function statusView(st: Status): string {
@@ -25,18 +25,18 @@ export function statusView(st: Status): string {
   out.push(buddyView(st));
   out.push(section('Hugepages', hugepagesTable(st.hugepages)));
   out.push(section(`Pools (conversions: ${st.conversions.total}, ${size(st.conversions.bytes)}, simulated cost ${st.conversions.costUs} µs)`, poolsTable(st.pools)));
-  out.push(section(`Clients (${st.buffers.live} live buffers, ${st.buffers.tokensInFlight} tokens in flight)`, clientsTable(st.clients)));
+  out.push(section(`Clients (${plural(st.buffers.live, 'live buffer')}, ${plural(st.buffers.tokensInFlight, 'token')} in flight)`, clientsTable(st.clients)));
   const co = st.coherency;
   const kinds = kindCounts(co.violations.byKind);
   out.push(
-    `Coherency: checker ${co.mode}, prefetch ${co.prefetch}; ${co.violations.total} violation(s)${kinds !== '' ? ` (${kinds})` : ''}\n` +
-      `  cache: ${co.cache.cachedLines} lines cached (${co.cache.lineSize} B), ${co.cache.dirtyLines} dirty; ` +
+    `Coherency: checker ${co.mode}, prefetch ${co.prefetch}; ${plural(co.violations.total, 'violation')}${kinds !== '' ? ` (${kinds})` : ''}\n` +
+      `  cache: ${plural(co.cache.cachedLines, 'line')} cached (${co.cache.lineSize} B), ${co.cache.dirtyLines} dirty; ` +
       `cleans ${co.cache.cleans}, invalidates ${co.cache.invalidates}, prefetches ${co.cache.prefetches}, ` +
       `WC flushes ${co.cache.wcFlushes} (${co.cache.wcPendingLines} pending), evictions ${co.cache.evictions}\n`,
   );
   out.push(
     section(
-      `Drivers (${st.dma.leaks} leaked registrations${st.dma.bounce !== null ? `; bounce pool ${st.dma.bounce.used}/${st.dma.bounce.slots} slots` : ''}; details: bufctl drivers)`,
+      `Drivers (${plural(st.dma.leaks, 'leaked registration')}${st.dma.bounce !== null ? `; bounce pool ${st.dma.bounce.used}/${st.dma.bounce.slots} slots` : ''}; details: bufctl drivers)`,
       driversTable(st.drivers, { compact: true }),
     ),
   );
@@ -87,7 +87,7 @@ export function poolsTable(p: PoolStatus[]): string {
     { header: 'ACTIVE', get: (x) => size(x.active), align: 'right' },
     { header: 'MAPPED', get: (x) => size(x.mapped), align: 'right' },
     { header: 'DIRTY', get: (x) => size(x.dirty), align: 'right' },
-    { header: 'ACT/ALLOC', get: (x) => x.fragmentation.toFixed(2), align: 'right' },
+    { header: 'ACT/ALLOC', get: (x) => (x.allocated === 0 ? '-' : x.fragmentation.toFixed(2)), align: 'right' },
     { header: 'CONVERSIONS', get: (x) => x.conversions, align: 'right' },
   ]);
 }
@@ -107,7 +107,7 @@ export function poolDetailView(p: PoolStatus, d: PoolDetail): string {
     `Pool ${p.name}: ${p.cache}, ${size(p.pageSize)} pages, region ${p.region}, arena ${p.arena}, dirtyDecayMs ${p.dirtyDecayMs}, direct from ${size(d.directThreshold)}\n` +
       `  requested ${size(p.requested)}  allocated ${size(p.allocated)}  active ${size(p.active)}  mapped ${size(p.mapped)}  ` +
       `dirty ${size(p.dirty)}  retained ${size(p.retained)}  metadata ${size(p.metadata)}\n` +
-      `  fragmentation (active/allocated) ${p.fragmentation.toFixed(3)}  buffers ${p.buffers} (direct ${p.directBuffers})  purges ${p.purges}  nmalloc ${p.nmalloc}  ndalloc ${p.ndalloc}\n`,
+      `  fragmentation (active/allocated) ${p.allocated === 0 ? '-' : p.fragmentation.toFixed(3)}  buffers ${p.buffers} (direct ${p.directBuffers})  purges ${p.purges}  nmalloc ${p.nmalloc}  ndalloc ${p.ndalloc}\n`,
   );
   out.push(
     section(
@@ -183,19 +183,5 @@ export function principalsTable(cs: ClientStatus[]): string {
     { header: 'BYTES', get: (p) => size(p.bytes), align: 'right' },
     { header: 'QUOTA', get: (p) => (p.maxBytes === null ? 'none' : size(p.maxBytes)), align: 'right' },
     { header: 'USED', get: (p) => (p.maxBytes === null || p.maxBytes === 0 ? '-' : `${Math.round((100 * p.bytes) / p.maxBytes)}%`), align: 'right' },
-  ]);
-}
-
-export function buffersTable(bs: BufferListing[]): string {
-  return table(bs, [
-    { header: 'BUFFER', get: (b) => b.buffer, align: 'right' },
-    { header: 'POOL', get: (b) => b.pool },
-    { header: 'CACHE', get: (b) => b.cache },
-    { header: 'SIZE', get: (b) => size(b.size), align: 'right' },
-    { header: 'USIZE', get: (b) => size(b.usize), align: 'right' },
-    { header: 'KIND', get: (b) => b.kind },
-    { header: 'CREATOR', get: (b) => b.creator, align: 'right' },
-    { header: 'HOLDERS', get: (b) => b.holders.map((h) => `${h.name ?? h.client}×${h.handles}`).join(' ') || '-' },
-    { header: 'REFS h/i/r/m', get: (b) => `${b.refs.handles}/${b.refs.inflight}/${b.refs.registrations}/${b.refs.mappings}`, align: 'right' },
   ]);
 }

@@ -51,6 +51,8 @@ export function describeSchema(s: TSchema | undefined): string {
   if (anyS['const'] !== undefined) return `the value ${JSON.stringify(anyS['const'])}`;
   if (Array.isArray(anyS['enum'])) return `one of ${(anyS['enum'] as unknown[]).map((x) => JSON.stringify(x)).join(', ')}`;
   if (Array.isArray(anyS['anyOf'])) {
+    const alts = anyS['anyOf'] as Record<string, unknown>[];
+    if (alts.every((a) => a['const'] !== undefined)) return `one of ${alts.map((a) => JSON.stringify(a['const'])).join(', ')}`;
     const parts = (anyS['anyOf'] as TSchema[]).map(describeSchema);
     return parts.join(' or ');
   }

@@ -1,6 +1,7 @@
 /**
- * Sizes and addresses in config: a JSON integer, or a string such as "4K",
- * "2M", "1G", "64GiB", "0x80000000". Binary units (K = 1024).
+ * Sizes and addresses in config and in the client library's arguments: an
+ * integer, or a string such as "4K", "2M", "1G", "64GiB", "0x80000000".
+ * Binary units (K = 1024).
  */
 const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
 
@@ -10,10 +11,13 @@ export class UnitError extends Error {
   override name = 'UnitError';
 }
 
-/** Parse a size or address. `where` names the config path for errors. */
-export function parseSize(v: number | string, where: string): number {
+/**
+ * A size or address as a number of bytes: an integer, or a string such as
+ * "4K", "2M", "1GiB", "0x80000000". UnitError saying what is wrong otherwise.
+ */
+export function toBytes(v: number | string): number {
   if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v) || v < 0) throw new UnitError(`config ${where}: must be a non-negative integer (got ${v})`);
+    if (!Number.isSafeInteger(v) || v < 0) throw new UnitError(`must be a non-negative integer (got ${v})`);
     return v;
   }
   const s = v.trim();
@@ -22,11 +26,20 @@ export function parseSize(v: number | string, where: string): number {
     n = parseInt(s.slice(2), 16);
   } else {
     const m = /^([0-9]+) *([KMGTkmgt])?(i?B)?$/.exec(s);
-    if (m === null) throw new UnitError(`config ${where}: '${v}' is not a size (expected an integer, "0x..." or e.g. "4K", "2M", "1G")`);
+    if (m === null) throw new UnitError(`'${v}' is not a size (expected an integer, "0x..." or e.g. "4K", "2M", "1G")`);
     n = Number(m[1]) * UNITS[(m[2] ?? '').toUpperCase()]!;
   }
-  if (!Number.isSafeInteger(n)) throw new UnitError(`config ${where}: '${v}' is too large`);
+  if (!Number.isSafeInteger(n)) throw new UnitError(`'${v}' is too large`);
   return n;
+}
+
+/** Parse a size or address in the config. `where` names the config path for errors. */
+export function parseSize(v: number | string, where: string): number {
+  try {
+    return toBytes(v);
+  } catch (e) {
+    throw new UnitError(`config ${where}: ${(e as Error).message}`);
+  }
 }
 
 /** Human size with binary units: 4096 → "4 KiB", 3221225472 → "3 GiB". */

@@ -111,6 +111,19 @@ export class TokenTable {
     return n;
   }
 
+  /** Live tokens by buffer id: who exported each, its rights and how long it has left. O(tokens). */
+  byBuffer(): Map<number, { from: number; fromName: string | null; rights: number; expiresInMs: number }[]> {
+    const now = this.now();
+    const out = new Map<number, { from: number; fromName: string | null; rights: number; expiresInMs: number }[]>();
+    for (const t of this.live.values()) {
+      if (t.key <= now) continue; // expired, not yet swept
+      let l = out.get(t.buffer.id);
+      if (l === undefined) out.set(t.buffer.id, (l = []));
+      l.push({ from: t.from, fromName: t.fromName, rights: t.rights, expiresInMs: Math.ceil(t.key - now) });
+    }
+    return out;
+  }
+
   /** Earliest expiry, or null. O(1). */
   nextExpiry(): number | null {
     return this.byExpiry.peek()?.key ?? null;

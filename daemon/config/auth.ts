@@ -5,6 +5,7 @@
  * may read. session/auth.ts turns it into principals.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { jsonErrorAt } from '../lib/json-syntax.js';
 
 export interface TokenSpec {
   name: string;
@@ -51,11 +52,17 @@ export function readTokenFile(path: string, parse: (raw: unknown, where: string)
   if ((st.mode & 0o077) !== 0) {
     throw new AuthError(`token file ${path} has mode 0${(st.mode & 0o777).toString(8)}; it must be readable only by its owner (chmod 600)`);
   }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new AuthError(`cannot read token file ${path}: ${(e as Error).message}`);
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
-    throw new AuthError(`token file ${path} is not valid JSON: ${(e as Error).message}`);
+    throw new AuthError(`token file ${path} is not valid JSON: ${jsonErrorAt(text, e as Error)}`);
   }
   return parse(raw, path);
 }

@@ -25,6 +25,7 @@ import { normalizeMachine, type MachineConfig } from './machine-config.js';
 import { TokenFileSchema, type RawToken } from './schema.js';
 import { readTokenFile, AuthError, type AuthConfig, type Grant, type TokenSpec } from './auth.js';
 import { dirname, resolve as resolvePath } from 'node:path';
+import { jsonErrorAt } from '../lib/json-syntax.js';
 
 export interface ServerConfig {
   socketMode: number;
@@ -270,7 +271,7 @@ export function loadConfig(path?: string): Config {
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(`config file ${path} is not valid JSON: ${(e as Error).message}`);
+    throw new ConfigError(`config file ${path} is not valid JSON: ${jsonErrorAt(text, e as Error)}`);
   }
   return buildConfig(raw, path);
 }

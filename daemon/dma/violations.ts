@@ -3,19 +3,9 @@
  * every misuse of the streaming-DMA rules is numbered, kept in a bounded
  * ring (newest last), counted by kind, and handed to a reporter. Pure.
  */
-export const VIOLATION_KINDS = [
-  'cpu-access-while-device-owned',
-  'device-access-during-cpu-access',
-  'end-without-start',
-  'start-while-open',
-  'direction-mismatch',
-  'stale-read',
-  'lost-write',
-  'unsynced-unregister',
-  'unregister-not-registered',
-  'sync-out-of-range',
-] as const;
-export type ViolationKind = (typeof VIOLATION_KINDS)[number];
+import { VIOLATION_KINDS, type ViolationKind } from '../../protocol/ops/coherency.js';
+
+export { VIOLATION_KINDS, type ViolationKind };
 export type CheckMode = 'off' | 'warn' | 'strict';
 
 export interface Who {

@@ -113,6 +113,7 @@ export function buffers(ctx: DaemonContext, s: Session, req: RequestOf<'buffers'
   }
   const out: BufferListing[] = [];
   let more = false;
+  let tokens: ReturnType<typeof ctx.tokens.byBuffer> | undefined; // gathered once, when a listed buffer is in flight
   for (const b of candidates) {
     if (b.id <= after) continue;
     if (req.client !== undefined && !b.holders.has(req.client)) continue;
@@ -131,6 +132,20 @@ export function buffers(ctx: DaemonContext, s: Session, req: RequestOf<'buffers'
       creator: b.creator,
       holders: [...b.holders].map(([client, handles]) => ({ client, name: ctx.clients.byId(client)?.name ?? null, handles })),
       refs: { ...b.refs },
+      registrations: ctx.drivers.registrationsOf(b).map((r) => ({
+        driver: r.driver.name,
+        deviceAddress: r.deviceAddress,
+        registrant: r.registrant,
+        bounced: r.pieces.reduce((a, p) => a + (p.bounce ? p.len : 0), 0),
+      })),
+      tokens:
+        b.refs.inflight === 0
+          ? []
+          : ((tokens ??= ctx.tokens.byBuffer()).get(b.id) ?? []).map((x) => ({
+              from: { id: x.from, name: x.fromName },
+              rights: rightsList(x.rights),
+              expiresInMs: x.expiresInMs,
+            })),
     });
   }
   return { buffers: out, more };

@@ -9,6 +9,9 @@ import type { DaemonContext } from '../session/context.js';
 import type { PoolConfig } from '../alloc/pool.js';
 import { formatSize } from '../../protocol/units.js';
 
+/** "1 token", "2 tokens". */
+const count = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
 export interface ReloadResult {
   source: string;
   applied: string[];
@@ -78,7 +81,7 @@ export function reloadConfig(ctx: DaemonContext, path: string | undefined, onLea
     }
     if (d !== undefined && same(d.constraints, dc.constraints) && d.description === dc.description) continue;
     if (d !== undefined && d.registrations.size > 0) {
-      ignored.push(`driver '${dc.name}': ${d.registrations.size} registration(s) hold it; unregister them to redefine it`);
+      ignored.push(`driver '${dc.name}': ${count(d.registrations.size, 'registration')} ${d.registrations.size === 1 ? 'holds' : 'hold'} it; unregister ${d.registrations.size === 1 ? 'it' : 'them'} to redefine it`);
       continue;
     }
     ctx.drivers.setBuiltin(dc);
@@ -90,11 +93,11 @@ export function reloadConfig(ctx: DaemonContext, path: string | undefined, onLea
     const leaks = onLeaks(d.name);
     ctx.drivers.detach(d);
     ctx.bus.publish('drivers', 'remove', { driver: d.name, leaks, reload: true });
-    applied.push(`driver '${d.name}' removed${leaks > 0 ? ` (${leaks} registration(s) reported as leaks)` : ''}`);
+    applied.push(`driver '${d.name}' removed${leaks > 0 ? ` (${count(leaks, 'registration')} reported as ${leaks === 1 ? 'a leak' : 'leaks'})` : ''}`);
   }
 
   if (!same(next.auth.anonymous, old.auth.anonymous) || !same(next.auth.tokens, old.auth.tokens) || !same(next.fileTokens, old.fileTokens) || !same(next.auth.users, old.auth.users) || !same(next.auth.groups, old.auth.groups)) {
-    applied.push(`capabilities and tokens (${next.auth.tokens.length + next.fileTokens.length} token(s); connected clients keep theirs)`);
+    applied.push(`capabilities and tokens (${count(next.auth.tokens.length + next.fileTokens.length, 'token')}; connected clients keep theirs)`);
   }
   if (!same(next.auth.names, old.auth.names)) applied.push(`client names bound to principals (${Object.keys(next.auth.names).length}; connected clients keep their names)`);
   ctx.auth.reload(next.auth, next.fileTokens, next.limits);

@@ -13,6 +13,21 @@ export const Access = Type.Union([Type.Literal('read'), Type.Literal('write'), T
 /** 16 random bytes in base64 that the client presented on the fd socket. */
 export const Nonce = Type.String({ minLength: 22, maxLength: 24, pattern: '^[A-Za-z0-9+/]{22}(==)?$', description: '16 bytes in base64 (the nonce written on the fd socket)' });
 
+/** What the coherency checker reports (the `kind` of a violation). */
+export const VIOLATION_KINDS = [
+  'cpu-access-while-device-owned',
+  'device-access-during-cpu-access',
+  'end-without-start',
+  'start-while-open',
+  'direction-mismatch',
+  'stale-read',
+  'lost-write',
+  'unsynced-unregister',
+  'unregister-not-registered',
+  'sync-out-of-range',
+] as const;
+export type ViolationKind = (typeof VIOLATION_KINDS)[number];
+
 export const COHERENCY_REQUESTS = {
   sync: request(
     'sync',
@@ -40,7 +55,7 @@ export const COHERENCY_REQUESTS = {
   violations: request(
     'violations',
     {
-      kind: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'only this kind' })),
+      kind: Type.Optional(Type.Union(VIOLATION_KINDS.map((k) => Type.Literal(k)), { description: `only this kind: one of ${VIOLATION_KINDS.map((k) => `"${k}"`).join(', ')}` })),
       buffer: Type.Optional(Uint({ description: 'only this buffer id' })),
       limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20, description: 'the newest N' })),
     },

@@ -25,7 +25,7 @@ t.test('bufctl drivers, constraints, merge', async (t) => {
 
   // every bufctl run at once (each is a process start); checked below
   const run = (...a: string[]) => bufctl(d.socket, ...a);
-  const [dr, dj, cg, cjr, cmy, cn, mg, mj, mc, mcj, mu, u1, u2, u3, u4, u5, st] = await Promise.all([
+  const [dr, dj, cg, cjr, cmy, cn, mg, mj, mc, mcj, mu, mcn, u1, u2, u3, u4, u5, st] = await Promise.all([
     run('drivers'),
     run('drivers', '--json'),
     run('constraints', 'gpu'),
@@ -37,6 +37,7 @@ t.test('bufctl drivers, constraints, merge', async (t) => {
     run('merge', 'display', 'nic'),
     run('merge', 'display', 'nic', '--json'),
     run('merge', 'gpu', 'nosuch'),
+    run('merge', 'capture', 'nic'),
     run('constraints'),
     run('merge'),
     run('drivers', 'extra'),
@@ -81,6 +82,8 @@ t.test('bufctl drivers, constraints, merge', async (t) => {
   t.match(mg.stdout, /contiguous\s+required/);
   t.match(mg.stdout, /dmaMask\s+32 bits/);
   t.match(mg.stdout, /via IOMMU\s+gpu/);
+  t.match(mg.stdout, /\n  segments\s+one \(contiguous\), any size\n/, 'segments said in words, not "max -, size ≤ -"');
+  t.notMatch(mg.stdout, 'max -');
   t.match(row(mg.stdout, 'contig'), /contig\s+yes\s+yes/);
   t.match(row(mg.stdout, 'tcm'), /tcm\s+yes\s+yes/);
   t.match(row(mg.stdout, 'default'), /default\s+no\s+yes\s+cache/);
@@ -96,6 +99,7 @@ t.test('bufctl drivers, constraints, merge', async (t) => {
   t.match(mc.stderr, /writeback/);
   t.equal(mcj.code, 1);
   t.match(JSON.parse(mcj.stdout), { error: { code: 'EINVAL', details: { conflicts: [{ attribute: 'cache' }] } } });
+  t.match(mcn.stdout, /\n  segments\s+at most 64, each ≤ 256 KiB\n/, 'capture + nic: the tighter of each');
   t.equal(mu.code, 1);
   t.match(mu.stderr, /ENOENT/);
 

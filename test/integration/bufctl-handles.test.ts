@@ -23,8 +23,10 @@ async function client(t: { teardown(fn: () => unknown): void }, socket: string, 
   return c;
 }
 
-/** The table row of a buffer id. */
-const row = (out: string, buffer: number) => out.split('\n').find((l) => new RegExp(`^\\s+${buffer}\\s`).test(l));
+// token lifetimes print as whole seconds left, 1 up to the ttl (however slow the machine, as long as the token lives)
+
+/** The table row of a buffer id (columns are two spaces apart; not the totals line, "  3 buffers, ..."). */
+const row = (out: string, buffer: number) => out.split('\n').find((l) => new RegExp(`^\\s+${buffer}\\s{2,}`).test(l));
 
 t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, --json', async (t) => {
   const d = await startDaemon(t, { config: CONFIG });
@@ -33,6 +35,7 @@ t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, 
   const a = await alpha.alloc({ pool: 'default', size: 10_000 });
   const b = await alpha.alloc({ pool: 'huge', size: 3 * MiB });
   const c = await beta.call<HandleInfo>('alloc', { pool: 'dma32', size: 100 });
+  const reg = await beta.call<{ deviceAddress: number }>('register', c.handle, 'nic');
   await alpha.send(a.handle, 'beta', { rights: ['read'] });
   await alpha.dup(a.handle);
   const ex = await alpha.export(b.handle);
@@ -40,11 +43,19 @@ t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, 
 
   const human = await bufctl(d.socket, 'buffers');
   t.equal(human.code, 0, human.stderr);
-  t.match(human.stdout, /BUFFER\s+POOL\s+CACHE\s+SIZE\s+USIZE\s+KIND\s+CREATOR\s+HOLDERS\s+REFS h\/i\/r\/m/);
-  t.match(row(human.stdout, a.buffer), new RegExp(`default\\s+writeback\\s+9.77 KiB\\s+10 KiB\\s+small\\s+${alpha.id}\\s+alpha×2 beta×1\\s+3/0/0/0$`));
-  t.match(row(human.stdout, b.buffer), new RegExp(`huge\\s+writeback\\s+3 MiB\\s+4 MiB\\s+direct\\s+${alpha.id}\\s+alpha×1\\s+1/1/0/0$`), 'an exported token shows as in flight');
-  t.match(row(human.stdout, c.buffer), new RegExp(`dma32\\s+writeback\\s+100 B\\s+112 B\\s+small\\s+${beta.id}\\s+beta×1\\s+1/0/0/0$`));
-  t.equal(human.stdout.trim().split('\n').length, 4, 'a header and three buffers');
+  t.match(human.stdout, /BUFFER\s+POOL\s+CACHE\s+SIZE\s+USIZE\s+KIND\s+CREATOR\s+HELD BY\s+DRIVERS\s+MAPS/);
+  t.match(row(human.stdout, a.buffer), new RegExp(`default\\s+writeback\\s+9.77 KiB\\s+10 KiB\\s+small\\s+${alpha.id}\\s+alpha×2 beta×1\\s+-\\s+0$`));
+  t.match(
+    row(human.stdout, b.buffer),
+    new RegExp(`huge\\s+writeback\\s+3 MiB\\s+4 MiB\\s+direct\\s+${alpha.id}\\s+alpha×1 \\+ token from alpha, expires in ([12]?[0-9]|30) s\\s+-\\s+0$`),
+    'an exported token shows who exported it and when it expires',
+  );
+  t.match(row(human.stdout, c.buffer), new RegExp(`dma32\\s+writeback\\s+100 B\\s+112 B\\s+small\\s+${beta.id}\\s+beta×1\\s+nic\\s+0$`), 'the drivers it is registered with');
+  const lines = human.stdout.trimEnd().split('\n');
+  t.equal(lines.length, 7, 'a header, three buffers, totals and a two-line legend');
+  t.equal(lines[4], '  3 buffers, 3.01 MiB asked, 4.01 MiB usable; 5 handles, 1 token in flight, 1 driver registration, 0 mappings');
+  t.match(lines[5], /^  HELD BY: clients×handles open on it, and export tokens not yet imported; DRIVERS: registered with/);
+  t.match(lines[6], /^  SIZE: bytes asked; USIZE: usable bytes .*MAPS: CPU mappings$/);
 
   const js = await bufctl(d.socket, 'buffers', '--json');
   t.equal(js.code, 0);
@@ -66,7 +77,11 @@ t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, 
       { client: beta.id, name: 'beta', handles: 1 },
     ],
     refs: { handles: 3, inflight: 0, registrations: 0, mappings: 0 },
+    registrations: [],
+    tokens: [],
   });
+  t.match(all[1], { buffer: b.buffer, refs: { inflight: 1 }, tokens: [{ from: { id: alpha.id, name: 'alpha' }, rights: ['read', 'write', 'share'], expiresInMs: Number }] });
+  t.same(all[2]!.registrations, [{ driver: 'nic', deviceAddress: reg.deviceAddress, registrant: beta.id, bounced: 0 }], 'drivers with their device addresses');
 
   const byClient = async (...args: string[]) => {
     const r = await bufctl(d.socket, 'buffers', '--json', ...args);
@@ -98,7 +113,22 @@ t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, 
   const admin = await connect({ socket: d.socket, name: 'admin', admin: true });
   t.teardown(() => admin.disconnect());
   t.equal(admin.session.principal, 'cookie');
-  t.same((await admin.buffers()).buffers, all);
+  const timeless = (l: BufferListing[]) => l.map((b) => ({ ...b, tokens: b.tokens.map((x) => ({ ...x, expiresInMs: 0 })) }));
+  t.same(timeless((await admin.buffers()).buffers), timeless(all));
+});
+
+t.test('bufctl buffers: a buffer only a token holds says who exported it and when the token expires; counts in the singular', async (t) => {
+  const d = await startDaemon(t);
+  const alpha = await client(t, d.socket, 'alpha');
+  const h = await alpha.alloc({ pool: 'default', size: 4096 });
+  await alpha.export(h.handle, { ttlMs: 60_000 });
+  await alpha.close(h.handle);
+  const [r, st] = await Promise.all([bufctl(d.socket, 'buffers'), bufctl(d.socket, 'status')]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(row(r.stdout, h.buffer), /\s+in flight: token from alpha, expires in ([1-9]|[1-5][0-9]|60) s\s+-\s+0$/);
+  t.match(r.stdout, /\n  1 buffer, 4 KiB asked, 4 KiB usable; 0 handles, 1 token in flight, 0 driver registrations, 0 mappings\n/);
+  t.match(st.stdout, 'Clients (1 live buffer, 1 token in flight)');
+  t.notMatch(st.stdout, /\b1 [a-z]+s\b/, 'no "1 buffers" anywhere in status');
 });
 
 t.test('bufctl buffers without the cookie shows only what that client holds: nothing', async (t) => {

@@ -114,6 +114,8 @@ t.test('bufctl reload', async (t) => {
   t.match(res.ignored, [/server\.http/]);
   const human = await bufctl(f.socket, 'reload');
   t.match(human.stdout, 'nothing changed', 'a second reload: nothing new');
+  t.match(human.stdout, /^  not applied: server\.http \(restart to change\)$/m, 'what still waits for a restart, said once');
+  t.notMatch(human.stdout, 'needs a restart: ', 'no doubled wording');
   const c = await client(t, f.socket, 'sub');
   const summaries: Record<string, unknown>[] = [];
   c.on('activity', (e) => e.kind === 'summary' && summaries.push(e as unknown as Record<string, unknown>));
@@ -163,6 +165,10 @@ t.test('every command takes --json and prints one JSON document', async (t) => {
     t.ok(doc !== null && typeof doc === 'object', `${args.join(' ')}: an object or array`);
     seen.add(args[0]!);
   }
+  const dash = JSON.parse(results[runs.findIndex((r) => r[0] === 'dashboard')]!.stdout) as { url: string; address: string; token: string | null };
+  t.match(dash.address, /^http:\/\/127\.0\.0\.1:\d+\/$/, 'dashboard --json: the address');
+  t.match(dash.token, /^[0-9a-f]{32,}$/, 'the token itself, not true');
+  t.equal(dash.url, `${dash.address}#token=${dash.token!}`, 'and the URL carrying it');
   const w = await bufctl(d.socket, 'watch', '--json', '--count', '2', '--interval', '100');
   t.equal(w.code, 0);
   const lines = w.stdout.trim().split('\n');
@@ -170,4 +176,35 @@ t.test('every command takes --json and prints one JSON document', async (t) => {
   for (const l of lines) t.match(JSON.parse(l), { event: 'snapshot' });
   seen.add('watch');
   t.same([...seen].sort(), [...COMMANDS].sort(), 'every command covered');
+
+  // and every command's errors: one JSON document, {error: {code, message, details}}
+  const failing: [string[], number, string][] = [
+    [['status', '--pool', 'nosuch'], 1, 'ENOENT'],
+    [['pools', 'extra'], 2, 'EINVAL'],
+    [['hugepages', 'set', '2M', '-1'], 2, 'EINVAL'],
+    [['hugepages', 'set', '4M', '1'], 1, 'ENOENT'],
+    [['buffers', '--pool', 'nosuch'], 1, 'ENOENT'],
+    [['clients', '--pool', 'x'], 2, 'EINVAL'],
+    [['drivers', 'extra'], 2, 'EINVAL'],
+    [['constraints', 'nosuch'], 1, 'ENOENT'],
+    [['merge', 'display', 'nic'], 1, 'EINVAL'],
+    [['violations', '--kind', 'bogus'], 2, 'EINVAL'],
+    [['watch', '--count', '0'], 2, 'EINVAL'],
+    [['reload', 'now'], 2, 'EINVAL'],
+    [['dashboard', '--pool', 'x'], 2, 'EINVAL'],
+  ];
+  const errs = await Promise.all(failing.map(([args]) => bufctl(d.socket, ...args, '--json')));
+  const covered = new Set<string>();
+  for (const [i, [args, exit, code]] of failing.entries()) {
+    const r = errs[i]!;
+    t.equal(r.code, exit, `${args.join(' ')}: exit ${exit}`);
+    let doc: { error?: { code: string; message: string; details: unknown } } = {};
+    t.doesNotThrow(() => (doc = JSON.parse(r.stdout) as typeof doc), `${args.join(' ')}: one JSON document`);
+    t.equal(doc.error?.code, code, `${args.join(' ')}: ${code}`);
+    t.type(doc.error?.message, 'string');
+    t.type(doc.error?.details, 'object');
+    t.same(Object.keys(doc.error ?? {}), ['code', 'message', 'details'], 'exactly code, message and details');
+    covered.add(args[0]!);
+  }
+  t.same([...covered].sort(), [...COMMANDS].sort(), 'every command has its errors in JSON');
 });

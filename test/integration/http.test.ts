@@ -337,7 +337,7 @@ t.test('bufctl dashboard', async (t) => {
   t.equal(on.code, 0, on.stderr);
   t.equal(on.stdout.trim(), `http://127.0.0.1:${port}/#token=${token}`);
   const js = await bufctl(d.socket, 'dashboard', '--json');
-  t.same(JSON.parse(js.stdout), { url: `http://127.0.0.1:${port}/#token=${token}`, token: true });
+  t.same(JSON.parse(js.stdout), { url: `http://127.0.0.1:${port}/#token=${token}`, address: `http://127.0.0.1:${port}/`, token });
   // a graceful stop with a dashboard connected
   const w = await mustOpen(t, port, `?token=${token}`);
   await w.wait((e) => e['event'] === 'snapshot', 'a snapshot');

@@ -105,7 +105,7 @@ t.test('config files', async (t) => {
   try {
     loadConfig(`${dir}/bad.json`);
   } catch (e) {
-    t.match((e as Error).message, 'is not valid JSON');
+    t.equal((e as Error).message, `config file ${dir}/bad.json is not valid JSON: line 1, column 3: expected a property name in double quotes, found 'n'`);
   }
   try {
     loadConfig(`${dir}/missing.json`);

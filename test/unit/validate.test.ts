@@ -70,7 +70,8 @@ t.test('describeSchema covers the schema kinds used on the wire', async (t) => {
   t.equal(describeSchema(Type.Number()), 'number');
   t.equal(describeSchema(Type.Boolean()), 'boolean');
   t.equal(describeSchema(Type.Literal('a')), 'the value "a"');
-  t.equal(describeSchema(Type.Union([Type.Literal('a'), Type.Literal('b')])), 'the value "a" or the value "b"');
+  t.equal(describeSchema(Type.Union([Type.Literal('a'), Type.Literal('b')])), 'one of "a", "b"');
+  t.equal(describeSchema(Type.Union([Type.Literal('a'), Type.Integer()])), 'the value "a" or integer');
   t.equal(describeSchema(Type.Array(Type.String(), { maxItems: 3 })), 'array of string (at most 3 items)');
   t.equal(describeSchema(Type.Object({})), 'map');
   t.equal(describeSchema(BinaryData(10)), 'binary data (MessagePack bin) of at most 10 bytes');
