@@ -212,10 +212,12 @@ export function* reportLeaks(ctx: DaemonContext, which: { driver?: Driver; regis
   const leaks = ctx.drivers.dropLeaks(which, reason);
   for (const { reg } of leaks) reg.dying = true;
   for (const { reg, leak } of leaks) {
+    // told once the registration is gone (the drop is sliced: status in between still shows it), to whoever held the buffer before
+    const holders = [...reg.buffer.holders.keys()];
+    yield* dropRegistration(ctx, reg);
     ctx.log.warn({ ...leak }, `DMA registration leaked: buffer ${leak.buffer} still registered with '${leak.driver}' (${reason})`);
     ctx.bus.publish('drivers', 'leak', { ...leak, client: leak.registrant });
-    for (const holder of reg.buffer.holders.keys()) ctx.clients.byId(holder)?.send({ event: 'leak', ...leak }, true);
-    yield* dropRegistration(ctx, reg);
+    for (const holder of holders) ctx.clients.byId(holder)?.send({ event: 'leak', ...leak }, true);
   }
   return leaks.length;
 }
