@@ -4,7 +4,7 @@
  */
 import type { ActivityEvent } from '../protocol/results.js';
 import type { Mismatch } from '../protocol/attributes.js';
-import { size, formatAddress, formatMismatch } from './format.js';
+import { size, formatAddress, formatMismatch, plural } from './format.js';
 
 const who = (id: unknown, name: unknown) => (typeof name === 'string' && name !== '' ? `${name} (#${String(id)})` : `client #${String(id)}`);
 
@@ -14,7 +14,7 @@ export function describeActivity(ev: ActivityEvent): string {
   const n = (k: string) => size(typeof e[k] === 'number' ? e[k] : null);
   switch (ev.topic) {
     case 'alloc':
-      if (ev.kind === 'summary') return `${String(e['allocs'])} allocations (${n('bytesAllocated')}), ${String(e['frees'])} frees (${n('bytesFreed')}) in ${String(e['windowMs'])} ms`;
+      if (ev.kind === 'summary') return `${plural(Number(e['allocs']), 'allocation')} (${n('bytesAllocated')}), ${plural(Number(e['frees']), 'free')} (${n('bytesFreed')}) in ${String(e['windowMs'])} ms`;
       if (ev.kind === 'alloc') return `buffer ${String(e['buffer'])}: ${n('size')} from ${String(e['pool'])} by ${who(e['client'], e['name'])}`;
       return `buffer ${String(e['buffer'])} freed (${n('size')}, ${String(e['pool'])})`;
     case 'handles':

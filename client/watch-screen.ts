@@ -7,7 +7,7 @@
  * section that doesn't fit says how many of its rows it shows. Pure: no I/O.
  */
 import type { Status, ClientStatus, DriverStatus, PoolStatus } from '../protocol/status.js';
-import { table, size, formatDuration, type Column } from './format.js';
+import { table, size, formatDuration, plural, type Column } from './format.js';
 
 /** One snapshot and when the daemon took it. */
 export interface Sample {
@@ -165,7 +165,7 @@ function headLines(st: Status, r: ReturnType<typeof rates>): string[] {
   const hp = st.hugepages.map((h) => `${size(h.size)} ${h.inUse}/${h.total} in use`).join(', ');
   return [
     `bufferd ${st.version}  pid ${st.pid}  up ${formatDuration(st.uptimeMs)}  ${st.socket}`,
-    `memory ${size(st.memory.total - st.memory.free)} used of ${size(st.memory.total)}  ${st.buffers.live} buffers  ${st.clients.length} clients  ${st.buffers.tokensInFlight} tokens in flight`,
+    `memory ${size(st.memory.total - st.memory.free)} used of ${size(st.memory.total)}  ${plural(st.buffers.live, 'buffer')}  ${plural(st.clients.length, 'client')}  ${plural(st.buffers.tokensInFlight, 'token')} in flight`,
     `per second: ${rate(r.allocs)} allocs  ${rate(r.frees)} frees  ${rate(r.events)} events  ${rate(r.violations)} violations (checker ${st.coherency.mode})`,
     `Hugepages: ${hp === '' ? 'none' : hp}`,
   ];
