@@ -93,14 +93,14 @@ export function parseArgv(argv: readonly string[]): Invocation {
       continue;
     }
     if (spec.type === 'boolean') {
-      if (inline !== undefined) throw new UsageError(`option --${name} takes no value (got '--${name}=${inline}')`, 'See bufctl --help.');
+      if (inline !== undefined) throw new UsageError(`option --${name} takes no value (got '--${name}=${inline}')`);
       values[name] = true;
       continue;
     }
     if (inline === undefined) {
       const next = argv[i + 1];
       if (next === undefined || (next.startsWith('-') && !isNegativeNumber(next))) {
-        throw new UsageError(`option --${name} needs a value (--${name}${spec.arg ?? ' VALUE'})`, 'See bufctl --help.');
+        throw new UsageError(`option --${name} needs a value (--${name}${spec.arg ?? ' VALUE'})`);
       }
       inline = next;
       i++;

@@ -211,7 +211,7 @@ export const COMMANDS: Record<string, Command> = {
       if (topics !== undefined) o.topics = topics;
       return async (c) => {
         // when the daemon restarts, a session like this one again
-        o.reconnect = () => connect({ socket: c.socketPath, name: c.session.name ?? undefined });
+        o.reconnect = () => connect({ socket: c.socketPath, name: c.session.name ?? undefined, admin: 'if-readable' });
         await watch(c, o);
         return '';
       };

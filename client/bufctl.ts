@@ -70,7 +70,11 @@ export async function run(argv: string[], io: Io): Promise<number> {
   try {
     inv = parseArgv(argv);
   } catch (e) {
-    if (e instanceof UsageError) return fail(usageError(e, undefined, undefined));
+    if (e instanceof UsageError) {
+      // the command it was for, if one is named: its usage line goes with the error
+      const named = argv.find((a) => Object.prototype.hasOwnProperty.call(COMMANDS, a));
+      return fail(usageError(e, named === undefined ? undefined : COMMANDS[named], named));
+    }
     throw e;
   }
   const name = inv.command;
@@ -84,6 +88,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
     if (topic !== undefined && COMMANDS[topic] !== undefined) {
       io.out(commandHelp(COMMANDS[topic]));
       return EXIT_OK;
+    }
+    if (topic !== undefined) {
+      return fail(usageError(new UsageError(`no help for '${topic}': not a command${didYouMean(topic, NAMES)}`, `Commands: ${NAMES.join(', ')}. See 'bufctl --help'.`), undefined, undefined));
     }
     if (values['help'] === true || name === 'help') {
       io.out(usage(COMMANDS));

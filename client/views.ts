@@ -159,6 +159,7 @@ export function clientsTable(cs: ClientStatus[]): string {
     { header: 'NAME', get: (c) => c.name },
     { header: 'PID', get: (c) => c.pid ?? '-', align: 'right' },
     { header: 'UID', get: (c) => c.uid ?? '-', align: 'right' },
+    { header: 'GID', get: (c) => c.gid ?? '-', align: 'right' },
     { header: 'PRINCIPAL', get: (c) => c.principal },
     { header: 'HANDLES', get: (c) => c.handles, align: 'right' },
     { header: 'BYTES', get: (c) => size(c.bytes), align: 'right' },

@@ -154,13 +154,13 @@ t.test('bufctl clients: principal, handles, bytes, quota, capabilities', async (
 
   const human = await bufctl(d.socket, 'clients');
   t.equal(human.code, 0, human.stderr);
-  t.match(human.stdout, /ID\s+NAME\s+PID\s+UID\s+PRINCIPAL\s+HANDLES\s+BYTES\s+CONNECTED\s+CAPABILITIES\n/);
+  t.match(human.stdout, /ID\s+NAME\s+PID\s+UID\s+GID\s+PRINCIPAL\s+HANDLES\s+BYTES\s+CONNECTED\s+CAPABILITIES\n/);
   const line = (name: string) => human.stdout.split('\n').find((l) => new RegExp(`^\\s+\\d+\\s+${name}\\s`).test(l));
   // BYTES is the client's own (alpha and proc are both anonymous: each shows only what it allocated)
-  t.match(line('alpha'), /alpha\s+\d+\s+\d+\s+anonymous\s+2\s+10 KiB\s+\d+s\s+alloc:uncached,alloc:writecombine,driver$/);
-  t.match(line('cam'), /cam\s+\d+\s+\d+\s+camera\s+1\s+4 MiB\s+\d+s\s+alloc:writecombine$/);
-  t.match(line('proc'), /proc\s+\d+\s+\d+\s+anonymous\s+1\s+112 B\s+\d+s\s/);
-  t.match(line('bufctl:\\d+'), /bufctl:\d+\s+\d+\s+\d+\s+cookie\s+0\s+0 B\s+\d+s\s+admin$/, 'bufctl itself, admin through the cookie');
+  t.match(line('alpha'), /alpha\s+\d+\s+\d+\s+\d+\s+anonymous\s+2\s+10 KiB\s+\d+s\s+alloc:uncached,alloc:writecombine,driver$/);
+  t.match(line('cam'), /cam\s+\d+\s+\d+\s+\d+\s+camera\s+1\s+4 MiB\s+\d+s\s+alloc:writecombine$/);
+  t.match(line('proc'), /proc\s+\d+\s+\d+\s+\d+\s+anonymous\s+1\s+112 B\s+\d+s\s/);
+  t.match(line('bufctl:\\d+'), /bufctl:\d+\s+\d+\s+\d+\s+\d+\s+cookie\s+0\s+0 B\s+\d+s\s+admin$/, 'bufctl itself, admin through the cookie');
   // the principals' quota use, once each and labelled as such
   t.match(human.stdout, "\n  Principals (each quota is shared by all the principal's clients)\n");
   t.match(human.stdout, /PRINCIPAL\s+CLIENTS\s+BYTES\s+QUOTA\s+USED\n/);

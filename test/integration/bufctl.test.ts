@@ -45,8 +45,10 @@ t.test('bufctl usage errors exit 2: one line naming the problem, one line of usa
     [['status', 'extra'], /^bufctl: 'status' takes no arguments \(got 'extra'\)$/, /^Usage: bufctl status/],
     [['status', '--overcommit', '3'], /^bufctl: option --overcommit does not apply to 'status'$/, /^Usage: bufctl status/],
     [['constraints'], /^bufctl: 'constraints' needs <driver>$/, /^Usage: bufctl constraints <driver>/],
-    [['buffers', '--client'], /^bufctl: option --client needs a value \(--client ID\)$/, /^See bufctl --help\.$/],
-    [['--json=yes', 'status'], /^bufctl: option --json takes no value/, /^See bufctl --help\.$/],
+    [['buffers', '--client'], /^bufctl: option --client needs a value \(--client ID\)$/, /^Usage: bufctl buffers /],
+    [['--json=yes', 'status'], /^bufctl: option --json takes no value/, /^Usage: bufctl status /],
+    [['--json=yes'], /^bufctl: option --json takes no value/, /^See 'bufctl --help'\.$/],
+    [['help', 'statsu'], /^bufctl: no help for 'statsu': not a command \(did you mean 'status'\?\)$/, /^Commands: /],
     [['-x'], /^bufctl: unknown option '-x'$/, /^Commands: /],
     [['violations', '--kind', 'bogus'], /^bufctl: --kind 'bogus' is not a violation kind$/, /^Violation kinds: cpu-access-while-device-owned, .*lost-write/],
     [['violations', '--kind', 'lost-writes'], /^bufctl: --kind 'lost-writes' is not a violation kind \(did you mean 'lost-write'\?\)$/, /^Violation kinds: /],
@@ -117,6 +119,10 @@ t.test('--json: exactly one JSON document on stdout for usage errors (exit 2) an
   t.match(JSON.parse(u3.stdout), { error: { code: 'EINVAL', message: "--kind 'nope' is not a violation kind", details: { command: 'violations' } } });
   t.equal(u3.code, 2);
   t.match(JSON.parse(u4.stdout), { error: { code: 'EINVAL', message: /--interval '5'/ } });
+  const u5 = await bufctl(missing, 'violations', '--limit', '--json');
+  t.same(JSON.parse(u5.stdout), {
+    error: { code: 'EINVAL', message: 'option --limit needs a value (--limit N)', details: { command: 'violations', usage: 'bufctl violations [--kind KIND] [--limit N] [--json]' } },
+  }, 'an option without its value: the usage line of the command it was for');
   t.equal(u4.stdout.trim().split('\n').length, 1, 'watch --json: the error is one line, as its events are');
   for (const c of [c1, c2]) {
     t.equal(c.code, 3);
