@@ -170,7 +170,7 @@ export async function rejection(p: Promise<unknown>): Promise<BufferdError> {
 }
 
 /** Poll `get` until `ok` holds or the time is up; returns the last value. */
-export async function poll<T>(get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5000, everyMs = 20): Promise<T> {
+export async function poll<T>(get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000, everyMs = 20): Promise<T> {
   const end = Date.now() + timeoutMs;
   let v = await get();
   while (!ok(v) && Date.now() < end) {
@@ -189,4 +189,28 @@ export async function until<T>(get: () => T | undefined | null | false, what: st
     if (Date.now() > end) throw new Error(`${what}: not seen in ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A command started without waiting for it (bufctl, or script(1) around it); killed at teardown. */
+export interface Running {
+  out: () => string;
+  err: () => string;
+  exited: Promise<number | null>;
+  /** Type into its stdin. */
+  write(s: string): void;
+  kill(sig: NodeJS.Signals): void;
+}
+
+export function startCommand(t: Teardown, cmd: string, args: string[]): Running {
+  const p = spawn(cmd, args, { env: { ...process.env, BUFFERD_SOCKET: '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+  p.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+  p.stdin.on('error', () => {});
+  const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
+  t.teardown(() => {
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  });
+  return { out: () => out, err: () => err, exited, write: (s) => p.stdin.write(s), kill: (s) => p.kill(s) };
 }

@@ -9,6 +9,7 @@ import { startDaemon, bufctl } from '../helpers/daemon.js';
 import { spawnClient } from '../helpers/procs.js';
 import { connect, type BufferClient, type BufferListing, type ClientStatus, type HandleInfo } from '../../client/index.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 
 const CAM = 'camera-token-secret-0123456789';
 const CONFIG = {
@@ -193,7 +194,7 @@ t.test('bufctl buffers/clients usage errors exit 2', async (t) => {
     ['clients', '--pool', 'default'],
     ['clients', '--client', '1'],
   ];
-  const results = await Promise.all(cases.map((args) => bufctl(d.socket, ...args)));
+  const results = await Promise.all(cases.map((args) => bufctlHere(d.socket, ...args)));
   for (const [i, r] of results.entries()) {
     t.equal(r.code, 2, cases[i]!.join(' '));
     t.match(r.stderr, /^bufctl: /);

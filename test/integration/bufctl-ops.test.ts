@@ -3,38 +3,19 @@
  * and across daemon restarts: bufctl-watch.test.ts), `reload` and
  * `dashboard`; and for every command: --help and --json.
  */
-import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
+import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon, bufctl, BUFCTL } from '../helpers/daemon.js';
 import { client } from '../helpers/drivers.js';
-import { poll, until } from '../helpers/procs.js';
+import { poll, until, startCommand } from '../helpers/procs.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import type { BufferClient } from '../../client/index.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 
 const COMMANDS = ['status', 'pools', 'hugepages', 'buffers', 'clients', 'drivers', 'constraints', 'merge', 'violations', 'watch', 'reload', 'dashboard'];
 
-interface Running {
-  out: () => string;
-  err: () => string;
-  exited: Promise<number | null>;
-  kill(sig: NodeJS.Signals): void;
-}
-
-/** Start a command (bufctl, or script around it) without waiting for it; killed at teardown. */
-function start(t: Test, cmd: string, args: string[]): Running {
-  const p = spawn(cmd, args, { env: { ...process.env, BUFFERD_SOCKET: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  p.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-  p.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-  const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
-  t.teardown(() => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  });
-  return { out: () => out, err: () => err, exited, kill: (s) => p.kill(s) };
-}
+const start = startCommand;
 
 const watchCmd = (socket: string, ...args: string[]) => [BUFCTL, '--socket', socket, 'watch', ...args];
 
@@ -137,7 +118,7 @@ t.test('help lists every command; each has --help', async (t) => {
   const h = await bufctl(null, '--help');
   t.equal(h.code, 0);
   for (const c of COMMANDS) t.match(h.stdout, new RegExp(`^  ${c}\\b`, 'm'), `--help lists ${c}`);
-  const helps = await Promise.all(COMMANDS.map((c) => bufctl('/nonexistent.sock', c, '--help')));
+  const helps = await Promise.all(COMMANDS.map((c) => bufctlHere('/nonexistent.sock', c, '--help')));
   COMMANDS.forEach((c, i) => {
     const r = helps[i]!;
     t.equal(r.code, 0, `${c} --help: exit 0`);
@@ -156,7 +137,9 @@ t.test('every command takes --json and prints one JSON document', async (t) => {
     ['drivers'], ['constraints', 'gpu'], ['merge', 'gpu', 'video'], ['violations'], ['reload'], ['dashboard'],
   ];
   const seen = new Set<string>();
-  const results = await Promise.all(runs.map((args) => bufctl(d.socket, ...args, '--json')));
+  // one after another: in one process each session is named bufctl:<pid>, and names are unique
+  const results: Awaited<ReturnType<typeof bufctlHere>>[] = [];
+  for (const args of runs) results.push(await bufctlHere(d.socket, ...args, '--json'));
   for (const [i, args] of runs.entries()) {
     const r = results[i]!;
     t.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);

@@ -13,10 +13,10 @@
  *   "reconnected"), JSON lines stay JSON (the notes go to stderr).
  */
 import t, { type Test } from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { startDaemon, BUFCTL } from '../helpers/daemon.js';
 import { client } from '../helpers/drivers.js';
-import { poll, until } from '../helpers/procs.js';
+import { poll, until, startCommand, type Running } from '../helpers/procs.js';
 import type { BufferClient } from '../../client/index.js';
 
 const hasScript = spawnSync('script', ['--version']).status === 0;
@@ -24,28 +24,7 @@ const COLS = 80;
 const ROWS = 24;
 const LEAVE = '\x1b[?25h\x1b[?1049l';
 
-interface Running {
-  out: () => string;
-  err: () => string;
-  exited: Promise<number | null>;
-  write(s: string): void;
-  kill(sig: NodeJS.Signals): void;
-}
-
-/** Start a command without waiting for it; killed at teardown. */
-function start(t: Test, cmd: string, args: string[]): Running {
-  const p = spawn(cmd, args, { env: { ...process.env, BUFFERD_SOCKET: '' }, stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  p.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-  p.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-  p.stdin.on('error', () => {});
-  const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
-  t.teardown(() => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  });
-  return { out: () => out, err: () => err, exited, write: (s) => p.stdin.write(s), kill: (s) => p.kill(s) };
-}
+const start = startCommand;
 
 /** bufctl watch on a COLS×ROWS pty; the terminal's settings (stty -g) printed before and after. */
 function ttyWatch(t: Test, socket: string, ...args: string[]): Running {

@@ -10,6 +10,7 @@ import { startDaemon, bufctl, tempDir, runNode, BUFCTL, ROOT } from '../helpers/
 import { encodeFrame, FrameReader } from '../../protocol/frame.js';
 import { decodeValue } from '../../protocol/codec.js';
 import { connect } from '../../client/index.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 
 t.test('bufctl status: tables and JSON', async (t) => {
   const d = await startDaemon(t);
@@ -60,8 +61,9 @@ t.test('bufctl usage errors exit 2: one line naming the problem, one line of usa
     [['hugepages', 'sett', '2M', '1'], /unknown hugepages action 'sett' \(did you mean 'set'\?\)/, /^Usage: bufctl hugepages/],
     [['hugepages', 'set', '2M', '1', '--overcommit', '-3'], /^bufctl: --overcommit '-3' is not a page count \(0 or more\)$/, /^Usage: bufctl hugepages/],
   ];
-  // no daemon at that socket: every one of these is refused before connecting
-  const results = await Promise.all(cases.map(([args]) => bufctl('/nonexistent.sock', ...args)));
+  // no daemon at that socket: every one of these is refused before connecting (run() in this process;
+  // the spawned binary's exit codes are checked below and in the other tests)
+  const results = await Promise.all(cases.map(([args]) => bufctlHere('/nonexistent.sock', ...args)));
   for (const [i, [args, first, second]] of cases.entries()) {
     const r = results[i]!;
     const what = args.join(' ') || '(nothing)';
