@@ -81,7 +81,7 @@ t.test('FrameReader checks the prefix before buffering the body', async (t) => {
 
 t.test('FrameReader: any split of any frames gives the same bodies (property)', async (t) => {
   const fc = (await import('fast-check')).default;
-  fc.assert(
+  t.doesNotThrow(() => fc.assert(
     fc.property(
       fc.array(fc.uint8Array({ maxLength: 70_000 }), { minLength: 1, maxLength: 6 }),
       fc.array(fc.nat(), { maxLength: 40 }),
@@ -102,8 +102,7 @@ t.test('FrameReader: any split of any frames gives the same bodies (property)', 
       },
     ),
     { numRuns: 300, seed: 3 },
-  );
-  t.pass('300 random splits');
+  ), '300 random splits: every property holds');
 });
 
 t.test('FrameReader holds about what arrived, not what the prefix claims', async (t) => {

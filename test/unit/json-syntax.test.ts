@@ -56,7 +56,7 @@ t.test('deeply nested input does not overflow the stack', async (t) => {
 
 t.test('agrees with JSON.parse on random documents and corruptions of them', async (t) => {
   const doc = fc.tuple(fc.jsonValue({ maxDepth: 4 }), fc.boolean()).map(([v, pretty]) => JSON.stringify(v, null, pretty ? 2 : 0) ?? 'null');
-  fc.assert(
+  t.doesNotThrow(() => fc.assert(
     fc.property(doc, fc.nat(), fc.constantFrom('', ',', '}', ']', '"', ':', '\n', 'x', '0', '-', '.', '\\', ' '), fc.boolean(), (text, pos, ch, del) => {
       if (findJsonSyntaxError(text) !== null) throw new Error(`valid JSON refused: ${text}`);
       const p = pos % (text.length + 1);
@@ -72,6 +72,5 @@ t.test('agrees with JSON.parse on random documents and corruptions of them', asy
       if (e !== null && (e.offset < 0 || e.offset > broken.length)) throw new Error(`offset out of range: ${e.offset}`);
     }),
     { numRuns: 3000 },
-  );
-  t.pass('3000 documents and corruptions');
+  ), '3000 documents and corruptions: every property holds');
 });
