@@ -135,7 +135,7 @@ class Actor {
         if (this.peer === null) return;
         await this.c.send(any[0], this.peer.c.id);
       } else if (roll < 96 && this.maps.length < MAX_MAPS) {
-        const m = await this.c.map(any[0]);
+        const m = await this.c.mapRemote(any[0]); // a daemon-side CPU mapping (any buffer), read through {mapping}
         this.maps.push(m.mapping);
         await this.c.read({ mapping: m.mapping }, 0, Math.min(any[1].size, 256));
       } else {

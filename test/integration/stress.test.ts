@@ -1,7 +1,8 @@
 /**
  * The stress harness's quick parts against the real daemon: the frame
- * fuzzer and the kill storm (`node dist/bench/stress/run.js fuzz killstorm
- * --short`, about 30 s on a 2-core machine) must both pass. Each part ends
+ * fuzzer, the kill storm and the soak's mixed churn (`node dist/bench/stress/run.js
+ * fuzz killstorm soak --short`, about 45 s on a 2-core machine) must all pass
+ * (the soak's 15 s of every op catches an op a worker can no longer use). Each part ends
  * its output with one line `PART: pass` or `PART: fail (reason)`.
  *
  * The run starts through `env -u NODE_OPTIONS`: tap adds its per-process
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { ROOT } from '../helpers/daemon.js';
 
 const RUN = join(ROOT, 'dist', 'bench', 'stress', 'run.js');
-const TIMEOUT_MS = 100_000;
+const TIMEOUT_MS = 150_000;
 
 function runStress(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -34,16 +35,16 @@ function runStress(args: string[]): Promise<{ code: number | null; stdout: strin
   });
 }
 
-t.test('stress: fuzz and killstorm (short) pass', async (t) => {
-  const r = await runStress(['fuzz', 'killstorm', '--short']);
+t.test('stress: fuzz, killstorm and soak (short) pass', async (t) => {
+  const r = await runStress(['fuzz', 'killstorm', 'soak', '--short']);
   t.comment(r.stderr.split('\n').filter((l) => / (ok  |FAIL) /.test(l)).join('\n'));
   const verdicts = r.stdout.split('\n').filter((l) => /^[a-z]+: (pass|fail)/.test(l));
   t.same(
     verdicts.map((l) => l.split(':')[0]),
-    ['fuzz', 'killstorm'],
+    ['fuzz', 'killstorm', 'soak'],
     'one verdict line per part, in order',
   );
-  for (const part of ['fuzz', 'killstorm']) {
+  for (const part of ['fuzz', 'killstorm', 'soak']) {
     const line = verdicts.find((l) => l.startsWith(`${part}:`));
     t.equal(line, `${part}: pass`, `${part} passed${line !== undefined && line !== `${part}: pass` ? ` — ${line}` : ''}`);
   }
