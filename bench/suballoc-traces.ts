@@ -12,13 +12,14 @@ export { prng };
 export * from './suballoc-allocators.js';
 
 
-/** One 64 GiB DRAM region; `p`: 4 KiB write-back pool, `h`: 2 MiB hugepage pool; decay off. */
+/** One 64 GiB DRAM region; `p`: 4 KiB write-back pool, `h`: 2 MiB hugepage pool; decay off. `q`: as `p` with decay on (0: pages go back at once). */
 export const RAW = {
   memory: { regions: [{ name: 'dram', base: '0x80000000', size: '64G', kind: 'dram' }] },
   hugepages: [{ size: '2M', region: 'dram', nr: 320 }],
   pools: [
     { name: 'p', cache: 'writeback', pageSize: '4K', region: 'dram', dirtyDecayMs: -1 },
     { name: 'h', cache: 'writeback', pageSize: '2M', region: 'dram', dirtyDecayMs: -1 },
+    { name: 'q', cache: 'writeback', pageSize: '4K', region: 'dram', dirtyDecayMs: 0 },
   ],
 };
 

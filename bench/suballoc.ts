@@ -9,8 +9,12 @@
  *   glibc-simple  n ∈ {25,100,400,1600} × 16/32/64 B, free in order / reverse
  *   large         20 live slots of 5–25 MiB: these never reach an arena (its
  *                 chunks are 2 MiB) but the Pool's direct path, so ours is the
- *                 real Machine path (m.alloc / m.free) on a 4 KiB pool, and
- *                 also on a 2 MiB hugepage pool (…Hugepage2M figures)
+ *                 real Machine path (m.alloc / m.free) on a 4 KiB pool with
+ *                 decay off (freed direct pages stay dirty and are reused,
+ *                 daemon/alloc/dirtycache.ts), on a 4 KiB pool with decay on
+ *                 (pages back to the buddy allocator at every free:
+ *                 …DecayOn figures) and on a 2 MiB hugepage pool
+ *                 (…Hugepage2M figures)
  *
  * Per trace and allocator: ops/s (allocs attempted + frees, per second;
  * median of 3 timed runs, 1 with --quick, the allocators alternating, after
@@ -146,6 +150,7 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
           { key: '', make: () => new OursMachine(cfg, 'p') },
           { key: THING, make: () => (buf === null ? none : new Thing(buf)) },
           { key: 'FirstFit', make: () => new FirstFit() },
+          { key: 'DecayOn', make: () => new OursMachine(cfg, 'q') },
           { key: 'Hugepage2M', make: () => new OursMachine(cfg, 'h') },
         ];
       },

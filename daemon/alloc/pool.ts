@@ -5,7 +5,10 @@
  *   one shared arena for density (`arena: "shared"`);
  * - requests at or above the direct threshold (the pool's hugepage size, or
  *   2 MiB for 4 KiB pools) take whole pages straight from the page source
- *   and give them back at once on free, like jemalloc's oversize path.
+ *   and give them back at once on free, like jemalloc's oversize path —
+ *   except in a 4 KiB scatter-gather pool with `dirtyDecayMs: -1`, which
+ *   keeps them dirty for the next direct buffer as jemalloc does when decay
+ *   is off (dirtycache.ts).
  * A failed request first purges dirty chunks and retries; if it still
  * fails, nothing has changed. Buffers are zeroed when handed out. Pure.
  */
@@ -13,33 +16,21 @@ import { BufferdError } from '../../protocol/errors.js';
 import { formatSize } from '../../protocol/units.js';
 import { isPowerOfTwo } from '../../protocol/attributes.js';
 import type { PoolStatus } from '../../protocol/status.js';
-import type { CachePolicy } from '../memory/layout.js';
 import { PAGE, type PhysicalMemory } from '../memory/physmem.js';
 import type { PageSource } from './pagesource.js';
 import type { CacheAttrTracker, HeldBlock } from '../memory/cacheattr.js';
 import { Arena, type ArenaStats, type BinStats, type ChunkMap } from './arena.js';
 import { alignedUsize, isSmall } from './sizeclasses.js';
-import { segmentsOf, type Segment } from '../memory/segments.js';
+import { segmentsOf } from '../memory/segments.js';
 import { checkPlacement } from './placement.js';
+import { DirtyCache } from './dirtycache.js';
 
 export type { Segment } from '../memory/segments.js';
-
-/** A pool as configured (the config's `pools[]`, validated). */
-export interface PoolConfig {
-  name: string;
-  cache: CachePolicy;
-  pageSize: number;
-  region: string;
-  contiguous: boolean;
-  /** Exclusive upper bound on physical addresses, or null for the whole region. */
-  maxAddress: number | null;
-  capability: string | null;
-  maxBytes: number | null;
-  arena: 'per-client' | 'shared';
-  dirtyDecayMs: number;
-  /** Coherency checker mode for this pool, or null for the global mode. */
-  coherency: 'off' | 'warn' | 'strict' | null;
-}
+export { MAX_BUFFER_BYTES, SMALL_POOL_CHUNK, type PoolConfig } from './poolconfig.js';
+export { earliest } from '../lib/earliest.js';
+import { MAX_BUFFER_BYTES, SMALL_POOL_CHUNK, type PoolConfig } from './poolconfig.js';
+import type { Segment } from '../memory/segments.js';
+import { earliest } from '../lib/earliest.js';
 
 export type BufferKind = 'small' | 'large' | 'direct';
 
@@ -64,21 +55,6 @@ export interface PhysBuffer {
   readonly owner: number;
 }
 
-/** Largest single buffer: 64 GiB. */
-export const MAX_BUFFER_BYTES = 64 * 2 ** 30;
-/** Chunk size of 4 KiB pools: 2 MiB. */
-export const SMALL_POOL_CHUNK = 2 * 1024 * 1024;
-
-/** The least non-null value of f over items, or null. */
-export function earliest<T>(items: Iterable<T>, f: (x: T) => number | null): number | null {
-  let d: number | null = null;
-  for (const it of items) {
-    const x = f(it);
-    if (x !== null && (d === null || x < d)) d = x;
-  }
-  return d;
-}
-
 export class Pool {
   readonly name: string;
   readonly directThreshold: number;
@@ -93,6 +69,10 @@ export class Pool {
   ndalloc = 0;
   /** Purges done by arenas since dropped (the pool's count never goes back). */
   private droppedPurges = 0;
+  /** Blocks of freed direct buffers kept for reuse (decay −1 only). */
+  private readonly dirtyDirect = new DirtyCache();
+  /** Purges of the direct dirty cache. */
+  private directPurges = 0;
 
   constructor(
     readonly cfg: PoolConfig,
@@ -115,7 +95,7 @@ export class Pool {
 
   /** Bytes of pages the pool holds from the machine. */
   get mapped(): number {
-    let m = this.directBytes;
+    let m = this.directBytes + this.dirtyDirect.pages * PAGE;
     for (const a of this.arenas.values()) m += a.mappedBytes;
     return m;
   }
@@ -196,7 +176,8 @@ export class Pool {
   alloc(id: number, size: number, align: number, owner: number, populate = true, minAddress = 0): PhysBuffer {
     this.checkRequest(size, align);
     checkPlacement(this.cfg, this.mem, minAddress, populate);
-    const usize = alignedUsize(size, align);
+    // a request of the direct threshold or more is direct whatever its class: skip the class lookup
+    const usize = size >= this.directThreshold ? size : alignedUsize(size, align);
     const direct = minAddress > 0 || this.isDirect(usize, align);
     const buf = direct ? this.allocDirect(id, size, align, owner, populate, minAddress) : this.allocArena(id, size, usize, align, owner);
     this.requested_ += size;
@@ -230,8 +211,11 @@ export class Pool {
     const req = { count, contiguous: this.cfg.contiguous, align, minAddress };
     const lazy = !populate && this.source.reserve !== undefined && !this.cfg.contiguous;
     const attempt = (): HeldBlock[] | null => {
+      if (lazy) return this.canMap(usize) && this.source.reserve!(count) ? [] : null;
+      if (this.dirtyDirect.count > 0 && align <= PAGE && minAddress === 0 && !this.cfg.contiguous) {
+        return this.dirtyDirect.serve(count, (n) => (this.canMap(n * PAGE) ? this.source.acquire({ ...req, count: n }) : null));
+      }
       if (!this.canMap(usize)) return null;
-      if (lazy) return this.source.reserve!(count) ? [] : null;
       return this.source.acquire(req);
     };
     let blocks = attempt();
@@ -268,10 +252,9 @@ export class Pool {
 
   free(buf: PhysBuffer): void {
     if (buf.kind === 'direct') {
-      for (const b of buf.blocks) {
-        b.users--;
-        this.source.release(b);
-      }
+      for (const b of buf.blocks) b.users--;
+      if (this.keepsDirty()) this.dirtyDirect.put(buf.blocks);
+      else for (const b of buf.blocks) this.source.release(b);
       if (buf.reservedPages > 0) {
         this.source.unreserve!(buf.reservedPages);
         this.reservedBytes -= buf.reservedPages * this.pageSize;
@@ -310,14 +293,26 @@ export class Pool {
     if (a.live === 0) this.dropArena(a);
   }
 
-  /** Purge due dirty chunks (all with force); returns pages purged. */
+  /** Does a freed direct buffer leave its pages in the pool? (4 KiB scatter-gather pools with decay off) */
+  private keepsDirty(): boolean {
+    return this.cfg.dirtyDecayMs === -1 && this.source.pageSize === PAGE && !this.cfg.contiguous;
+  }
+
+  /** Purge due dirty chunks (all with force), and the direct dirty cache with force or once decay is on again; returns pages purged. */
   purge(force = false): number {
     let n = 0;
     for (const a of this.arenas.values()) n += a.purge(force);
+    if (this.dirtyDirect.count > 0 && (force || !this.keepsDirty())) {
+      n += this.dirtyDirect.pages;
+      for (const b of this.dirtyDirect.drain()) this.source.release(b);
+      this.directPurges++;
+    }
     return n;
   }
 
   nextDeadline(): number | null {
+    // the direct dirty cache waits for no deadline, unless a reload turned decay back on
+    if (this.dirtyDirect.count > 0 && !this.keepsDirty()) return this.now();
     return earliest(this.arenas.values(), (a) => a.nextDeadline());
   }
 
@@ -325,6 +320,7 @@ export class Pool {
   map(direct: Iterable<PhysBuffer>): (ChunkMap & { direct: number; owner: number })[] {
     const out: (ChunkMap & { direct: number; owner: number })[] = [];
     for (const a of this.arenas.values()) for (const c of a.chunkMap()) out.push({ ...c, direct: 0, owner: a.owner });
+    for (const e of this.dirtyDirect.mapEntries()) out.push(e);
     for (const b of direct) {
       if (b.pool !== this || b.kind !== 'direct') continue;
       for (const blk of b.blocks) {
@@ -362,7 +358,8 @@ export class Pool {
     const sum = (k: keyof ArenaStats) => arenas.reduce((acc, a) => acc + a[k], 0);
     const allocated = sum('allocated') + this.directBytes;
     const active = sum('active') + this.directBytes;
-    const mapped = sum('mapped') + this.directBytes;
+    const dirtyDirect = this.dirtyDirect.pages * PAGE;
+    const mapped = sum('mapped') + this.directBytes + dirtyDirect;
     return {
       name: this.name,
       cache: this.cfg.cache,
@@ -381,7 +378,7 @@ export class Pool {
       active,
       mapped,
       resident: mapped - this.reservedBytes,
-      dirty: sum('dirty'),
+      dirty: sum('dirty') + dirtyDirect,
       retained: sum('retained'),
       metadata: sum('metadata'),
       fragmentation: allocated === 0 ? 1 : Math.round((active / allocated) * 1000) / 1000,
@@ -389,7 +386,7 @@ export class Pool {
       // every successful alloc counts in nmalloc, every free in ndalloc
       buffers: this.nmalloc - this.ndalloc,
       directBuffers: this.directCount,
-      purges: this.droppedPurges + sum('purges'),
+      purges: this.droppedPurges + sum('purges') + this.directPurges,
       nmalloc: this.nmalloc,
       ndalloc: this.ndalloc,
       conversions: conv.conversions,

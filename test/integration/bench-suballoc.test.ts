@@ -13,7 +13,7 @@ t.test('suballoc benchmark emits its figures as JSON lines', async (t) => {
   const figs = parseFigures(r.stdout);
   const want: [string, string, boolean][] = [];
   for (const c of ['larson', 'mstress', 'glibc-simple', 'large']) {
-    for (const s of ['', 'FirstFit', ...(c === 'large' ? ['Hugepage2M'] : [])]) {
+    for (const s of ['', 'FirstFit', ...(c === 'large' ? ['DecayOn', 'Hugepage2M'] : [])]) {
       for (const m of ['opsPerSec', 'peakFootprint', 'activeOverAllocated', 'allocFailures']) want.push([c, `${m}${s}`, true]);
     }
   }

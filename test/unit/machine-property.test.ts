@@ -233,14 +233,14 @@ function run(cfg: MachineConfig, ops: Op[]): void {
       if (st.arenas !== arenas.length || st.directBuffers !== live.filter((b) => b.pool === p && b.kind === 'direct').length) fail(`pool ${p.name} counts ${JSON.stringify(st)}`, step);
     }
   });
-  // every client goes away after freeing its buffers
+  // every client goes away after freeing its buffers (with decay off a pool keeps freed direct pages dirty: dirtycache.ts)
   for (const b of [...live]) freeBuf(b);
   for (const o of [...owners, ...gone]) m.ownerGone(o);
   let bad = m.checkInvariants();
   if (bad.length > 0) fail(bad.join('; '), ops.length);
   for (const p of m.poolStatus()) {
     const per = p.arena === 'per-client';
-    if (p.requested !== 0 || p.allocated !== 0 || p.active !== 0 || p.buffers !== 0 || p.retained !== 0 || (per && (p.arenas !== 0 || p.mapped !== 0))) {
+    if (p.requested !== 0 || p.allocated !== 0 || p.active !== 0 || p.buffers !== 0 || p.retained !== 0 || (per && (p.arenas !== 0 || p.mapped !== (p.dirtyDecayMs === -1 ? p.dirty : 0)))) {
       fail(`pool ${p.name} not empty: ${JSON.stringify(p)}`, ops.length);
     }
   }
