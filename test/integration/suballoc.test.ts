@@ -171,3 +171,28 @@ t.test('a departing client gives its arenas back; another client never shares it
   for (const x of xb) await b.close(x.handle);
   t.match((await b.status()).pools.find((p) => p.name === 'huge'), { buffers: 0, requested: 0, arenas: 1 });
 });
+
+t.test('decay off: a closed direct buffer stays dirty in its pool and the next one, from another client, gets its pages', async (t) => {
+  const config = {
+    memory: { regions: [{ name: 'dram', base: '0x80000000', size: '64M', kind: 'dram' }] },
+    pools: [{ name: 'keep', cache: 'writecombine', region: 'dram', dirtyDecayMs: -1 }],
+  };
+  const d = await startDaemon(t, { config });
+  const a = await connect({ socket: d.socket, name: 'first' });
+  const b = await connect({ socket: d.socket, name: 'second' });
+  t.teardown(() => Promise.all([a.disconnect(), b.disconnect()]));
+  const free0 = (await a.status()).memory.regions[0]!.free;
+  const x = await a.alloc({ pool: 'keep', size: 8 * MiB });
+  await a.write(x.handle, 0, Buffer.from('secret'));
+  const pages = x.segments.map((s) => `${s.addr}+${s.len}`).sort();
+  const conv = (await a.status()).pools[0]!.conversions;
+  await a.close(x.handle);
+  const st = await a.status();
+  t.match(st.pools[0], { dirty: 8 * MiB, mapped: 8 * MiB, buffers: 0 });
+  t.equal(st.memory.regions[0]!.free, free0 - 8 * MiB, 'not back in the buddy allocator');
+  const y = await b.alloc({ pool: 'keep', size: 8 * MiB });
+  t.same(y.segments.map((s) => `${s.addr}+${s.len}`).sort(), pages, 'the same pages');
+  t.same([...(await b.read(y.handle, 0, 6))], [0, 0, 0, 0, 0, 0], 'zeroed for the next holder');
+  const end = await b.status();
+  t.match(end.pools[0], { dirty: 0, mapped: 8 * MiB, conversions: conv }, 'no page converted again');
+});
