@@ -165,7 +165,9 @@ export class Machine {
   touch(buf: PhysBuffer, off = 0, len = buf.size): number {
     const idx = unbackedIn(buf, off, len);
     if (idx.length === 0) return 0;
-    this.onPages?.(buf.pool.fault(buf, idx));
+    // (faulted first: onPages?.(…) would skip evaluating its argument without a listener)
+    const fresh = buf.pool.fault(buf, idx);
+    this.onPages?.(fresh);
     return idx.length;
   }
 
