@@ -105,8 +105,9 @@ export function backSlots(buf: LazyBuffer, idx: number[], pages: HeldBlock[]): S
   const slots = buf.slots!;
   const ps = buf.pool.pageSize;
   const fresh: Segment[] = [];
+  const bad = idx.find((i) => slots[i] !== null);
+  if (bad !== undefined || pages.length !== idx.length) throw new RangeError(`cannot back slots [${idx.join(', ')}] with ${pages.length} page(s)${bad !== undefined ? `: slot ${bad} is already backed` : ''}`);
   idx.forEach((i, k) => {
-    if (slots[i] !== null) throw new RangeError(`slot ${i} of the buffer is already backed`);
     slots[i] = pages[k]!;
     fresh.push({ addr: pages[k]!.pfn * PAGE, len: Math.min(ps, buf.size - i * ps) });
   });

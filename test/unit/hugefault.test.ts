@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { Machine } from '../../daemon/alloc/machine.js';
 import { buildConfig } from '../../daemon/config/config.js';
 import type { PhysBuffer } from '../../daemon/alloc/pool.js';
-import { backedCount, backedPieces, chunkedBacked, forEachBacked } from '../../daemon/alloc/hugefault.js';
+import { backSlots, backedCount, backedPieces, chunkedBacked, forEachBacked } from '../../daemon/alloc/hugefault.js';
 import { H, hpStat, poolStat, snap, regionFree } from '../helpers/machine.js';
 
 /** 64 MiB of DRAM, nr 2 MiB hugepages (overcommit as given), a write-back and a write-combine hugepage pool. */
@@ -171,8 +171,12 @@ t.test('walkers visit only backed hugepages, at their buffer offsets', async (t)
   t.same(seen, [[page, H, H]], 'only the third hugepage, 2 MiB into the range');
   const chunks = [...chunkedBacked(b, 2 * H + 100, H - 100, H / 2)];
   t.same(chunks, [[page + 100, 0, H / 2, true], [page + 100 + H / 2, H / 2, H / 2 - 100, false]]);
-  // once fully backed, the walkers are the segment walkers
+  // a slot is backed once: backing it again is a bug, refused before anything changes
+  t.throws(() => backSlots(b, [2], [b.blocks[0]!]), RangeError);
+  t.equal(b.reservedPages, 2);
+  // once fully backed, the walkers are the segment walkers, and the pieces start at offset 0
   m.touch(b);
+  t.same(backedPieces(b).map((p) => [p.off, p.len]).reduce((a, [o, l]) => (a === o ? o! + l! : -1), 0), 3 * H, 'the pieces follow each other from offset 0');
   const all: number[] = [];
   forEachBacked(b, 0, 3 * H, (_a, _at, n) => all.push(n));
   t.equal(all.reduce((a, x) => a + x, 0), 3 * H);
