@@ -265,7 +265,9 @@ export class HugepagePool {
   }
 
   /**
-   * Consume n reserved pages (dequeue). Pages already carrying `prefer`
+   * Consume n reserved pages (dequeue): free −n, resv −n, as
+   * alloc_hugetlb_folio → dequeue_hugetlb_folio_vma does for each fault on
+   * an index the VMA holds a reservation for (mm/hugetlb.c). Pages already carrying `prefer`
    * come first (no conversion needed), then the rest, lowest addresses
    * first; or one physically contiguous run; only pages at or above minPfn
    * when given. The caller reserved them; returns null (and changes
