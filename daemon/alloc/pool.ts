@@ -16,12 +16,12 @@ import type { PoolStatus } from '../../protocol/status.js';
 import type { CachePolicy } from '../memory/layout.js';
 import { PAGE, type PhysicalMemory } from '../memory/physmem.js';
 import type { PageSource } from './pagesource.js';
+import { backSlots, emptySlots } from './hugefault.js';
 import type { CacheAttrTracker, HeldBlock } from '../memory/cacheattr.js';
 import { Arena, type ArenaStats, type BinStats, type ChunkMap } from './arena.js';
 import { alignedUsize, isSmall } from './sizeclasses.js';
 import { segmentsOf, type Segment } from '../memory/segments.js';
 import { checkPlacement } from './placement.js';
-import { backSlots, emptySlots } from './hugefault.js';
 
 export type { Segment } from '../memory/segments.js';
 
