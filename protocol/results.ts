@@ -49,6 +49,8 @@ export interface PingResult {
 export interface SegmentInfo {
   addr: number;
   len: number;
+  /** Byte offset in the buffer: given (in `info`) only while a populate: false buffer is partly backed, its segments then being the backed hugepages only. */
+  offset?: number;
 }
 
 import type { CachePolicyName, MergedAttributes, Mismatch, Constraints } from './attributes.js';
@@ -75,6 +77,8 @@ export interface BufferInfo {
   populated: boolean;
   /** Hugepages reserved for the buffer and not yet backing it. */
   reservedHugepages: number;
+  /** Hugepages backing a direct buffer of a 2 MiB or 1 GiB pool (0 otherwise); with populate: false, the ones faulted in so far. */
+  backedHugepages: number;
   /** Client id of the allocating client. */
   owner: number;
 }

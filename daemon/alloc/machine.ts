@@ -19,7 +19,8 @@ import { HugepagePool } from '../memory/hugepages.js';
 import { CacheAttrTracker } from '../memory/cacheattr.js';
 import { BuddySource, HugeSource, type PageSource } from './pagesource.js';
 import { earliest, Pool, type PhysBuffer, type PoolConfig } from './pool.js';
-import { forEachPiece, type Segment } from '../memory/segments.js';
+import type { Segment } from '../memory/segments.js';
+import { forEachBacked, unbackedIn } from './hugefault.js';
 
 /** The swiotlb bounce pool's reservation (the config's `bounce`). */
 export interface BounceConfig {
@@ -154,17 +155,26 @@ export class Machine {
     return { name, directThreshold: p.directThreshold, arenas: p.arenaStats(), bins: p.binStats() };
   }
 
-  /** Back a lazily reserved buffer before its pages are used. */
-  touch(buf: PhysBuffer): void {
-    if (buf.reservedPages === 0) return;
-    buf.pool.populate(buf);
-    this.onPages?.(buf.segments);
+  /**
+   * Fault in the reserved hugepages that bytes [off, off + len) of a
+   * populate: false buffer lie in, one per hugepage touched (mm/hugetlb.c,
+   * hugetlb_no_page; alloc/hugefault.ts); the whole buffer by default (as
+   * pinning it for DMA does: mm/gup.c, __get_user_pages faults in every page
+   * of the range). Returns the hugepages backed now.
+   */
+  touch(buf: PhysBuffer, off = 0, len = buf.size): number {
+    const idx = unbackedIn(buf, off, len);
+    if (idx.length === 0) return 0;
+    // (faulted first: onPages?.(…) would skip evaluating its argument without a listener)
+    const fresh = buf.pool.fault(buf, idx);
+    this.onPages?.(fresh);
+    return idx.length;
   }
 
-  /** Visit the physical pieces of [off, off + len) of a buffer. */
+  /** Visit the physical pieces of [off, off + len) of a buffer, faulting in the hugepages they lie in. */
   forEachPhys(buf: PhysBuffer, off: number, len: number, fn: (addr: number, bufOff: number, n: number) => void): void {
-    this.touch(buf);
-    forEachPiece(buf.segments, off, len, fn);
+    this.touch(buf, off, len);
+    forEachBacked(buf, off, len, fn);
   }
 
   read(buf: PhysBuffer, off: number, len: number): Buffer {
@@ -266,6 +276,16 @@ export class Machine {
     for (const buf of this.buffers.values()) {
       const seg = buf.segments.reduce((a: number, s: Segment) => a + s.len, 0);
       if (buf.reservedPages === 0 && seg !== buf.size) bad.push(`buffer ${buf.id}: segments cover ${seg} bytes of ${buf.size}`);
+      const slots = buf.slots;
+      if (slots !== undefined) {
+        // a partly backed buffer: its segments cover exactly its backed hugepages, the rest stays reserved
+        const ps = buf.pool.pageSize;
+        const backed = slots.reduce((a: number, b, i) => a + (b === null ? 0 : Math.min(ps, buf.size - i * ps)), 0);
+        const n = slots.filter((b) => b !== null).length;
+        if (seg !== backed || buf.reservedPages !== slots.length - n || buf.blocks.length !== n || buf.reservedPages === 0) {
+          bad.push(`buffer ${buf.id}: ${buf.blocks.length} blocks, ${buf.reservedPages} reserved, segments ${seg} bytes, for ${slots.length} slots with ${backed} bytes backed`);
+        }
+      }
       const seen = new Set<object>();
       for (const s of buf.segments) {
         segs.push({ addr: s.addr, end: s.addr + s.len, id: buf.id });

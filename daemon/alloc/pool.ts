@@ -18,6 +18,7 @@ import { isPowerOfTwo } from '../../protocol/attributes.js';
 import type { PoolStatus } from '../../protocol/status.js';
 import { PAGE, type PhysicalMemory } from '../memory/physmem.js';
 import type { PageSource } from './pagesource.js';
+import { backSlots, emptySlots } from './hugefault.js';
 import type { CacheAttrTracker, HeldBlock } from '../memory/cacheattr.js';
 import { Arena, type ArenaStats, type BinStats, type ChunkMap } from './arena.js';
 import { alignedUsize, isSmall } from './sizeclasses.js';
@@ -46,12 +47,14 @@ export interface PhysBuffer {
   /** Physical address of small and large buffers (−1 for direct ones). */
   readonly addr: number;
   readonly arena: Arena | null;
-  /** The buffer's bytes, in order, as physical segments (empty until populated). */
+  /** The buffer's bytes, in order, as physical segments (only the backed hugepages' while some are unbacked). */
   segments: Segment[];
-  /** Pages owned by a direct buffer. */
+  /** Pages owned by a direct buffer (the backed ones, in buffer order). */
   blocks: HeldBlock[];
   /** Hugepages reserved and not yet backing the buffer (populate: false). */
   reservedPages: number;
+  /** populate: false, while some hugepages are unbacked: one slot per hugepage (alloc/hugefault.ts). */
+  slots?: (HeldBlock | null)[];
   readonly owner: number;
 }
 
@@ -227,27 +230,31 @@ export class Pool {
     const buf: PhysBuffer = { id, pool: this, size, align, usize, kind: 'direct', addr: -1, arena: null, segments: [], blocks, reservedPages: lazy ? count : 0, owner };
     this.directBytes += usize;
     this.directCount++;
-    if (lazy) this.reservedBytes += usize;
-    else this.attach(buf);
+    if (lazy) {
+      this.reservedBytes += usize;
+      buf.slots = emptySlots(count);
+    } else {
+      this.attach(buf.blocks);
+      buf.segments = segmentsOf(buf.blocks, buf.size);
+    }
     return buf;
   }
 
-  private attach(buf: PhysBuffer): void {
-    for (const b of buf.blocks) {
+  private attach(blocks: HeldBlock[]): void {
+    for (const b of blocks) {
       b.users++;
-      // zeroed on allocation, whatever the pages held before
+      // zeroed on allocation, whatever the pages held before (hugetlb_no_page: folio_zero_user)
       this.mem.store.zeroPages(b.pfn, b.npages);
     }
-    buf.segments = segmentsOf(buf.blocks, buf.size);
   }
 
-  /** Back a buffer's reserved hugepages (first touch). */
-  populate(buf: PhysBuffer): void {
-    if (buf.reservedPages === 0) return;
-    buf.blocks = this.source.takeReserved!(buf.reservedPages);
-    this.reservedBytes -= buf.reservedPages * this.pageSize;
-    buf.reservedPages = 0;
-    this.attach(buf);
+  /** Fault in the given unbacked hugepages (slot indexes) of a populate: false buffer; returns the new pieces. */
+  fault(buf: PhysBuffer, idx: number[]): Segment[] {
+    if (idx.length === 0) return [];
+    const pages = this.source.takeReserved!(idx.length);
+    this.reservedBytes -= idx.length * this.pageSize;
+    this.attach(pages);
+    return backSlots(buf, idx, pages);
   }
 
   free(buf: PhysBuffer): void {
@@ -269,6 +276,7 @@ export class Pool {
     }
     buf.segments = [];
     buf.reservedPages = 0;
+    delete buf.slots;
     this.requested_ -= buf.size;
     this.ndalloc++;
   }

@@ -170,6 +170,8 @@ export class DriverRegistry {
     const prev = d.registrations.get(buffer.id);
     if (prev !== undefined) throw new BufferdError('EBUSY', `buffer ${buffer.id} is already registered with driver '${d.name}' (by client ${prev.registrant})`);
     const phys = buffer.phys;
+    // pinning for DMA faults in every page of the buffer (mm/gup.c, __get_user_pages → faultin_page →
+    // handle_mm_fault → hugetlb_no_page), before any check: even a refused registration has backed it
     this.machine.touch(phys);
     const mismatches = checkBuffer(d.constraints, { cache: phys.pool.cfg.cache, region: phys.pool.cfg.region, size: phys.size, segments: phys.segments });
     if (mismatches.length > 0) {

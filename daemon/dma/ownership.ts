@@ -13,7 +13,7 @@ import type { SharedBuffer } from '../buffers/handles.js';
 import type { Registration } from './drivers.js';
 import type { PageStore } from '../memory/pagestore.js';
 import type { SharedMemory } from './shared.js';
-import { chunkedPieces, forEachPiece } from '../memory/segments.js';
+import { chunkedBacked, forEachBacked } from '../alloc/hugefault.js';
 import { ViolationLog, type CheckMode, type Violation, type ViolationKind, type Who } from './violations.js';
 import type { Work } from '../lib/slices.js';
 
@@ -102,14 +102,14 @@ export class Ownership {
     return this.log.byKind();
   }
 
-  /** The physical pieces of [off, off + len) of a buffer: fn(addr, at, n). */
+  /** The physical pieces of [off, off + len) of a buffer: fn(addr, at, n); hugepages not faulted in yet have none. */
   protected pieces(b: SharedBuffer, off: number, len: number, fn: (addr: number, at: number, n: number) => void): void {
-    forEachPiece(b.phys.segments, off, len, fn);
+    forEachBacked(b.phys, off, len, fn);
   }
 
   /** The same, as Work yielding every CHUNK bytes. */
   protected *piecesWork(b: SharedBuffer, off: number, len: number, fn: (addr: number, at: number, n: number) => void): Work<void> {
-    for (const [addr, at, n, chunkEnd] of chunkedPieces(b.phys.segments, off, len, CHUNK)) {
+    for (const [addr, at, n, chunkEnd] of chunkedBacked(b.phys, off, len, CHUNK)) {
       fn(addr, at, n);
       if (chunkEnd) yield;
     }

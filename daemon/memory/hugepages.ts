@@ -219,14 +219,20 @@ export class HugepagePool {
     return pages;
   }
 
-  /** Drop n reservations; unused surplus pages go back to the buddy allocator. */
+  /**
+   * Drop n reservations never consumed (hugetlb_unreserve_pages →
+   * hugetlb_acct_memory(h, -n) → return_unused_surplus_pages, mm/hugetlb.c):
+   * resv −= n, then up to min(n, surplus) free pages go back to the buddy
+   * allocator as surplus ones; pages still reserved by others stay.
+   */
   unreserve(n: number): void {
-    this.resv_ -= Math.min(n, this.resv_);
-    this.returnUnusedSurplus();
+    const unused = Math.min(n, this.resv_);
+    this.resv_ -= unused;
+    this.returnUnusedSurplus(unused);
   }
 
-  private returnUnusedSurplus(): void {
-    while (this.surplus_ > 0 && this.freeList.length > this.resv_) {
+  private returnUnusedSurplus(unused: number): void {
+    for (let nr = Math.min(unused, this.surplus_); nr > 0 && this.freeList.length > this.resv_; nr--) {
       if (!this.releaseOneFree()) break;
       this.surplus_--;
     }
@@ -259,7 +265,9 @@ export class HugepagePool {
   }
 
   /**
-   * Consume n reserved pages (dequeue). Pages already carrying `prefer`
+   * Consume n reserved pages (dequeue): free −n, resv −n, as
+   * alloc_hugetlb_folio → dequeue_hugetlb_folio_vma does for each fault on
+   * an index the VMA holds a reservation for (mm/hugetlb.c). Pages already carrying `prefer`
    * come first (no conversion needed), then the rest, lowest addresses
    * first; or one physically contiguous run; only pages at or above minPfn
    * when given. The caller reserved them; returns null (and changes

@@ -19,7 +19,7 @@ export function whileConnected(s: Session): () => void {
 
 export function sync(ctx: DaemonContext, s: Session, req: RequestOf<'sync'>): ResultOf<'sync'> | Promise<ResultOf<'sync'>> {
   const b = table(s).get(req.handle).buffer;
-  ctx.machine.touch(b.phys);
+  // sync faults nothing in: a hugepage never touched has no memory and no cache lines to maintain
   const off = req.offset ?? 0;
   const len = req.length ?? Math.max(0, b.phys.size - off);
   const work = function* () {
@@ -42,8 +42,9 @@ export function map(ctx: DaemonContext, s: Session, req: RequestOf<'map'>): Resu
   }
   const record = (rights: number): ResultOf<'map'> => {
     // a mapping keeps the buffer alive like a handle: it takes a slot of maxHandles
+    // mmap without MAP_POPULATE only reserves (hugetlbfs_file_mmap → hugetlb_reserve_pages): accesses
+    // through the mapping fault their hugepages in; a real mapping (nonce) was backed whole by sharedOf
     table(s).hold('mappings');
-    ctx.machine.touch(b.phys);
     b.ref('mappings');
     const id = s.nextMapping++;
     s.mappings.set(id, { id, buffer: b, rights });

@@ -6,6 +6,8 @@ import type { BufferInfo, HandleInfo } from '../../protocol/results.js';
 import type { DaemonContext } from '../session/context.js';
 import type { PhysBuffer } from '../alloc/pool.js';
 import { rightsList, type Handle } from '../buffers/handles.js';
+import { backedCount, backedPieces } from '../alloc/hugefault.js';
+import { PAGE } from '../memory/physmem.js';
 
 export function bufferInfo(b: PhysBuffer): BufferInfo {
   return {
@@ -18,10 +20,12 @@ export function bufferInfo(b: PhysBuffer): BufferInfo {
     align: b.align,
     usize: b.usize,
     kind: b.kind,
-    segments: b.segments.map((s) => ({ addr: s.addr, len: s.len })),
-    contiguous: b.segments.length <= 1,
+    // partly backed (populate: false, some hugepages faulted in): the backed pieces, each with its offset
+    segments: b.slots === undefined ? b.segments.map((s) => ({ addr: s.addr, len: s.len })) : backedPieces(b).map((p) => ({ addr: p.addr, len: p.len, offset: p.off })),
+    contiguous: b.reservedPages === 0 && b.segments.length <= 1,
     populated: b.reservedPages === 0,
     reservedHugepages: b.reservedPages,
+    backedHugepages: b.kind === 'direct' && b.pool.pageSize > PAGE ? backedCount(b) : 0,
     owner: b.owner,
   };
 }

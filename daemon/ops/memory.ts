@@ -138,16 +138,18 @@ export function cpuTarget(s: Session, req: { handle?: number; mapping?: number }
 
 export function write(ctx: DaemonContext, s: Session, req: RequestOf<'write'>): { written: number } {
   const b = cpuTarget(s, req, 'write', 'write');
-  ctx.machine.touch(b.phys);
   checkRange(ctx, b.phys.size, req.offset, req.data.length, 'data length', 'split');
+  // only the hugepages the access touches are faulted in (hugetlb_no_page), and only once the range is valid
+  ctx.machine.touch(b.phys, req.offset, req.data.length);
   ctx.coherency.cpuWrite({ id: s.id, name: s.name }, b, req.offset, req.data);
   return { written: req.data.length };
 }
 
 export function read(ctx: DaemonContext, s: Session, req: RequestOf<'read'>): { data: Uint8Array } {
   const b = cpuTarget(s, req, 'read', 'read');
-  ctx.machine.touch(b.phys);
   checkRange(ctx, b.phys.size, req.offset, req.length, 'length', 'split');
+  // a read faults its hugepages in too: hugetlbfs has no zero page
+  ctx.machine.touch(b.phys, req.offset, req.length);
   return { data: ctx.coherency.cpuRead({ id: s.id, name: s.name }, b, req.offset, req.length) };
 }
 

@@ -29,6 +29,9 @@ function sharedOf(ctx: DaemonContext, h: Handle): Shm {
   if (cur !== undefined) return cur;
   const why = notOwnPages(b.phys);
   if (why !== null) throw new BufferdError('EINVAL', why, { buffer: b.id, usize: b.phys.usize, kind: b.phys.kind });
+  // the client's own loads and stores through its mapping never reach the daemon, so no fault can be
+  // seen: the whole buffer is backed when its memory is first shared, as MAP_POPULATE does (mm/gup.c,
+  // populate_vma_page_range faults in every page of the mapping)
   ctx.machine.touch(b.phys);
   return ctx.coherency.promote(b);
 }

@@ -209,7 +209,7 @@ HANDLE_DESC = {
     "registrations": ["str"], "buffer": "uint", "pool": "str", "cache": E("writeback", "writecombine", "uncached"),
     "region": "str", "pageSize": E(4096, 2097152, 1073741824), "size": "uint", "align": "uint", "usize": "uint",
     "kind": E("small", "large", "direct"), "segments": [SEGMENT], "contiguous": "bool", "populated": "bool",
-    "reservedHugepages": "uint", "owner": "uint",
+    "reservedHugepages": "uint", "backedHugepages": "uint", "owner": "uint",
 }
 REGION = {
     "name": "str", "kind": E("dram", "tcm", "carveout"), "base": "uint", "size": "uint", "free": "uint",
@@ -831,10 +831,14 @@ def _(ctx):
     eq(r["segments"], [], "segments while only reserved")
     mid = {h["size"]: h for h in ok(c, "status")["hugepages"]}[HUGE2M]
     eq(mid["reserved"], before["reserved"] + 2, "hugepages.reserved")
+    eq(r["backedHugepages"], 0, "backedHugepages while only reserved")
     ok(c, "write", handle=r["handle"], offset=0, data=b"x")
     i = info(c, r["handle"])
     check(i["segments"], "segments after first use")
-    check(i["reservedHugepages"] < 2, "reservation consumed on first use")
+    eq((i["reservedHugepages"], i["backedHugepages"]), (1, 1), "a 1-byte write faults in one hugepage of two")
+    eq([s.get("offset") for s in i["segments"]], [0], "a partly backed buffer's segments carry their offsets")
+    after = {h["size"]: h for h in ok(c, "status")["hugepages"]}[HUGE2M]
+    eq((after["free"], after["reserved"]), (mid["free"] - 1, mid["reserved"] - 1), "the fault took one reserved page: free-1, reserved-1")
 
 
 @case("alloc.for-placement")
