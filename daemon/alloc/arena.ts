@@ -324,3 +324,16 @@ export class Arena {
     return out;
   }
 }
+
+/** Bin statistics of several arenas merged by size class (a pool's view). */
+export function mergeBinStats(arenas: Iterable<Arena>): BinStats[] {
+  const merged = new Map<number, BinStats>();
+  for (const a of arenas) {
+    for (const b of a.binStats()) {
+      const m = merged.get(b.ind);
+      if (m === undefined) merged.set(b.ind, { ...b });
+      else for (const k of ['curregs', 'curslabs', 'nonfull', 'nmalloc', 'ndalloc'] as const) m[k] += b[k];
+    }
+  }
+  return [...merged.values()].sort((x, y) => x.ind - y.ind);
+}

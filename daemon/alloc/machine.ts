@@ -18,7 +18,9 @@ import { PhysicalMemory, PAGE, FOUR_GIB } from '../memory/physmem.js';
 import { HugepagePool } from '../memory/hugepages.js';
 import { CacheAttrTracker } from '../memory/cacheattr.js';
 import { BuddySource, HugeSource, type PageSource } from './pagesource.js';
-import { earliest, Pool, type PhysBuffer, type PoolConfig } from './pool.js';
+import { Pool, type PhysBuffer } from './pool.js';
+import type { PoolConfig } from './poolconfig.js';
+import { earliest } from '../lib/earliest.js';
 import type { Segment } from '../memory/segments.js';
 import { forEachBacked, unbackedIn } from './hugefault.js';
 

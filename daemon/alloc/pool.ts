@@ -20,18 +20,17 @@ import { PAGE, type PhysicalMemory } from '../memory/physmem.js';
 import type { PageSource } from './pagesource.js';
 import { backSlots, emptySlots } from './hugefault.js';
 import type { CacheAttrTracker, HeldBlock } from '../memory/cacheattr.js';
-import { Arena, type ArenaStats, type BinStats, type ChunkMap } from './arena.js';
+import { Arena, mergeBinStats, type ArenaStats, type BinStats, type ChunkMap } from './arena.js';
 import { alignedUsize, isSmall } from './sizeclasses.js';
 import { segmentsOf } from '../memory/segments.js';
 import { checkPlacement } from './placement.js';
 import { DirtyCache } from './dirtycache.js';
 
-export type { Segment } from '../memory/segments.js';
-export { MAX_BUFFER_BYTES, SMALL_POOL_CHUNK, type PoolConfig } from './poolconfig.js';
-export { earliest } from '../lib/earliest.js';
 import { MAX_BUFFER_BYTES, SMALL_POOL_CHUNK, type PoolConfig } from './poolconfig.js';
 import type { Segment } from '../memory/segments.js';
 import { earliest } from '../lib/earliest.js';
+export type { Segment } from '../memory/segments.js';
+export type { PoolConfig } from './poolconfig.js';
 
 export type BufferKind = 'small' | 'large' | 'direct';
 
@@ -349,15 +348,7 @@ export class Pool {
 
   /** Bin statistics merged over the pool's arenas. */
   binStats(): BinStats[] {
-    const merged = new Map<number, BinStats>();
-    for (const a of this.arenas.values()) {
-      for (const b of a.binStats()) {
-        const m = merged.get(b.ind);
-        if (m === undefined) merged.set(b.ind, { ...b });
-        else for (const k of ['curregs', 'curslabs', 'nonfull', 'nmalloc', 'ndalloc'] as const) m[k] += b[k];
-      }
-    }
-    return [...merged.values()].sort((x, y) => x.ind - y.ind);
+    return mergeBinStats(this.arenas.values());
   }
 
   status(): PoolStatus {
