@@ -136,6 +136,8 @@ export interface RegistrationInfo {
   iommu: { entries: Record<string, number>; iova: number; iovaSize: number } | null;
   /** Bytes the device reaches through swiotlb bounce slots (0: none). */
   bounced: number;
+  /** The DMA direction it was mapped with. */
+  direction: 'bidirectional' | 'to-device' | 'from-device';
 }
 
 export interface MergeResult {
@@ -263,6 +265,8 @@ export interface RegistrationEvent {
   segments: SegmentInfo[];
   registrant: number;
   rights: RightName[];
+  /** The DMA direction the buffer was registered with. */
+  direction: 'bidirectional' | 'to-device' | 'from-device';
 }
 
 export interface UnregistrationEvent {

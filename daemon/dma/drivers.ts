@@ -23,6 +23,7 @@ import { Iommu, type IommuMapping } from './iommu.js';
 import { Swiotlb } from './swiotlb.js';
 import type { Machine } from '../alloc/machine.js';
 import type { SharedBuffer, Handle } from '../buffers/handles.js';
+import type { DmaDirection } from './direction.js';
 
 
 /** One piece of a registered buffer as the device reaches it. */
@@ -54,6 +55,8 @@ export interface Registration {
   readonly segments: { addr: number; len: number }[];
   readonly pieces: ViewPiece[];
   readonly iommu: IommuMapping | null;
+  /** How it was mapped (dma_map's direction): what the device may do. */
+  readonly direction: DmaDirection;
   /** Handle opened in a client driver's table for this registration (compared by identity). */
   driverHandle: Handle | null;
   /** Being torn down (dma_unmap in progress): no new device access, no second unregister. */
@@ -165,8 +168,12 @@ export class DriverRegistry {
     return this.poolFacts().find((p) => poolMisfits(merged, p).length === 0)?.name ?? null;
   }
 
-  /** Register a buffer with a driver: EATTR with every mismatch, or the device's view. */
-  register(d: Driver, buffer: SharedBuffer, registrant: number): Registration {
+  /**
+   * Register a buffer with a driver: EATTR with every mismatch, or the
+   * device's view. `admit` sees the registration before it takes effect and
+   * may refuse it (a strict-mode violation): its view is then given back.
+   */
+  register(d: Driver, buffer: SharedBuffer, registrant: number, direction: DmaDirection = 'bidirectional', admit?: (r: Registration) => void): Registration {
     const prev = d.registrations.get(buffer.id);
     if (prev !== undefined) throw new BufferdError('EBUSY', `buffer ${buffer.id} is already registered with driver '${d.name}' (by client ${prev.registrant})`);
     const phys = buffer.phys;
@@ -189,7 +196,14 @@ export class DriverRegistry {
       d.refused++;
       throw e;
     }
-    const reg: Registration = { driver: d, buffer, registrant, ...view, driverHandle: null, dying: false };
+    const reg: Registration = { driver: d, buffer, registrant, ...view, direction, driverHandle: null, dying: false };
+    try {
+      admit?.(reg);
+    } catch (e) {
+      d.refused++;
+      this.releaseView(reg);
+      throw e;
+    }
     buffer.ref('registrations');
     d.registrations.set(buffer.id, reg);
     d.registered++;
@@ -258,8 +272,8 @@ export class DriverRegistry {
     return !r.dying && r.driver.registrations.get(r.buffer.id) === r && this.drivers.get(r.driver.name) === r.driver;
   }
 
-  /** Tear a registration down (dma_unmap); drops its buffer reference. */
-  unregister(r: Registration): void {
+  /** Give back a registration's IOVA range and bounce slots. */
+  private releaseView(r: Registration): void {
     const d = r.driver;
     if (r.iommu !== null) d.iommu!.unmap(r.iommu);
     for (const p of r.pieces) {
@@ -268,6 +282,12 @@ export class DriverRegistry {
       this.machine.mem.store.zeroBytes(p.dev, p.len);
       this.swiotlb!.unmap(d.name, p.dev, p.len);
     }
+  }
+
+  /** Tear a registration down (dma_unmap); drops its buffer reference. */
+  unregister(r: Registration): void {
+    const d = r.driver;
+    this.releaseView(r);
     d.registrations.delete(r.buffer.id);
     d.bytes -= r.buffer.phys.size;
     r.buffer.unref('registrations');

@@ -16,6 +16,7 @@ import type { SharedMemory } from './shared.js';
 import { chunkedPieces, forEachPiece } from '../memory/segments.js';
 import { ViolationLog, type CheckMode, type Violation, type ViolationKind, type Who } from './violations.js';
 import type { Work } from '../lib/slices.js';
+import { checkDeviceAccess, checkSync, syncDirection } from './direction.js';
 
 export type Access = 'read' | 'write' | 'rw';
 
@@ -88,6 +89,26 @@ export class Ownership {
     this.hooks.report(v, b);
     // invalid requests (a sync out of range, an unregister of nothing) keep their own error in every mode
     if (mode === 'strict' && !recordOnly) throw new BufferdError('ECOHERENCY', `${kind}: ${message}`, { violation: v });
+  }
+
+  /** dma-debug's check_sync for every registration of the buffer (direction.ts); strict refuses before any change. */
+  protected checkSyncDirections(who: Who, b: SharedBuffer, phase: 'start' | 'end', access: Access, off: number, len: number): void {
+    const synced = syncDirection(access);
+    for (const r of this.hooks.registrations(b)) {
+      for (const x of checkSync(r.direction, synced, phase === 'start')) {
+        this.violate(b, who, x.kind, `sync ${phase}`, off, len, r.driver.name,
+          `client ${who.id}'s sync {phase:'${phase}', access:'${access}'} of buffer ${b.id}, registered with '${r.driver.name}' as ${r.direction}: ${x.message}`);
+      }
+    }
+  }
+
+  /** A device access against its registration's direction (direction.ts). */
+  protected checkDeviceDirection(who: Who, r: Registration, op: string, off: number, len: number, read: boolean): void {
+    const x = checkDeviceAccess(r.direction, !read);
+    if (x !== null) {
+      this.violate(r.buffer, who, x.kind, op, off, len, r.driver.name,
+        `device '${r.driver.name}' ${read ? 'read' : 'wrote'} buffer ${r.buffer.id}, registered as ${r.direction}: ${x.message}; register it 'bidirectional' or '${read ? 'to-device' : 'from-device'}'`);
+    }
   }
 
   violations(filter: { kind?: string; buffer?: number; limit?: number } = {}): Violation[] {

@@ -39,7 +39,7 @@ HUGE1G = 1 << 30
 RIGHTS = ["read", "write", "share"]
 VIOLATION_KINDS = [
     "cpu-access-while-device-owned", "device-access-during-cpu-access", "end-without-start",
-    "start-while-open", "direction-mismatch", "stale-read", "lost-write", "unsynced-unregister",
+    "start-while-open", "cpu-write-in-read-bracket", "stale-read", "lost-write", "unsynced-unregister",
     "unregister-not-registered", "sync-out-of-range",
 ]
 
@@ -1675,7 +1675,7 @@ def _(ctx):
     ok(c, "sync", handle=h["handle"], phase="end", access="read")
     e = expect_err(c, "sync", "EINVAL", handle=h["handle"], phase="start", access="read", offset=4000, length=200)
     kinds = kinds_for(c, h["buffer"])
-    for k in ("end-without-start", "start-while-open", "direction-mismatch", "device-access-during-cpu-access",
+    for k in ("end-without-start", "start-while-open", "cpu-write-in-read-bracket", "device-access-during-cpu-access",
               "sync-out-of-range"):
         check(k in kinds, f"{k} not recorded: {kinds}")
     ok(c, "sync", handle=h["handle"], phase="start", access="write")
