@@ -24,6 +24,7 @@ import { Swiotlb } from './swiotlb.js';
 import type { Machine } from '../alloc/machine.js';
 import type { SharedBuffer, Handle } from '../buffers/handles.js';
 import type { DmaDirection } from './direction.js';
+import { ActiveCachelines } from './cachelines.js';
 
 
 /** One piece of a registered buffer as the device reaches it. */
@@ -116,11 +117,15 @@ export class DriverRegistry {
   totalLeaks = 0;
   /** The bounce pool over the memory the machine reserved for it, when configured. */
   readonly swiotlb: Swiotlb | null;
+  /** Cache lines of live registrations (dma-debug's active cachelines). */
+  readonly cachelines: ActiveCachelines<Registration>;
 
   constructor(
     private readonly machine: Machine,
     configs: DriverConfig[],
+    lineSize = 64,
   ) {
+    this.cachelines = new ActiveCachelines<Registration>(lineSize);
     for (const c of configs) this.drivers.set(c.name, new Driver(c.name, 'builtin', c.description, c.constraints, null));
     const b = machine.bounce;
     this.swiotlb = b === null ? null : new Swiotlb(b.base, b.size, b.maxMapping);
@@ -205,6 +210,7 @@ export class DriverRegistry {
       throw e;
     }
     buffer.ref('registrations');
+    this.cachelines.insert(reg);
     d.registrations.set(buffer.id, reg);
     d.registered++;
     d.bytes += phys.size;
@@ -288,6 +294,7 @@ export class DriverRegistry {
   unregister(r: Registration): void {
     const d = r.driver;
     this.releaseView(r);
+    this.cachelines.remove(r);
     d.registrations.delete(r.buffer.id);
     d.bytes -= r.buffer.phys.size;
     r.buffer.unref('registrations');

@@ -111,6 +111,23 @@ export class Ownership {
     }
   }
 
+  /**
+   * A registration about to take effect shares cache lines with live
+   * registrations of other buffers (cachelines.ts): one violation, as
+   * debug.c's add_dma_entry reports EEXIST; strict refuses the registration.
+   */
+  checkOverlap(who: Who, r: Registration, overlaps: [number, Registration][]): void {
+    if (overlaps.length === 0) return;
+    const [addr, o] = overlaps[0]!;
+    const hex = (a: number) => `0x${a.toString(16)}`;
+    const others = [...new Set(overlaps.map(([, x]) => `buffer ${x.buffer.id} (registered with '${x.driver.name}' as ${x.direction})`))].join(', ');
+    const seg = r.buffer.phys.segments.find((s) => s.addr < addr + this.cache.line && s.addr + s.len > addr) ?? r.buffer.phys.segments[0]!;
+    this.violate(r.buffer, who, 'overlapping-cacheline', 'register', 0, r.buffer.phys.size, r.driver.name,
+      `buffer ${r.buffer.id} (at ${hex(seg.addr)}), registered with '${r.driver.name}' as ${r.direction}, shares the ${this.cache.line}-byte cache line at ${hex(addr)} with ${others}: ` +
+        `cacheline tracking EEXIST, overlapping mappings aren't supported (kernel/dma/debug.c) — a device write to one buffer is lost when the CPU cleans the other's line; ` +
+        `allocate each buffer aligned to the cache line: alloc {align: ${this.cache.line}}, or alloc {for: ['${r.driver.name}'${o.driver !== r.driver ? `, '${o.driver.name}'` : ''}]}, which aligns to the line for a non-coherent device`);
+  }
+
   violations(filter: { kind?: string; buffer?: number; limit?: number } = {}): Violation[] {
     return this.log.list(filter);
   }

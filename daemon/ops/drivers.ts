@@ -120,7 +120,8 @@ export function register(ctx: DaemonContext, s: Session, req: RequestOf<'registe
   }
   let r: Registration;
   try {
-    r = ctx.drivers.register(d, h.buffer, s.id, req.direction ?? 'bidirectional');
+    // two buffers in one cache line (dma-debug's active cachelines): recorded, or refused in strict mode
+    r = ctx.drivers.register(d, h.buffer, s.id, req.direction ?? 'bidirectional', (reg) => ctx.coherency.checkOverlap({ id: s.id, name: s.name }, reg, ctx.drivers.cachelines.overlaps(reg)));
   } catch (e) {
     if (e instanceof BufferdError) ctx.bus.publish('drivers', 'refuse', { driver: d.name, buffer: h.buffer.id, client: s.id, code: e.code, mismatches: e.details?.['mismatches'] ?? null });
     throw e;
