@@ -108,7 +108,7 @@ export interface BufferListing {
   holders: { client: number; name: string | null; handles: number }[];
   refs: { handles: number; inflight: number; registrations: number; mappings: number };
   /** The drivers it is registered with: where the device sees it, who registered it, bytes reached through bounce slots. */
-  registrations: { driver: string; deviceAddress: number; registrant: number; bounced: number }[];
+  registrations: { driver: string; deviceAddress: number; registrant: number; bounced: number; direction: 'bidirectional' | 'to-device' | 'from-device' }[];
   /** Export tokens holding it until imported or expired: who exported it, the rights passed, time left. */
   tokens: { from: { id: number; name: string | null }; rights: RightName[]; expiresInMs: number }[];
 }

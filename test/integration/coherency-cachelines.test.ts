@@ -9,7 +9,7 @@
  * their own, and then nothing is lost. Strict mode refuses the registration.
  */
 import t from 'tap';
-import { startDaemon } from '../helpers/daemon.js';
+import { startDaemon, bufctl } from '../helpers/daemon.js';
 import { rejection } from '../helpers/procs.js';
 import { client, driverStatus } from '../helpers/drivers.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
@@ -67,6 +67,16 @@ t.test('warn: the overlap is recorded at registration, and the device write is t
   await c.register(x.handle, 'nc', { direction: 'to-device' });
   await c.register(y.handle, 'nc');
   t.equal((await c.violations()).total, 1, 'no new report');
+
+  // bufctl shows the directions and finds the overlap by kind
+  const list = await bufctl(d.socket, 'buffers');
+  t.equal(list.code, 0, list.stderr);
+  t.match(list.stdout, new RegExp(`\\n\\s*${a.buffer}\\s.*\\snc\\(from-device\\)\\s`), 'a non-default direction is shown with the driver');
+  t.match(list.stdout, new RegExp(`\\n\\s*${x.buffer}\\s.*\\snc\\(to-device\\)\\s`));
+  const v = await bufctl(d.socket, 'violations', '--kind', 'overlapping-cacheline');
+  t.equal(v.code, 0, v.stderr);
+  t.match(v.stdout, /1 violation since start: overlapping-cacheline 1/);
+  t.match(v.stdout, /overlapping-cacheline\s+\d+ app\s+\d+\s+nc\s+register\s+0\+16\s+buffer \d+ \(at 0x/);
 });
 
 t.test("the cure: alloc({for}) aligns a non-coherent device's buffers to the line; nothing is lost", async (t) => {
