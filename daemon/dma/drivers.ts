@@ -239,7 +239,7 @@ export class DriverRegistry {
         if (s.addr + s.len > limit) {
           // checkBuffer let it through: the device may bounce
           if (tlb === null) throw new BufferdError('ENOMEM', `driver '${d.name}' needs a bounce pool and none is configured`);
-          pieces.push({ off, len: s.len, dev: tlb.map(d.name, s.len), phys: s.addr, bounce: true });
+          pieces.push({ off, len: s.len, dev: tlb.map(d.name, s.len, d.constraints.segmentBoundary), phys: s.addr, bounce: true });
         } else {
           pieces.push({ off, len: s.len, dev: s.addr, phys: s.addr, bounce: false });
         }

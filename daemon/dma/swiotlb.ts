@@ -15,6 +15,9 @@
  * - a mapping of a page or more starts on a page (swiotlb_search_pool_area:
  *   alloc_align_mask = PAGE_SIZE - 1 when no alignment is asked for), and
  *   the search then steps over unaligned slots (its `stride`);
+ * - a run does not cross a multiple of the device's segment boundary
+ *   (swiotlb_search_pool_area: iommu_is_span_boundary with
+ *   dma_get_seg_boundary; bufferd's `segmentBoundary` constraint);
  * - the search starts where the last one ended (the area's index) and wraps
  *   to 0 past the end (wrap_area_index). bufferd has one area (nareas 1).
  * A refusal reads as Linux's ("swiotlb buffer is full (sz: …)", from
@@ -78,8 +81,12 @@ export class Swiotlb {
     );
   }
 
-  /** A run of slots for len bytes; its physical address. ENOMEM naming the device and the reason otherwise. */
-  map(device: string, len: number): number {
+  /**
+   * A run of slots for len bytes; its physical address. ENOMEM naming the
+   * device and the reason otherwise. `boundary` (a power of two of at
+   * least a page): the device's segment boundary, which the run may not cross.
+   */
+  map(device: string, len: number, boundary?: number): number {
     if (len > this.maxMapping) {
       this.refuse(
         device,
@@ -94,6 +101,10 @@ export class Swiotlb {
     // swiotlb_search_pool_area: a page or more starts on a page; the search steps over unaligned slots
     const alignMask = (len >= PAGE ? PAGE - 1 : 0) | (SLOT - 1);
     const stride = (alignMask >> IO_TLB_SHIFT) + 1;
+    // iommu_is_span_boundary(slot_index, nslots, nr_slots(tbl_dma_addr), max_slots), in slots
+    const maxSlots = boundary === undefined ? 0 : boundary / SLOT;
+    const shift = Math.floor(this.base / SLOT);
+    const spans = (index: number) => maxSlots > 0 && ((shift + index) % maxSlots) + n > maxSlots;
     let found = -1;
     if (n <= this.nslots - this.usedSlots) {
       let index = this.cursor;
@@ -103,7 +114,7 @@ export class Swiotlb {
           checked++;
           continue;
         }
-        if (this.list[index]! >= n) {
+        if (!spans(index) && this.list[index]! >= n) {
           found = index;
           break;
         }
@@ -116,7 +127,7 @@ export class Swiotlb {
       this.refuse(
         device,
         len,
-        `device '${device}' needs ${n} contiguous slots (${formatSize(n * SLOT)})${len >= PAGE ? ' starting on a page' : ''} inside one ${IO_TLB_SEGSIZE}-slot segment; ${this.nslots - this.usedSlots} of ${this.nslots} free and no such run`,
+        `device '${device}' needs ${n} contiguous slots (${formatSize(n * SLOT)})${len >= PAGE ? ' starting on a page' : ''} inside one ${IO_TLB_SEGSIZE}-slot segment${maxSlots > 0 ? `, not crossing a multiple of its ${formatSize(boundary!)} segment boundary` : ''}; ${this.nslots - this.usedSlots} of ${this.nslots} free and no such run`,
         { slots: n, free: this.nslots - this.usedSlots, total: this.nslots },
       );
     }

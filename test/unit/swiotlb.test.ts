@@ -255,7 +255,7 @@ class KernelModel {
     for (let i = s; i < s + n; i++) if (this.used[i]) return false;
     return true;
   }
-  map(len: number): number {
+  map(len: number, boundary?: number): number {
     if (len > 128 * 2048) return -1;
     const n = Math.ceil(len / 2048);
     const pageAligned = len >= 4096;
@@ -270,7 +270,9 @@ class KernelModel {
         checked++;
         continue;
       }
-      if (this.fits(i, n)) {
+      // the run's bytes may not cross a multiple of the boundary (pool base 0x1000_0000 is a multiple of every boundary used here)
+      const crosses = boundary !== undefined && Math.floor((i * 2048) / boundary) !== Math.floor(((i + n) * 2048 - 1) / boundary);
+      if (!crosses && this.fits(i, n)) {
         for (let k = i; k < i + n; k++) this.used[k] = true;
         this.inUse += n;
         this.index = wrap(i + n);
@@ -296,16 +298,16 @@ t.test('property: Swiotlb places every mapping where the kernel\'s search does',
   );
   t.doesNotThrow(() =>
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 3 * IO_TLB_SEGSIZE + 37 }), fc.array(op, { minLength: 1, maxLength: 120 }), (nslots, ops) => {
+      fc.property(fc.integer({ min: 1, max: 3 * IO_TLB_SEGSIZE + 37 }), fc.array(op, { minLength: 1, maxLength: 120 }), fc.constantFrom(undefined, 4096, 8192, 65536), (nslots, ops, boundary) => {
         const p = new Swiotlb(BASE, nslots * SLOT);
         const k = new KernelModel(nslots);
         const live: { addr: number; len: number }[] = [];
         for (const o of ops) {
           if (o.kind === 'map') {
-            const want = k.map(o.len);
+            const want = k.map(o.len, boundary);
             let got = -1;
             try {
-              got = (p.map('d', o.len) - BASE) / SLOT;
+              got = (p.map('d', o.len, boundary) - BASE) / SLOT;
             } catch (e) {
               assert.ok(e instanceof BufferdError && e.code === 'ENOMEM' && /^swiotlb buffer is full \(sz: \d+ bytes\)/.test(e.message));
             }
@@ -334,4 +336,16 @@ t.test('property: Swiotlb places every mapping where the kernel\'s search does',
     ),
   );
   t.ok(placed > 0 && refused > 0, `both outcomes exercised (${placed} placed, ${refused} refused)`);
+});
+
+t.test('a run does not cross the device\'s segment boundary (iommu_is_span_boundary)', async (t) => {
+  const p = new Swiotlb(BASE, 64 * K);
+  t.equal(p.map('x', SLOT), BASE);
+  // 3 slots from slot 1 would cross the 8 KiB boundary at slot 4; page alignment puts it at slot 2, which crosses too
+  t.equal(p.map('x', 3 * SLOT, 8 * K), BASE + 4 * SLOT, 'the next run inside one 8 KiB span');
+  t.equal(p.map('x', SLOT, 8 * K), BASE + 7 * SLOT, 'one slot fits anywhere');
+  const q = new Swiotlb(BASE, 6 * SLOT);
+  q.map('x', SLOT);
+  t.throws(() => q.map('x', 4 * SLOT, 8 * K), /not crossing a multiple of its 8 KiB segment boundary; 5 of 6 free and no such run/, 'slots 2-5 cross 8 KiB');
+  t.equal(q.map('x', 4 * SLOT), BASE + 2 * SLOT, 'without a boundary it fits');
 });
