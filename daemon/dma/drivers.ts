@@ -3,7 +3,8 @@
  * registration and the device's view of a buffer (this file), the IOMMU and
  * its IOVA space, the swiotlb bounce pool, the CPU cache and write-combine
  * buffer, streaming-DMA ownership and the coherency checker with its
- * violation log. It may use buffers/, alloc/, memory/, lib/ and protocol/;
+ * violation log, DMA directions (direction.ts) and the cache lines of live
+ * registrations (cachelines.ts). It may use buffers/, alloc/, memory/, lib/ and protocol/;
  * config/ and above use it.
  *
  * Drivers and registrations. A driver is a built-in simulated device (from

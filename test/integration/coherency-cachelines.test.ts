@@ -88,6 +88,7 @@ t.test("the cure: alloc({for}) aligns a non-coherent device's buffers to the lin
   t.equal(a.segments[0]!.addr % LINE, 0, 'a starts a line');
   t.equal(b.segments[0]!.addr % LINE, 0, 'b starts a line');
   t.not(line(a), line(b), 'and they share none');
+  t.match(a.placement, { for: ['nc'], reason: /aligned to the 64-byte cache line \(a non-coherent device: no line shared with another buffer\)/ }, 'the placement says why');
   await c.register(a.handle, 'nc', { direction: 'from-device' });
   await c.register(b.handle, 'nc');
   t.same(await flow(c, a, b), Buffer.from('device-wrote-a!!'), "the device's write survives");
@@ -96,6 +97,7 @@ t.test("the cure: alloc({for}) aligns a non-coherent device's buffers to the lin
   await c.attachDriver('co', { coherent: true });
   const small = await Promise.all([1, 2, 3, 4].map(() => c.alloc({ for: ['co'], size: 16 })));
   t.ok(small.some((h) => h.segments[0]!.addr % LINE !== 0), 'a coherent device\'s small buffers are packed');
+  t.notMatch(small[0]!.placement!.reason, /cache line/);
 });
 
 t.test('strict: the second registration is refused with ECOHERENCY and holds nothing', async (t) => {
