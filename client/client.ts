@@ -65,9 +65,9 @@ export class BufferClient extends Connection {
     return this.request('merge', { drivers });
   }
 
-  /** Register a buffer with a driver; rejects with code EATTR and details.mismatches when it doesn't fit. */
-  register(handle: number, driver: string): Promise<RegistrationInfo> {
-    return this.request('register', { handle, driver });
+  /** Register a buffer with a driver (direction: default 'bidirectional'); rejects with code EATTR and details.mismatches when it doesn't fit. */
+  register(handle: number, driver: string, opts: { direction?: 'bidirectional' | 'to-device' | 'from-device' } = {}): Promise<RegistrationInfo> {
+    return this.request('register', opts.direction !== undefined ? { handle, driver, direction: opts.direction } : { handle, driver });
   }
 
   /** Drop a registration (by handle; or pass {buffer} as the client that registered it). */

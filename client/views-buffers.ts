@@ -53,7 +53,7 @@ export function buffersView(bs: BufferListing[]): string {
     { header: 'KIND', get: (b) => b.kind },
     { header: 'CREATOR', get: (b) => b.creator, align: 'right' },
     { header: 'HELD BY', get: heldBy },
-    { header: 'DRIVERS', get: (b) => (b.registrations ?? []).map((r) => r.driver).join(' ') || '-' },
+    { header: 'DRIVERS', get: (b) => (b.registrations ?? []).map((r) => (r.direction === 'bidirectional' ? r.driver : `${r.driver}(${r.direction})`)).join(' ') || '-' },
     { header: 'MAPS', get: (b) => b.refs.mappings, align: 'right' },
   ]);
   return `${t}  ${buffersTotals(bs)}\n${BUFFERS_LEGEND.map((l) => `  ${l}\n`).join('')}`;

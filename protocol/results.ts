@@ -112,7 +112,7 @@ export interface BufferListing {
   holders: { client: number; name: string | null; handles: number }[];
   refs: { handles: number; inflight: number; registrations: number; mappings: number };
   /** The drivers it is registered with: where the device sees it, who registered it, bytes reached through bounce slots. */
-  registrations: { driver: string; deviceAddress: number; registrant: number; bounced: number }[];
+  registrations: { driver: string; deviceAddress: number; registrant: number; bounced: number; direction: 'bidirectional' | 'to-device' | 'from-device' }[];
   /** Export tokens holding it until imported or expired: who exported it, the rights passed, time left. */
   tokens: { from: { id: number; name: string | null }; rights: RightName[]; expiresInMs: number }[];
 }
@@ -140,6 +140,8 @@ export interface RegistrationInfo {
   iommu: { entries: Record<string, number>; iova: number; iovaSize: number } | null;
   /** Bytes the device reaches through swiotlb bounce slots (0: none). */
   bounced: number;
+  /** The DMA direction it was mapped with. */
+  direction: 'bidirectional' | 'to-device' | 'from-device';
 }
 
 export interface MergeResult {
@@ -267,6 +269,8 @@ export interface RegistrationEvent {
   segments: SegmentInfo[];
   registrant: number;
   rights: RightName[];
+  /** The DMA direction the buffer was registered with. */
+  direction: 'bidirectional' | 'to-device' | 'from-device';
 }
 
 export interface UnregistrationEvent {

@@ -10,6 +10,7 @@ import { PAGE_SIZE, HUGE_2M, HUGE_1G, type RegionConfig, type HugepageConfig } f
 import type { PoolConfig } from '../alloc/pool.js';
 import type { BounceConfig, MachineLayout } from '../alloc/machine.js';
 import type { DriverConfig } from '../dma/drivers.js';
+import { MAX_MAPPING, SLOT } from '../dma/swiotlb.js';
 
 export type { CachePolicy, RegionConfig, RegionKind, HugepageConfig } from '../memory/layout.js';
 export type { PoolConfig } from '../alloc/pool.js';
@@ -112,7 +113,13 @@ export function normalizeMachine(r: RawConfig): MachineConfig {
     const size = parseSize(r.bounce.size, '/bounce/size');
     if (size < 2048 || size % PAGE_SIZE !== 0) fail(`config /bounce/size: must be a positive multiple of 4 KiB (got ${size})`);
     if (reg.base >= 2 ** 32) fail(`config /bounce/region: region '${reg.name}' lies above 4 GiB; a bounce pool must be reachable by 32-bit devices`);
-    bounce = { size, region: reg.name, maxMapping: r.bounce.maxMapping !== undefined ? parseSize(r.bounce.maxMapping, '/bounce/maxMapping') : 256 * 1024 };
+    const maxMapping = r.bounce.maxMapping !== undefined ? parseSize(r.bounce.maxMapping, '/bounce/maxMapping') : MAX_MAPPING;
+    // kernel/dma/swiotlb.c swiotlb_find_slots: no mapping crosses a 128-slot segment, so none is above 256 KiB
+    if (maxMapping > MAX_MAPPING) {
+      fail(`config /bounce/maxMapping: ${formatSize(maxMapping)} is above the swiotlb limit of ${formatSize(MAX_MAPPING)} (IO_TLB_SEGSIZE 128 slots × IO_TLB_SIZE 2 KiB: a bounce mapping never crosses a segment); leave it out for 256 KiB, or give a smaller limit`);
+    }
+    if (maxMapping < SLOT) fail(`config /bounce/maxMapping: must be at least one 2 KiB slot (got ${maxMapping})`);
+    bounce = { size, region: reg.name, maxMapping };
   }
   const drivers: DriverConfig[] = (r.drivers ?? []).map((d, i) => {
     const where = `/drivers/${i}/constraints`;

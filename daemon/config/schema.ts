@@ -122,7 +122,7 @@ export const BounceSchema = Type.Object(
   {
     size: Size('bounce pool size'),
     region: Name,
-    maxMapping: Type.Optional(Size('largest single bounce mapping')),
+    maxMapping: Type.Optional(Size('largest single bounce mapping, at most 256K (the swiotlb segment: IO_TLB_SEGSIZE 128 slots of 2 KiB)')),
   },
   { additionalProperties: false },
 );

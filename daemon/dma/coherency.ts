@@ -106,7 +106,7 @@ export class Coherency extends Ownership {
     }
     const mine = st.brackets.get(who.id);
     if (write && mine === 'read') {
-      this.violate(b, who, 'direction-mismatch', op, off, len, null, `client ${who.id} wrote buffer ${b.id} inside a sync bracket opened for 'read': open it for 'write' or 'rw'`);
+      this.violate(b, who, 'cpu-write-in-read-bracket', op, off, len, null, `client ${who.id} wrote buffer ${b.id} inside a sync bracket opened for 'read': open it for 'write' or 'rw'`);
     }
   }
 
@@ -179,6 +179,7 @@ export class Coherency extends Ownership {
       this.violate(b, who, 'sync-out-of-range', `sync ${phase}`, off, len, null, `sync of [${off}, ${off + len}) is outside buffer ${b.id} (size ${b.phys.size})`, true);
       throw new BufferdError('EINVAL', `sync range offset ${off} + length ${len} = ${off + len} is past the end of the buffer (size ${b.phys.size})`, { offset: off, length: len, size: b.phys.size });
     }
+    this.checkSyncDirections(who, b, phase, access, off, len);
     const r = { cleaned: 0, invalidated: 0, flushed: 0 };
     const bounced = this.hooks.registrations(b).flatMap((reg) => reg.pieces.filter((p) => p.bounce));
     const clip = (p: { off: number; len: number }) => [Math.max(off, p.off), Math.min(off + len, p.off + p.len)] as const;
@@ -289,8 +290,9 @@ export class Coherency extends Ownership {
    */
   *unmapping(r: Registration): Work<void> {
     const b = r.buffer;
+    // swiotlb_tbl_unmap_single copies back only for DMA_FROM_DEVICE and DMA_BIDIRECTIONAL
     for (const p of r.pieces) {
-      if (!p.bounce) continue;
+      if (!p.bounce || r.direction === 'to-device') continue;
       this.cache.memoryWritten(p.phys, p.len);
       this.mem.copy(p.phys, p.dev, p.len);
       yield;
@@ -320,6 +322,7 @@ export class Coherency extends Ownership {
    * device only sees what sync end copied there).
    */
   *deviceCheck(who: Who, r: Registration, op: string, off: number, len: number, read: boolean, view: (off: number, len: number) => DeviceView): Work<void> {
+    this.checkDeviceDirection(who, r, op, off, len, read);
     const st = this.state(r.buffer);
     if (st.brackets.size > 0) {
       const owners = [...st.brackets.keys()].join(', ');

@@ -3,7 +3,8 @@
  * registration and the device's view of a buffer (this file), the IOMMU and
  * its IOVA space, the swiotlb bounce pool, the CPU cache and write-combine
  * buffer, streaming-DMA ownership and the coherency checker with its
- * violation log. It may use buffers/, alloc/, memory/, lib/ and protocol/;
+ * violation log, DMA directions (direction.ts) and the cache lines of live
+ * registrations (cachelines.ts). It may use buffers/, alloc/, memory/, lib/ and protocol/;
  * config/ and above use it.
  *
  * Drivers and registrations. A driver is a built-in simulated device (from
@@ -23,6 +24,8 @@ import { Iommu, type IommuMapping } from './iommu.js';
 import { Swiotlb } from './swiotlb.js';
 import type { Machine } from '../alloc/machine.js';
 import type { SharedBuffer, Handle } from '../buffers/handles.js';
+import type { DmaDirection } from './direction.js';
+import { ActiveCachelines } from './cachelines.js';
 
 
 /** One piece of a registered buffer as the device reaches it. */
@@ -54,6 +57,8 @@ export interface Registration {
   readonly segments: { addr: number; len: number }[];
   readonly pieces: ViewPiece[];
   readonly iommu: IommuMapping | null;
+  /** How it was mapped (dma_map's direction): what the device may do. */
+  readonly direction: DmaDirection;
   /** Handle opened in a client driver's table for this registration (compared by identity). */
   driverHandle: Handle | null;
   /** Being torn down (dma_unmap in progress): no new device access, no second unregister. */
@@ -113,11 +118,15 @@ export class DriverRegistry {
   totalLeaks = 0;
   /** The bounce pool over the memory the machine reserved for it, when configured. */
   readonly swiotlb: Swiotlb | null;
+  /** Cache lines of live registrations (dma-debug's active cachelines). */
+  readonly cachelines: ActiveCachelines<Registration>;
 
   constructor(
     private readonly machine: Machine,
     configs: DriverConfig[],
+    lineSize = 64,
   ) {
+    this.cachelines = new ActiveCachelines<Registration>(lineSize);
     for (const c of configs) this.drivers.set(c.name, new Driver(c.name, 'builtin', c.description, c.constraints, null));
     const b = machine.bounce;
     this.swiotlb = b === null ? null : new Swiotlb(b.base, b.size, b.maxMapping);
@@ -165,8 +174,12 @@ export class DriverRegistry {
     return this.poolFacts().find((p) => poolMisfits(merged, p).length === 0)?.name ?? null;
   }
 
-  /** Register a buffer with a driver: EATTR with every mismatch, or the device's view. */
-  register(d: Driver, buffer: SharedBuffer, registrant: number): Registration {
+  /**
+   * Register a buffer with a driver: EATTR with every mismatch, or the
+   * device's view. `admit` sees the registration before it takes effect and
+   * may refuse it (a strict-mode violation): its view is then given back.
+   */
+  register(d: Driver, buffer: SharedBuffer, registrant: number, direction: DmaDirection = 'bidirectional', admit?: (r: Registration) => void): Registration {
     const prev = d.registrations.get(buffer.id);
     if (prev !== undefined) throw new BufferdError('EBUSY', `buffer ${buffer.id} is already registered with driver '${d.name}' (by client ${prev.registrant})`);
     const phys = buffer.phys;
@@ -191,8 +204,16 @@ export class DriverRegistry {
       d.refused++;
       throw e;
     }
-    const reg: Registration = { driver: d, buffer, registrant, ...view, driverHandle: null, dying: false };
+    const reg: Registration = { driver: d, buffer, registrant, ...view, direction, driverHandle: null, dying: false };
+    try {
+      admit?.(reg);
+    } catch (e) {
+      d.refused++;
+      this.releaseView(reg);
+      throw e;
+    }
     buffer.ref('registrations');
+    this.cachelines.insert(reg);
     d.registrations.set(buffer.id, reg);
     d.registered++;
     d.bytes += phys.size;
@@ -221,7 +242,7 @@ export class DriverRegistry {
         if (s.addr + s.len > limit) {
           // checkBuffer let it through: the device may bounce
           if (tlb === null) throw new BufferdError('ENOMEM', `driver '${d.name}' needs a bounce pool and none is configured`);
-          pieces.push({ off, len: s.len, dev: tlb.map(d.name, s.len), phys: s.addr, bounce: true });
+          pieces.push({ off, len: s.len, dev: tlb.map(d.name, s.len, d.constraints.segmentBoundary), phys: s.addr, bounce: true });
         } else {
           pieces.push({ off, len: s.len, dev: s.addr, phys: s.addr, bounce: false });
         }
@@ -260,8 +281,8 @@ export class DriverRegistry {
     return !r.dying && r.driver.registrations.get(r.buffer.id) === r && this.drivers.get(r.driver.name) === r.driver;
   }
 
-  /** Tear a registration down (dma_unmap); drops its buffer reference. */
-  unregister(r: Registration): void {
+  /** Give back a registration's IOVA range and bounce slots. */
+  private releaseView(r: Registration): void {
     const d = r.driver;
     if (r.iommu !== null) d.iommu!.unmap(r.iommu);
     for (const p of r.pieces) {
@@ -270,6 +291,13 @@ export class DriverRegistry {
       this.machine.mem.store.zeroBytes(p.dev, p.len);
       this.swiotlb!.unmap(d.name, p.dev, p.len);
     }
+  }
+
+  /** Tear a registration down (dma_unmap); drops its buffer reference. */
+  unregister(r: Registration): void {
+    const d = r.driver;
+    this.releaseView(r);
+    this.cachelines.remove(r);
     d.registrations.delete(r.buffer.id);
     d.bytes -= r.buffer.phys.size;
     r.buffer.unref('registrations');

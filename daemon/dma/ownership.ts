@@ -16,6 +16,7 @@ import type { SharedMemory } from './shared.js';
 import { chunkedBacked, forEachBacked } from '../alloc/hugefault.js';
 import { ViolationLog, type CheckMode, type Violation, type ViolationKind, type Who } from './violations.js';
 import type { Work } from '../lib/slices.js';
+import { checkDeviceAccess, checkSync, syncDirection } from './direction.js';
 
 export type Access = 'read' | 'write' | 'rw';
 
@@ -88,6 +89,43 @@ export class Ownership {
     this.hooks.report(v, b);
     // invalid requests (a sync out of range, an unregister of nothing) keep their own error in every mode
     if (mode === 'strict' && !recordOnly) throw new BufferdError('ECOHERENCY', `${kind}: ${message}`, { violation: v });
+  }
+
+  /** dma-debug's check_sync for every registration of the buffer (direction.ts); strict refuses before any change. */
+  protected checkSyncDirections(who: Who, b: SharedBuffer, phase: 'start' | 'end', access: Access, off: number, len: number): void {
+    const synced = syncDirection(access);
+    for (const r of this.hooks.registrations(b)) {
+      for (const x of checkSync(r.direction, synced, phase === 'start')) {
+        this.violate(b, who, x.kind, `sync ${phase}`, off, len, r.driver.name,
+          `client ${who.id}'s sync {phase:'${phase}', access:'${access}'} of buffer ${b.id}, registered with '${r.driver.name}' as ${r.direction}: ${x.message}`);
+      }
+    }
+  }
+
+  /** A device access against its registration's direction (direction.ts). */
+  protected checkDeviceDirection(who: Who, r: Registration, op: string, off: number, len: number, read: boolean): void {
+    const x = checkDeviceAccess(r.direction, !read);
+    if (x !== null) {
+      this.violate(r.buffer, who, x.kind, op, off, len, r.driver.name,
+        `device '${r.driver.name}' ${read ? 'read' : 'wrote'} buffer ${r.buffer.id}, registered as ${r.direction}: ${x.message}; register it 'bidirectional' or '${read ? 'to-device' : 'from-device'}'`);
+    }
+  }
+
+  /**
+   * A registration about to take effect shares cache lines with live
+   * registrations of other buffers (cachelines.ts): one violation, as
+   * debug.c's add_dma_entry reports EEXIST; strict refuses the registration.
+   */
+  checkOverlap(who: Who, r: Registration, overlaps: [number, Registration][]): void {
+    if (overlaps.length === 0) return;
+    const [addr, o] = overlaps[0]!;
+    const hex = (a: number) => `0x${a.toString(16)}`;
+    const others = [...new Set(overlaps.map(([, x]) => `buffer ${x.buffer.id} (registered with '${x.driver.name}' as ${x.direction})`))].join(', ');
+    const seg = r.buffer.phys.segments.find((s) => s.addr < addr + this.cache.line && s.addr + s.len > addr) ?? r.buffer.phys.segments[0]!;
+    this.violate(r.buffer, who, 'overlapping-cacheline', 'register', 0, r.buffer.phys.size, r.driver.name,
+      `buffer ${r.buffer.id} (at ${hex(seg.addr)}), registered with '${r.driver.name}' as ${r.direction}, shares the ${this.cache.line}-byte cache line at ${hex(addr)} with ${others}: ` +
+        `cacheline tracking EEXIST, overlapping mappings aren't supported (kernel/dma/debug.c) — a device write to one buffer is lost when the CPU cleans the other's line; ` +
+        `allocate each buffer aligned to the cache line: alloc {align: ${this.cache.line}}, or alloc {for: ['${r.driver.name}'${o.driver !== r.driver ? `, '${o.driver.name}'` : ''}]}, which aligns to the line for a non-coherent device`);
   }
 
   violations(filter: { kind?: string; buffer?: number; limit?: number } = {}): Violation[] {

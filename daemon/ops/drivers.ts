@@ -96,6 +96,7 @@ export function registrationInfo(r: Registration): RegistrationInfo {
     segments: r.segments.map((x) => ({ ...x })),
     iommu: r.iommu === null ? null : { entries, iova: r.iommu.base, iovaSize: r.iommu.size },
     bounced,
+    direction: r.direction,
   };
 }
 
@@ -119,14 +120,15 @@ export function register(ctx: DaemonContext, s: Session, req: RequestOf<'registe
   }
   let r: Registration;
   try {
-    r = ctx.drivers.register(d, h.buffer, s.id);
+    // two buffers in one cache line (dma-debug's active cachelines): recorded, or refused in strict mode
+    r = ctx.drivers.register(d, h.buffer, s.id, req.direction ?? 'bidirectional', (reg) => ctx.coherency.checkOverlap({ id: s.id, name: s.name }, reg, ctx.drivers.cachelines.overlaps(reg)));
   } catch (e) {
     if (e instanceof BufferdError) ctx.bus.publish('drivers', 'refuse', { driver: d.name, buffer: h.buffer.id, client: s.id, code: e.code, mismatches: e.details?.['mismatches'] ?? null });
     throw e;
   }
   t.hold('registrations');
   const bounced = r.pieces.filter((p) => p.bounce).reduce((a, p) => a + p.len, 0);
-  ctx.bus.publish('drivers', 'register', { driver: d.name, buffer: h.buffer.id, client: s.id, deviceAddress: r.deviceAddress, bounced });
+  ctx.bus.publish('drivers', 'register', { driver: d.name, buffer: h.buffer.id, client: s.id, deviceAddress: r.deviceAddress, bounced, direction: r.direction });
   const work = function* () {
     // dma_map: clean for the device, fill bounce slots, the device takes the buffer (sliced for big buffers)
     yield* ctx.coherency.mapped(r);
@@ -143,6 +145,7 @@ export function register(ctx: DaemonContext, s: Session, req: RequestOf<'registe
         segments: r.segments,
         registrant: s.id,
         rights: rightsList(dh.rights),
+        direction: r.direction,
       });
     }
     s.log.debug({ driver: d.name, buffer: h.buffer.id, deviceAddress: r.deviceAddress }, 'register');

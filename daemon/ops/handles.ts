@@ -137,6 +137,7 @@ export function buffers(ctx: DaemonContext, s: Session, req: RequestOf<'buffers'
         deviceAddress: r.deviceAddress,
         registrant: r.registrant,
         bounced: r.pieces.reduce((a, p) => a + (p.bounce ? p.len : 0), 0),
+        direction: r.direction,
       })),
       tokens:
         b.refs.inflight === 0

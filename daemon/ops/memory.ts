@@ -29,7 +29,12 @@ export function alloc(ctx: DaemonContext, s: Session, req: RequestOf<'alloc'>): 
   let plan: { candidates: { pool: string; reason: string }[]; align: number; for: string[] | null };
   if (req.for !== undefined) {
     const p = planFor(ctx, s, req.for);
-    plan = { candidates: placeable(ctx, p.candidates, p.merged.addressLimit, minAddress, req), align: Math.max(req.align ?? 1, p.merged.align), for: req.for };
+    // a non-coherent device: the buffer gets cache lines of its own (ARCH_DMA_MINALIGN; include/linux/dma-mapping.h dma_get_cache_alignment), or it may share one with another buffer
+    const line = p.merged.coherent ? 1 : ctx.coherency.cache.line;
+    const candidates = placeable(ctx, p.candidates, p.merged.addressLimit, minAddress, req).map((c) =>
+      line > 1 ? { ...c, reason: `${c.reason}; aligned to the ${line}-byte cache line (a non-coherent device: no line shared with another buffer)` } : c,
+    );
+    plan = { candidates, align: Math.max(req.align ?? 1, p.merged.align, line), for: req.for };
   } else {
     const pool = ctx.machine.pool(req.pool!);
     if (pool.cfg.capability !== null) requireCapability(s.capabilities, pool.cfg.capability, `allocating from pool '${pool.name}'`);

@@ -37,7 +37,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const tokens = new TokenTable(now);
   const buffers = new Map<number, SharedBuffer>();
   const clients = new ClientRegistry();
-  const drivers = new DriverRegistry(machine, config.machine.drivers);
+  const drivers = new DriverRegistry(machine, config.machine.drivers, config.coherency.lineSize);
   const cc = config.coherency;
   const cache = new CpuCache(machine.mem.store, { lineSize: cc.lineSize, capacityLines: cc.cacheLines, eviction: cc.eviction, wcLines: cc.wcLines, seed: cc.seed });
   const shared = new SharedMemory(sys, machine.mem.store, nativeReason(), cc.lineSize);

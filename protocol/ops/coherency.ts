@@ -19,12 +19,18 @@ export const VIOLATION_KINDS = [
   'device-access-during-cpu-access',
   'end-without-start',
   'start-while-open',
-  'direction-mismatch',
+  'cpu-write-in-read-bracket',
   'stale-read',
   'lost-write',
   'unsynced-unregister',
   'unregister-not-registered',
   'sync-out-of-range',
+  'sync-different-direction',
+  'sync-read-only-for-cpu',
+  'sync-write-only-to-device',
+  'device-write-to-read-only',
+  'device-read-of-write-only',
+  'overlapping-cacheline',
 ] as const;
 export type ViolationKind = (typeof VIOLATION_KINDS)[number];
 

@@ -8,6 +8,13 @@ import { ConstraintsSchema } from '../attributes.js';
 import { MAX_DATA_BYTES } from './memory.js';
 
 const Driver = Name('driver name');
+
+/** How a registration is mapped (include/linux/dma-direction.h): what the device may do with the buffer. */
+export const DMA_DIRECTIONS = ['bidirectional', 'to-device', 'from-device'] as const;
+export type DmaDirection = (typeof DMA_DIRECTIONS)[number];
+const Direction = Type.Union(DMA_DIRECTIONS.map((d) => Type.Literal(d)), {
+  description: 'one of "bidirectional" (default), "to-device" (the device only reads), "from-device" (the device only writes)',
+});
 const Offset = Type.Integer({ minimum: 0, maximum: 2 ** 40, description: 'byte offset in the buffer' });
 
 export const DRIVER_REQUESTS = {
@@ -18,7 +25,11 @@ export const DRIVER_REQUESTS = {
     { drivers: Type.Array(Driver, { minItems: 1, maxItems: 32, uniqueItems: true, description: 'drivers the buffer will visit' }) },
     'What-if: the merged attributes of several drivers and the pools that satisfy them, or the conflicts.',
   ),
-  register: request('register', { handle: Handle, driver: Driver }, "Register a buffer with a driver: its device view, or EATTR with every mismatch."),
+  register: request(
+    'register',
+    { handle: Handle, driver: Driver, direction: Type.Optional(Direction) },
+    "Register a buffer with a driver (dma_map, in a DMA direction): its device view, or EATTR with every mismatch.",
+  ),
   unregister: request(
     'unregister',
     {

@@ -39,8 +39,9 @@ HUGE1G = 1 << 30
 RIGHTS = ["read", "write", "share"]
 VIOLATION_KINDS = [
     "cpu-access-while-device-owned", "device-access-during-cpu-access", "end-without-start",
-    "start-while-open", "direction-mismatch", "stale-read", "lost-write", "unsynced-unregister",
-    "unregister-not-registered", "sync-out-of-range",
+    "start-while-open", "cpu-write-in-read-bracket", "stale-read", "lost-write", "unsynced-unregister",
+    "unregister-not-registered", "sync-out-of-range", "sync-different-direction", "sync-read-only-for-cpu",
+    "sync-write-only-to-device", "device-write-to-read-only", "device-read-of-write-only", "overlapping-cacheline",
 ]
 
 
@@ -1370,8 +1371,9 @@ def _(ctx):
     u0 = alloc(c, "default", 4096)
     expect_err(c, "register", "EATTR", handle=u0["handle"], driver="display")
     eq(disp()["refused"], d0["refused"] + 1, "drivers[].refused after a refusal")
-    for k in ("driver", "buffer", "deviceAddress", "segments", "iommu", "bounced"):
+    for k in ("driver", "buffer", "deviceAddress", "segments", "iommu", "bounced", "direction"):
         check(k in r, f"register result lacks {k}")
+    eq(r["direction"], "bidirectional", "direction: bidirectional by default")
     eq((r["driver"], r["buffer"]), ("display", h["buffer"]), "driver, buffer")
     eq(r["iommu"], None, "iommu nil for a device without one")
     eq(r["bounced"], 0, "bounced")
@@ -1482,7 +1484,7 @@ def _(ctx):
     reg = ok(a, "register", handle=h["handle"], driver=dname)
     ev = event(drv, "registration")
     no_id(ev)
-    for k in ("driver", "handle", "buffer", "size", "deviceAddress", "segments", "registrant", "rights"):
+    for k in ("driver", "handle", "buffer", "size", "deviceAddress", "segments", "registrant", "rights", "direction"):
         check(k in ev, f"registration event lacks {k}")
     eq((ev["driver"], ev["buffer"], ev["size"], ev["registrant"]),
        (dname, h["buffer"], 4096, a.session["clientId"]), "registration driver, buffer, size, registrant")
@@ -1679,7 +1681,7 @@ def _(ctx):
     ok(c, "sync", handle=h["handle"], phase="end", access="read")
     e = expect_err(c, "sync", "EINVAL", handle=h["handle"], phase="start", access="read", offset=4000, length=200)
     kinds = kinds_for(c, h["buffer"])
-    for k in ("end-without-start", "start-while-open", "direction-mismatch", "device-access-during-cpu-access",
+    for k in ("end-without-start", "start-while-open", "cpu-write-in-read-bracket", "device-access-during-cpu-access",
               "sync-out-of-range"):
         check(k in kinds, f"{k} not recorded: {kinds}")
     ok(c, "sync", handle=h["handle"], phase="start", access="write")
@@ -1709,6 +1711,23 @@ def _(ctx):
     eq(len(ok(c, "violations", buffer=h["buffer"], limit=1)["violations"]), 1, "limit")
     st = ok(c, "status")["coherency"]["violations"]
     eq(st["total"], ok(c, "violations")["total"], "status.coherency.violations.total")
+
+
+@case("drivers.direction")
+def _(ctx):
+    c = ctx.conn()
+    h = alloc(c, "default", 8192)
+    r = ok(c, "register", handle=h["handle"], driver="video", direction="to-device")
+    eq(r["direction"], "to-device", "register direction")
+    ok(c, "device.write", driver="video", handle=h["handle"], offset=0, data=b"x")
+    ok(c, "sync", handle=h["handle"], phase="start", access="read")
+    ok(c, "sync", handle=h["handle"], phase="end", access="read")
+    eq([v["kind"] for v in ok(c, "violations", buffer=h["buffer"])["violations"]],
+       ["device-write-to-read-only", "sync-different-direction", "sync-read-only-for-cpu", "sync-different-direction"],
+       "debug.c's direction checks")
+    h2 = alloc(c, "default", 4096)
+    expect_err(c, "register", "EINVAL", handle=h2["handle"], driver="video", direction="sideways")
+    eq(info(c, h2["handle"])["refs"]["registrations"], 0, "a bad direction registers nothing")
 
 
 @case("coherency.map-unmap")

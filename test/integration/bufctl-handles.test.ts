@@ -82,7 +82,7 @@ t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, 
     tokens: [],
   });
   t.match(all[1], { buffer: b.buffer, refs: { inflight: 1 }, tokens: [{ from: { id: alpha.id, name: 'alpha' }, rights: ['read', 'write', 'share'], expiresInMs: Number }] });
-  t.same(all[2]!.registrations, [{ driver: 'nic', deviceAddress: reg.deviceAddress, registrant: beta.id, bounced: 0 }], 'drivers with their device addresses');
+  t.same(all[2]!.registrations, [{ driver: 'nic', deviceAddress: reg.deviceAddress, registrant: beta.id, bounced: 0, direction: 'bidirectional' }], 'drivers with their device addresses');
 
   const byClient = async (...args: string[]) => {
     const r = await bufctl(d.socket, 'buffers', '--json', ...args);

@@ -25,8 +25,8 @@ t.test('buffers: registrations and tokens of each buffer', async (t) => {
   const list = (await admin.buffers()).buffers;
   const by = (id: number) => list.find((b) => b.buffer === id)!;
   t.same(by(wc.buffer).registrations, [
-    { driver: 'gpu', deviceAddress: gpu.deviceAddress, registrant: app.id, bounced: 0 },
-    { driver: 'capture', deviceAddress: cap.deviceAddress, registrant: app.id, bounced: cap.bounced },
+    { driver: 'gpu', deviceAddress: gpu.deviceAddress, registrant: app.id, bounced: 0, direction: 'bidirectional' },
+    { driver: 'capture', deviceAddress: cap.deviceAddress, registrant: app.id, bounced: cap.bounced, direction: 'bidirectional' },
   ]);
   t.ok(cap.bounced > 0, 'capture reaches it through bounce slots');
   t.same(by(wc.buffer).tokens, []);

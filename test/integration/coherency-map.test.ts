@@ -197,7 +197,7 @@ for (const dev of DEVICES) {
     await app.sync(h, { phase: 'start', access: 'read' });
     await app.write(h, 128, Buffer.from('x'));
     await app.sync(h, { phase: 'end', access: 'read' });
-    v = await one(r.buffer, seq, 'direction-mismatch');
+    v = await one(r.buffer, seq, 'cpu-write-in-read-bracket');
     t.match(v, { client: who, buffer: r.buffer, op: 'write', range: { offset: 128, length: 1 } });
     t.match(v.message, /opened for 'read': open it for 'write' or 'rw'/);
     seq = await total(app);

@@ -193,7 +193,7 @@ async function strictChecks(t: Test, d: Daemon, r: Rig, label: string): Promise<
   }
 
   await app.sync(h, { phase: 'start', access: 'read' });
-  await refused(t, app.write(h, 0, B), 'direction-mismatch', `${label}: write inside a read bracket`);
+  await refused(t, app.write(h, 0, B), 'cpu-write-in-read-bracket', `${label}: write inside a read bracket`);
   await refused(t, app.sync(h, { phase: 'start', access: 'read' }), 'start-while-open', `${label}: start while open`);
   await app.sync(h, { phase: 'end', access: 'read' });
   await refused(t, app.sync(h, { phase: 'end', access: 'read' }), 'end-without-start', `${label}: end without start`);

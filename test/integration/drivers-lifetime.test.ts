@@ -62,7 +62,7 @@ t.test('a client driver in its own process: registration events, its device, unr
   const h = await app.alloc({ pool: 'contig', size: SIZE });
   await app.write(h.handle, 0, pattern(SIZE, 21));
   const r = await app.register(h.handle, 'cam');
-  t.same(r, { driver: 'cam', buffer: h.buffer, deviceAddress: h.segments[0]!.addr, segments: h.segments, iommu: null, bounced: 0 });
+  t.same(r, { driver: 'cam', buffer: h.buffer, deviceAddress: h.segments[0]!.addr, segments: h.segments, iommu: null, bounced: 0, direction: 'bidirectional' });
   const ev = await drv.wait((l) => l['event'] === 'registration', 'the registration event');
   t.match(ev, { driver: 'cam', buffer: h.buffer, size: SIZE, deviceAddress: r.deviceAddress, segments: r.segments, registrant: app.id, rights: ['read', 'write'] });
   const dh = ev['handle'] as number;

@@ -49,7 +49,7 @@ t.test('app + decoder: a frame decoded through jpeg is read back through the gpu
   t.not(rg.deviceAddress, phys, 'an IOVA, not the physical address');
   t.same(rg.segments, [{ addr: rg.deviceAddress, len: FRAME }], 'one contiguous IOVA range');
   const rj = await app.call<RegistrationInfo>('register', h.handle, 'jpeg');
-  t.same(rj, { driver: 'jpeg', buffer: h.buffer, deviceAddress: phys, segments: [{ addr: phys, len: FRAME }], iommu: null, bounced: 0 }, 'jpeg sees physical addresses');
+  t.same(rj, { driver: 'jpeg', buffer: h.buffer, deviceAddress: phys, segments: [{ addr: phys, len: FRAME }], iommu: null, bounced: 0, direction: 'bidirectional' }, 'jpeg sees physical addresses');
 
   const info = await app.call<HandleInfo>('info', h.handle);
   t.same(info.registrations, ['gpu', 'jpeg']);

@@ -216,7 +216,7 @@ t.test('bounce pool exhaustion: ENOMEM naming the device; unregistering frees sl
   t.same(low, [], 'every buffer lies above 4 GiB');
   const refusedAt = regs.length - 1;
   t.equal(refusedAt, 16, '16 registrations of two 2 KiB slots fill 32 slots');
-  t.match(err, { code: 'ENOMEM', message: /bounce pool full/, details: { device: 'capture', free: 0, total: 32 } });
+  t.match(err, { code: 'ENOMEM', message: /^swiotlb buffer is full \(sz: 4096 bytes\), total 32 \(slots\), used 32 \(slots\)/, details: { device: 'capture', free: 0, total: 32 } });
   t.match(err!.message, /'capture'/, 'the message names the device');
   const st = await c.status();
   t.match(st.dma.bounce, { used: 32, full: 1 });
@@ -225,7 +225,7 @@ t.test('bounce pool exhaustion: ENOMEM naming the device; unregistering frees sl
   // a segment larger than the largest mapping is ENOMEM too, whatever is free
   await c.unregister(regs[0]!.h.handle, 'capture');
   const big = await c.alloc({ pool: 'default', size: 128 * KiB });
-  t.match(await rejection(c.register(big.handle, 'capture')), { code: 'ENOMEM', message: /capture.*largest bounce mapping|largest bounce mapping.*capture/ });
+  t.match(await rejection(c.register(big.handle, 'capture')), { code: 'ENOMEM', message: /swiotlb buffer is full \(sz: 131072 bytes\).*device 'capture' needs a 128 KiB bounce mapping; the largest bounce mapping is 64 KiB \(bounce.maxMapping\)/ });
 
   // unregistering frees slots; the refused buffer now registers
   const last = regs[refusedAt]!.h;
@@ -240,7 +240,7 @@ t.test('bounce pool exhaustion: ENOMEM naming the device; unregistering frees sl
   const eight = await c.alloc({ pool: 'default', size: 8 * KiB });
   t.match(await rejection(c.register(eight.handle, 'capture')), {
     code: 'ENOMEM',
-    message: /bounce pool full: device 'capture' needs 4 slots.*16 of 32 free/,
+    message: /swiotlb buffer is full \(sz: 8192 bytes\).*device 'capture' needs 4 contiguous slots \(8 KiB\) starting on a page inside one 128-slot segment; 16 of 32 free/,
     details: { device: 'capture', slots: 4, free: 16, total: 32 },
   });
   for (let i = 1; i < inOrder.length; i += 2) await c.unregister(inOrder[i]!.handle, 'capture');

@@ -4,69 +4,13 @@
  * data each flow moves, bounce buffers, write-combine, and the modes.
  */
 import t from 'tap';
-import { CpuCache, rng } from '../../daemon/dma/cache.js';
-import { Coherency, VIOLATION_KINDS, type CheckMode, type Violation, type Who } from '../../daemon/dma/coherency.js';
+import { rng } from '../../daemon/dma/cache.js';
+import { VIOLATION_KINDS, type Violation } from '../../daemon/dma/coherency.js';
 import { SharedBuffer } from '../../daemon/buffers/handles.js';
-import { PageStore } from '../../daemon/memory/pagestore.js';
 import type { Registration } from '../../daemon/dma/drivers.js';
 import { BufferdError } from '../../protocol/errors.js';
 import { drain } from '../../daemon/lib/slices.js';
-import { SharedMemory } from '../../daemon/dma/shared.js';
-
-const PAGE = 4096;
-const A = 0x10000;
-const BOUNCE = 0x80000;
-const C1: Who = { id: 1, name: 'app' };
-const C2: Who = { id: 2, name: null };
-const DEV: Who = { id: 9, name: 'drv' };
-type Policy = 'writeback' | 'writecombine' | 'uncached';
-type Seg = { addr: number; len: number };
-
-function world(o: { mode?: CheckMode; prefetch?: 'none' | 'always' | 'random'; ringSize?: number } = {}) {
-  const store = new PageStore();
-  const cache = new CpuCache(store, { lineSize: 64, capacityLines: 1 << 20, eviction: 'none', wcLines: 8, seed: 1 });
-  const regs: Registration[] = [];
-  const reported: Violation[] = [];
-  const w = { mode: o.mode ?? ('warn' as CheckMode), clock: 1000 };
-  const coh = new Coherency(cache, store, { mode: w.mode, prefetch: o.prefetch ?? 'always', prefetchRate: 0.5, ringSize: o.ringSize ?? 1024 }, {
-    registrations: (b) => regs.filter((r) => r.buffer === b),
-    modeFor: () => w.mode,
-    report: (v) => reported.push(v),
-    now: () => w.clock,
-  }, new SharedMemory(null, store));
-  let nextId = 1;
-  const buffer = (segments: Seg[] = [{ addr: A, len: 256 }], policy: Policy = 'writeback') =>
-    new SharedBuffer({ id: nextId++, size: segments.reduce((a, s) => a + s.len, 0), segments, pool: { cfg: { cache: policy } } } as never, 1, () => {});
-  /** Register (dma_map) with a device; bounced views address slots at bounceAt. */
-  const register = (b: SharedBuffer, name: string, coherent: boolean, bounceAt?: number) => {
-    const pieces: { off: number; len: number; dev: number; phys: number; bounce: boolean }[] = [];
-    let off = 0;
-    for (const s of b.phys.segments) {
-      pieces.push({ off, len: s.len, dev: bounceAt === undefined ? s.addr : bounceAt + off, phys: s.addr, bounce: bounceAt !== undefined });
-      off += s.len;
-    }
-    const r = { driver: { name, constraints: { coherent } }, buffer: b, pieces } as never as Registration;
-    regs.push(r);
-    drain(coh.mapped(r));
-    return r;
-  };
-  const unregister = (who: Who, r: Registration) => {
-    drain(coh.checkUnmap(who, r));
-    drain(coh.unmapping(r));
-    regs.splice(regs.indexOf(r), 1);
-  };
-  const view = (r: Registration) => (off: number, len: number) => (fn: (dev: number, phys: number, bounce: boolean, at: number, n: number) => void) => {
-    for (const p of r.pieces) {
-      const lo = Math.max(off, p.off);
-      const hi = Math.min(off + len, p.off + p.len);
-      if (lo < hi) fn(p.dev + (lo - p.off), p.phys + (lo - p.off), p.bounce, lo - off, hi - lo);
-    }
-  };
-  const devRead = (r: Registration, off: number, len: number) => drain(coh.deviceRead(DEV, r, off, len, view(r)));
-  const devWrite = (r: Registration, off: number, data: Uint8Array) => drain(coh.deviceWrite(DEV, r, off, data, view(r)));
-  const kinds = () => coh.violations().map((v) => v.kind);
-  return { store, cache, coh, w, reported, buffer, register, unregister, devRead, devWrite, kinds };
-}
+import { world, PAGE, A, BOUNCE, C1, C2, DEV } from '../helpers/coherency-world.js';
 
 const s = (x: string) => Buffer.from(x);
 const z = (n: number) => Buffer.alloc(n);
@@ -200,7 +144,7 @@ t.test('end-without-start and start-while-open are per client', async (t) => {
   t.equal(coh.total, 5);
 });
 
-t.test('direction-mismatch: a write inside a read bracket of the same client', async (t) => {
+t.test('cpu-write-in-read-bracket: a write inside a read bracket of the same client', async (t) => {
   const { coh, buffer, register, kinds } = world();
   const b = buffer();
   register(b, 'gpu', false);
@@ -209,7 +153,7 @@ t.test('direction-mismatch: a write inside a read bracket of the same client', a
   coh.cpuWrite(C2, b, 0, s('ok')); // C2 has no bracket, but the CPU side owns the buffer
   t.same(kinds(), []);
   coh.cpuWrite(C1, b, 8, s('bad'));
-  t.same(kinds(), ['direction-mismatch']);
+  t.same(kinds(), ['cpu-write-in-read-bracket']);
   t.match(coh.violations()[0]!, { client: C1, op: 'write', range: { offset: 8, length: 3 }, driver: null });
   coh.sync(C1, b, 'end', 'read');
   coh.sync(C1, b, 'start', 'rw');
@@ -333,7 +277,7 @@ t.test('bounce pieces: data crosses only at mapped(), sync and unmapping()', asy
 t.test('strict: each offending op throws ECOHERENCY and changes no data', async (t) => {
   const cases: [string, (x: ReturnType<typeof world>, b: SharedBuffer, r: Registration) => () => unknown][] = [
     ['cpu-access-while-device-owned', (x, b) => () => x.coh.cpuWrite(C1, b, 0, s('zzz'))],
-    ['direction-mismatch', (x, b) => (x.coh.sync(C1, b, 'start', 'read'), () => x.coh.cpuWrite(C1, b, 0, s('zzz')))],
+    ['cpu-write-in-read-bracket', (x, b) => (x.coh.sync(C1, b, 'start', 'read'), () => x.coh.cpuWrite(C1, b, 0, s('zzz')))],
     ['device-access-during-cpu-access', (x, b, r) => (x.coh.sync(C1, b, 'start', 'write'), x.coh.cpuWrite(C1, b, 0, s('cpu')), () => x.devWrite(r, 0, s('zzz')))],
     ['lost-write', (x, b, r) => (x.coh.cpuWrite(C1, b, 0, s('cpu')), () => x.devRead(r, 0, 8))],
     ['end-without-start', (x, b) => (x.coh.sync(C1, b, 'start', 'write'), x.coh.cpuWrite(C1, b, 0, s('cpu')), () => x.coh.sync(C2, b, 'end', 'write'))],

@@ -131,3 +131,18 @@ t.test('sizes and addresses', async (t) => {
   t.equal(formatSize(100), '100 B');
   t.equal(formatAddress(2 ** 32), '0x100000000');
 });
+
+t.test('bounce.maxMapping: at most the swiotlb segment (256 KiB), at least one slot', async (t) => {
+  // kernel/dma/swiotlb.c swiotlb_find_slots: alloc_size > IO_TLB_SEGSIZE * IO_TLB_SIZE fails, whatever is free
+  const withBounce = (maxMapping?: string) => {
+    const c = structuredClone(DEFAULT_MACHINE) as Record<string, any>;
+    c.bounce = { size: '1M', region: 'dram', ...(maxMapping !== undefined ? { maxMapping } : {}) };
+    return c;
+  };
+  t.match(msg(withBounce('1M')), /config \/bounce\/maxMapping: 1 MiB is above the swiotlb limit of 256 KiB \(IO_TLB_SEGSIZE 128 slots × IO_TLB_SIZE 2 KiB/);
+  t.match(msg(withBounce('257K')), 'config /bounce/maxMapping');
+  t.match(msg(withBounce('1K')), 'config /bounce/maxMapping: must be at least one 2 KiB slot');
+  t.equal(buildConfig(withBounce('256K'), 'test').machine.bounce!.maxMapping, 256 * 1024, 'exactly the segment is fine');
+  t.equal(buildConfig(withBounce('64K'), 'test').machine.bounce!.maxMapping, 64 * 1024, 'a smaller limit is kept');
+  t.equal(buildConfig(withBounce(), 'test').machine.bounce!.maxMapping, 256 * 1024, 'default: the segment');
+});
