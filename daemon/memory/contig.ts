@@ -17,9 +17,9 @@
  * uses the free lists: a free run of n pages contains a naturally aligned
  * block of order k = floor(log2(n + 1)) − 1, and the buddy keeps a fully
  * free aligned block merged, so every such run contains a free block of
- * order ≥ k. Those blocks are the anchors; each run is grown from its lowest
- * anchor block by block (one free-list lookup per order per step), lowest
- * address first, stopping at the first range that fits. Pure: no I/O.
+ * order ≥ k. Those blocks are the anchors; runs are found around them
+ * (findContigRange), lowest address first, stopping at the first range that
+ * fits: O(anchors · log anchors + groups · k), not O(pages). Pure: no I/O.
  */
 import { ctz, floorLog2, type BuddyAllocator } from './buddy.js';
 
@@ -43,41 +43,39 @@ function blockAt(b: BuddyAllocator, pfn: number): number {
   return -1;
 }
 
-/** The free block that ends at pfn (its first pfn and order), or null. */
-function blockBefore(b: BuddyAllocator, pfn: number): { pfn: number; order: number } | null {
-  for (let o = 0; o <= b.maxOrder; o++) {
-    const head = pfn - 2 ** o;
-    if (head < b.startPfn) break;
-    if (head % 2 ** o === 0 && b.isFreeBlock(head, o)) return { pfn: head, order: o };
-  }
-  return null;
-}
+/** Anchor keys: pfn × 64 + order, so one numeric sort orders them by address and keeps the order. */
+const KEY = 64;
+/** 2^o for the orders a buddy has (Math.pow costs in the scan's inner loop). */
+const POW = Array.from({ length: KEY }, (_, o) => 2 ** o);
 
 /**
  * Lowest pfn p (a multiple of alignPages, at or above minPfn) such that
- * [p, p + npages) is entirely free; −1 and the reason when there is none.
+ * [p, p + npages) is entirely free; or, when there is none, the reason.
+ *
+ * Anchors (free blocks of order ≥ k) are sorted by address and grouped
+ * where they touch; around a group the run goes on only through smaller
+ * blocks: a suffix of the aligned 2^k block before it and a prefix of the
+ * one after it. The buddy keeps those merged, so their orders strictly
+ * decrease away from the group: one free-list lookup per order finds each
+ * end, whatever the run's length.
  */
 export function findContigRange(b: BuddyAllocator, npages: number, alignPages: number, minPfn = 0): { pfn: number } | ContigMiss {
   const k = Math.min(b.maxOrder, Math.max(0, floorLog2(npages + 1) - 1));
-  const anchors: number[] = [];
-  for (let o = k; o <= b.maxOrder; o++) for (const h of b.freeHeads(o)) anchors.push(h);
-  const sorted = Float64Array.from(anchors).sort();
+  const keys: number[] = [];
+  for (let o = k; o <= b.maxOrder; o++) for (const h of b.freeHeads(o)) keys.push(h * KEY + o);
+  const sorted = Float64Array.from(keys).sort();
   let longest: FreeRun | null = null;
   let busyPfn = -1;
-  let walked = -1; // end of the last run walked: anchors below it are inside it
-  for (const anchor of sorted) {
-    if (anchor < walked) continue;
-    // grow down to the run's start (only blocks below order k there: a bigger one would be an earlier anchor)
-    let start = anchor;
-    for (let prev = blockBefore(b, start); prev !== null; prev = blockBefore(b, start)) start = prev.pfn;
-    const at = Math.max(alignUp(start, alignPages), alignUp(minPfn, alignPages));
-    // grow up until the range fits or the run ends
-    let end = start;
-    for (let o = blockAt(b, end); o >= 0; o = blockAt(b, end)) {
-      end += 2 ** o;
-      if (at + npages <= end) return { pfn: at };
-    }
-    walked = end;
+  const first = alignUp(minPfn, alignPages);
+  for (let i = 0; i < sorted.length; ) {
+    const g0 = Math.floor(sorted[i]! / KEY);
+    let end = g0;
+    while (i < sorted.length && Math.floor(sorted[i]! / KEY) === end) end += POW[sorted[i++]! % KEY]!;
+    let start = g0;
+    for (let o = k - 1; o >= 0; o--) if (start - POW[o]! >= b.startPfn && b.isFreeBlock(start - POW[o]!, o)) start -= POW[o]!;
+    for (let o = k - 1; o >= 0; o--) if (b.isFreeBlock(end, o)) end += POW[o]!;
+    const at = Math.max(alignUp(start, alignPages), first);
+    if (at + npages <= end) return { pfn: at };
     const usable = end - Math.max(start, minPfn);
     if (usable > 0 && (longest === null || usable > longest.npages)) {
       longest = { pfn: Math.max(start, minPfn), npages: usable };
