@@ -41,7 +41,7 @@ export function contigMissReason(
 ): { text: string; details: Record<string, number> } | null {
   const miss = mem.contigMiss(req.region, req.npages, req.alignPages, req.maxAddress, req.minAddress);
   if (miss === null) return null;
-  const want = `${formatSize(req.npages * PAGE)} contiguous${req.alignPages > 1 ? ` aligned to ${formatSize(req.alignPages * PAGE)}` : ''}`;
+  const want = `${formatSize(req.npages * PAGE)} (${req.npages} pages) contiguous${req.alignPages > 1 ? ` aligned to ${formatSize(req.alignPages * PAGE)}` : ''}`;
   const head = `no free range of ${want} (above the buddy's ${formatSize(2 ** MAX_PAGE_ORDER * PAGE)} largest block such runs come from free ranges, as alloc_contig_range; pages in use are not migrated)`;
   if (miss.longest === null) {
     return { text: `${head}: no free run comes near that length`, details: { longestFreeRun: 0 } };
@@ -50,7 +50,7 @@ export function contigMissReason(
   const misaligned = run.npages >= req.npages ? ' (long enough, but not at an aligned start)' : '';
   const tail = miss.busyPfn < 0 ? 'the zone ends there' : `range busy: pfn ${hex(miss.busyPfn)} (${hex(miss.busyPfn * PAGE)}) is held by ${holder(miss.busyPfn)}`;
   return {
-    text: `${head}: the longest free run is ${formatSize(run.npages * PAGE)} at ${hex(run.pfn * PAGE)}${misaligned}; ${tail}`,
+    text: `${head}: the longest free run is ${formatSize(run.npages * PAGE)} (${run.npages} pages) at ${hex(run.pfn * PAGE)}${misaligned}; ${tail}`,
     details: { longestFreeRun: run.npages * PAGE, longestFreeRunAt: run.pfn * PAGE, ...(miss.busyPfn >= 0 ? { busyPfn: miss.busyPfn } : {}) },
   };
 }
