@@ -10,7 +10,7 @@
  *  3. touch1G (touch256M with --quick): in a child process, write non-zero
  *     data over a whole buffer; host RSS growth per simulated byte touched.
  */
-import { BuddyAllocator } from '../daemon/memory/buddy.js';
+import { BuddyAllocator, MAX_PAGE_ORDER } from '../daemon/memory/buddy.js';
 import { Reporter, startDaemon, prng, runChildJson, median, vmRss } from './harness.js';
 
 const GiB = 2 ** 30;
@@ -132,7 +132,7 @@ function churn(make: () => PageAllocator, order: number, tr: Uint32Array): numbe
 }
 
 function buddyBench(rep: Reporter, quick: boolean): void {
-  const buddy = () => new BuddyAllocator(ZONE_START_PFN, ZONE_PAGES);
+  const buddy = () => new BuddyAllocator(ZONE_START_PFN, ZONE_PAGES, MAX_PAGE_ORDER); // as the daemon's zones
   const bitmap = () => new BitmapFirstFit(ZONE_START_PFN, ZONE_PAGES);
   const warm = trace(20_000, 1);
   for (const o of [0, 4, 9]) {

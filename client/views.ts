@@ -95,7 +95,7 @@ export function poolsTable(p: PoolStatus[]): string {
 export function hugepagesSetView(r: HugepagesSetResult): string {
   const head =
     r.reached < r.requested
-      ? `${size(r.size)} hugepages: asked for ${r.requested}, reached ${r.reached} (not enough contiguous memory)\n`
+      ? `${size(r.size)} hugepages: asked for ${r.requested}, reached ${r.reached} (${r.reason ?? 'not enough contiguous memory'})\n`
       : `${size(r.size)} hugepages: nr_hugepages ${r.reached}, overcommit ${r.overcommit}\n`;
   return head + hugepagesTable([r.status]);
 }

@@ -204,6 +204,8 @@ export interface HugepagesSetResult {
   reached: number;
   overcommit: number;
   status: HugepageStatus;
+  /** Why fewer pages than requested were reached (absent when all were): no free 2 MiB buddy block, or for 1 GiB pages no free contiguous range (alloc_contig_pages). */
+  reason?: string;
 }
 
 export interface Results {

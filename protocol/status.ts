@@ -11,9 +11,9 @@ export interface RegionStatus {
   base: number;
   size: number;
   free: number;
-  /** Largest physically contiguous free block, bytes. */
+  /** Largest free buddy block, bytes (at most 4 MiB: MAX_PAGE_ORDER 10; longer free runs are free ranges). */
   largestFree: number;
-  /** Free blocks per buddy order, as /proc/buddyinfo (index = order). */
+  /** Free blocks per buddy order, as /proc/buddyinfo (index = order): 11 entries, orders 0..10. */
   freeByOrder: number[];
   /** Zones: split at 4 GiB (DMA32 / Normal) and at pools' address limits, lowest address first. */
   zones: ZoneStatus[];
@@ -26,7 +26,7 @@ export interface ZoneStatus {
   base: number;
   size: number;
   free: number;
-  /** Free blocks per buddy order in this zone, as a /proc/buddyinfo line (index = order). */
+  /** Free blocks per buddy order in this zone, as a /proc/buddyinfo line (index = order): 11 entries, orders 0..10. */
   freeByOrder: number[];
 }
 

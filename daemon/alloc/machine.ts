@@ -23,6 +23,7 @@ import type { PoolConfig } from './poolconfig.js';
 import { earliest } from '../lib/earliest.js';
 import type { Segment } from '../memory/segments.js';
 import { forEachBacked, unbackedIn } from './hugefault.js';
+import { contigMissReason, holderOf } from './contigmiss.js';
 
 /** The swiotlb bounce pool's reservation (the config's `bounce`). */
 export interface BounceConfig {
@@ -56,6 +57,8 @@ export interface HugepageResize {
   reached: number;
   overcommit: number;
   status: HugepageStatus;
+  /** Why fewer pages than requested were reached (absent when all were). */
+  reason?: string;
 }
 
 export class Machine {
@@ -97,7 +100,7 @@ export class Machine {
     }
     for (const p of cfg.pools) {
       const source: PageSource =
-        p.pageSize === PAGE ? new BuddySource(this.mem, p, this.attrs) : new HugeSource(this.hugepages.get(p.pageSize)!, p, this.attrs);
+        p.pageSize === PAGE ? new BuddySource(this.mem, p, this.attrs, (pfn) => holderOf(this.attrs, this.hugepages.values(), this.bounce, pfn)) : new HugeSource(this.hugepages.get(p.pageSize)!, p, this.attrs);
       this.pools.set(p.name, new Pool(p, source, this.mem, this.attrs, now));
     }
   }
@@ -205,7 +208,21 @@ export class Machine {
       throw new BufferdError('EINVAL', `field 'overcommit': ${formatSize(size)} (gigantic) hugepages cannot be overcommitted, as in Linux`);
     }
     const reached = hp.setNr(nr);
-    return { size, requested: nr, reached, overcommit: hp.overcommit, status: hp.status() };
+    const r: HugepageResize = { size, requested: nr, reached, overcommit: hp.overcommit, status: hp.status() };
+    if (reached < nr) r.reason = this.hugepageShortfall(hp);
+    return r;
+  }
+
+  /**
+   * Why no fresh hugepage could be had: 2 MiB pages are buddy blocks of
+   * order 9; 1 GiB pages come from free ranges (alloc_contig_pages, as
+   * mm/hugetlb.c alloc_gigantic_folio), which fail on a fragmented region.
+   */
+  private hugepageShortfall(hp: HugepagePool): string {
+    const npages = hp.size / PAGE;
+    const miss = contigMissReason(this.mem, (pfn) => holderOf(this.attrs, this.hugepages.values(), this.bounce, pfn), { region: hp.region, npages, alignPages: npages, maxAddress: null, minAddress: 0 });
+    if (miss !== null) return `region '${hp.region}': ${miss.text}`;
+    return `region '${hp.region}' has no free ${formatSize(hp.size)} block (buddy order ${hp.order}); largest free block ${formatSize(this.mem.largestFreeFor(hp.region, null) * PAGE)}`;
   }
 
   regionStatus(): RegionStatus[] {

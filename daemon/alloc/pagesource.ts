@@ -18,8 +18,10 @@ export interface SourcePool {
 }
 import { PAGE, type Extent, type PhysicalMemory } from '../memory/physmem.js';
 import type { HugepagePool } from '../memory/hugepages.js';
+import { MAX_PAGE_ORDER } from '../memory/buddy.js';
 import type { CacheAttrTracker, HeldBlock } from '../memory/cacheattr.js';
 import { formatSize } from '../../protocol/units.js';
+import { contigMissReason, type HolderOf } from './contigmiss.js';
 
 export interface AcquireRequest {
   /** Pages of the source's page size. */
@@ -61,6 +63,7 @@ export class BuddySource implements PageSource {
     private readonly mem: PhysicalMemory,
     private readonly pool: SourcePool,
     private readonly attrs: CacheAttrTracker,
+    private readonly holder: HolderOf = () => 'a page in use',
   ) {}
 
   acquire(req: AcquireRequest): HeldBlock[] | null {
@@ -72,18 +75,23 @@ export class BuddySource implements PageSource {
       if (e === null) return null;
       return [this.attrs.acquire(this.pool.name, this.pool.cache, e.pfn, e.npages, 'writeback')];
     }
-    // scatter-gather; an alignment above a page applies to the first extent.
+    // scatter-gather, largest blocks first (PhysicalMemory.allocScatter). An
+    // alignment above a page applies to the first block: up to the buddy's
+    // largest order it is the first block's minimum order; beyond it the
+    // first alignment's worth comes from the contiguous path.
     // Find every extent before converting any, so a shortfall costs nothing.
     const extents: Extent[] = [];
     let left = req.count;
-    if (alignPages > 1) {
+    let firstOrder = Math.log2(alignPages);
+    if (firstOrder > MAX_PAGE_ORDER) {
       const first = this.mem.allocContig(region, Math.min(alignPages, left), alignPages, maxAddress, min);
       if (first === null) return null;
       extents.push(first);
       left -= first.npages;
+      firstOrder = 0;
     }
     if (left > 0) {
-      const rest = this.mem.allocScatter(region, left, maxAddress, undefined, min);
+      const rest = this.mem.allocScatter(region, left, maxAddress, undefined, min, firstOrder);
       if (rest === null) {
         for (const e of extents) this.mem.freeExtent(e);
         return null;
@@ -104,6 +112,13 @@ export class BuddySource implements PageSource {
     const free = this.mem.freePagesFor(region, maxAddress, min) * PAGE;
     const largest = this.mem.largestFreeFor(region, maxAddress, min) * PAGE;
     const where = `region '${region}'${min > 0 ? ` at or above ${hex(min)}` : ''}${maxAddress !== null ? ` below ${hex(maxAddress)}` : ''}`;
+    const miss = req.contiguous ? contigMissReason(this.mem, this.holder, { region, npages: req.count, alignPages: Math.max(1, req.align / PAGE), maxAddress, minAddress: min }) : null;
+    if (miss !== null) {
+      return {
+        text: `${fmt(free)} free in ${where}, but ${miss.text}`,
+        details: { free, largestFree: largest, requestedPages: req.count, ...miss.details, ...(min > 0 ? { minAddress: min } : {}) },
+      };
+    }
     return {
       text: `${fmt(free)} free in ${where}, largest contiguous free block ${fmt(largest)}`,
       details: { free, largestFree: largest, requestedPages: req.count, ...(min > 0 ? { minAddress: min } : {}) },

@@ -9,6 +9,14 @@
  */
 import { MinHeap } from '../lib/minheap.js';
 
+/**
+ * The largest buddy order of physical memory: MAX_PAGE_ORDER in
+ * include/linux/mmzone.h (10 by default, 4 MiB blocks with 4 KiB pages), so
+ * /proc/buddyinfo has 11 columns. Larger physically contiguous runs come
+ * from alloc_contig_range (contig.ts), not from the buddy free lists.
+ */
+export const MAX_PAGE_ORDER = 10;
+
 export interface Block {
   pfn: number;
   order: number;
@@ -90,6 +98,23 @@ export class BuddyAllocator {
     const h = this.heaps[order]!;
     if (ok && h.size > 2 * this.lists[order]!.size + 64) h.reset(this.lists[order]!);
     return ok;
+  }
+
+  /** Is [pfn, pfn + 2^order) a free block of exactly this order (on the order's free list)? */
+  isFreeBlock(pfn: number, order: number): boolean {
+    return order >= 0 && order <= this.maxOrder && this.lists[order]!.has(pfn);
+  }
+
+  /** First pfns of the free blocks of one order (unordered; for range scans like alloc_contig_range's). */
+  freeHeads(order: number): Iterable<number> {
+    return this.lists[order] ?? [];
+  }
+
+  /** Take one given free block off its free list (del_page_from_free_list); false when it is not free. */
+  takeBlock(pfn: number, order: number): boolean {
+    if (!this.isFreeBlock(pfn, order) || !this.remove(pfn, order)) return false;
+    this.free_ -= 2 ** order;
+    return true;
   }
 
   /** Pop the lowest-addressed free block of this order, or -1. */

@@ -12,7 +12,11 @@
  *   pages not needed for reservations; in-use (or reserved) pages that
  *   exceed the new count become surplus, even beyond the overcommit limit,
  *   and no new surplus is allowed until they are freed or limits raised.
- * - 1 GiB (gigantic) pages cannot be overcommitted, as in Linux.
+ * - 1 GiB (gigantic) pages cannot be overcommitted, as in Linux, and come
+ *   from free ranges rather than the buddy's free lists (order 18 is above
+ *   MAX_PAGE_ORDER): PhysicalMemory.allocBlock takes the alloc_contig_pages
+ *   path, as mm/hugetlb.c alloc_gigantic_folio does, so they fail on a
+ *   fragmented region even with plenty of memory free.
  *
  * Free hugepages keep the cache attribute they last had, so a pool with the
  * same policy reuses them without conversion. Pure: no I/O.

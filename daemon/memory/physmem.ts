@@ -14,7 +14,8 @@
  * back to lower ones (as Linux's zonelist does), keeping low memory for
  * devices with narrow DMA masks.
  */
-import { BuddyAllocator } from './buddy.js';
+import { BuddyAllocator, MAX_PAGE_ORDER, floorLog2 } from './buddy.js';
+import { allocContigRange, findContigRange, type ContigMiss } from './contig.js';
 import { PageStore, PAGE, PAGE_SHIFT } from './pagestore.js';
 import { MemfdBacking } from './backing.js';
 import type { Native } from '../lib/native.js';
@@ -77,7 +78,7 @@ export class PhysicalMemory {
         const label = zoneLabel(base + size);
         const same = zones.filter((z) => z.name.startsWith(`${c.name}/${label}`)).length;
         const name = `${c.name}/${label}${same > 0 ? `.${same}` : ''}`;
-        zones.push({ name, region: c.name, base, size, buddy: new BuddyAllocator(base / PAGE, size / PAGE) });
+        zones.push({ name, region: c.name, base, size, buddy: new BuddyAllocator(base / PAGE, size / PAGE, MAX_PAGE_ORDER) });
       }
       const r: Region = { name: c.name, kind: c.kind, base: c.base, size: c.size, zones };
       this.byName.set(c.name, r);
@@ -125,17 +126,45 @@ export class PhysicalMemory {
     return best;
   }
 
-  /** One contiguous run of npages aligned to alignPages (at or above minAddress), or null. */
+  /**
+   * One contiguous run of npages aligned to alignPages (at or above
+   * minAddress), or null. Up to MAX_PAGE_ORDER from the buddy
+   * (alloc_pages_exact); beyond it from free ranges, as alloc_contig_pages
+   * (contig.ts), which fails where no free range is long enough even when a
+   * buddy with larger orders would have found a block.
+   */
   allocContig(region: string, npages: number, alignPages: number, maxAddress: number | null, minAddress = 0): Extent | null {
+    const big = npages > 2 ** MAX_PAGE_ORDER || alignPages > 2 ** MAX_PAGE_ORDER;
     for (const z of this.zonesFor(region, maxAddress, minAddress)) {
-      const pfn = z.buddy.allocExact(npages, alignPages, minAddress / PAGE);
+      const pfn = big ? contigPfn(allocContigRange(z.buddy, npages, alignPages, minAddress / PAGE)) : z.buddy.allocExact(npages, alignPages, minAddress / PAGE);
       if (pfn >= 0) return { pfn, npages };
     }
     return null;
   }
 
-  /** One naturally aligned block of 2^order pages (hugepages, at or above minAddress), or -1. */
+  /**
+   * Why allocContig(same arguments) finds nothing above MAX_PAGE_ORDER: the
+   * longest free run in reach and the busy page that ends it (null for
+   * requests the buddy serves).
+   */
+  contigMiss(region: string, npages: number, alignPages: number, maxAddress: number | null, minAddress = 0): ContigMiss | null {
+    if (npages <= 2 ** MAX_PAGE_ORDER && alignPages <= 2 ** MAX_PAGE_ORDER) return null;
+    let best: ContigMiss = { longest: null, busyPfn: -1 };
+    for (const z of this.zonesFor(region, maxAddress, minAddress)) {
+      const r = findContigRange(z.buddy, npages, alignPages, minAddress / PAGE);
+      if ('pfn' in r) return null;
+      if (r.longest !== null && (best.longest === null || r.longest.npages > best.longest.npages)) best = r;
+    }
+    return best;
+  }
+
+  /**
+   * One naturally aligned block of 2^order pages (hugepages, at or above
+   * minAddress), or -1. Orders above MAX_PAGE_ORDER (1 GiB pages) take the
+   * alloc_contig_pages path, as mm/hugetlb.c alloc_gigantic_folio does.
+   */
   allocBlock(region: string, order: number, maxAddress: number | null, minAddress = 0): number {
+    if (order > MAX_PAGE_ORDER) return this.allocContig(region, 2 ** order, 2 ** order, maxAddress, minAddress)?.pfn ?? -1;
     for (const z of this.zonesFor(region, maxAddress, minAddress)) {
       const pfn = z.buddy.alloc(order, minAddress / PAGE);
       if (pfn >= 0) return pfn;
@@ -144,25 +173,52 @@ export class PhysicalMemory {
   }
 
   /**
-   * npages as a scatter-gather list, largest blocks first, highest zone
-   * first, at or above minAddress. All or nothing: null (nothing changed)
-   * when not enough is free.
+   * npages as a scatter-gather list, largest blocks first and kept in that
+   * order, at or above minAddress — drivers/dma-buf/heaps/system_heap.c
+   * (system_heap_allocate → alloc_largest_available): each step takes the
+   * largest order that fits what is left and is no larger than the last one
+   * taken, trying every zone (highest first, the zonelist) before dropping
+   * an order. system_heap limits itself to orders 8, 4, 0; the buddy here
+   * gives every order up to MAX_PAGE_ORDER at no cost, and a block of order
+   * k is aligned to 2^k pages, so with blocks in non-increasing order every
+   * block's offset in the buffer is a multiple of its size: an IOMMU mapping
+   * the buffer at an IOVA aligned to the first block maps each block with
+   * its largest page sizes (2 MiB, 64 KiB) — fewest entries and fewest
+   * segments. firstOrder: the first block must be at least that order
+   * (the buffer's alignment; when npages is smaller, one allocExact run).
+   * Adjacent blocks that follow each other in the list are joined. All or
+   * nothing: null (nothing changed) when not enough is free.
    */
-  allocScatter(region: string, npages: number, maxAddress: number | null, maxSegOrder?: number, minAddress = 0): Extent[] | null {
+  allocScatter(region: string, npages: number, maxAddress: number | null, maxSegOrder = MAX_PAGE_ORDER, minAddress = 0, firstOrder = 0): Extent[] | null {
     const zones = this.zonesFor(region, maxAddress, minAddress);
     const minPfn = minAddress / PAGE;
+    if (npages === 0) return [];
     if (zones.reduce((a, z) => a + z.buddy.freePagesFrom(minPfn), 0) < npages) return null;
     const out: Extent[] = [];
-    let left = npages;
-    for (const z of zones) {
-      if (left === 0) break;
-      const take = Math.min(left, z.buddy.freePagesFrom(minPfn));
-      if (take === 0) continue;
-      const blocks = z.buddy.allocScatter(take, maxSegOrder, minPfn)!;
-      for (const b of blocks) out.push({ pfn: b.pfn, npages: 2 ** b.order });
-      left -= take;
+    if (firstOrder > 0 && npages < 2 ** firstOrder) {
+      const e = this.allocContig(region, npages, 2 ** firstOrder, maxAddress, minAddress);
+      return e === null ? null : [e];
     }
-    return mergeExtents(out);
+    let left = npages;
+    let o = Math.min(floorLog2(npages), maxSegOrder, MAX_PAGE_ORDER);
+    while (left > 0) {
+      while (2 ** o > left) o--;
+      if (out.length === 0 && o < firstOrder) {
+        for (const e of out) this.freeExtent(e);
+        return null;
+      }
+      let pfn = -1;
+      for (const z of zones) if ((pfn = z.buddy.alloc(o, minPfn)) >= 0) break;
+      if (pfn < 0) {
+        o--;
+        continue;
+      }
+      const last = out[out.length - 1];
+      if (last !== undefined && last.pfn + last.npages === pfn) last.npages += 2 ** o;
+      else out.push({ pfn, npages: 2 ** o });
+      left -= 2 ** o;
+    }
+    return out;
   }
 
   /** Give pages back to their zones' buddy allocators. */
@@ -180,6 +236,7 @@ export class PhysicalMemory {
   }
 
   freeBlockOrder(pfn: number, order: number): void {
+    if (order > MAX_PAGE_ORDER) return this.freeExtent({ pfn, npages: 2 ** order });
     this.zoneOf(pfn).buddy.free(pfn, order);
   }
 
@@ -202,8 +259,8 @@ export class PhysicalMemory {
         const lo = z.buddy.largestFreeOrder();
         if (lo >= 0) largest = Math.max(largest, 2 ** lo * PAGE);
       }
-      for (let o = 0; o < orders.length; o++) orders[o] ??= 0;
-      trimOrders(orders);
+      // every zone has MAX_PAGE_ORDER + 1 orders: 11 columns, as /proc/buddyinfo
+      for (let o = 0; o <= MAX_PAGE_ORDER; o++) orders[o] ??= 0;
       return {
         name: r.name,
         kind: r.kind,
@@ -212,17 +269,13 @@ export class PhysicalMemory {
         free,
         largestFree: largest,
         freeByOrder: orders,
-        zones: r.zones.map((z) => ({ name: z.name, base: z.base, size: z.size, free: z.buddy.freePages * PAGE, freeByOrder: trimOrders(z.buddy.freeByOrder()) })),
+        zones: r.zones.map((z) => ({ name: z.name, base: z.base, size: z.size, free: z.buddy.freePages * PAGE, freeByOrder: z.buddy.freeByOrder() })),
       };
     });
   }
 }
 
-/** Drop the trailing empty orders (keeping order 0). */
-function trimOrders(orders: number[]): number[] {
-  while (orders.length > 1 && orders[orders.length - 1] === 0) orders.pop();
-  return orders;
-}
+const contigPfn = (r: { pfn: number } | ContigMiss): number => ('pfn' in r ? r.pfn : -1);
 
 /** Sort extents by address and join physically adjacent ones. */
 export function mergeExtents(list: Extent[]): Extent[] {

@@ -163,6 +163,6 @@ export function hugepagesSet(ctx: DaemonContext, s: Session, req: RequestOf<'hug
   const r = ctx.machine.setHugepages(req.size, req.nr, req.overcommit);
   ctx.bus.publish('hugepages', 'resize', { size: r.size, requested: r.requested, reached: r.reached, overcommit: r.overcommit, client: s.id });
   const level = r.reached < r.requested ? 'warn' : 'info';
-  s.log[level]({ size: r.size, requested: r.requested, reached: r.reached, overcommit: r.overcommit }, `hugepages ${formatSize(r.size)} resized`);
+  s.log[level]({ size: r.size, requested: r.requested, reached: r.reached, overcommit: r.overcommit, ...(r.reason !== undefined ? { reason: r.reason } : {}) }, `hugepages ${formatSize(r.size)} resized`);
   return r;
 }

@@ -47,8 +47,8 @@ t.test('placement refusals say what they refused, and change nothing', async (t)
     ['drivers that cannot reach it', { for: ['jpeg'], size: 4096, minAddress: FOUR_GIB }, 'EINVAL', 'minAddress 0x100000000 is at or above what jpeg can reach without bouncing (below 0x100000000): such a buffer could never be registered'],
     ['not a number', { pool: 'default', size: 4096, minAddress: '4G' }, 'EINVAL', /minAddress/],
     ['negative', { pool: 'default', size: 4096, minAddress: -4096 }, 'EINVAL', /minAddress/],
-    // the default machine keeps a 1 GiB hugepage at [9, 10) GiB: nothing free above 9.5 GiB
-    ['nothing free there', { pool: 'default', size: 2 * GiB, minAddress: 9.5 * GiB }, 'ENOMEM', "pool 'default': cannot allocate 2 GiB (2147483648 bytes) at or above 0x260000000: 0 B free in region 'dram' at or above 0x260000000, largest contiguous free block 0 B"],
+    // the default machine keeps its 1 GiB hugepages at [5, 7) GiB (free ranges, lowest first): [9.5, 10) GiB is free, in 4 MiB blocks
+    ['not enough free there', { pool: 'default', size: 2 * GiB, minAddress: 9.5 * GiB }, 'ENOMEM', "pool 'default': cannot allocate 2 GiB (2147483648 bytes) at or above 0x260000000: 512 MiB free in region 'dram' at or above 0x260000000, largest contiguous free block 4 MiB"],
   ];
   for (const [what, req, code, message] of cases) {
     const e = await rejection(c.request('alloc', req as never));

@@ -2,7 +2,8 @@ import t from 'tap';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { PhysicalMemory, mergeExtents, FOUR_GIB, PAGE, type Extent, type Zone } from '../../daemon/memory/physmem.js';
-import { BuddyAllocator } from '../../daemon/memory/buddy.js';
+import { BuddyAllocator, MAX_PAGE_ORDER } from '../../daemon/memory/buddy.js';
+import { largestFirstOrders, matchesOrders } from '../helpers/largest-first.js';
 import type { RegionConfig } from '../../daemon/config/machine-config.js';
 import type { RegionStatus } from '../../protocol/status.js';
 
@@ -14,15 +15,15 @@ const PFN_4G = FOUR_GIB / PAGE;
 function checkStatus(s: RegionStatus, zones: Zone[]): void {
   assert.equal(s.free, s.zones.reduce((a, z) => a + z.free, 0), 'free == sum of zones');
   assert.equal(s.free, s.freeByOrder.reduce((a, n, o) => a + n * 2 ** o * PAGE, 0), 'free == freeByOrder');
-  const top = s.freeByOrder.length - 1;
-  assert.ok(s.freeByOrder.length === 1 || s.freeByOrder[top]! > 0, 'trailing zero orders trimmed');
+  assert.equal(s.freeByOrder.length, MAX_PAGE_ORDER + 1, '11 columns, as /proc/buddyinfo');
+  const top = s.freeByOrder.findLastIndex((n) => n > 0);
   assert.equal(s.largestFree, s.free === 0 ? 0 : 2 ** top * PAGE, 'largestFree is the top order');
   assert.equal(s.zones.reduce((a, z) => a + z.size, 0), s.size, 'zones cover the region');
   s.zones.forEach((z, i) => {
     assert.equal(z.base, i === 0 ? s.base : s.zones[i - 1]!.base + s.zones[i - 1]!.size, 'zones are contiguous');
     assert.equal(z.free, zones[i]!.buddy.freePages * PAGE);
     assert.equal(z.free, z.freeByOrder.reduce((a, n, o) => a + n * 2 ** o * PAGE, 0), `${z.name}: free == its freeByOrder`);
-    assert.ok(z.freeByOrder.length === 1 || z.freeByOrder.at(-1)! > 0, `${z.name}: trailing zero orders trimmed`);
+    assert.equal(z.freeByOrder.length, MAX_PAGE_ORDER + 1, `${z.name}: 11 columns`);
   });
   const summed = s.freeByOrder.map((_, o) => s.zones.reduce((a, z) => a + (z.freeByOrder[o] ?? 0), 0));
   assert.deepEqual(summed, s.freeByOrder, "the region's orders are its zones' summed");
@@ -61,15 +62,14 @@ t.test('zones split at 4 GiB and at extra boundaries', async (t) => {
   t.same(b.zonesFor('dram', 6 * GiB).map((z) => z.name), ['dram/Normal', 'dram/DMA32.1', 'dram/DMA32'], 'usable zones, highest first');
   t.same(b.zonesFor('dram', 5 * GiB).map((z) => z.name), ['dram/DMA32.1', 'dram/DMA32'], 'a zone must end at or below maxAddress');
   t.equal(b.freePagesFor('dram', FOUR_GIB), (2 * GiB) / PAGE);
-  t.equal(b.largestFreeFor('dram', 3 * GiB), GiB / PAGE, 'in pages');
-  t.equal(b.largestFreeFor('dram', null), (2 * GiB) / PAGE, 'the cut at 6 GiB splits the 4 GiB block [4, 8)');
-  t.equal(m.largestFreeFor('dram', null), (4 * GiB) / PAGE, 'without it [4, 8) is one block');
+  t.equal(b.largestFreeFor('dram', 3 * GiB), 2 ** MAX_PAGE_ORDER, 'in pages: the buddy stops at MAX_PAGE_ORDER (4 MiB)');
+  t.equal(m.largestFreeFor('dram', null), 2 ** MAX_PAGE_ORDER);
 });
 
 t.test('allocations without maxAddress come from the highest zone first', async (t) => {
   const m = new PhysicalMemory([DRAM]);
-  const PFN_8G = (8 * GiB) / PAGE;
-  t.equal(m.allocBlock('dram', 0, null), PFN_8G, 'Normal zone; smallest block that fits is [8, 10) GiB, lowest page');
+  const PFN_8G = PFN_4G; // (the name stays: the lowest Normal block)
+  t.equal(m.allocBlock('dram', 0, null), PFN_8G, 'Normal zone; all 4 MiB blocks, the lowest one split');
   t.equal(m.allocBlock('dram', 9, null), PFN_8G + 512);
   const c = m.allocContig('dram', 3, 1, null)!;
   t.same(c, { pfn: PFN_8G + 4, npages: 3 });
@@ -101,24 +101,28 @@ t.test('allocScatter spills across zones, all-or-nothing, merged extents', async
   t.same(m.region('r').zones.map((z) => z.name), ['r/DMA32', 'r/Normal']);
   const got = m.allocScatter('r', 100, null)!;
   t.same(got, [
-    { pfn: PFN_4G - 64, npages: 36 },
     { pfn: PFN_4G, npages: 64 },
-  ], 'Normal first, then 32 + 4 from DMA32, sorted and merged');
+    { pfn: PFN_4G - 64, npages: 36 },
+  ], 'largest first: 64 from Normal, then 32 + 4 from DMA32 (adjacent, joined), in allocation order');
   t.equal(m.freeBytes(), 28 * PAGE);
   const before = m.regionStatus();
   t.equal(m.allocScatter('r', 29, null), null, 'one page too many');
   t.same(m.regionStatus(), before, 'nothing changed');
-  m.freeExtent(got[1]!);
+  m.freeExtent(got[0]!);
   t.equal(m.allocScatter('r', 65, FOUR_GIB), null, 'the Normal zone is out of reach');
-  t.same(m.allocScatter('r', 28, FOUR_GIB), [{ pfn: PFN_4G - 28, npages: 28 }]);
+  t.same(m.allocScatter('r', 28, FOUR_GIB), [
+    { pfn: PFN_4G - 16, npages: 16 },
+    { pfn: PFN_4G - 24, npages: 8 },
+    { pfn: PFN_4G - 28, npages: 4 },
+  ], 'the free 16 + 8 + 4 blocks, largest first, as taken (not re-sorted by address)');
   m.freeExtent({ pfn: PFN_4G - 64, npages: 64 });
   t.same(m.regionStatus(), initial);
   const all = m.allocScatter('r', 128, null, 3)!;
-  t.same(all, [{ pfn: PFN_4G - 64, npages: 128 }], 'one extent across the zone boundary');
+  t.same(all, [{ pfn: PFN_4G, npages: 64 }, { pfn: PFN_4G - 64, npages: 64 }], 'order-3 blocks, joined per zone, Normal first');
   t.equal(m.freeBytes(), 0);
-  t.same(m.regionStatus()[0]!.freeByOrder, [0], 'nothing free');
+  t.same(m.regionStatus()[0]!.freeByOrder, Array(MAX_PAGE_ORDER + 1).fill(0), 'nothing free, 11 columns');
   t.equal(m.regionStatus()[0]!.largestFree, 0);
-  m.freeExtent(all[0]!);
+  m.freeExtent({ pfn: PFN_4G - 64, npages: 128 });
   t.same(m.regionStatus(), initial, 'freeExtent across the zone boundary');
   t.same(m.allocScatter('r', 0, null), []);
 });
@@ -127,24 +131,23 @@ t.test('regionStatus numbers add up', async (t) => {
   const m = new PhysicalMemory([DRAM], new Map([['dram', [3 * GiB]]]));
   const s0 = m.regionStatus()[0]!;
   t.equal(s0.free, 8 * GiB);
-  t.equal(s0.largestFree, 4 * GiB, '[4 GiB, 8 GiB) is one order-20 block');
-  t.same(s0.freeByOrder.slice(18), [2, 1, 1], '[2,3) [3,4) [8,10) order 18/19; [4,8) order 20');
+  t.equal(s0.largestFree, 4 * 2 ** 20, 'the largest block is MAX_PAGE_ORDER: 4 MiB');
+  t.same(s0.freeByOrder, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2048], '8 GiB of 4 MiB blocks, 11 columns as /proc/buddyinfo');
   t.same(
-    s0.zones.map((z) => [z.name, z.freeByOrder.length - 1, z.freeByOrder.slice(18)]),
+    s0.zones.map((z) => [z.name, z.freeByOrder[10]]),
     [
-      ['dram/DMA32', 18, [1]],
-      ['dram/DMA32.1', 18, [1]],
-      ['dram/Normal', 20, [0, 1, 1]],
+      ['dram/DMA32', 256],
+      ['dram/DMA32.1', 256],
+      ['dram/Normal', 1536],
     ],
-    'per zone, as /proc/buddyinfo: one 1 GiB block in each DMA32 zone; 2 GiB and 4 GiB in Normal',
+    'per zone, as /proc/buddyinfo: 1 GiB, 1 GiB and 6 GiB of order-10 blocks',
   );
-  t.ok(s0.zones.every((z) => z.freeByOrder.slice(0, 18).every((n) => n === 0)), 'no smaller blocks anywhere');
   t.doesNotThrow(() => checkStatus(s0, m.region('dram').zones));
-  m.allocBlock('dram', 20, null);
+  t.equal(m.allocBlock('dram', 20, null), PFN_4G, 'a 4 GiB block comes from a free range (alloc_contig_pages), 4 GiB aligned');
   m.allocScatter('dram', 12345, null);
   const s1 = m.regionStatus()[0]!;
   t.equal(s1.free, 8 * GiB - 4 * GiB - 12345 * PAGE);
-  t.equal(s1.largestFree, GiB);
+  t.equal(s1.largestFree, 4 * 2 ** 20);
   t.doesNotThrow(() => checkStatus(s1, m.region('dram').zones));
   t.same(s1.zones.map((z) => z.name), ['dram/DMA32', 'dram/DMA32.1', 'dram/Normal']);
   t.equal(s1.zones[0]!.free, GiB, 'lowest zone untouched');
@@ -213,6 +216,7 @@ t.test('property: random alloc/free across zones keeps every invariant and resto
             const max = limOf(op.lim);
             const usable = m.zonesFor('r', max);
             const freeUsable = m.freePagesFor('r', max);
+            const countsBefore = usable.map((z) => z.buddy.freeByOrder());
             let got: Live | null = null;
             let order = 0;
             if (op.k === 'block') {
@@ -234,10 +238,10 @@ t.test('property: random alloc/free across zones keeps every invariant and resto
               if (ex !== null) {
                 got = { extents: ex, order: null };
                 assert.equal(pagesOf(got), op.n);
-                for (let i = 1; i < ex.length; i++) assert.ok(ex[i]!.pfn > ex[i - 1]!.pfn + ex[i - 1]!.npages, 'sorted, merged');
-                // highest zone first: every usable zone above the lowest one touched is now empty
-                const lowest = Math.min(...ex.map((e) => zones.indexOf(m.zoneOf(e.pfn))));
-                for (const z of usable) if (zones.indexOf(z) > lowest) assert.equal(z.buddy.freePages, 0, `${z.name} used up first`);
+                // the kernel's loop on the free counts before the allocation, highest zone first
+                const mismatch = matchesOrders(ex, largestFirstOrders(countsBefore, op.n, Math.min(op.maxSeg ?? MAX_PAGE_ORDER, MAX_PAGE_ORDER)));
+                assert.equal(mismatch, null, 'largest blocks first, as system_heap');
+                for (let i = 1; i < ex.length; i++) assert.notEqual(ex[i]!.pfn, ex[i - 1]!.pfn + ex[i - 1]!.npages, 'blocks adjacent in the list are joined');
               }
             }
             if (got !== null) {
@@ -267,7 +271,7 @@ t.test('property: random alloc/free across zones keeps every invariant and resto
           else for (const e of l.extents) m.freeExtent(e);
         }
         assert.deepEqual(m.regionStatus(), initial, 'initial status restored');
-        for (const z of zones) assert.deepEqual(z.buddy.freeBlocks(), new BuddyAllocator(z.base / PAGE, z.size / PAGE).freeBlocks(), `${z.name} fully merged`);
+        for (const z of zones) assert.deepEqual(z.buddy.freeBlocks(), new BuddyAllocator(z.base / PAGE, z.size / PAGE, MAX_PAGE_ORDER).freeBlocks(), `${z.name} fully merged`);
       },
     ),
     { seed: 42, numRuns: 200 },

@@ -111,9 +111,9 @@ t.test('physical memory: zones at or above the address only; an address inside a
   const m = new PhysicalMemory([DRAM]);
   const ex = m.allocScatter('dram', 300, null, undefined, FOUR_GIB)!;
   t.ok(ex.every((e) => e.pfn * PAGE >= FOUR_GIB), 'scatter: every extent above 4 GiB');
-  // a fresh Normal zone is the free blocks [4, 8) and [8, 10) GiB: the smaller one holds the block
+  // a fresh Normal zone is 4 MiB blocks (MAX_PAGE_ORDER): the lowest aligned start at or above the address
   const fresh = new PhysicalMemory([DRAM]);
-  t.equal(fresh.allocContig('dram', 512, 512, null, 5 * GiB + 4096)!.pfn * PAGE, 8 * GiB, 'contiguous 2 MiB aligned, at or above 5 GiB + 4 KiB');
+  t.equal(fresh.allocContig('dram', 512, 512, null, 5 * GiB + 4096)!.pfn * PAGE, 5 * GiB + 2 * MiB, 'contiguous 2 MiB aligned, at or above 5 GiB + 4 KiB');
   t.equal(fresh.allocContig('dram', 512, 512, null, 9 * GiB + 4096)!.pfn * PAGE, 9 * GiB + 2 * MiB, 'the next aligned start after 9 GiB + 4 KiB');
   const c = m.allocContig('dram', 512, 512, null, 5 * GiB + 4096)!;
   t.ok(c.pfn * PAGE >= 5 * GiB + 4096 && c.pfn % 512 === 0, 'beside a scattered allocation too');
@@ -170,11 +170,12 @@ t.test('pools: a placed buffer is direct, above the address; a pool that cannot 
   t.match(errorOf(() => m.alloc({ pool: 'huge', size: 4 * MiB, owner: 1, minAddress: FOUR_GIB, populate: false })), {
     message: "field 'populate': false cannot be combined with 'minAddress': a placed buffer takes its pages at once",
   });
-  // the default machine's Normal zone: 1 GiB hugepages at [4, 5) and [9, 10) GiB, 2 MiB ones from 8 GiB: [8.5, 9) GiB is free
-  const e = errorOf(() => m.alloc({ pool: 'default', size: GiB, owner: 1, minAddress: 9 * GiB - 8 * MiB }));
+  // the default machine's Normal zone: 2 MiB hugepages at [4, 4.5) GiB, 1 GiB ones (free ranges, lowest first) at [5, 7) GiB;
+  // free: [4.5, 5) and [7, 10) GiB but the page the tiny buffer took at 7 GiB
+  const e = errorOf(() => m.alloc({ pool: 'default', size: 4 * GiB, owner: 1, minAddress: 5 * GiB - 8 * MiB }));
   t.equal(e.code, 'ENOMEM');
-  t.equal(e.message, "pool 'default': cannot allocate 1 GiB (1073741824 bytes) at or above 0x23f800000: 8 MiB free in region 'dram' at or above 0x23f800000, largest contiguous free block 8 MiB");
-  t.match(e.details, { minAddress: 9 * GiB - 8 * MiB, free: 8 * MiB });
+  t.equal(e.message, "pool 'default': cannot allocate 4 GiB (4294967296 bytes) at or above 0x13f800000: 3.01 GiB free in region 'dram' at or above 0x13f800000, largest contiguous free block 4 MiB");
+  t.match(e.details, { minAddress: 5 * GiB - 8 * MiB, free: 3 * GiB + 8 * MiB - 4096 });
   sameSnap(t, snap(m), before, 'refusals change nothing');
   const hs = hpStat(m);
   t.equal(hs.inUse, 1, 'the placed hugepage buffer holds one hugepage');
