@@ -20,6 +20,7 @@ import { CacheAttrTracker } from '../memory/cacheattr.js';
 import { BuddySource, HugeSource, type PageSource } from './pagesource.js';
 import { earliest, Pool, type PhysBuffer, type PoolConfig } from './pool.js';
 import { forEachPiece, type Segment } from '../memory/segments.js';
+import type { FaultInjector } from '../lib/faultinject.js';
 
 /** The swiotlb bounce pool's reservation (the config's `bounce`). */
 export interface BounceConfig {
@@ -97,6 +98,12 @@ export class Machine {
         p.pageSize === PAGE ? new BuddySource(this.mem, p, this.attrs) : new HugeSource(this.hugepages.get(p.pageSize)!, p, this.attrs);
       this.pools.set(p.name, new Pool(p, source, this.mem, this.attrs, now));
     }
+  }
+
+  /** Arm the pools and hugepage pools with a fault injector (points `alloc`, `hugepage`). */
+  injectFaults(f: FaultInjector | null): void {
+    for (const p of this.pools.values()) p.faults = f;
+    for (const h of this.hugepages.values()) h.faults = f;
   }
 
   pool(name: string): Pool {

@@ -21,6 +21,7 @@ import { Arena, type ArenaStats, type BinStats, type ChunkMap } from './arena.js
 import { alignedUsize, isSmall } from './sizeclasses.js';
 import { segmentsOf, type Segment } from '../memory/segments.js';
 import { checkPlacement } from './placement.js';
+import { markInjected, tagInjected, type FaultInjector } from '../lib/faultinject.js';
 
 export type { Segment } from '../memory/segments.js';
 
@@ -93,6 +94,8 @@ export class Pool {
   ndalloc = 0;
   /** Purges done by arenas since dropped (the pool's count never goes back). */
   private droppedPurges = 0;
+  /** Fault injection (points `alloc`, and `hugepage` below it), or null. */
+  faults: FaultInjector | null = null;
 
   constructor(
     readonly cfg: PoolConfig,
@@ -198,10 +201,22 @@ export class Pool {
     checkPlacement(this.cfg, this.mem, minAddress, populate);
     const usize = alignedUsize(size, align);
     const direct = minAddress > 0 || this.isDirect(usize, align);
-    const buf = direct ? this.allocDirect(id, size, align, owner, populate, minAddress) : this.allocArena(id, size, usize, align, owner);
+    const run = () => {
+      // the `alloc` fault point: fails on the real path (purge, no arena left behind, the same ENOMEM and figures)
+      if (this.faults?.shouldFail('alloc') === true) throw markInjected(this.injectedEnomem(size, usize, direct, minAddress));
+      return direct ? this.allocDirect(id, size, align, owner, populate, minAddress) : this.allocArena(id, size, usize, align, owner);
+    };
+    const f = this.faults;
+    const buf = f === null ? run() : f.within({ pool: this.name }, () => tagInjected(f, run));
     this.requested_ += size;
     this.nmalloc++;
     return buf;
+  }
+
+  private injectedEnomem(size: number, usize: number, direct: boolean, minAddress: number): BufferdError {
+    this.purge(true);
+    if (direct) return this.enomem(size, Math.ceil(size / this.pageSize), this.cfg.contiguous, minAddress);
+    return this.enomem(size, Math.max(1, Math.ceil(Math.min(usize, this.directThreshold) / this.pageSize)), true);
   }
 
   private allocArena(id: number, size: number, usize: number, align: number, owner: number): PhysBuffer {

@@ -20,6 +20,7 @@ import { BufferdError } from '../../protocol/errors.js';
 import { checkBuffer, deviceSegments, mergeConstraints, poolMisfits, maskLimit, type Constraints, type PoolFacts } from '../../protocol/attributes.js';
 import type { DriverStatus } from '../../protocol/status.js';
 import { Iommu, type IommuMapping } from './iommu.js';
+import type { FaultInjector } from '../lib/faultinject.js';
 import { Swiotlb } from './swiotlb.js';
 import type { Machine } from '../alloc/machine.js';
 import type { SharedBuffer, Handle } from '../buffers/handles.js';
@@ -113,6 +114,8 @@ export class DriverRegistry {
   totalLeaks = 0;
   /** The bounce pool over the memory the machine reserved for it, when configured. */
   readonly swiotlb: Swiotlb | null;
+  /** Fault injection (points `register`, `iova`, `bounce`), or null. */
+  faults: FaultInjector | null = null;
 
   constructor(
     private readonly machine: Machine,
@@ -172,6 +175,10 @@ export class DriverRegistry {
     const phys = buffer.phys;
     this.machine.touch(phys);
     const mismatches = checkBuffer(d.constraints, { cache: phys.pool.cfg.cache, region: phys.pool.cfg.region, size: phys.size, segments: phys.segments });
+    const pool = { pool: phys.pool.name };
+    // the `register` fault point: the device refuses a buffer that fits, on the refusal path, naming 'injected'
+    const injected = mismatches.length === 0 && this.faults?.shouldFail('register', pool) === true;
+    if (injected) mismatches.push({ attribute: 'injected', required: 'a device that accepts the buffer', actual: 'the device refused it (fault injection)' });
     if (mismatches.length > 0) {
       d.refused++;
       const hint = this.hintFor(d);
@@ -179,12 +186,14 @@ export class DriverRegistry {
         'EATTR',
         `buffer ${buffer.id} does not fit driver '${d.name}': ${mismatches.map((m) => `${m.attribute} (required ${JSON.stringify(m.required)}, actual ${JSON.stringify(m.actual)})`).join('; ')}` +
           (hint !== null ? `; pool '${hint}' would satisfy '${d.name}'` : ''),
-        { driver: d.name, buffer: buffer.id, mismatches, hint },
+        { driver: d.name, buffer: buffer.id, mismatches, hint, ...(injected ? { injected: true } : {}) },
       );
     }
     let view;
     try {
-      view = d.iommu !== null ? this.viewIommu(d, phys.segments, phys.size) : this.viewDirect(d, phys.segments);
+      const f = this.faults;
+      const at = (point: 'iova' | 'bounce') => (f === null ? null : () => f.shouldFail(point, pool));
+      view = d.iommu !== null ? this.viewIommu(d, phys.segments, phys.size, at('iova')) : this.viewDirect(d, phys.segments, at('bounce'));
     } catch (e) {
       d.refused++;
       throw e;
@@ -197,8 +206,8 @@ export class DriverRegistry {
     return reg;
   }
 
-  private viewIommu(d: Driver, segments: { addr: number; len: number }[], size: number) {
-    const m = d.iommu!.map(segments);
+  private viewIommu(d: Driver, segments: { addr: number; len: number }[], size: number, inject: (() => boolean) | null) {
+    const m = d.iommu!.map(segments, inject);
     const pieces: ViewPiece[] = [];
     const start = m.deviceAddress;
     for (const r of m.runs) {
@@ -209,7 +218,7 @@ export class DriverRegistry {
     return { deviceAddress: start, segments: [{ addr: start, len: size }], pieces, iommu: m };
   }
 
-  private viewDirect(d: Driver, segments: { addr: number; len: number }[]) {
+  private viewDirect(d: Driver, segments: { addr: number; len: number }[], inject: (() => boolean) | null) {
     const limit = maskLimit(d.constraints.dmaMask);
     const pieces: ViewPiece[] = [];
     const tlb = this.swiotlb;
@@ -219,7 +228,7 @@ export class DriverRegistry {
         if (s.addr + s.len > limit) {
           // checkBuffer let it through: the device may bounce
           if (tlb === null) throw new BufferdError('ENOMEM', `driver '${d.name}' needs a bounce pool and none is configured`);
-          pieces.push({ off, len: s.len, dev: tlb.map(d.name, s.len), phys: s.addr, bounce: true });
+          pieces.push({ off, len: s.len, dev: tlb.map(d.name, s.len, inject), phys: s.addr, bounce: true });
         } else {
           pieces.push({ off, len: s.len, dev: s.addr, phys: s.addr, bounce: false });
         }

@@ -33,7 +33,7 @@ export class Swiotlb {
   }
 
   /** A run of slots for len bytes; its physical address. ENOMEM naming the device when full. */
-  map(device: string, len: number): number {
+  map(device: string, len: number, inject: (() => boolean) | null = null): number {
     if (len > this.maxMapping) {
       throw new BufferdError(
         'ENOMEM',
@@ -42,8 +42,10 @@ export class Swiotlb {
       );
     }
     const n = Math.ceil(len / SLOT);
+    // the `bounce` fault point: the search finds no run, as when the pool is full
+    const injected = inject !== null && inject();
     // next fit from a rotating cursor, as swiotlb searches from its index
-    for (let tried = 0; tried < this.nslots; tried++) {
+    for (let tried = 0; !injected && tried < this.nslots; tried++) {
       const start = (this.cursor + tried) % this.nslots;
       if (start + n > this.nslots) continue;
       let ok = true;
@@ -67,7 +69,7 @@ export class Swiotlb {
     throw new BufferdError(
       'ENOMEM',
       `bounce pool full: device '${device}' needs ${n} slots (${formatSize(n * SLOT)}), ${this.nslots - this.usedSlots} of ${this.nslots} free and none contiguous enough`,
-      { device, slots: n, free: this.nslots - this.usedSlots, total: this.nslots },
+      { device, slots: n, free: this.nslots - this.usedSlots, total: this.nslots, ...(injected ? { injected: true } : {}) },
     );
   }
 
