@@ -24,10 +24,10 @@
  * the real one does; the error it raises carries `details.injected: true`.
  */
 import { BufferdError } from '../../protocol/errors.js';
+import { FAULT_POINTS, MAX_FAULT_COUNT, type ArmedFault, type FaultPoint, type FaultSpec, type FaultStatus } from '../../protocol/ops/inject.js';
 import { rng } from './rng.js';
 
-export const FAULT_POINTS = ['alloc', 'hugepage', 'iova', 'bounce', 'register', 'token', 'connection'] as const;
-export type FaultPoint = (typeof FAULT_POINTS)[number];
+export { FAULT_POINTS, type FaultPoint, type FaultSpec };
 
 /** What the real failure at each point is (PROTOCOL.md and `inject.list` repeat it). */
 export const FAULT_MEANING: Record<FaultPoint, string> = {
@@ -40,45 +40,18 @@ export const FAULT_MEANING: Record<FaultPoint, string> = {
   connection: 'the daemon drops the client (closes its socket) instead of answering the request',
 };
 
-/** How a point is armed (inject.set, the config's faultInjection). */
-export interface FaultSpec {
-  nth?: number;
-  probability?: number;
-  times?: number;
-  client?: string;
-  pool?: string;
-  seed?: number;
-}
-
 /** Where a call comes from: the client it is made for, the pool it is about. */
 export interface FaultSite {
   client?: string | null;
   pool?: string | null;
 }
 
-export interface ArmedPoint {
-  point: FaultPoint;
-  nth: number;
-  probability: number;
-  /** Failures left, or null for no limit. */
-  times: number | null;
-  client: string | null;
-  pool: string | null;
-  seed: number;
-  /** Who armed it: the config file or the inject.set op. */
-  source: 'config' | 'op';
-  /** Matching calls seen since armed. */
-  calls: number;
-  /** Failures injected since armed. */
-  fired: number;
-}
+export type ArmedPoint = ArmedFault;
 
 interface Armed extends ArmedPoint {
   random: () => number;
 }
 
-export const MAX_NTH = 2 ** 31;
-export const MAX_TIMES = 2 ** 31;
 
 /** Check a spec; EINVAL naming the field and the limit. */
 export function checkFaultSpec(point: string, spec: FaultSpec): FaultPoint {
@@ -90,8 +63,8 @@ export function checkFaultSpec(point: string, spec: FaultSpec): FaultPoint {
       throw new BufferdError('EINVAL', `field '${field}' must be an integer from ${min} to ${max} (got ${v})`, { field, min, max });
     }
   };
-  int(spec.nth, 'nth', 1, MAX_NTH);
-  int(spec.times, 'times', 1, MAX_TIMES);
+  int(spec.nth, 'nth', 1, MAX_FAULT_COUNT);
+  int(spec.times, 'times', 1, MAX_FAULT_COUNT);
   int(spec.seed, 'seed', 0, 0xffffffff);
   const p = spec.probability;
   if (p !== undefined && (typeof p !== 'number' || !Number.isFinite(p) || p < 0 || p > 100)) {
@@ -153,6 +126,11 @@ export class FaultInjector {
       const a = this.armed.get(p);
       return a === undefined ? [] : [view(a)];
     });
+  }
+
+  /** The armed points and the failures injected per point since start (status.faults). */
+  status(): FaultStatus {
+    return { armed: this.list(), injected: { ...this.totals }, total: this.fired };
   }
 
   isArmed(point: FaultPoint): boolean {
