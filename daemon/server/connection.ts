@@ -232,7 +232,11 @@ export class Connection {
 
   private run(body: Buffer): void {
     // the `connection` fault point: the client is dropped instead of answered
-    if (dropsConnection(this.ctx, this.session)) return void this.socket.destroy();
+    if (dropsConnection(this.ctx, this.session)) {
+      this.backlog = []; // what it sent after is never answered, as on any dropped connection
+      this.backlogBytes = 0;
+      return void this.socket.destroy();
+    }
     const out = this.ctx.faults.within({ client: this.session.name }, () => this.dispatch(this.session, body));
     if (out instanceof Promise) {
       this.busy = true;
