@@ -58,7 +58,7 @@ export const INJECT_COMMAND = {
   maxArgs: 2,
   plan: (a: Args) => {
     const [verb = 'list', point] = a.positionals;
-    const action = oneOf('inject', 'inject action', verb, ['list', 'set', 'clear'] as const);
+    const action = oneOf('inject', 'subcommand', verb, ['list', 'set', 'clear'] as const);
     const given = SPEC_OPTIONS.filter((o) => a.values[o] !== undefined);
     if (action !== 'set' && given.length > 0) throw new UsageError(`--${given[0]!} applies to inject set`);
     if (action === 'list') {
