@@ -10,6 +10,7 @@
  * Pure: no I/O; unit tests drive it directly.
  */
 import { BufferdError } from '../../protocol/errors.js';
+import type { FaultInjector } from '../lib/faultinject.js';
 import { formatSize } from '../../protocol/units.js';
 import type { Native } from '../lib/native.js';
 import type { HugepageStatus, PoolStatus, RegionStatus, PoolDetail } from '../../protocol/status.js';
@@ -20,7 +21,6 @@ import { CacheAttrTracker } from '../memory/cacheattr.js';
 import { BuddySource, HugeSource, type PageSource } from './pagesource.js';
 import { earliest, Pool, type PhysBuffer, type PoolConfig } from './pool.js';
 import { forEachPiece, type Segment } from '../memory/segments.js';
-import type { FaultInjector } from '../lib/faultinject.js';
 
 /** The swiotlb bounce pool's reservation (the config's `bounce`). */
 export interface BounceConfig {

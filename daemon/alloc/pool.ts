@@ -10,6 +10,7 @@
  * fails, nothing has changed. Buffers are zeroed when handed out. Pure.
  */
 import { BufferdError } from '../../protocol/errors.js';
+import { markInjected, tagInjected, type FaultInjector } from '../lib/faultinject.js';
 import { formatSize } from '../../protocol/units.js';
 import { isPowerOfTwo } from '../../protocol/attributes.js';
 import type { PoolStatus } from '../../protocol/status.js';
@@ -21,7 +22,6 @@ import { Arena, type ArenaStats, type BinStats, type ChunkMap } from './arena.js
 import { alignedUsize, isSmall } from './sizeclasses.js';
 import { segmentsOf, type Segment } from '../memory/segments.js';
 import { checkPlacement } from './placement.js';
-import { markInjected, tagInjected, type FaultInjector } from '../lib/faultinject.js';
 
 export type { Segment } from '../memory/segments.js';
 
@@ -83,6 +83,8 @@ export function earliest<T>(items: Iterable<T>, f: (x: T) => number | null): num
 export class Pool {
   readonly name: string;
   readonly directThreshold: number;
+  /** Fault injection (points `alloc`, and `hugepage` below it), or null. */
+  faults: FaultInjector | null = null;
   private readonly arenas = new Map<number, Arena>();
   private nextArena = 0;
   private requested_ = 0;
@@ -94,8 +96,6 @@ export class Pool {
   ndalloc = 0;
   /** Purges done by arenas since dropped (the pool's count never goes back). */
   private droppedPurges = 0;
-  /** Fault injection (points `alloc`, and `hugepage` below it), or null. */
-  faults: FaultInjector | null = null;
 
   constructor(
     readonly cfg: PoolConfig,
