@@ -10,7 +10,7 @@
  * fails, nothing has changed. Buffers are zeroed when handed out. Pure.
  */
 import { BufferdError } from '../../protocol/errors.js';
-import { markInjected, tagInjected, type FaultInjector } from '../lib/faultinject.js';
+import { markInjected, type FaultInjector } from '../lib/faultinject.js';
 import { formatSize } from '../../protocol/units.js';
 import { isPowerOfTwo } from '../../protocol/attributes.js';
 import type { PoolStatus } from '../../protocol/status.js';
@@ -201,13 +201,9 @@ export class Pool {
     checkPlacement(this.cfg, this.mem, minAddress, populate);
     const usize = alignedUsize(size, align);
     const direct = minAddress > 0 || this.isDirect(usize, align);
-    const run = () => {
-      // the `alloc` fault point: fails on the real path (purge, no arena left behind, the same ENOMEM and figures)
-      if (this.faults?.shouldFail('alloc') === true) throw markInjected(this.injectedEnomem(size, usize, direct, minAddress));
-      return direct ? this.allocDirect(id, size, align, owner, populate, minAddress) : this.allocArena(id, size, usize, align, owner);
-    };
-    const f = this.faults;
-    const buf = f === null ? run() : f.within({ pool: this.name }, () => tagInjected(f, run));
+    // the `alloc` fault point: fails on the real path (purge, no arena left behind, the same ENOMEM and figures)
+    if (this.faults?.shouldFail('alloc') === true) throw markInjected(this.injectedEnomem(size, usize, direct, minAddress));
+    const buf = direct ? this.allocDirect(id, size, align, owner, populate, minAddress) : this.allocArena(id, size, usize, align, owner);
     this.requested_ += size;
     this.nmalloc++;
     return buf;
