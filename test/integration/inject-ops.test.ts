@@ -159,9 +159,11 @@ t.test('bufctl inject: set, list, clear; usage errors before the daemon is asked
   t.match(list.stdout, /^armed fault points:\n {2}alloc .*\ninjected since start: 0\n$/);
   const json = JSON.parse((await bufctlHere(d.socket, 'inject', 'list', '--json')).stdout);
   t.match(json, { armed: [{ point: 'alloc', nth: 3, times: 1, client: 'x', probability: 50, seed: 9 }], total: 0 });
+  t.match((await bufctlHere(d.socket, 'status')).stdout, /\nFault injection: armed alloc \(0\/0 failed\); 0 failures injected since start; details: bufctl inject\n/, 'status says a point is armed');
   const clear = await bufctlHere(d.socket, 'inject', 'clear', 'alloc');
   t.equal(clear.stdout, 'cleared: alloc\n');
   t.equal((await bufctlHere(d.socket, 'inject', 'clear')).stdout, 'cleared: nothing was armed\n');
+  t.notMatch((await bufctlHere(d.socket, 'status')).stdout, /Fault injection/, 'nothing armed, nothing injected: no line');
   for (const argv of [
     ['inject', 'set'],
     ['inject', 'set', 'allco'],

@@ -14,6 +14,8 @@ import { Iommu } from '../../daemon/dma/iommu.js';
 import { TokenTable } from '../../daemon/buffers/tokens.js';
 import { SharedBuffer, R_ALL } from '../../daemon/buffers/handles.js';
 import { BufferdError } from '../../protocol/errors.js';
+import { buildConfig, ConfigError } from '../../daemon/config/config.js';
+import { SMALL_RAW } from '../helpers/machine.js';
 import { smallConfig, eager, snap, sameSnap, errorOf, hpStat, MiB, H } from '../helpers/machine.js';
 
 /** Which of n calls fail. */
@@ -239,4 +241,24 @@ t.test('token: a live token taken for expired, as a real expiry is', async (t) =
   t.same(inj.counts, real.counts, 'same table counters and references');
   t.same(inj.released, real.released, 'the buffer freed alike');
   t.same(inj.counts, [0, 1, 0, 1, 0, 0]);
+});
+
+t.test("the config's faultInjection: a spec per point, checked by the schema; a pool filter names a configured pool", async (t) => {
+  const cfg = (fi: unknown) => buildConfig({ ...structuredClone(SMALL_RAW), faultInjection: fi }, 'test');
+  t.same(buildConfig(structuredClone(SMALL_RAW), 'test').faultInjection, {}, 'absent: nothing armed');
+  t.same(cfg({ alloc: { nth: 3, times: 1, pool: 'low' }, connection: { client: 'x' } }).faultInjection, { alloc: { nth: 3, times: 1, pool: 'low' }, connection: { client: 'x' } });
+  for (const [bad, where] of [
+    [{ alloc: { pool: 'nosuch' } }, /\/faultInjection\/alloc\/pool: no pool named 'nosuch'/],
+    [{ alloc: { nth: 0 } }, /\/faultInjection\/alloc\/nth/],
+    [{ alloc: { probability: 200 } }, /\/faultInjection\/alloc\/probability/],
+    [{ oom: {} }, /\/faultInjection\/oom: unknown field/],
+    [{ token: { every: 2 } }, /\/faultInjection\/token\/every: unknown field/],
+  ] as const) {
+    t.throws(() => cfg(bad), ConfigError);
+    try {
+      cfg(bad);
+    } catch (e) {
+      t.match((e as Error).message, where);
+    }
+  }
 });
