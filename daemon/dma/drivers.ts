@@ -112,10 +112,10 @@ export interface Leak {
 export class DriverRegistry {
   private readonly drivers = new Map<string, Driver>();
   totalLeaks = 0;
+  /** Fault injection (points `register`, `iova`; `bounce` is the swiotlb's own), or null. */
+  faults: FaultInjector | null = null;
   /** The bounce pool over the memory the machine reserved for it, when configured. */
   readonly swiotlb: Swiotlb | null;
-  /** Fault injection (points `register`, `iova`, `bounce`), or null. */
-  faults: FaultInjector | null = null;
 
   constructor(
     private readonly machine: Machine,
@@ -192,8 +192,9 @@ export class DriverRegistry {
     let view;
     try {
       const f = this.faults;
-      const at = (point: 'iova' | 'bounce') => (f === null ? null : () => f.shouldFail(point, pool));
-      view = d.iommu !== null ? this.viewIommu(d, phys.segments, phys.size, at('iova')) : this.viewDirect(d, phys.segments, at('bounce'));
+      // the buffer's pool is the injection site of `iova` and `bounce`
+      if (d.iommu !== null) view = this.viewIommu(d, phys.segments, phys.size, f === null ? null : () => f.shouldFail('iova', pool));
+      else view = f === null ? this.viewDirect(d, phys.segments) : f.within(pool, () => this.viewDirect(d, phys.segments));
     } catch (e) {
       d.refused++;
       throw e;
@@ -218,7 +219,7 @@ export class DriverRegistry {
     return { deviceAddress: start, segments: [{ addr: start, len: size }], pieces, iommu: m };
   }
 
-  private viewDirect(d: Driver, segments: { addr: number; len: number }[], inject: (() => boolean) | null) {
+  private viewDirect(d: Driver, segments: { addr: number; len: number }[]) {
     const limit = maskLimit(d.constraints.dmaMask);
     const pieces: ViewPiece[] = [];
     const tlb = this.swiotlb;
@@ -228,7 +229,7 @@ export class DriverRegistry {
         if (s.addr + s.len > limit) {
           // checkBuffer let it through: the device may bounce
           if (tlb === null) throw new BufferdError('ENOMEM', `driver '${d.name}' needs a bounce pool and none is configured`);
-          pieces.push({ off, len: s.len, dev: tlb.map(d.name, s.len, inject), phys: s.addr, bounce: true });
+          pieces.push({ off, len: s.len, dev: tlb.map(d.name, s.len), phys: s.addr, bounce: true });
         } else {
           pieces.push({ off, len: s.len, dev: s.addr, phys: s.addr, bounce: false });
         }

@@ -20,6 +20,8 @@ export class Swiotlb {
   /** Slots in use per device. */
   readonly byDevice = new Map<string, number>();
   maps = 0;
+  /** Fault injection (point `bounce`: the search finds no run), or null; lib/faultinject.ts. */
+  faults: { shouldFail(point: 'bounce'): boolean } | null = null;
   full = 0;
 
   constructor(
@@ -33,7 +35,7 @@ export class Swiotlb {
   }
 
   /** A run of slots for len bytes; its physical address. ENOMEM naming the device when full. */
-  map(device: string, len: number, inject: (() => boolean) | null = null): number {
+  map(device: string, len: number): number {
     if (len > this.maxMapping) {
       throw new BufferdError(
         'ENOMEM',
@@ -43,7 +45,7 @@ export class Swiotlb {
     }
     const n = Math.ceil(len / SLOT);
     // the `bounce` fault point: the search finds no run, as when the pool is full
-    const injected = inject !== null && inject();
+    const injected = this.faults?.shouldFail('bounce') === true;
     // next fit from a rotating cursor, as swiotlb searches from its index
     for (let tried = 0; !injected && tried < this.nslots; tried++) {
       const start = (this.cursor + tried) % this.nslots;

@@ -26,6 +26,7 @@ export function createFaults(cfg: FaultInjectionConfig, log: Logger, parts: { ma
   f.onFire = (p, site) => log.warn({ point: p.point, client: site.client ?? null, pool: site.pool ?? null, fired: p.fired, left: p.times }, `fault injected at '${p.point}'`);
   parts.machine.injectFaults(f);
   parts.drivers.faults = f;
+  if (parts.drivers.swiotlb !== null) parts.drivers.swiotlb.faults = f;
   parts.tokens.faults = f;
   armFromConfig(f, cfg);
   return f;

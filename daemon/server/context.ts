@@ -39,10 +39,10 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const buffers = new Map<number, SharedBuffer>();
   const clients = new ClientRegistry();
   const drivers = new DriverRegistry(machine, config.machine.drivers);
-  const faults = createFaults(config.faultInjection, log, { machine, drivers, tokens });
   const cc = config.coherency;
   const cache = new CpuCache(machine.mem.store, { lineSize: cc.lineSize, capacityLines: cc.cacheLines, eviction: cc.eviction, wcLines: cc.wcLines, seed: cc.seed });
   const shared = new SharedMemory(sys, machine.mem.store, nativeReason(), cc.lineSize);
+  const faults = createFaults(config.faultInjection, log, { machine, drivers, tokens });
   const coherency = new Coherency(cache, machine.mem.store, { mode: cc.mode, prefetch: cc.prefetch, prefetchRate: cc.prefetchRate, ringSize: cc.ringSize }, {
     registrations: (b) => drivers.registrationsOf(b),
     modeFor: (b) => b.phys.pool.cfg.coherency ?? ctx.config.coherency.mode,

@@ -210,11 +210,15 @@ t.test('iova and bounce: the allocator finds no room; the same error and counter
   const bReal = errorOf(() => tlb.map('cam', 4 * 2048));
   const counts = () => [tlb.usedSlots, tlb.maps, tlb.full];
   const after = counts();
-  const bInj = errorOf(() => tlb.map('cam', 4 * 2048, () => true));
+  const f = new FaultInjector();
+  tlb.faults = f;
+  f.arm('bounce', { times: 2 });
+  const bInj = errorOf(() => tlb.map('cam', 4 * 2048));
   t.equal(bInj.message, bReal.message);
   t.same(bInj.details, { ...bReal.details, injected: true });
   t.same(counts(), [after[0], after[1], after[2]! + 1], 'full counted once more, nothing mapped');
-  t.match(errorOf(() => tlb.map('cam', 2048, () => true)), { details: { injected: true } }, 'fits, but injected');
+  t.match(errorOf(() => tlb.map('cam', 2048)), { details: { injected: true } }, 'fits, but injected');
+  t.equal(tlb.map('cam', 2048), 0x1000_0000 + 6 * 2048, 'times spent: mapped');
 });
 
 t.test('token: a live token taken for expired, as a real expiry is', async (t) => {
