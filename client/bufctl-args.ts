@@ -26,6 +26,10 @@ export const OPTIONS: Record<string, OptionSpec> = {
   interval: { type: 'string', arg: ' MS', help: 'status snapshot interval, 100 to 60000 ms (default 1000)' },
   topics: { type: 'string', arg: ' T,...', help: `activity topics (default all): ${TOPIC_NAMES.join(', ')}` },
   count: { type: 'string', arg: ' N', help: 'stop after N snapshots' },
+  nth: { type: 'string', arg: ' N', help: 'inject: only every Nth matching call fails (default 1)' },
+  probability: { type: 'string', arg: ' P', help: 'inject: percent chance a call fails (default 100)' },
+  times: { type: 'string', arg: ' K', help: 'inject: fail at most K times (default no limit)' },
+  seed: { type: 'string', arg: ' S', help: 'inject: seed of the probability RNG (default 1)' },
   help: { type: 'boolean', short: 'h', help: 'show help' },
   version: { type: 'boolean', help: "print bufctl's version" },
 };

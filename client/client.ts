@@ -17,6 +17,7 @@ import { Connection, type BufferClientEvents } from './connection.js';
 import type { Status, PoolStatus, DriverStatus } from '../protocol/status.js';
 import type { Constraints, CachePolicyName } from '../protocol/attributes.js';
 import { DeviceApi } from './device.js';
+import { FaultsApi } from './inject.js';
 import { exportBufferFd, importBufferFd, mapBuffer, type Access, type Mapping } from './mapping.js';
 import { chunkedRead, chunkedWrite } from './chunked.js';
 import { allocParams, bytes, type AllocOptions, type Size } from './sizes.js';
@@ -152,6 +153,9 @@ export class BufferClient extends Connection {
 
   /** Act as a device on registered buffers. */
   readonly device: DeviceApi = new DeviceApi(this);
+
+  /** Fault injection (admin only): client/inject.ts. */
+  readonly faults: FaultsApi = new FaultsApi(this);
 
   /** A new handle number for the same buffer, with the same rights. */
   dup(handle: number): Promise<{ handle: number; rights: RightName[] }> {

@@ -6,6 +6,12 @@ import type { HugepagesSetResult } from '../protocol/results.js';
 import { table, size, formatAddress, formatDuration, section, kindCounts, plural } from './format.js';
 import { driversTable } from './views-drivers.js';
 
+/** status.faults in one line: what is armed and how many failures were injected. */
+function faultsLine(f: Status['faults']): string {
+  const armed = f.armed.map((a) => `${a.point} (${a.fired}/${a.calls} failed)`).join(', ');
+  return `Fault injection: ${armed !== '' ? `armed ${armed}` : 'nothing armed'}; ${plural(f.total, 'failure')} injected since start; details: bufctl inject\n`;
+}
+
 export function statusView(st: Status): string {
   const out: string[] = [];
   out.push(`bufferd ${st.version} (protocol ${st.protocolVersion})  pid ${st.pid}  up ${formatDuration(st.uptimeMs)}  socket ${st.socket}\n`);
@@ -40,6 +46,8 @@ export function statusView(st: Status): string {
       driversTable(st.drivers, { compact: true }),
     ),
   );
+  // armed fault points make failures on purpose: say so, so nobody takes them for real ones
+  if (st.faults !== undefined && (st.faults.armed.length > 0 || st.faults.total > 0)) out.push(faultsLine(st.faults));
   return out.join('\n');
 }
 

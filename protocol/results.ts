@@ -4,6 +4,7 @@
 import type { WireError } from './errors.js';
 import type { OpName } from './requests.js';
 import type { Status, PoolStatus, HugepageStatus, DriverStatus } from './status.js';
+import type { InjectResults } from './ops/inject.js';
 
 export interface ServerLimits {
   /** Largest frame body the daemon accepts, bytes. */
@@ -208,7 +209,7 @@ export interface HugepagesSetResult {
   reason?: string;
 }
 
-export interface Results {
+export interface Results extends InjectResults {
   hello: HelloResult;
   ping: PingResult;
   status: Status;

@@ -4,6 +4,7 @@
  * Later capabilities add members; none is ever removed or renamed.
  */
 import type { CachePolicyName } from './attributes.js';
+import type { FaultStatus } from './ops/inject.js';
 
 export interface RegionStatus {
   name: string;
@@ -213,6 +214,8 @@ export interface Status {
   events: { subscribers: number; published: number; dropped: number };
   /** DMA: registrations leaked since start, and the swiotlb bounce pool (null when none). */
   dma: { leaks: number; bounce: { base: number; size: number; slots: number; used: number; full: number } | null };
+  /** Fault injection: the armed points and the failures injected per point since start. */
+  faults: FaultStatus;
   /** Present when status was asked with `pool`. */
   pool?: PoolDetail;
 }

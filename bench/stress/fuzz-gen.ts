@@ -52,6 +52,9 @@ export const TEMPLATES: Record<string, Record<string, unknown>> = {
   subscribe: { topics: ['alloc'], intervalMs: 1000 },
   unsubscribe: {},
   reload: {},
+  'inject.set': { point: 'alloc', nth: 3, times: 1, pool: 'default' },
+  'inject.clear': { point: 'alloc' },
+  'inject.list': {},
 };
 
 export const FAMILIES = [

@@ -10,6 +10,7 @@
  * Pure: no I/O; unit tests drive it directly.
  */
 import { BufferdError } from '../../protocol/errors.js';
+import { tagInjected, type FaultInjector } from '../lib/faultinject.js';
 import { formatSize } from '../../protocol/units.js';
 import type { Native } from '../lib/native.js';
 import type { HugepageStatus, PoolStatus, RegionStatus, PoolDetail } from '../../protocol/status.js';
@@ -71,6 +72,7 @@ export class Machine {
   readonly bounce: { base: number; size: number; maxMapping: number } | null = null;
   /** Told about pages a buffer takes or gives up (the CPU cache forgets them). */
   onPages: ((segments: Segment[]) => void) | null = null;
+  private faults: FaultInjector | null = null;
   private readonly buffers = new Map<number, PhysBuffer>();
   private nextId = 1;
 
@@ -105,6 +107,13 @@ export class Machine {
     }
   }
 
+  /** Arm the pools and hugepage pools with a fault injector (points `alloc`, `hugepage`). */
+  injectFaults(f: FaultInjector | null): void {
+    this.faults = f;
+    for (const p of this.pools.values()) p.faults = f;
+    for (const h of this.hugepages.values()) h.faults = f;
+  }
+
   pool(name: string): Pool {
     const p = this.pools.get(name);
     if (p === undefined) {
@@ -115,7 +124,10 @@ export class Machine {
 
   alloc(o: AllocOptions): PhysBuffer {
     const pool = this.pool(o.pool);
-    const buf = pool.alloc(this.nextId, o.size, o.align ?? 1, o.owner, o.populate ?? true, o.minAddress ?? 0);
+    const run = () => pool.alloc(this.nextId, o.size, o.align ?? 1, o.owner, o.populate ?? true, o.minAddress ?? 0);
+    // with fault injection: the pool is the site, an error after a point fired inside is marked injected
+    const f = this.faults;
+    const buf = f === null ? run() : f.within({ pool: pool.name }, () => tagInjected(f, run));
     this.nextId++;
     this.buffers.set(buf.id, buf);
     this.onPages?.(buf.segments);

@@ -13,6 +13,7 @@
  * fails, nothing has changed. Buffers are zeroed when handed out. Pure.
  */
 import { BufferdError } from '../../protocol/errors.js';
+import { markInjected, type FaultInjector } from '../lib/faultinject.js';
 import { formatSize } from '../../protocol/units.js';
 import { isPowerOfTwo } from '../../protocol/attributes.js';
 import type { PoolStatus } from '../../protocol/status.js';
@@ -60,6 +61,8 @@ export interface PhysBuffer {
 export class Pool {
   readonly name: string;
   readonly directThreshold: number;
+  /** Fault injection (points `alloc`, and `hugepage` below it), or null. */
+  faults: FaultInjector | null = null;
   private readonly arenas = new Map<number, Arena>();
   private nextArena = 0;
   private requested_ = 0;
@@ -181,10 +184,18 @@ export class Pool {
     // a request of the direct threshold or more is direct whatever its class: skip the class lookup
     const usize = size >= this.directThreshold ? size : alignedUsize(size, align);
     const direct = minAddress > 0 || this.isDirect(usize, align);
+    // the `alloc` fault point: fails on the real path (purge, no arena left behind, the same ENOMEM and figures)
+    if (this.faults?.shouldFail('alloc') === true) throw markInjected(this.injectedEnomem(size, usize, direct, minAddress));
     const buf = direct ? this.allocDirect(id, size, align, owner, populate, minAddress) : this.allocArena(id, size, usize, align, owner);
     this.requested_ += size;
     this.nmalloc++;
     return buf;
+  }
+
+  private injectedEnomem(size: number, usize: number, direct: boolean, minAddress: number): BufferdError {
+    this.purge(true);
+    if (direct) return this.enomem(size, Math.ceil(size / this.pageSize), this.cfg.contiguous, minAddress);
+    return this.enomem(size, Math.max(1, Math.ceil(Math.min(usize, this.directThreshold) / this.pageSize)), true);
   }
 
   private allocArena(id: number, size: number, usize: number, align: number, owner: number): PhysBuffer {

@@ -11,6 +11,7 @@ import { BufferdError } from '../../protocol/errors.js';
 import type { SharedBuffer } from './handles.js';
 import { digest } from '../lib/digest.js';
 import { KeyedHeap, type HeapEntry } from '../lib/minheap.js';
+import type { FaultInjector } from '../lib/faultinject.js';
 
 export const DEFAULT_TOKEN_TTL_MS = 30_000;
 /** The longest lifetime a token may be asked for: the protocol's limit. */
@@ -50,6 +51,8 @@ export class TokenTable {
   issued = 0;
   imported = 0;
   expired = 0;
+  /** Fault injection (point `token`: a valid token found expired at import), or null. */
+  faults: FaultInjector | null = null;
 
   constructor(private readonly now: () => number) {}
 
@@ -79,9 +82,11 @@ export class TokenTable {
   /** Redeem a token once. ENOENT for unknown, used and expired alike. The caller drops its in-flight reference. */
   take(token: string): { buffer: SharedBuffer; rights: number; from: number; fromName: string | null } {
     const t = this.live.get(digest(token));
-    if (t === undefined || t.key <= this.now()) {
+    // the `token` fault point: a live token is taken for expired, on the expiry path
+    const injected = t !== undefined && t.key > this.now() && this.faults?.shouldFail('token', { pool: t.buffer.phys.pool.name }) === true;
+    if (t === undefined || t.key <= this.now() || injected) {
       if (t !== undefined) this.expire(t);
-      throw new BufferdError('ENOENT', 'no such token (tokens are single use and expire)');
+      throw new BufferdError('ENOENT', 'no such token (tokens are single use and expire)', injected ? { injected: true } : undefined);
     }
     this.forget(t);
     this.imported++;

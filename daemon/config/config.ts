@@ -13,6 +13,7 @@
  * Errors name the JSON path of the bad field, e.g.
  *   config /pools/2/cache: must be one of "writeback", "writecombine", "uncached"
  */
+import type { FaultPoint, FaultSpec } from '../../protocol/ops/inject.js';
 import { readFileSync } from 'node:fs';
 import type { ErrorObject } from 'ajv';
 import { createAjv } from '../../protocol/validate.js';
@@ -79,6 +80,20 @@ export interface Config {
   /** Tokens read from auth.tokenFile at start-up. */
   fileTokens: TokenSpec[];
   coherency: CoherencySettings;
+  /** Fault points armed by the file (faultInjection), by point. */
+  faultInjection: FaultInjectionConfig;
+}
+
+/** The config's faultInjection: a spec per point; a pool filter must name a configured pool. */
+export type FaultInjectionConfig = Partial<Record<FaultPoint, FaultSpec>>;
+
+function faultInjectionConfig(raw: FaultInjectionConfig | undefined, pools: string[]): FaultInjectionConfig {
+  for (const [point, spec] of Object.entries(raw ?? {})) {
+    if (spec?.pool !== undefined && !pools.includes(spec.pool)) {
+      throw new ConfigError(`config /faultInjection/${point}/pool: no pool named '${spec.pool}' (pools: ${pools.join(', ')})`);
+    }
+  }
+  return raw ?? {};
 }
 
 export class ConfigError extends Error {
@@ -255,7 +270,8 @@ export function buildConfig(raw: unknown, source: string): Config {
     wcLines: c.wcLines ?? 8,
     ringSize: c.ringSize ?? 1024,
   };
-  return { source, server, events, limits, machine, auth, fileTokens, coherency };
+  const faultInjection = faultInjectionConfig(r.faultInjection, machine.pools.map((p) => p.name));
+  return { source, server, events, limits, machine, auth, fileTokens, coherency, faultInjection };
 }
 
 /** Load the config file, or the embedded default machine when path is undefined. */

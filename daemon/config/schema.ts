@@ -6,6 +6,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { SIZE_PATTERN } from '../../protocol/units.js';
 import { ConstraintsSchema } from '../../protocol/attributes.js';
+import { FAULT_POINTS, FaultSpecSchema } from '../../protocol/ops/inject.js';
 
 const Size = (description: string) =>
   Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: SIZE_PATTERN })], {
@@ -192,6 +193,12 @@ export const ConfigSchema = Type.Object(
     bounce: Type.Optional(BounceSchema),
     coherency: Type.Optional(CoherencySchema),
     drivers: Type.Optional(Type.Array(DriverSchema, { maxItems: 256 })),
+    faultInjection: Type.Optional(
+      Type.Object(Object.fromEntries(FAULT_POINTS.map((p) => [p, Type.Optional(FaultSpecSchema)])), {
+        additionalProperties: false,
+        description: 'fault points armed at start and by each reload: {"alloc": {"nth": 3, "times": 1}}',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

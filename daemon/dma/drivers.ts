@@ -21,6 +21,7 @@ import { BufferdError } from '../../protocol/errors.js';
 import { checkBuffer, deviceSegments, mergeConstraints, poolMisfits, maskLimit, type Constraints, type PoolFacts } from '../../protocol/attributes.js';
 import type { DriverStatus } from '../../protocol/status.js';
 import { Iommu, type IommuMapping } from './iommu.js';
+import type { FaultInjector } from '../lib/faultinject.js';
 import { Swiotlb } from './swiotlb.js';
 import type { Machine } from '../alloc/machine.js';
 import type { SharedBuffer, Handle } from '../buffers/handles.js';
@@ -116,6 +117,8 @@ export interface Leak {
 export class DriverRegistry {
   private readonly drivers = new Map<string, Driver>();
   totalLeaks = 0;
+  /** Fault injection (points `register`, `iova`; `bounce` is the swiotlb's own), or null. */
+  faults: FaultInjector | null = null;
   /** The bounce pool over the memory the machine reserved for it, when configured. */
   readonly swiotlb: Swiotlb | null;
   /** Cache lines of live registrations (dma-debug's active cachelines). */
@@ -187,6 +190,10 @@ export class DriverRegistry {
     // handle_mm_fault → hugetlb_no_page), before any check: even a refused registration has backed it
     this.machine.touch(phys);
     const mismatches = checkBuffer(d.constraints, { cache: phys.pool.cfg.cache, region: phys.pool.cfg.region, size: phys.size, segments: phys.segments });
+    const pool = { pool: phys.pool.name };
+    // the `register` fault point: the device refuses a buffer that fits, on the refusal path, naming 'injected'
+    const injected = mismatches.length === 0 && this.faults?.shouldFail('register', pool) === true;
+    if (injected) mismatches.push({ attribute: 'injected', required: 'a device that accepts the buffer', actual: 'the device refused it (fault injection)' });
     if (mismatches.length > 0) {
       d.refused++;
       const hint = this.hintFor(d);
@@ -194,12 +201,15 @@ export class DriverRegistry {
         'EATTR',
         `buffer ${buffer.id} does not fit driver '${d.name}': ${mismatches.map((m) => `${m.attribute} (required ${JSON.stringify(m.required)}, actual ${JSON.stringify(m.actual)})`).join('; ')}` +
           (hint !== null ? `; pool '${hint}' would satisfy '${d.name}'` : ''),
-        { driver: d.name, buffer: buffer.id, mismatches, hint },
+        { driver: d.name, buffer: buffer.id, mismatches, hint, ...(injected ? { injected: true } : {}) },
       );
     }
     let view;
     try {
-      view = d.iommu !== null ? this.viewIommu(d, phys.segments, phys.size) : this.viewDirect(d, phys.segments);
+      const f = this.faults;
+      // the buffer's pool is the injection site of `iova` and `bounce`
+      if (d.iommu !== null) view = this.viewIommu(d, phys.segments, phys.size, f === null ? null : () => f.shouldFail('iova', pool));
+      else view = f === null ? this.viewDirect(d, phys.segments) : f.within(pool, () => this.viewDirect(d, phys.segments));
     } catch (e) {
       d.refused++;
       throw e;
@@ -220,8 +230,8 @@ export class DriverRegistry {
     return reg;
   }
 
-  private viewIommu(d: Driver, segments: { addr: number; len: number }[], size: number) {
-    const m = d.iommu!.map(segments);
+  private viewIommu(d: Driver, segments: { addr: number; len: number }[], size: number, inject: (() => boolean) | null) {
+    const m = d.iommu!.map(segments, inject);
     const pieces: ViewPiece[] = [];
     const start = m.deviceAddress;
     for (const r of m.runs) {

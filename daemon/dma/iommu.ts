@@ -78,7 +78,7 @@ export class Iommu {
    * device address carries the offset). ENOMEM naming the device when the
    * IOVA space can't fit it.
    */
-  map(segments: { addr: number; len: number }[]): IommuMapping {
+  map(segments: { addr: number; len: number }[], inject: (() => boolean) | null = null): IommuMapping {
     const g = this.granule;
     // the buffer must be one contiguous IOVA range: only its first start and last end may be off the granule
     segments.forEach((s, i) => {
@@ -100,13 +100,15 @@ export class Iommu {
         break;
       }
     }
-    const pfn = this.iova.allocExact(size / g, align / g);
+    // the `iova` fault point: the allocator finds no room, as when the space is exhausted
+    const injected = inject !== null && inject();
+    const pfn = injected ? -1 : this.iova.allocExact(size / g, align / g);
     if (pfn < 0) {
       throw new BufferdError(
         'ENOMEM',
         `IOVA space of device '${this.device}' exhausted: ${formatSize(size)} needed (aligned to ${formatSize(align)}), ` +
           `${formatSize(this.iova.freePages * g)} of ${formatSize(this.total)} free, largest free block ${formatSize(2 ** Math.max(0, this.iova.largestFreeOrder()) * g)}`,
-        { device: this.device, needed: size, free: this.iova.freePages * g },
+        { device: this.device, needed: size, free: this.iova.freePages * g, ...(injected ? { injected: true } : {}) },
       );
     }
     const base = pfn * g;

@@ -48,6 +48,8 @@ export class Swiotlb {
   /** Slots in use per device. */
   readonly byDevice = new Map<string, number>();
   maps = 0;
+  /** Fault injection (lib/faultinject.ts): the `bounce` point makes a map find the pool full. */
+  faults: { shouldFail(point: 'bounce'): boolean } | null = null;
   full = 0;
 
   constructor(
@@ -98,6 +100,7 @@ export class Swiotlb {
       );
     }
     const n = Math.max(1, Math.ceil(len / SLOT));
+    const injected = this.faults?.shouldFail('bounce') === true;
     // swiotlb_search_pool_area: a page or more starts on a page; the search steps over unaligned slots
     const alignMask = (len >= PAGE ? PAGE - 1 : 0) | (SLOT - 1);
     const stride = (alignMask >> IO_TLB_SHIFT) + 1;
@@ -106,7 +109,7 @@ export class Swiotlb {
     const shift = Math.floor(this.base / SLOT);
     const spans = (index: number) => maxSlots > 0 && ((shift + index) % maxSlots) + n > maxSlots;
     let found = -1;
-    if (n <= this.nslots - this.usedSlots) {
+    if (!injected && n <= this.nslots - this.usedSlots) {
       let index = this.cursor;
       for (let checked = 0; checked < this.nslots; ) {
         if ((this.base + index * SLOT) & alignMask) {
@@ -128,7 +131,7 @@ export class Swiotlb {
         device,
         len,
         `device '${device}' needs ${n} contiguous slots (${formatSize(n * SLOT)})${len >= PAGE ? ' starting on a page' : ''} inside one ${IO_TLB_SEGSIZE}-slot segment${maxSlots > 0 ? `, not crossing a multiple of its ${formatSize(boundary!)} segment boundary` : ''}; ${this.nslots - this.usedSlots} of ${this.nslots} free and no such run`,
-        { slots: n, free: this.nslots - this.usedSlots, total: this.nslots },
+        { slots: n, free: this.nslots - this.usedSlots, total: this.nslots, ...(injected ? { injected: true } : {}) },
       );
     }
     this.list.fill(0, found, found + n);

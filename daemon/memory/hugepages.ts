@@ -21,6 +21,7 @@
  * Free hugepages keep the cache attribute they last had, so a pool with the
  * same policy reuses them without conversion. Pure: no I/O.
  */
+import type { FaultInjector } from '../lib/faultinject.js';
 import type { CachePolicy } from './layout.js';
 import { PAGE, type PhysicalMemory } from './physmem.js';
 import type { HugepageStatus } from '../../protocol/status.js';
@@ -50,6 +51,8 @@ export class HugepagePool {
   private overcommit_: number;
   /** nr_hugepages asked for at start-up or by the last resize. */
   private requested_: number;
+  /** Fault injection (point `hugepage`: no surplus page to be had), or null. */
+  faults: FaultInjector | null = null;
 
   constructor(
     private readonly mem: PhysicalMemory,
@@ -175,7 +178,8 @@ export class HugepagePool {
     const needed = Math.max(this.resv_ + n - this.freeList.length, minPfn > 0 ? n - (this.freeList.length - this.firstFrom(minPfn)) : 0);
     const fresh: number[] = [];
     if (needed > 0) {
-      if (this.surplus_ + needed > this.overcommit_) return null;
+      // the `hugepage` fault point fails here, as when overcommit is reached: nothing has changed yet
+      if (this.surplus_ + needed > this.overcommit_ || this.faults?.shouldFail('hugepage') === true) return null;
       // gather into a side list first, so a shortfall gives back exactly these pages
       while (fresh.length < needed) {
         const pfn = this.mem.allocBlock(this.region, this.order, null, minPfn * PAGE);

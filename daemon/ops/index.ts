@@ -20,6 +20,7 @@ import * as device from './device.js';
 import * as coherency from './coherency.js';
 import * as events from './events.js';
 import * as shared from './shared.js';
+import * as inject from './inject.js';
 import type { Work } from '../lib/slices.js';
 
 export type Handler<K extends OpName> = (
@@ -68,6 +69,9 @@ export const HANDLERS: HandlerTable = {
   subscribe: events.subscribe,
   unsubscribe: events.unsubscribe,
   reload: events.reload,
+  'inject.set': inject.set,
+  'inject.clear': inject.clear,
+  'inject.list': inject.list,
 };
 
 /**

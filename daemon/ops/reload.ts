@@ -8,6 +8,7 @@ import { loadConfig, type Config } from '../config/config.js';
 import type { DaemonContext } from '../session/context.js';
 import type { PoolConfig } from '../alloc/pool.js';
 import { formatSize } from '../../protocol/units.js';
+import { armFromConfig } from './inject.js';
 
 /** "1 token", "2 tokens". */
 const count = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
@@ -114,6 +115,10 @@ export function reloadConfig(ctx: DaemonContext, path: string | undefined, onLea
   if (next.limits.maxHandles !== old.limits.maxHandles) applied.push(`limits.maxHandles ${old.limits.maxHandles} → ${next.limits.maxHandles} (new connections)`);
   if (next.limits.maxTokens !== old.limits.maxTokens) applied.push(`limits.maxTokens ${old.limits.maxTokens} → ${next.limits.maxTokens}`);
 
+  if (!same(next.faultInjection, old.faultInjection)) {
+    const armed = armFromConfig(ctx.faults, next.faultInjection);
+    applied.push(`faultInjection: ${armed.length > 0 ? `${armed.join(', ')} armed afresh` : 'no point armed'} (points armed by inject.set stay unless the file names them)`);
+  }
   // the running configuration: the new file where it was applied, the old values where a restart is needed
   const effective: Config = {
     ...next,

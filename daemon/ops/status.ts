@@ -62,5 +62,6 @@ export function buildStatus(ctx: DaemonContext): Status {
       leaks: ctx.drivers.totalLeaks,
       bounce: tlb === null ? null : { base: tlb.base, size: tlb.size, slots: tlb.nslots, used: tlb.usedSlots, full: tlb.full },
     },
+    faults: ctx.faults.status(),
   };
 }

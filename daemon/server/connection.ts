@@ -23,6 +23,7 @@ import { encodeFrame, FrameReader, FrameTooLargeError } from '../../protocol/fra
 import type { WireError } from '../../protocol/errors.js';
 import type { DaemonContext } from './context.js';
 import type { Session } from '../session/clients.js';
+import { dropsConnection } from '../ops/inject.js';
 import type { Dispatcher, Reply } from './dispatch.js';
 import { native, type Cred } from '../lib/native.js';
 
@@ -230,7 +231,13 @@ export class Connection {
   }
 
   private run(body: Buffer): void {
-    const out = this.dispatch(this.session, body);
+    // the `connection` fault point: the client is dropped instead of answered
+    if (dropsConnection(this.ctx, this.session)) {
+      this.backlog = []; // what it sent after is never answered, as on any dropped connection
+      this.backlogBytes = 0;
+      return void this.socket.destroy();
+    }
+    const out = this.ctx.faults.within({ client: this.session.name }, () => this.dispatch(this.session, body));
     if (out instanceof Promise) {
       this.busy = true;
       void out.then((reply) => {

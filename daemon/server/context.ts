@@ -20,6 +20,7 @@ import { SharedMemory } from '../dma/shared.js';
 import { EventBus } from '../session/events.js';
 import { onSessionClose } from '../ops/index.js';
 import { snapshot } from '../ops/dashboard.js';
+import { createFaults } from '../ops/inject.js';
 import { Background, type Work } from '../lib/slices.js';
 import { native, nativeReason } from '../lib/native.js';
 import type { DaemonContext } from '../session/context.js';
@@ -41,6 +42,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const cc = config.coherency;
   const cache = new CpuCache(machine.mem.store, { lineSize: cc.lineSize, capacityLines: cc.cacheLines, eviction: cc.eviction, wcLines: cc.wcLines, seed: cc.seed });
   const shared = new SharedMemory(sys, machine.mem.store, nativeReason(), cc.lineSize);
+  const faults = createFaults(config.faultInjection, log, { machine, drivers, tokens });
   const coherency = new Coherency(cache, machine.mem.store, { mode: cc.mode, prefetch: cc.prefetch, prefetchRate: cc.prefetchRate, ringSize: cc.ringSize }, {
     registrations: (b) => drivers.registrationsOf(b),
     modeFor: (b) => b.phys.pool.cfg.coherency ?? ctx.config.coherency.mode,
@@ -108,6 +110,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     bus,
     dashboard: null,
     fdbox: null,
+    faults,
     stopping: false,
     background,
     sessionClosed: (s) => {

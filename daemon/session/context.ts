@@ -24,6 +24,7 @@ import type { SharedMemory } from '../dma/shared.js';
 import type { EventBus } from './events.js';
 import type { Background } from '../lib/slices.js';
 import type { FdBox } from './fdbox.js';
+import type { FaultInjector } from '../lib/faultinject.js';
 
 export interface DaemonContext {
   /** The configuration in force (replaced by a reload). */
@@ -60,6 +61,8 @@ export interface DaemonContext {
   dashboard: string | null;
   /** The fd socket beside the main socket (null without shared memory, or before the server listens). */
   fdbox: FdBox | null;
+  /** Fault injection: the armed points (inject.set, the config's faultInjection) and their counts. */
+  readonly faults: FaultInjector;
   /** Wrap a new allocation: it is freed (and its creator's quota released) when its last reference goes. */
   share(phys: PhysBuffer, creator: Session): SharedBuffer;
 }

@@ -2018,6 +2018,55 @@ def _(ctx):
 
 
 # --------------------------------------------------------------------------
+# fault injection: inject.set, inject.clear, inject.list (admin), status.faults
+# --------------------------------------------------------------------------
+
+FAULT_POINTS = ["alloc", "hugepage", "iova", "bounce", "register", "token", "connection"]
+ARMED = {"point": E(*FAULT_POINTS), "nth": "uint", "probability": "number", "times": ("uint", "nil"),
+         "client": ("str", "nil"), "pool": ("str", "nil"), "seed": "uint", "source": E("op", "config"),
+         "calls": "uint", "fired": "uint"}
+FAULTS = {"armed": [ARMED], "injected": {p: "uint" for p in FAULT_POINTS}, "total": "uint"}
+
+
+@case("inject.needs-admin")
+def _(ctx):
+    c = ctx.conn()
+    for op, kw in (("inject.set", {"point": "alloc"}), ("inject.clear", {}), ("inject.list", {})):
+        e = expect_err(c, op, "EPERM", **kw)
+        eq(details(e, "capability")["capability"], "admin", f"{op}: details.capability")
+
+
+@case("inject.alloc-nth-times-client")
+def _(ctx):
+    adm = ctx.admin()
+    c = ctx.conn()
+    name = c.session["name"]
+    try:
+        r = ok(adm, "inject.set", point="alloc", nth=2, times=1, client=name)
+        shape(r, ARMED, "inject.set result")
+        eq((r["nth"], r["times"], r["client"], r["probability"], r["calls"], r["fired"]), (2, 1, name, 100, 0, 0), "armed")
+        alloc(adm)  # another client: not counted
+        alloc(c)
+        e = expect_err(c, "alloc", "ENOMEM", pool="default", size=4096)
+        d = details(e, "pool", "requested", "injected")
+        eq((d["pool"], d["requested"], d["injected"]), ("default", 4096, True), "ENOMEM details")
+        alloc(c)  # times spent
+        lst = ok(adm, "inject.list")
+        shape(lst, dict(FAULTS, points=[{"point": E(*FAULT_POINTS), "meaning": "str"}]), "inject.list")
+        eq([(a["point"], a["calls"], a["fired"], a["times"]) for a in lst["armed"]], [("alloc", 2, 1, 0)], "counts")
+        st = ok(adm, "status")
+        shape(st["faults"], FAULTS, "status.faults")
+        check(st["faults"]["injected"]["alloc"] >= 1, "status.faults.injected.alloc")
+        expect_err(adm, "inject.set", "EINVAL", point="nope")
+        expect_err(adm, "inject.set", "EINVAL", point="alloc", nth=0)
+        expect_err(adm, "inject.set", "ENOENT", point="alloc", pool="no-such-pool")
+    finally:
+        r = adm.request("inject.clear")
+    eq(r["cleared"], ["alloc"], "inject.clear")
+    eq(ok(adm, "inject.list")["armed"], [], "nothing armed")
+
+
+# --------------------------------------------------------------------------
 # error framing (§2, §3)
 # --------------------------------------------------------------------------
 

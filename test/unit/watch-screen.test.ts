@@ -47,6 +47,7 @@ function status(o: { pid?: number; clients: ClientStatus[]; pools: PoolStatus[];
     },
     events: { subscribers: 1, published: o.published ?? 0, dropped: 0 },
     dma: { leaks: 0, bounce: null },
+    faults: { armed: [], injected: { alloc: 0, hugepage: 0, iova: 0, bounce: 0, register: 0, token: 0, connection: 0 }, total: 0 },
   };
 }
 
