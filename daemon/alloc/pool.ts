@@ -26,6 +26,7 @@ import { alignedUsize, isSmall } from './sizeclasses.js';
 import { segmentsOf } from '../memory/segments.js';
 import { checkPlacement } from './placement.js';
 import { DirtyCache } from './dirtycache.js';
+import { poolEnomem } from './enomem.js';
 
 import { MAX_BUFFER_BYTES, SMALL_POOL_CHUNK, type PoolConfig } from './poolconfig.js';
 import type { Segment } from '../memory/segments.js';
@@ -143,21 +144,7 @@ export class Pool {
   }
 
   private enomem(size: number, count: number, contiguous: boolean, minAddress = 0): BufferdError {
-    const max = this.cfg.maxBytes;
-    if (max !== null && this.mapped + Math.min(count * this.pageSize, this.directThreshold) > max) {
-      return new BufferdError(
-        'ENOMEM',
-        `pool '${this.name}': cannot allocate ${formatSize(size)} (${size} bytes): the pool's limit maxBytes ${formatSize(max)} would be exceeded (${formatSize(this.mapped)} held)`,
-        { pool: this.name, requested: size, maxBytes: max, inUse: this.mapped },
-      );
-    }
-    const s = this.source.shortfall({ count, contiguous, align: 1, minAddress });
-    const at = minAddress > 0 ? ` at or above 0x${minAddress.toString(16)}` : '';
-    return new BufferdError('ENOMEM', `pool '${this.name}': cannot allocate ${formatSize(size)} (${size} bytes)${at}: ${s.text}`, {
-      pool: this.name,
-      requested: size,
-      ...s.details,
-    });
+    return poolEnomem(this, size, count, contiguous, minAddress);
   }
 
   /** Does a request of this size class and alignment take whole pages straight from the page source? */
