@@ -26,6 +26,8 @@ export const OPTIONS: Record<string, OptionSpec> = {
   interval: { type: 'string', arg: ' MS', help: 'status snapshot interval, 100 to 60000 ms (default 1000)' },
   topics: { type: 'string', arg: ' T,...', help: `activity topics (default all): ${TOPIC_NAMES.join(', ')}` },
   count: { type: 'string', arg: ' N', help: 'stop after N snapshots' },
+  format: { type: 'string', arg: ' FMT', help: 'graph format: text, dot, mermaid, json' },
+  buffer: { type: 'string', arg: ' ID', help: 'only this buffer id' },
   help: { type: 'boolean', short: 'h', help: 'show help' },
   version: { type: 'boolean', help: "print bufctl's version" },
 };

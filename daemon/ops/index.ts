@@ -20,6 +20,8 @@ import * as device from './device.js';
 import * as coherency from './coherency.js';
 import * as events from './events.js';
 import * as shared from './shared.js';
+import { history } from './history.js';
+import { graph } from './graph.js';
 import type { Work } from '../lib/slices.js';
 
 export type Handler<K extends OpName> = (
@@ -68,6 +70,8 @@ export const HANDLERS: HandlerTable = {
   subscribe: events.subscribe,
   unsubscribe: events.unsubscribe,
   reload: events.reload,
+  history,
+  graph,
 };
 
 /**

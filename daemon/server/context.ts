@@ -19,6 +19,8 @@ import { Coherency } from '../dma/coherency.js';
 import { SharedMemory } from '../dma/shared.js';
 import { EventBus } from '../session/events.js';
 import { onSessionClose } from '../ops/index.js';
+import { HistoryJournal } from '../session/history.js';
+import { historyTap } from '../ops/history-record.js';
 import { snapshot } from '../ops/dashboard.js';
 import { Background, type Work } from '../lib/slices.js';
 import { native, nativeReason } from '../lib/native.js';
@@ -106,6 +108,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     coherency,
     shared,
     bus,
+    history: new HistoryJournal(() => ctx.config.history, now),
     dashboard: null,
     fdbox: null,
     stopping: false,
@@ -139,5 +142,6 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
       return b;
     },
   };
+  bus.tap = historyTap(ctx);
   return ctx;
 }
