@@ -6,7 +6,9 @@
  * narrow it; a client that is not an admin sees its own buffers only.
  */
 import t from 'tap';
-import { startDaemon, bufctl } from '../helpers/daemon.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startDaemon, bufctl, ROOT } from '../helpers/daemon.js';
 import { client } from '../helpers/drivers.js';
 import { spawnClient, rejection, type Line } from '../helpers/procs.js';
 import type { HandleInfo, RegistrationInfo } from '../../client/index.js';
@@ -128,4 +130,37 @@ t.test('a four-process pipeline gives exactly the expected graph', async (t) => 
   const after = await admin.graph({ buffer: frame.buffer });
   t.match(after.nodes.find((n) => n.id === c(producer)), { connected: false, name: 'producer' });
   for (const p of [filter, encoder, sink]) await p.cmd<Line>('exit');
+});
+
+t.test('mapped-by edges, and the answer bounded in bytes', async (t) => {
+  const cfg = JSON.parse(readFileSync(join(ROOT, 'systemd', 'bufferd.json'), 'utf8')) as Record<string, unknown>;
+  const d = await startDaemon(t, { config: { ...cfg, limits: { maxHandles: 8192 } } });
+  const admin = await client(t, d.socket, 'observer', { useCookie: true });
+  const alpha = await client(t, d.socket, 'alpha');
+  const h = await alpha.alloc({ pool: 'default', size: 64 * 1024 });
+  const m1 = await alpha.mapRemote(h.handle);
+  const m2 = await alpha.mapRemote(h.handle);
+  await alpha.write({ mapping: m1.mapping }, 0, Buffer.alloc(10, 1));
+  await alpha.close(h.handle);
+  const g = await admin.graph({ buffer: h.buffer });
+  t.same(g.edges, [{ type: 'mapped-by', from: `buffer:${h.buffer}`, to: `client:${alpha.session.clientId}`, mappings: [m1.mapping, m2.mapping] }], 'mapped, no handle left');
+  t.match(g.nodes, [{ id: `client:${alpha.session.clientId}`, name: 'alpha' }, { id: `buffer:${h.buffer}`, shape: null }]);
+  t.same((await alpha.graph()).nodes.map((n) => n.id), [`client:${alpha.session.clientId}`, `buffer:${h.buffer}`], 'a mapping is enough to see it');
+  await alpha.request('unmap', { mapping: m1.mapping });
+  await alpha.request('unmap', { mapping: m2.mapping });
+  const life = await admin.history(h.buffer);
+  t.same(life.events.map((e) => e.kind), ['alloc', 'map', 'map', 'write', 'close', 'unmap', 'unmap', 'free']);
+  t.match(life.events[3], { mapping: m1.mapping, offset: 0, length: 10 });
+  t.match(life.events.at(-1), { after: 'unmap', client: alpha.session.clientId });
+
+  // 5000 held buffers: more than the answer's ~1 MiB of nodes and edges
+  const hs = await Promise.all(Array.from({ length: 5000 }, () => alpha.alloc({ pool: 'default', size: 64 })));
+  const ping = admin.ping();
+  const big = await admin.graph({ limit: 5000 });
+  await ping;
+  t.equal(big.truncated, true);
+  const n = big.nodes.filter((x) => x.type === 'buffer').length;
+  t.ok(n > 3000 && n < 5000, `${n} buffers in the answer`);
+  t.ok(JSON.stringify(big).length < 2 * 1024 * 1024, 'well under the frame limit');
+  t.same(big.nodes.filter((x) => x.type === 'buffer').map((x) => (x as { buffer: number }).buffer), hs.slice(0, n).map((x) => x.buffer), 'the first ones, in id order');
 });
