@@ -92,6 +92,11 @@ function touches(ctx: DaemonContext, c: Session): (b: SharedBuffer) => boolean {
 
 function* build(ctx: DaemonContext, s: Session, req: RequestOf<'graph'>): Work<GraphResult> {
   const { list, more } = yield* candidates(ctx, s, req);
+  return yield* graphOf(ctx, list, more);
+}
+
+/** The graph around these buffers (`more`: others were left out). Also the dashboard's, for the newest buffers. */
+export function* graphOf(ctx: DaemonContext, list: SharedBuffer[], more: boolean): Work<GraphResult> {
   const chosen = new Set(list.map((b) => b.id));
   // who holds and maps the chosen buffers: each holder's table read once
   const holds = new Map<number, Map<number, { handle: number; rights: number }[]>>(); // buffer → client → handles
