@@ -181,7 +181,7 @@ export function historyTap(ctx: DaemonContext): (topic: Exclude<Topic, 'status'>
       h.record(buffer, 'violation', { id: c.id, name: c.name }, { violation: kind, op: d['op'], driver: d['driver'], range: d['range'], mode: d['mode'], message: d['message'] });
     } else if (topic === 'drivers' && kind === 'leak') {
       const reg = d['registrant'] as number;
-      h.record(buffer, 'leak', { id: reg, name: ctx.clients.byId(reg)?.name ?? null }, { driver: d['driver'], reason: d['reason'] });
+      h.record(buffer, 'leak', { id: reg, name: ctx.clients.byId(reg)?.name ?? h.nameOf(buffer, reg) }, { driver: d['driver'], reason: d['reason'] });
     }
   };
 }

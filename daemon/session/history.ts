@@ -183,6 +183,13 @@ export class HistoryJournal {
     while (this.retired.size > keep) this.forget(this.retired.keys().next().value!);
   }
 
+  /** The name a client had when it last acted on the buffer (for one that is gone). */
+  nameOf(buffer: number, client: number): string | null {
+    const ev = this.get(buffer)?.events ?? [];
+    for (let i = ev.length - 1; i >= 0; i--) if (ev[i]!.client === client && ev[i]!.clientName !== null) return ev[i]!.clientName;
+    return null;
+  }
+
   /** May this client read the buffer's history (it acted on it or was given it)? */
   involved(buffer: number, client: number): boolean {
     return this.get(buffer)?.clients.has(client) === true;

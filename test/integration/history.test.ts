@@ -151,3 +151,55 @@ t.test('config bounds: the freed ring, the per-buffer cap; history off and on by
   t.same(xs.events.map((e) => e.kind), ['close']);
   t.equal(xs.partial, true);
 });
+
+t.test('device copies, fences, reads, file descriptors and leaks in the history', async (t) => {
+  const d = await startDaemon(t);
+  const c = await client(t, d.socket, 'c');
+  const src = await c.alloc({ pool: 'wc', size: 8192 });
+  const dst = await c.alloc({ pool: 'wc', size: 4096 });
+  await c.register(src.handle, 'gpu');
+  await c.register(dst.handle, 'gpu');
+  await c.device.fill('gpu', src.handle, 0, 8192, 9);
+  await c.device.read('gpu', src.handle, 0, 16);
+  await c.request('device.copy', { driver: 'gpu', src: src.handle, dst: dst.handle });
+  await c.request('fence', { handle: dst.handle });
+  await c.read(dst.handle, 0, 32);
+  const s = await c.history(src.buffer);
+  t.same(s.events.map((e) => e.kind).filter((k) => k !== 'violation'), ['alloc', 'register', 'device.fill', 'device.read', 'device.copy']);
+  t.match(s.events.find((e) => e.kind === 'device.fill'), { driver: 'gpu', length: 8192, value: 9 });
+  t.match(s.events.find((e) => e.kind === 'device.copy'), { role: 'src', length: 4096 });
+  const ds = await c.history(dst.buffer);
+  t.same(ds.events.map((e) => e.kind).filter((k) => k !== 'violation'), ['alloc', 'register', 'device.copy', 'fence', 'read']);
+  t.match(ds.events.find((e) => e.kind === 'device.copy'), { role: 'dst', length: 4096 });
+  t.match(ds.events.find((e) => e.kind === 'read'), { handle: dst.handle, offset: 0, length: 32 });
+
+  // a real file descriptor out and back in (when the daemon has shared memory)
+  if (c.session.fdSocket !== null) {
+    const ex = await c.exportFd(dst.handle).catch((e: { code: string }) => e);
+    if ('fd' in ex) {
+      const back = await c.importFd(ex.fd);
+      const { closeFd } = await import('../../client/index.js');
+      closeFd(ex.fd);
+      const kinds = (await c.history(dst.buffer)).events.map((e) => e.kind);
+      t.same(kinds.slice(-2), ['exportFd', 'importFd']);
+      t.match((await c.history(dst.buffer)).events.at(-1), { handle: back.handle });
+    } else t.fail(`exportFd refused: ${ex.code}`);
+  } else t.comment('no shared memory in this daemon: exportFd/importFd not recorded here');
+
+  // a leak: the registering process dies with the buffer registered; its receiver still holds it
+  const app = await spawnClient(t, d.socket, 'app');
+  const h = await app.call<HandleInfo>('alloc', { pool: 'wc', size: 4096 });
+  await app.call('register', h.handle, 'gpu');
+  await app.call('send', h.handle, 'c');
+  await new Promise<void>((r) => c.once('handle', () => r()));
+  await app.kill('SIGKILL');
+  const leak = await (async () => {
+    for (let i = 0; i < 300; i++) {
+      const ev = (await c.history(h.buffer)).events.find((e) => e.kind === 'leak');
+      if (ev !== undefined) return ev;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return undefined;
+  })();
+  t.match(leak, { client: app.id, clientName: 'app', driver: 'gpu', reason: /registering client disconnected/ }, 'the leak, by the registrant');
+});

@@ -35,6 +35,9 @@ t.test('events in order, with seq, time and the client', async (t) => {
   t.ok(j.involved(7, 1) && j.involved(7, 2), 'the actor and the receiver may read it');
   t.notOk(j.involved(7, 3), 'a stranger may not');
   t.notOk(j.involved(8, 1), 'no journal, nobody');
+  t.equal(j.nameOf(7, 1), 'alpha', 'the name a client acted under');
+  t.equal(j.nameOf(7, 2), null);
+  t.equal(j.nameOf(8, 1), null);
   t.same(j.stats(), { events: 3, live: 1, freed: 0, dropped: 0 });
 });
 
