@@ -20,7 +20,7 @@ function lives(j: HistoryJournal, n: number, from: number): number {
   for (let b = from; made < n; b++) {
     j.begin(b, 'alloc', who, { handle: 3, pool: 'default', cache: 'writeback', size: 4096, usize: 4096, placement: null, addr: 0x220000000 + b * 4096 });
     j.record(b, 'dup', who, { handle: 3, newHandle: 4, rights: ['read', 'write', 'share'] });
-    j.record(b, 'send', who, { handle: 4, to: 13, toName: 'display', rights: ['read'] }, [13]);
+    j.record(b, 'send', who, { handle: 4, to: 13, toName: 'display', rights: ['read'] }, 13);
     j.record(b, 'register', who, { handle: 3, driver: 'video', deviceAddress: 0x100000 + b * 4096, iova: true, bounced: 0 });
     j.record(b, 'sync', who, { phase: 'end', access: 'write', offset: 0, length: null, cleaned: 64, invalidated: 0 });
     j.record(b, 'unregister', who, { driver: 'video' });

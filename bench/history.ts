@@ -9,6 +9,7 @@
  *    its copy) — every op a recorded one, with a free at the end. Figure:
  *    loop iterations per second, and the daemon's CPU time per iteration
  *    (/proc/PID/stat, 10 ms ticks: the figure to trust on a loaded machine,
+ *    with the median block of each side, not the total
  *    where wall-clock rates swing with other processes); 'history on'
  *    carries baseline 'history off' (ratio ≈ 1: recording costs nothing
  *    measurable).
@@ -29,9 +30,9 @@ interface Side {
   daemon: Child;
   a: BufferClient;
   b: BufferClient;
-  done: number;
-  ms: number;
-  cpuMs: number;
+  /** Per block: lives per second, and the daemon's CPU µs per life. */
+  rates: number[];
+  cpus: number[];
 }
 
 /** user + system CPU time of a process, ms (clock ticks of 10 ms). */
@@ -45,7 +46,7 @@ async function side(name: string, config: unknown): Promise<Side> {
   const a = await connect({ socket: daemon.socket, name: 'bench-a', useCookie: false });
   const b = await connect({ socket: daemon.socket, name: 'bench-b', accept: ['bench-a'], useCookie: false });
   b.on('handle', (ev) => void b.close(ev.handle));
-  return { name, daemon, a, b, done: 0, ms: 0, cpuMs: 0 };
+  return { name, daemon, a, b, rates: [], cpus: [] };
 }
 
 /** One iteration: a buffer's short life, every op one the journal records. */
@@ -69,33 +70,30 @@ async function block(s: Side, ms: number, loops: number): Promise<void> {
       }
     }),
   );
-  s.ms += performance.now() - t0;
-  s.cpuMs += cpuMs(s.daemon.proc.pid!) - c0;
-  s.done += n;
+  s.rates.push(n / ((performance.now() - t0) / 1000));
+  s.cpus.push(((cpuMs(s.daemon.proc.pid!) - c0) * 1000) / n);
 }
 
 export async function run(args: { quick: boolean }): Promise<Reporter> {
   const rep = new Reporter('history');
-  const rounds = args.quick ? 6 : 10;
-  const ms = args.quick ? 250 : 500;
+  const rounds = args.quick ? 16 : 40;
+  const ms = args.quick ? 200 : 400;
   const machine = JSON.parse(readFileSync(join(ROOT, 'systemd', 'bufferd.json'), 'utf8')) as Record<string, unknown>;
   const on = await side('history on', machine);
   const off = await side('history off', { ...machine, history: { enabled: false } });
   try {
-    // warm-up, then alternate
+    // warm-up, then alternate; the median block of each side (a block the machine's other load fell on does not move it)
     await block(on, 200, 8);
     await block(off, 200, 8);
-    on.done = off.done = on.ms = off.ms = on.cpuMs = off.cpuMs = 0;
+    for (const s of [on, off]) s.rates.length = s.cpus.length = 0;
     for (let i = 0; i < rounds; i++) {
       for (const s of i % 2 === 0 ? [on, off] : [off, on]) await block(s, ms, 8);
     }
-    const rate = (s: Side) => s.done / (s.ms / 1000);
-    rep.figure('history off', 'livesPerSec', rate(off), 'lives/s');
-    rep.figure('history on', 'livesPerSec', rate(on), 'lives/s', { name: 'history off', value: rate(off) });
+    rep.figure('history off', 'livesPerSec', median(off.rates), 'lives/s');
+    rep.figure('history on', 'livesPerSec', median(on.rates), 'lives/s', { name: 'history off', value: median(off.rates) });
     // the daemon's own CPU per life: what recording adds, whatever else runs on the machine
-    const cpu = (s: Side) => (s.cpuMs * 1000) / s.done;
-    rep.figure('history off', 'daemonCpuUsPerLife', cpu(off), 'us');
-    rep.figure('history on', 'daemonCpuUsPerLife', cpu(on), 'us', { name: 'history off', value: cpu(off) });
+    rep.figure('history off', 'daemonCpuUsPerLife', median(off.cpus), 'us');
+    rep.figure('history on', 'daemonCpuUsPerLife', median(on.cpus), 'us', { name: 'history off', value: median(off.cpus) });
 
     // 2. the debugging ops themselves
     const held = [];

@@ -154,13 +154,14 @@ export function* graphOf(ctx: DaemonContext, list: SharedBuffer[], more: boolean
     const passes = new Map<string, GraphEdge & { type: 'passed-to' }>();
     for (const e of ctx.history.get(b.id)?.events ?? []) {
       let from: number, to: number, via: 'send' | 'import';
-      if (e.kind === 'send' && typeof e['to'] === 'number' && e.client !== null) {
-        [from, to, via] = [e.client, e['to'], 'send'];
+      const f = e.fields;
+      if (e.kind === 'send' && typeof f['to'] === 'number' && e.client !== null) {
+        [from, to, via] = [e.client, f['to'], 'send'];
         seeClient(from, e.clientName);
-        seeClient(to, (e['toName'] as string | null) ?? null);
-      } else if (e.kind === 'import' && typeof e['from'] === 'number' && e.client !== null) {
-        [from, to, via] = [e['from'], e.client, 'import'];
-        seeClient(from, (e['fromName'] as string | null) ?? null);
+        seeClient(to, (f['toName'] as string | null) ?? null);
+      } else if (e.kind === 'import' && typeof f['from'] === 'number' && e.client !== null) {
+        [from, to, via] = [f['from'], e.client, 'import'];
+        seeClient(from, (f['fromName'] as string | null) ?? null);
         seeClient(to, e.clientName);
       } else continue;
       const key = `${from} ${to} ${via}`;

@@ -32,6 +32,8 @@ interface Recipe<K extends OpName> {
   says(req: RequestOf<K>, r: ResultOf<K>, i: number): Fields | null;
 }
 
+const NONE: SharedBuffer[] = [];
+
 /** The buffer behind a handle of this session, or none (the op will answer EBADF itself). */
 function byHandle(s: Session, fd: number): SharedBuffer[] {
   const t = s.handles;
@@ -113,6 +115,25 @@ function refusal(op: string, e: unknown): Fields {
   return f;
 }
 
+/** Record an op's outcome on the buffers it concerned: its event, or `refused`; then let a free it caused be recorded. */
+function finish(ctx: DaemonContext, s: Session, op: OpName, r: Recipe<OpName>, req: never, on: SharedBuffer[], res: unknown, err: unknown): void {
+  const h = ctx.history;
+  const actor = { id: s.id, name: s.name };
+  if (err === undefined) {
+    const made = r.made?.(ctx, res as never);
+    const bufs = made !== undefined ? [made] : on;
+    for (let i = 0; i < bufs.length; i++) {
+      const f = r.says(req, res as never, i);
+      if (f === null) continue;
+      if (op === 'alloc') h.begin(bufs[i]!.id, 'alloc', actor, f);
+      else h.record(bufs[i]!.id, op, actor, f, op === 'send' ? (res as { to: number }).to : undefined);
+    }
+  } else {
+    for (const b of on) h.record(b.id, 'refused', actor, refusal(op, err));
+  }
+  for (const b of on) h.release(b.id, actor, op);
+}
+
 /** The op table with each buffer op's outcome recorded (when history is on). */
 export function recordHistory<T extends Record<string, unknown>>(table: T): T {
   const out: Record<string, unknown> = { ...table };
@@ -120,46 +141,29 @@ export function recordHistory<T extends Record<string, unknown>>(table: T): T {
     const inner = table[op] as AnyHandler;
     const r = RECIPES[op] as unknown as Recipe<OpName>;
     out[op] = (ctx: DaemonContext, s: Session, req: never) => {
-      const h = ctx.history;
-      if (!h.enabled) return inner(ctx, s, req);
-      const on = r.on?.(ctx, s, req) ?? [];
-      for (const b of on) h.hold(b.id);
-      const actor = { id: s.id, name: s.name };
-      const done = (res: unknown, err: unknown): void => {
-        if (err === undefined) {
-          const made = r.made?.(ctx, res as never);
-          const bufs = made !== undefined ? [made] : on;
-          bufs.forEach((b, i) => {
-            const f = r.says(req, res as never, i);
-            if (f === null) return;
-            if (op === 'alloc') h.begin(b.id, 'alloc', actor, f);
-            else h.record(b.id, op, actor, f, op === 'send' ? [(res as { to: number }).to] : []);
-          });
-        } else {
-          for (const b of on) h.record(b.id, 'refused', actor, refusal(op, err));
-        }
-        for (const b of on) h.release(b.id, actor, op);
-      };
+      if (!ctx.history.enabled) return inner(ctx, s, req);
+      const on = r.on?.(ctx, s, req) ?? NONE;
+      for (const b of on) ctx.history.hold(b.id);
       let res: unknown;
       try {
         res = inner(ctx, s, req);
       } catch (e) {
-        done(undefined, e);
+        finish(ctx, s, op, r, req, on, undefined, e);
         throw e;
       }
       if (res instanceof Promise) {
         return res.then(
           (v: unknown) => {
-            done(v, undefined);
+            finish(ctx, s, op, r, req, on, v, undefined);
             return v;
           },
           (e: unknown) => {
-            done(undefined, e);
+            finish(ctx, s, op, r, req, on, undefined, e);
             throw e;
           },
         );
       }
-      done(res, undefined);
+      finish(ctx, s, op, r, req, on, res, undefined);
       return res;
     };
   }

@@ -9,6 +9,7 @@ import type { HistoryResult } from '../../protocol/ops/history.js';
 import type { DaemonContext } from '../session/context.js';
 import type { Session } from '../session/clients.js';
 import { ADMIN, hasCapability } from '../session/auth.js';
+import { flat } from '../session/history.js';
 
 export function history(ctx: DaemonContext, s: Session, req: RequestOf<'history'>): HistoryResult {
   const h = ctx.history;
@@ -28,6 +29,6 @@ export function history(ctx: DaemonContext, s: Session, req: RequestOf<'history'
     throw new BufferdError('EPERM', `the history of buffer ${id} is for the clients that held it and admins; client ${s.id} never held it`, { buffer: id });
   }
   if (j === undefined) return { buffer: id, live: true, partial: true, dropped: 0, events: [] };
-  const events = req.limit !== undefined && req.limit < j.events.length ? j.events.slice(-req.limit) : j.events.slice();
+  const events = (req.limit !== undefined && req.limit < j.events.length ? j.events.slice(-req.limit) : j.events).map(flat);
   return { buffer: id, live: j.live, partial: j.partial, dropped: j.dropped, events };
 }

@@ -24,13 +24,23 @@ export interface HistoryLimits {
   keepFreed: number;
 }
 
+/**
+ * One kept event. The op's own fields stay in the object the recipe made
+ * (copying them into the event would cost a megamorphic object spread on
+ * every op); `flat` merges them when someone reads the history.
+ */
 export interface HistoryEntry {
-  seq: number;
-  timeMs: number;
-  kind: string;
-  client: number | null;
-  clientName: string | null;
-  [field: string]: unknown;
+  readonly seq: number;
+  readonly timeMs: number;
+  readonly kind: string;
+  readonly client: number | null;
+  readonly clientName: string | null;
+  readonly fields: Record<string, unknown>;
+}
+
+/** An entry as the protocol carries it: its fields beside seq, time, kind and client. */
+export function flat(e: HistoryEntry): { seq: number; timeMs: number; kind: string; client: number | null; clientName: string | null; [field: string]: unknown } {
+  return { seq: e.seq, timeMs: e.timeMs, kind: e.kind, client: e.client, clientName: e.clientName, ...e.fields };
 }
 
 export interface Journal {
@@ -40,8 +50,8 @@ export interface Journal {
   /** Begun after the allocation (history was off then, or the journal was made for a lone event). */
   partial: boolean;
   live: boolean;
-  /** Clients that acted on it or were given it: who may read it. */
-  readonly clients: Set<number>;
+  /** Clients that acted on it or were given it: who may read it (a few: an array is lighter than a Set). */
+  readonly clients: number[];
   /** Ops in progress on it: a free during one is recorded after the op's own event. */
   holds: number;
   pendingFree: { client: { id: number; name: string | null } | null; fields: Record<string, unknown> } | null;
@@ -88,7 +98,7 @@ export class HistoryJournal {
   private liveJournal(buffer: number, partial: boolean): Journal {
     let j = this.live.get(buffer);
     if (j === undefined) {
-      j = { buffer, events: [], dropped: 0, partial, live: true, clients: new Set(), holds: 0, pendingFree: null };
+      j = { buffer, events: [], dropped: 0, partial, live: true, clients: [], holds: 0, pendingFree: null };
       this.live.set(buffer, j);
     }
     return j;
@@ -102,19 +112,19 @@ export class HistoryJournal {
 
   /**
    * Record an event on a buffer (live, or freed while the op ran). `also`:
-   * other clients given the buffer (a send's receiver) who may read it.
+   * another client given the buffer (a send's receiver), who may read it.
    */
-  record(buffer: number, kind: string, client: Actor, fields: Record<string, unknown>, also: readonly number[] = []): void {
+  record(buffer: number, kind: string, client: Actor, fields: Record<string, unknown>, also?: number): void {
     if (!this.enabled) return;
     const j = this.live.get(buffer) ?? this.retired.get(buffer) ?? this.liveJournal(buffer, true);
-    for (const c of also) j.clients.add(c);
+    if (also !== undefined && !j.clients.includes(also)) j.clients.push(also);
     this.push(j, kind, client, fields);
   }
 
   private push(j: Journal, kind: string, client: Actor, fields: Record<string, unknown>): void {
     const lim = this.limits();
-    if (client !== null) j.clients.add(client.id);
-    const ev: HistoryEntry = { seq: ++this.seq, timeMs: Math.round(this.now() * 1000) / 1000, kind, client: client?.id ?? null, clientName: client?.name ?? null, ...fields };
+    if (client !== null && !j.clients.includes(client.id)) j.clients.push(client.id);
+    const ev: HistoryEntry = { seq: ++this.seq, timeMs: Math.round(this.now() * 1000) / 1000, kind, client: client?.id ?? null, clientName: client?.name ?? null, fields };
     if (j.events.length >= lim.perBuffer) {
       // keep the first event (the allocation): drop the oldest after it
       j.events.splice(Math.min(1, j.events.length - 1), 1);
@@ -192,6 +202,6 @@ export class HistoryJournal {
 
   /** May this client read the buffer's history (it acted on it or was given it)? */
   involved(buffer: number, client: number): boolean {
-    return this.get(buffer)?.clients.has(client) === true;
+    return this.get(buffer)?.clients.includes(client) === true;
   }
 }

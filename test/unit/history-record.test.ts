@@ -8,7 +8,7 @@
 import t from 'tap';
 import { BufferdError } from '../../protocol/errors.js';
 import { recordHistory } from '../../daemon/ops/history-record.js';
-import { HistoryJournal, type HistoryLimits } from '../../daemon/session/history.js';
+import { HistoryJournal, flat, type HistoryLimits } from '../../daemon/session/history.js';
 import { HandleTable, SharedBuffer, R_ALL } from '../../daemon/buffers/handles.js';
 import type { DaemonContext } from '../../daemon/session/context.js';
 import type { Session } from '../../daemon/session/clients.js';
@@ -52,7 +52,7 @@ t.test('outcomes, sync and async, recorded in order', async (t) => {
   t.same(w['ping']!(ctx, s, {}), { uptimeMs: 1 }, 'an op without a recipe is the handler itself');
   t.throws(() => w['sync']!(ctx, s, { handle: 77, phase: 'start', access: 'rw' }), { message: 'boom' }, 'a handle not open: the error, nothing recorded');
   await w['close']!(ctx, s, { handle: h.fd });
-  const ev = history.get(5)!.events;
+  const ev = history.get(5)!.events.map(flat);
   t.same(ev.map((e) => e.kind), ['alloc', 'dup', 'refused', 'refused', 'refused', 'close', 'free']);
   t.match(ev[1], { handle: h.fd, newHandle: 1, rights: ['read'] });
   t.match(ev[2], { op: 'fence', code: 'EBUSY', message: 'busy now' });

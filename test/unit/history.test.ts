@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { HistoryJournal, type HistoryLimits } from '../../daemon/session/history.js';
+import { HistoryJournal, flat, type HistoryLimits } from '../../daemon/session/history.js';
 
 function journal(over: Partial<HistoryLimits> = {}) {
   const lim: HistoryLimits = { enabled: true, perBuffer: 8, maxEvents: 1000, keepFreed: 4, ...over };
@@ -21,7 +21,7 @@ const kinds = (j: HistoryJournal, b: number) => j.get(b)!.events.map((e) => e.ki
 t.test('events in order, with seq, time and the client', async (t) => {
   const { j } = journal();
   j.begin(7, 'alloc', A, { pool: 'default', size: 100 });
-  j.record(7, 'send', A, { to: 2 }, [2]);
+  j.record(7, 'send', A, { to: 2 }, 2);
   j.record(7, 'close', B, { handle: 0 });
   const ev = j.get(7)!.events;
   t.same(ev.map((e) => [e.seq, e.kind, e.client, e.clientName]), [
@@ -30,7 +30,8 @@ t.test('events in order, with seq, time and the client', async (t) => {
     [3, 'close', 2, null],
   ]);
   t.same(ev.map((e) => e.timeMs), [1.5, 3, 4.5]);
-  t.match(ev[0], { pool: 'default', size: 100 });
+  t.match(flat(ev[0]!), { seq: 1, kind: 'alloc', client: 1, pool: 'default', size: 100 });
+  t.same(ev[0]!.fields, { pool: 'default', size: 100 }, 'the fields kept as given');
   t.equal(j.get(7)!.partial, false);
   t.ok(j.involved(7, 1) && j.involved(7, 2), 'the actor and the receiver may read it');
   t.notOk(j.involved(7, 3), 'a stranger may not');
@@ -55,7 +56,7 @@ t.test('per-buffer cap: the oldest after the allocation go', async (t) => {
   const ev = j.get(1)!.events;
   t.equal(ev.length, 8);
   t.equal(ev[0]!.kind, 'alloc', 'the allocation stays');
-  t.same(ev.slice(1).map((e) => e['i']), [13, 14, 15, 16, 17, 18, 19]);
+  t.same(ev.slice(1).map((e) => e.fields['i']), [13, 14, 15, 16, 17, 18, 19]);
   t.equal(j.get(1)!.dropped, 13);
   t.equal(j.stats().events, 8);
 });
@@ -106,7 +107,7 @@ t.test('a free during an op is recorded after the op, as done by its client', as
   j.record(1, 'close', B, { handle: 0 });
   j.release(1, B, 'close');
   t.same(kinds(j, 1), ['alloc', 'close', 'free']);
-  t.match(j.get(1)!.events[2], { client: 2, after: 'close', size: 4 });
+  t.match(flat(j.get(1)!.events[2]!), { client: 2, after: 'close', size: 4 });
   t.equal(j.get(1)!.live, false);
   j.release(1);
   j.release(42);
@@ -120,7 +121,7 @@ t.test('a free during an op is recorded after the op, as done by its client', as
   j.release(5, B, 'x');
   t.equal(j.get(5)!.live, true);
   j.release(5, B, 'y');
-  t.match(j.get(5)!.events.at(-1), { kind: 'free', client: 1, after: 'y' });
+  t.match(flat(j.get(5)!.events.at(-1)!), { kind: 'free', client: 1, after: 'y' });
 });
 
 t.test('history off: nothing recorded, and what was kept is let go', async (t) => {
