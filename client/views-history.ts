@@ -59,6 +59,13 @@ export function describeEvent(e: HistoryEvent): string {
       return `${String(e['violation'])} (${String(e['mode'])}): ${String(e['message'])}`;
     case 'leak':
       return `registration with ${String(e['driver'])} dropped: ${String(e['reason'])}`;
+    case 'disconnect': {
+      const hs = e['handles'] as number[];
+      const parts = [];
+      if (n(e, 'count') > 0) parts.push(`${plural(n(e, 'count'), 'handle')} (${hs.join(', ')}${n(e, 'count') > hs.length ? ', …' : ''})`);
+      if (n(e, 'mappings') > 0) parts.push(plural(n(e, 'mappings'), 'mapping'));
+      return `gone, dropping ${parts.join(' and ') || 'nothing'}`;
+    }
     case 'free':
       return `${size(n(e, 'size'))} back to pool ${String(e['pool'])}${e['after'] !== undefined ? ` (after ${String(e['after'])})` : ''}`;
     default:

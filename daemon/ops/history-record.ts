@@ -19,6 +19,7 @@ import type { DaemonContext } from '../session/context.js';
 import type { Session } from '../session/clients.js';
 import type { SharedBuffer } from '../buffers/handles.js';
 import type { Topic } from '../session/events.js';
+import type { Work } from '../lib/slices.js';
 
 type Fields = Record<string, unknown>;
 type AnyHandler = (ctx: DaemonContext, s: Session, req: never) => unknown;
@@ -188,4 +189,32 @@ export function historyTap(ctx: DaemonContext): (topic: Exclude<Topic, 'status'>
       h.record(buffer, 'leak', { id: reg, name: ctx.clients.byId(reg)?.name ?? h.nameOf(buffer, reg) }, { driver: d['driver'], reason: d['reason'] });
     }
   };
+}
+
+/** Handle numbers a departure event lists (`count` has them all). */
+const DEPARTURE_HANDLES = 16;
+
+/**
+ * A client is gone: on each buffer it still held or mapped, a `disconnect`
+ * event with the handles and mappings its teardown is about to drop (the
+ * teardown closes them one by one; the free that may follow is the
+ * daemon's). In slices, before the teardown: a client may hold many.
+ */
+export function* recordDeparture(ctx: DaemonContext, s: Session): Work<void> {
+  if (!ctx.history.enabled) return;
+  const held = new Map<number, { handles: number[]; count: number; mappings: number }>();
+  const entry = (id: number) => held.get(id) ?? held.set(id, { handles: [], count: 0, mappings: 0 }).get(id)!;
+  let n = 0;
+  for (const h of s.handles?.all() ?? []) {
+    const e = entry(h.buffer.id);
+    if (e.handles.length < DEPARTURE_HANDLES) e.handles.push(h.fd);
+    e.count++;
+    if (++n % 256 === 0) yield;
+  }
+  for (const m of s.mappings.values()) entry(m.buffer.id).mappings++;
+  const actor = { id: s.id, name: s.name };
+  for (const [buffer, e] of held) {
+    ctx.history.record(buffer, 'disconnect', actor, e);
+    if (++n % 256 === 0) yield;
+  }
 }

@@ -20,7 +20,7 @@ import { SharedMemory } from '../dma/shared.js';
 import { EventBus } from '../session/events.js';
 import { onSessionClose } from '../ops/index.js';
 import { HistoryJournal } from '../session/history.js';
-import { historyTap } from '../ops/history-record.js';
+import { historyTap, recordDeparture } from '../ops/history-record.js';
 import { snapshot } from '../ops/dashboard.js';
 import { Background, type Work } from '../lib/slices.js';
 import { native, nativeReason } from '../lib/native.js';
@@ -83,6 +83,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const background = new Background((err) => log.error({ err }, 'error in background work'));
   /** What a departed client leaves: registrations (leaks, unless the daemon is stopping), its drivers, brackets, mappings, handles, arenas. */
   function* teardown(s: Session): Work<void> {
+    yield* recordDeparture(ctx, s);
     yield* onSessionClose(ctx, s);
     yield* coherency.clientGone(s.id);
     for (const m of s.mappings.values()) m.buffer.unref('mappings');

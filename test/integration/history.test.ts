@@ -202,4 +202,8 @@ t.test('device copies, fences, reads, file descriptors and leaks in the history'
     return undefined;
   })();
   t.match(leak, { client: app.id, clientName: 'app', driver: 'gpu', reason: /registering client disconnected/ }, 'the leak, by the registrant');
+  const life = (await c.history(h.buffer)).events;
+  const gone = life.findIndex((e) => e.kind === 'disconnect');
+  t.match(life[gone], { client: app.id, clientName: 'app', handles: [h.handle], count: 1, mappings: 0 }, 'what the departed client still held');
+  t.ok(gone >= 0 && gone < life.findIndex((e) => e.kind === 'leak'), 'then its registrations reported as leaks');
 });

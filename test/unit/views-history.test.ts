@@ -41,6 +41,9 @@ t.test('every kind in words', async (t) => {
     [ev('leak', { driver: 'gpu', reason: 'registering client disconnected' }), 'registration with gpu dropped: registering client disconnected'],
     [ev('free', { pool: 'default', size: 4096 }, null, null), '4 KiB back to pool default'],
     [ev('free', { pool: 'default', size: 4096, after: 'unmap' }), '4 KiB back to pool default (after unmap)'],
+    [ev('disconnect', { handles: [0, 3], count: 2, mappings: 1 }), 'gone, dropping 2 handles (0, 3) and 1 mapping'],
+    [ev('disconnect', { handles: [1], count: 40, mappings: 0 }), 'gone, dropping 40 handles (1, …)'],
+    [ev('disconnect', { handles: [], count: 0, mappings: 0 }), 'gone, dropping nothing'],
     [ev('something-new'), ''],
   ];
   for (const [e, want] of cases) t.equal(describeEvent(e), want, e.kind);
