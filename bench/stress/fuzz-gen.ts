@@ -52,6 +52,8 @@ export const TEMPLATES: Record<string, Record<string, unknown>> = {
   subscribe: { topics: ['alloc'], intervalMs: 1000 },
   unsubscribe: {},
   reload: {},
+  history: { buffer: 1, limit: 8 },
+  graph: { client: 'fuzz', limit: 10 },
 };
 
 export const FAMILIES = [
