@@ -13,8 +13,8 @@
  * - `keepFreed` journals of freed buffers, oldest retired first.
  * Like the kernel's page_owner (mm/page_owner.c, __set_page_owner and
  * __reset_page_owner, declared in include/linux/page_owner.h) the record is
- * kept beside the object and stays after the free until reused; unlike it, the journal is bounded by count, not by
- * a fixed slot per page.
+ * kept beside the object and stays after the free until reused; unlike it,
+ * the journal is bounded by count, not by a fixed slot per page.
  */
 
 export interface HistoryLimits {
