@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<{ run(a: { quick: boolean }): Promis
   drivers: () => import('./drivers.js'),
   events: () => import('./events.js'),
   handles: () => import('./handles.js'),
+  history: () => import('./history.js'),
   ipc: () => import('./ipc.js'),
   memory: () => import('./memory.js'),
   suballoc: () => import('./suballoc.js'),

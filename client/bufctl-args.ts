@@ -30,6 +30,8 @@ export const OPTIONS: Record<string, OptionSpec> = {
   probability: { type: 'string', arg: ' P', help: 'inject: percent chance a call fails (default 100)' },
   times: { type: 'string', arg: ' K', help: 'inject: fail at most K times (default no limit)' },
   seed: { type: 'string', arg: ' S', help: 'inject: seed of the probability RNG (default 1)' },
+  format: { type: 'string', arg: ' FMT', help: 'graph format: text, dot, mermaid, json' },
+  buffer: { type: 'string', arg: ' ID', help: 'only this buffer id' },
   help: { type: 'boolean', short: 'h', help: 'show help' },
   version: { type: 'boolean', help: "print bufctl's version" },
 };

@@ -7,6 +7,7 @@ import { connect, readCookie } from './connect.js';
 import { BufferdError } from '../protocol/errors.js';
 import { statusView, poolsTable, hugepagesTable, hugepagesSetView, poolDetailView, clientsTable } from './views.js';
 import { buffersView } from './views-buffers.js';
+import { DEBUG_COMMANDS } from './bufctl-history.js';
 import { driversTable, constraintsView, mergeView, violationsView } from './views-drivers.js';
 import { parseSize } from '../protocol/units.js';
 import { watch } from './watch.js';
@@ -249,4 +250,5 @@ export const COMMANDS: Record<string, Command> = {
       );
     },
   },
+  ...DEBUG_COMMANDS,
 };

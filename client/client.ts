@@ -21,6 +21,7 @@ import { FaultsApi } from './inject.js';
 import { exportBufferFd, importBufferFd, mapBuffer, type Access, type Mapping } from './mapping.js';
 import { chunkedRead, chunkedWrite } from './chunked.js';
 import { allocParams, bytes, type AllocOptions, type Size } from './sizes.js';
+import type { HistoryResult, GraphResult } from '../protocol/ops/history.js';
 
 export type { BufferClientEvents };
 
@@ -228,6 +229,16 @@ export class BufferClient extends Connection {
       if (!page.more || page.buffers.length === 0) return { buffers: all };
       after = page.buffers[page.buffers.length - 1]!.buffer;
     }
+  }
+
+  /** One buffer's life, event by event (for clients that held it, and admins); `limit`: the newest N. */
+  history(buffer: number, opts: { limit?: number } = {}): Promise<HistoryResult> {
+    return this.request('history', opts.limit === undefined ? { buffer } : { buffer, limit: opts.limit });
+  }
+
+  /** The ownership graph: clients, buffers, drivers and who holds, passed, registered, maps and exported what. */
+  graph(opts: ParamsOf<'graph'> = {}): Promise<GraphResult> {
+    return this.request('graph', opts);
   }
 
   /** Resize a hugepage pool (size in bytes or as a string: 2 MiB, "2M", "1G"). */

@@ -35,3 +35,4 @@ export type {
   AcceptFrom,
 } from '../protocol/results.js';
 export { resolveSocketPath } from '../protocol/paths.js';
+export type { HistoryEvent, HistoryResult, GraphNode, GraphEdge, GraphResult } from '../protocol/ops/history.js';

@@ -13,3 +13,4 @@ export * from './validate.js';
 export * from './paths.js';
 export * from './units.js';
 export * from './attributes.js';
+export type { HistoryEvent, HistoryResult, GraphNode, GraphEdge, GraphResult } from './ops/history.js';

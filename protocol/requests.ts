@@ -11,6 +11,7 @@ import { DRIVER_REQUESTS } from './ops/drivers.js';
 import { COHERENCY_REQUESTS } from './ops/coherency.js';
 import { EVENTS_REQUESTS } from './ops/events.js';
 import { INJECT_REQUESTS } from './ops/inject.js';
+import { HISTORY_REQUESTS } from './ops/history.js';
 
 /** The protocol version this package speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -23,6 +24,7 @@ export const REQUESTS = {
   ...COHERENCY_REQUESTS,
   ...EVENTS_REQUESTS,
   ...INJECT_REQUESTS,
+  ...HISTORY_REQUESTS,
 } as const;
 
 export type OpName = keyof typeof REQUESTS;

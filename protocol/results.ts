@@ -5,6 +5,7 @@ import type { WireError } from './errors.js';
 import type { OpName } from './requests.js';
 import type { Status, PoolStatus, HugepageStatus, DriverStatus } from './status.js';
 import type { InjectResults } from './ops/inject.js';
+import type { HistoryResult, GraphResult } from './ops/history.js';
 
 export interface ServerLimits {
   /** Largest frame body the daemon accepts, bytes. */
@@ -247,6 +248,8 @@ export interface Results extends InjectResults {
   'hugepages.set': HugepagesSetResult;
   write: { written: number };
   read: { data: Uint8Array };
+  history: HistoryResult;
+  graph: GraphResult;
 }
 
 export type ResultOf<K extends OpName> = K extends keyof Results ? Results[K] : never;

@@ -55,6 +55,8 @@ export const TEMPLATES: Record<string, Record<string, unknown>> = {
   'inject.set': { point: 'alloc', nth: 3, times: 1, pool: 'default' },
   'inject.clear': { point: 'alloc' },
   'inject.list': {},
+  history: { buffer: 1, limit: 8 },
+  graph: { client: 'fuzz', limit: 10 },
 };
 
 export const FAMILIES = [

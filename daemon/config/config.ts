@@ -50,6 +50,14 @@ export interface EventsConfig {
   pingMs: number;
 }
 
+/** Buffer histories (session/history.ts): on or off, and their bounds. */
+export interface HistoryConfig {
+  enabled: boolean;
+  perBuffer: number;
+  maxEvents: number;
+  keepFreed: number;
+}
+
 export interface LimitsConfig {
   /** Per connection: handles, mappings and registrations. */
   maxHandles: number;
@@ -74,6 +82,7 @@ export interface Config {
   source: string;
   server: ServerConfig;
   events: EventsConfig;
+  history: HistoryConfig;
   limits: LimitsConfig;
   machine: MachineConfig;
   auth: AuthConfig;
@@ -271,7 +280,9 @@ export function buildConfig(raw: unknown, source: string): Config {
     ringSize: c.ringSize ?? 1024,
   };
   const faultInjection = faultInjectionConfig(r.faultInjection, machine.pools.map((p) => p.name));
-  return { source, server, events, limits, machine, auth, fileTokens, coherency, faultInjection };
+  const h = r.history ?? {};
+  const history: HistoryConfig = { enabled: h.enabled ?? true, perBuffer: h.perBuffer ?? 256, maxEvents: h.maxEvents ?? 200_000, keepFreed: h.keepFreed ?? 1000 };
+  return { source, server, events, history, limits, machine, auth, fileTokens, coherency, faultInjection };
 }
 
 /** Load the config file, or the embedded default machine when path is undefined. */

@@ -172,6 +172,17 @@ export const ConfigSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    history: Type.Optional(
+      Type.Object(
+        {
+          enabled: Type.Optional(Type.Boolean({ description: 'keep buffer histories (default true)' })),
+          perBuffer: Type.Optional(Type.Integer({ minimum: 8, maximum: 4096, description: 'events kept per buffer, 8 to 4096' })),
+          maxEvents: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000, description: 'events kept over all buffers, 0 to 10000000' })),
+          keepFreed: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'freed buffers whose history is kept, 0 to 1000000' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     limits: Type.Optional(
       Type.Object(
         {

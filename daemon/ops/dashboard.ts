@@ -10,9 +10,13 @@ import type { PhysBuffer } from '../alloc/pool.js';
 import { zoneMaps } from '../alloc/zonemap.js';
 import { PAGE } from '../memory/physmem.js';
 import { buildStatus } from './status.js';
+import { graphOf } from './graph.js';
+import { drain } from '../lib/slices.js';
 
 /** Buffers listed in a dashboard snapshot (the newest). */
 export const SNAPSHOT_BUFFERS = 500;
+/** Buffers in the dashboard's ownership graph (the newest). */
+export const SNAPSHOT_GRAPH_BUFFERS = 200;
 /** Buffer placements sent at most (large and direct buffers first, then the newest small ones). */
 export const SNAPSHOT_PLACEMENTS = 5000;
 
@@ -73,5 +77,7 @@ export function snapshot(ctx: DaemonContext, full: boolean): Record<string, unkn
     zoneMaps: zoneMaps(ctx.machine),
     buffersList: buffers,
     violationsRecent: ctx.coherency.violations({ limit: 50 }),
+    // the ownership graph of the newest buffers (bounded: at most SNAPSHOT_GRAPH_BUFFERS, and the handle tables of their holders)
+    graph: drain(graphOf(ctx, newest.slice(-SNAPSHOT_GRAPH_BUFFERS), ctx.buffers.size > SNAPSHOT_GRAPH_BUFFERS)),
   };
 }

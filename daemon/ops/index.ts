@@ -21,6 +21,8 @@ import * as coherency from './coherency.js';
 import * as events from './events.js';
 import * as shared from './shared.js';
 import * as inject from './inject.js';
+import { history } from './history.js';
+import { graph } from './graph.js';
 import type { Work } from '../lib/slices.js';
 
 export type Handler<K extends OpName> = (
@@ -72,6 +74,8 @@ export const HANDLERS: HandlerTable = {
   'inject.set': inject.set,
   'inject.clear': inject.clear,
   'inject.list': inject.list,
+  history,
+  graph,
 };
 
 /**

@@ -112,6 +112,9 @@ export function reloadConfig(ctx: DaemonContext, path: string | undefined, onLea
   for (const k of ['maxBuffered', 'maxBufferedTotal', 'allocRate', 'pingMs'] as const) {
     if (next.events[k] !== old.events[k]) applied.push(`events.${k} ${old.events[k]} → ${next.events[k]}`);
   }
+  for (const k of ['enabled', 'perBuffer', 'maxEvents', 'keepFreed'] as const) {
+    if (next.history[k] !== old.history[k]) applied.push(`history.${k} ${old.history[k]} → ${next.history[k]}`);
+  }
   if (next.limits.maxHandles !== old.limits.maxHandles) applied.push(`limits.maxHandles ${old.limits.maxHandles} → ${next.limits.maxHandles} (new connections)`);
   if (next.limits.maxTokens !== old.limits.maxTokens) applied.push(`limits.maxTokens ${old.limits.maxTokens} → ${next.limits.maxTokens}`);
 

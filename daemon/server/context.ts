@@ -19,6 +19,8 @@ import { Coherency } from '../dma/coherency.js';
 import { SharedMemory } from '../dma/shared.js';
 import { EventBus } from '../session/events.js';
 import { onSessionClose } from '../ops/index.js';
+import { HistoryJournal } from '../session/history.js';
+import { historyTap, recordDeparture } from '../ops/history-record.js';
 import { snapshot } from '../ops/dashboard.js';
 import { createFaults } from '../ops/inject.js';
 import { Background, type Work } from '../lib/slices.js';
@@ -83,6 +85,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
   const background = new Background((err) => log.error({ err }, 'error in background work'));
   /** What a departed client leaves: registrations (leaks, unless the daemon is stopping), its drivers, brackets, mappings, handles, arenas. */
   function* teardown(s: Session): Work<void> {
+    yield* recordDeparture(ctx, s);
     yield* onSessionClose(ctx, s);
     yield* coherency.clientGone(s.id);
     for (const m of s.mappings.values()) m.buffer.unref('mappings');
@@ -108,6 +111,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     coherency,
     shared,
     bus,
+    history: new HistoryJournal(() => ctx.config.history, now),
     dashboard: null,
     fdbox: null,
     faults,
@@ -142,5 +146,6 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
       return b;
     },
   };
+  bus.tap = historyTap(ctx);
   return ctx;
 }

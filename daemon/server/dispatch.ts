@@ -11,6 +11,7 @@ import type { OpName } from '../../protocol/requests.js';
 import type { DaemonContext } from './context.js';
 import type { Session } from '../session/clients.js';
 import { HANDLERS, type Handler } from '../ops/index.js';
+import { recordHistory } from '../ops/history-record.js';
 
 export type Reply = { id: number; result: unknown } | { id: number | null; error: WireError };
 
@@ -28,6 +29,8 @@ function errorReply(id: number | null, e: BufferdError): Reply {
 
 export function createDispatcher(ctx: DaemonContext): Dispatcher {
   const validate = compileRequestValidator();
+  // each buffer op's outcome goes to the buffer's history (ops/history-record.ts)
+  const handlers = recordHistory(HANDLERS);
 
   const fail = (s: Session, id: number | null, op: string, e: unknown): Reply => {
     if (e instanceof BufferdError) {
@@ -60,7 +63,7 @@ export function createDispatcher(ctx: DaemonContext): Dispatcher {
     if (!s.open && op !== 'hello') {
       return errorReply(id, new BufferdError('EPROTO', `the first request on a connection must be 'hello', not '${op}'`));
     }
-    const handler = HANDLERS[op] as Handler<OpName>;
+    const handler = handlers[op] as Handler<OpName>;
     try {
       const out = handler(ctx, s, msg as never);
       if (out instanceof Promise) {

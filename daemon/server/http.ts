@@ -41,6 +41,7 @@ const STATIC: Record<string, { file: string; type: string }> = {
   '/util.js': { file: 'util.js', type: 'text/javascript; charset=utf-8' },
   '/maps.js': { file: 'maps.js', type: 'text/javascript; charset=utf-8' },
   '/lists.js': { file: 'lists.js', type: 'text/javascript; charset=utf-8' },
+  '/graph.js': { file: 'graph.js', type: 'text/javascript; charset=utf-8' },
   '/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
 };
 

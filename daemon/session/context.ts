@@ -25,6 +25,7 @@ import type { EventBus } from './events.js';
 import type { Background } from '../lib/slices.js';
 import type { FdBox } from './fdbox.js';
 import type { FaultInjector } from '../lib/faultinject.js';
+import type { HistoryJournal } from './history.js';
 
 export interface DaemonContext {
   /** The configuration in force (replaced by a reload). */
@@ -57,6 +58,8 @@ export interface DaemonContext {
   /** Buffers with their own shared memory (mapped by processes; coherency.shared). */
   readonly shared: SharedMemory;
   readonly bus: EventBus;
+  /** Buffer histories (history.ts). */
+  readonly history: HistoryJournal;
   /** The dashboard's URL when --http is on (no token in it). */
   dashboard: string | null;
   /** The fd socket beside the main socket (null without shared memory, or before the server listens). */

@@ -73,6 +73,8 @@ export class EventBus {
   private aggTimer: NodeJS.Timeout | null = null;
   published = 0;
   droppedSubscribers = 0;
+  /** Sees every happening, subscribers or not (the history journal's hook). */
+  tap: ((topic: Exclude<Topic, 'status'>, kind: string, data: Record<string, unknown>) => void) | null = null;
 
   constructor(
     private readonly opts: BusOptions,
@@ -136,6 +138,7 @@ export class EventBus {
 
   /** Publish one happening. Allocations and frees are aggregated above the rate limit. */
   publish(topic: Exclude<Topic, 'status'>, kind: string, data: Record<string, unknown>): void {
+    this.tap?.(topic, kind, data);
     if (this.subs.size === 0) return;
     this.published++;
     const now = this.opts.now();

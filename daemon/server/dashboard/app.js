@@ -6,6 +6,7 @@
 import { $, el, size, ms, replace, setClients } from './util.js';
 import { renderPools, renderZones } from './maps.js';
 import { setBuffers, renderClients, renderDrivers, renderViolations, activity } from './lists.js';
+import { renderGraph } from './graph.js';
 
 // ---- token and connection ------------------------------------------------
 
@@ -106,6 +107,7 @@ function render(st) {
   renderClients(st.clients);
   renderDrivers(st.drivers);
   renderViolations(st.violationsRecent || [], st.coherency.violations.total);
+  renderGraph(st.graph);
 }
 
 function renderHugepages(hps) {

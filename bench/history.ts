@@ -1,0 +1,128 @@
+/**
+ * history: what buffer histories cost when nobody asks for them, and what
+ * they hold.
+ *
+ * 1. The request path with history on (the default) vs off
+ *    (`history.enabled: false`), two daemons side by side, measured in
+ *    alternating blocks so machine noise falls on both: 8 concurrent loops
+ *    per daemon of alloc 4 KiB → dup → send → close ×2 (the receiver closes
+ *    its copy) — every op a recorded one, with a free at the end. Figure:
+ *    loop iterations per second, and the daemon's CPU time per iteration
+ *    (/proc/PID/stat, 10 ms ticks: the figure to trust on a loaded machine,
+ *    with the median block of each side, not the total
+ *    where wall-clock rates swing with other processes); 'history on'
+ *    carries baseline 'history off' (ratio ≈ 1: recording costs nothing
+ *    measurable).
+ * 2. `graph` over 1000 live buffers and `history` of one: latency, p50.
+ * 3. The journal alone, in a child with --expose-gc: heap bytes per kept
+ *    event (200k events of the daemon's shapes), and the time to record one
+ *    in the steady state of the default bounds (freed ring full) — against
+ *    the daemon's CPU per op above, what recording can add at most.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect } from '../client/connect.js';
+import type { BufferClient } from '../client/client.js';
+import { Reporter, median, startDaemon, runChildJson, ROOT, type Child } from './harness.js';
+
+interface Side {
+  name: string;
+  daemon: Child;
+  a: BufferClient;
+  b: BufferClient;
+  /** Per block: lives per second, and the daemon's CPU µs per life. */
+  rates: number[];
+  cpus: number[];
+}
+
+/** user + system CPU time of a process, ms (clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+async function side(name: string, config: unknown): Promise<Side> {
+  const daemon = await startDaemon(config);
+  const a = await connect({ socket: daemon.socket, name: 'bench-a', useCookie: false });
+  const b = await connect({ socket: daemon.socket, name: 'bench-b', accept: ['bench-a'], useCookie: false });
+  b.on('handle', (ev) => void b.close(ev.handle));
+  return { name, daemon, a, b, rates: [], cpus: [] };
+}
+
+/** One iteration: a buffer's short life, every op one the journal records. */
+async function life(s: Side): Promise<void> {
+  const h = await s.a.alloc({ pool: 'default', size: 4096 });
+  const d = await s.a.dup(h.handle);
+  await s.a.send(d.handle, s.b.id);
+  await s.a.close(d.handle);
+  await s.a.close(h.handle);
+}
+
+async function block(s: Side, ms: number, loops: number): Promise<void> {
+  const t0 = performance.now();
+  const c0 = cpuMs(s.daemon.proc.pid!);
+  let n = 0;
+  await Promise.all(
+    Array.from({ length: loops }, async () => {
+      while (performance.now() - t0 < ms) {
+        await life(s);
+        n++;
+      }
+    }),
+  );
+  s.rates.push(n / ((performance.now() - t0) / 1000));
+  s.cpus.push(((cpuMs(s.daemon.proc.pid!) - c0) * 1000) / n);
+}
+
+export async function run(args: { quick: boolean }): Promise<Reporter> {
+  const rep = new Reporter('history');
+  const rounds = args.quick ? 16 : 40;
+  const ms = args.quick ? 200 : 400;
+  const machine = JSON.parse(readFileSync(join(ROOT, 'systemd', 'bufferd.json'), 'utf8')) as Record<string, unknown>;
+  const on = await side('history on', machine);
+  const off = await side('history off', { ...machine, history: { enabled: false } });
+  try {
+    // warm-up, then alternate; the median block of each side (a block the machine's other load fell on does not move it)
+    await block(on, 200, 8);
+    await block(off, 200, 8);
+    for (const s of [on, off]) s.rates.length = s.cpus.length = 0;
+    for (let i = 0; i < rounds; i++) {
+      for (const s of i % 2 === 0 ? [on, off] : [off, on]) await block(s, ms, 8);
+    }
+    rep.figure('history off', 'livesPerSec', median(off.rates), 'lives/s');
+    rep.figure('history on', 'livesPerSec', median(on.rates), 'lives/s', { name: 'history off', value: median(off.rates) });
+    // the daemon's own CPU per life: what recording adds, whatever else runs on the machine
+    rep.figure('history off', 'daemonCpuUsPerLife', median(off.cpus), 'us');
+    rep.figure('history on', 'daemonCpuUsPerLife', median(on.cpus), 'us', { name: 'history off', value: median(off.cpus) });
+
+    // 2. the debugging ops themselves
+    const held = [];
+    for (let i = 0; i < 1000; i++) held.push(on.a.alloc({ pool: 'default', size: 64 }));
+    const hs = await Promise.all(held);
+    await on.a.send(hs[0]!.handle, on.b.id);
+    const g: number[] = [];
+    const h: number[] = [];
+    for (let i = 0; i < (args.quick ? 10 : 40); i++) {
+      let t0 = performance.now();
+      await on.a.graph({ limit: 1000 });
+      g.push(performance.now() - t0);
+      t0 = performance.now();
+      await on.a.history(hs[0]!.buffer);
+      h.push(performance.now() - t0);
+    }
+    rep.figure('graph, 1000 buffers', 'latencyMs', median(g), 'ms');
+    rep.figure('history, one buffer', 'latencyMs', median(h), 'ms');
+  } finally {
+    for (const s of [on, off]) {
+      await s.a.disconnect();
+      await s.b.disconnect();
+      await s.daemon.stop();
+    }
+  }
+  // 3. memory per event
+  const mem = await runChildJson<{ bytesPerEvent: number; recordNsPerEvent: number }>('history-child.js', [args.quick ? '100000' : '200000']);
+  rep.figure('journal', 'heapBytesPerEvent', mem.bytesPerEvent, 'bytes');
+  rep.figure('journal', 'recordNsPerEvent', mem.recordNsPerEvent, 'ns');
+  rep.table('history: request path with history on vs off (ratio = on / off), debugging ops, memory per kept event');
+  return rep;
+}

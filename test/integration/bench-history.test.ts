@@ -1,0 +1,33 @@
+/**
+ * The history benchmark runs and prints figures in the agreed JSON-lines
+ * form. (Values are not asserted: speed is judged from ratios in
+ * `npm run bench`, never by timed assertions in tests.)
+ */
+import t from 'tap';
+import { RUN, parseFigures, checkFigures } from '../helpers/bench.js';
+import { runNode } from '../helpers/daemon.js';
+
+t.test('history benchmark emits its figures as JSON lines', async (t) => {
+  const r = await runNode([RUN, 'history', '--quick'], { timeoutMs: 120_000 });
+  t.equal(r.code, 0, r.stderr);
+  const figs = parseFigures(r.stdout);
+  checkFigures(
+    t,
+    'history',
+    figs,
+    [
+      ['history off', 'livesPerSec', 'lives/s', undefined],
+      ['history on', 'livesPerSec', 'lives/s', 'history off'],
+      ['history off', 'daemonCpuUsPerLife', 'us', undefined],
+      ['history on', 'daemonCpuUsPerLife', 'us', 'history off'],
+    ],
+    true,
+  );
+  checkFigures(t, 'history', figs, [
+    ['graph, 1000 buffers', 'latencyMs', 'ms', undefined],
+    ['history, one buffer', 'latencyMs', 'ms', undefined],
+    ['journal', 'heapBytesPerEvent', 'bytes', undefined],
+    ['journal', 'recordNsPerEvent', 'ns', undefined],
+  ]);
+  t.match(r.stderr, 'ratio', 'a readable table is printed');
+});
