@@ -18,32 +18,8 @@ import { forEachSpan, PAGE, type PageStore } from '../memory/pagestore.js';
 import { rng } from '../lib/rng.js';
 import { WcBuffer } from './wcbuffer.js';
 
-export const ABSENT = 0;
-export const MIRROR = 1;
-export const CLEAN = 2;
-export const DIRTY = 3;
-
-export interface CacheConfig {
-  lineSize: number;
-  /** Lines the cache holds before evicting (eviction 'random' only). */
-  capacityLines: number;
-  eviction: 'none' | 'random';
-  /** Pending write-combine lines before the oldest is flushed. */
-  wcLines: number;
-  seed: number;
-}
-
-export interface CacheStats {
-  lineSize: number;
-  cachedLines: number;
-  dirtyLines: number;
-  cleans: number;
-  invalidates: number;
-  prefetches: number;
-  wcFlushes: number;
-  wcPendingLines: number;
-  evictions: number;
-}
+import { ABSENT, MIRROR, CLEAN, DIRTY, type CacheConfig, type CacheStats } from './cachestate.js';
+export { ABSENT, MIRROR, CLEAN, DIRTY, type CacheConfig, type CacheStats } from './cachestate.js';
 
 interface CPage {
   /** Line states; shared (copy on first change) while `own` is false. */
