@@ -10,6 +10,7 @@ import { HANDLE_REQUESTS } from './ops/handles.js';
 import { DRIVER_REQUESTS } from './ops/drivers.js';
 import { COHERENCY_REQUESTS } from './ops/coherency.js';
 import { EVENTS_REQUESTS } from './ops/events.js';
+import { RECORD_REQUESTS } from './ops/record.js';
 
 /** The protocol version this package speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -21,6 +22,7 @@ export const REQUESTS = {
   ...DRIVER_REQUESTS,
   ...COHERENCY_REQUESTS,
   ...EVENTS_REQUESTS,
+  ...RECORD_REQUESTS,
 } as const;
 
 export type OpName = keyof typeof REQUESTS;

@@ -3,6 +3,8 @@
  */
 import type { WireError } from './errors.js';
 import type { OpName } from './requests.js';
+import type { RecordInfo } from './ops/record.js';
+export type { RecordInfo } from './ops/record.js';
 import type { Status, PoolStatus, HugepageStatus, DriverStatus } from './status.js';
 
 export interface ServerLimits {
@@ -238,6 +240,7 @@ export interface Results {
   'hugepages.set': HugepagesSetResult;
   write: { written: number };
   read: { data: Uint8Array };
+  record: RecordInfo;
 }
 
 export type ResultOf<K extends OpName> = K extends keyof Results ? Results[K] : never;

@@ -20,6 +20,7 @@ import * as device from './device.js';
 import * as coherency from './coherency.js';
 import * as events from './events.js';
 import * as shared from './shared.js';
+import * as recording from './record.js';
 import type { Work } from '../lib/slices.js';
 
 export type Handler<K extends OpName> = (
@@ -68,6 +69,7 @@ export const HANDLERS: HandlerTable = {
   subscribe: events.subscribe,
   unsubscribe: events.unsubscribe,
   reload: events.reload,
+  record: recording.record,
 };
 
 /**

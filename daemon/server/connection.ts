@@ -230,6 +230,7 @@ export class Connection {
   }
 
   private run(body: Buffer): void {
+    this.ctx.journal?.request(this.session, body);
     const out = this.dispatch(this.session, body);
     if (out instanceof Promise) {
       this.busy = true;
@@ -248,8 +249,10 @@ export class Connection {
       clearTimeout(this.helloTimer);
       this.helloTimer = null;
     }
+    const frame = encodeFrame(reply);
+    this.ctx.journal?.response(this.session, frame);
     if (this.closed || this.socket.destroyed || !this.socket.writable) return;
-    this.socket.write(encodeFrame(reply), this.afterFlush);
+    this.socket.write(frame, this.afterFlush);
   }
 
   /** A response left for the kernel: requests held back for the client to read may run now. */
@@ -270,7 +273,9 @@ export class Connection {
       if (this.eventsDropped++ === 0) this.session.log.warn({ event: ev.event }, 'client is not reading: dropping its event reports');
       return;
     }
-    this.socket.write(encodeFrame(ev), this.afterFlush);
+    const frame = encodeFrame(ev);
+    this.ctx.journal?.event(this.session, frame, false);
+    this.socket.write(frame, this.afterFlush);
   }
 
   /**
@@ -281,6 +286,7 @@ export class Connection {
   private stream(ev: EventMsg | Buffer): void {
     if (this.closed || this.socket.destroyed || !this.socket.writable) return;
     const f = Buffer.isBuffer(ev) ? ev : encodeFrame(ev);
+    this.ctx.journal?.event(this.session, f, true);
     if (this.streamQueue.length === 0 && this.socket.writableLength < STREAM_HIGH_WATER) {
       // events of one event-loop turn leave in one write (responses written
       // meanwhile join the same write, so the order on the wire holds)
@@ -379,6 +385,7 @@ export class Connection {
     this.streamQueue = [];
     this.streamBytes = 0;
     this.ctx.clients.remove(this.session);
+    this.ctx.journal?.gone(this.session);
     try {
       this.ctx.sessionClosed(this.session);
     } catch (err) {

@@ -24,6 +24,7 @@ import type { SharedMemory } from '../dma/shared.js';
 import type { EventBus } from './events.js';
 import type { Background } from '../lib/slices.js';
 import type { FdBox } from './fdbox.js';
+import type { Journal } from './journal.js';
 
 export interface DaemonContext {
   /** The configuration in force (replaced by a reload). */
@@ -60,6 +61,8 @@ export interface DaemonContext {
   dashboard: string | null;
   /** The fd socket beside the main socket (null without shared memory, or before the server listens). */
   fdbox: FdBox | null;
+  /** The journal being recorded (--record, bufctl record start), or null. */
+  journal: Journal | null;
   /** Wrap a new allocation: it is freed (and its creator's quota released) when its last reference goes. */
   share(phys: PhysBuffer, creator: Session): SharedBuffer;
 }

@@ -1,0 +1,141 @@
+/**
+ * The journal's entries (PROTOCOL.md "Journal file format"): each one a
+ * MessagePack map in a frame, `k` its kind, `t` the daemon's monotonic
+ * clock in ms, `c` the client id. Requests, responses and events keep their
+ * wire body (`b`, a bin) so nothing is encoded twice; only bodies that
+ * carry binary values are decoded, to put digests in place of the bytes:
+ *   {"$bin": "sha256:<base64>", "len": n}
+ * Requests keep their bytes with recordData (up to maxDataBytes each);
+ * responses and events are always digested (a replay compares digests).
+ * A hello's token is never journaled: {"$token": "sha256:<base64>"} stands
+ * in for it (the digest the daemon keeps, see lib/digest.ts).
+ */
+import { createHash } from 'node:crypto';
+import { encodeFrame, FRAME_HEADER_BYTES } from '../../protocol/frame.js';
+import { decodeValue, encodeValue, isPlainMap } from '../../protocol/codec.js';
+import { digest } from '../lib/digest.js';
+import type { Session } from './clients.js';
+
+export const JOURNAL_MAGIC = 'bufferd-journal';
+export const JOURNAL_VERSION = 1;
+
+/** What the header says about the recording daemon. */
+export interface JournalMeta {
+  version: string;
+  /** The configuration in force (daemon/config/config.ts Config), replayed with the same machine. */
+  config: unknown;
+  socket: string;
+  pid: number;
+}
+
+export interface DataPolicy {
+  recordData: boolean;
+  maxDataBytes: number;
+}
+
+/** The digest a journal keeps for bytes. */
+export const binDigest = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('base64')}`;
+
+/** Does a MessagePack body hold a bin value? (A false "yes" only costs a decode.) */
+function mayHoldBin(body: Uint8Array): boolean {
+  return body.indexOf(0xc4) >= 0 || body.indexOf(0xc5) >= 0 || body.indexOf(0xc6) >= 0;
+}
+
+/** A copy of v with each byte string longer than `keep` replaced by its digest marker. */
+export function digestBins(v: unknown, keep: number): unknown {
+  if (v instanceof Uint8Array) return v.length <= keep ? v : { $bin: binDigest(v), len: v.length };
+  if (Array.isArray(v)) return v.map((x) => digestBins(x, keep));
+  if (isPlainMap(v)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = digestBins(x, keep);
+    return out;
+  }
+  return v;
+}
+
+/** The body to journal: as received, or re-encoded with digests for bytes beyond `keep` (-1: all). */
+function withDigests(body: Buffer, keep: number): Buffer {
+  if (!mayHoldBin(body)) return body;
+  let v: unknown;
+  try {
+    v = decodeValue(body);
+  } catch {
+    return body; // not MessagePack: journaled as it came (a replay gets the same EPROTO)
+  }
+  return encodeValue(digestBins(v, keep));
+}
+
+/** A hello body with its token replaced by the token's digest. */
+function redactHello(body: Buffer): Buffer {
+  let v: unknown;
+  try {
+    v = decodeValue(body);
+  } catch {
+    return body;
+  }
+  if (!isPlainMap(v) || typeof v['token'] !== 'string') return body;
+  return encodeValue({ ...v, token: { $token: `sha256:${digest(v['token'])}` } });
+}
+
+export class JournalEntries {
+  private readonly known = new Set<number>();
+
+  constructor(
+    private readonly policy: DataPolicy,
+    private readonly now: () => number,
+    private readonly out: (frame: Buffer) => void,
+  ) {}
+
+  header(meta: JournalMeta, part: number): Record<string, unknown> {
+    return {
+      k: JOURNAL_MAGIC,
+      v: JOURNAL_VERSION,
+      part,
+      t: this.now(),
+      wallTime: new Date().toISOString(),
+      ...meta,
+      recordData: this.policy.recordData,
+      maxDataBytes: this.policy.maxDataBytes,
+      // a continuation part names the clients already announced in earlier parts
+      ...(part === 0 ? {} : { clients: [...this.known] }),
+    };
+  }
+
+  /** Announce a client the first time it appears: who it is (peer credentials, and hello's outcome if it came before the recording). */
+  private conn(s: Session): void {
+    if (this.known.has(s.id)) return;
+    this.known.add(s.id);
+    this.out(
+      encodeFrame({ k: 'conn', t: this.now(), c: s.id, peer: s.peer, open: s.open, name: s.name, principal: s.principal?.name ?? null }),
+    );
+  }
+
+  request(s: Session, body: Buffer): void {
+    this.conn(s);
+    const b = !s.open ? redactHello(body) : withDigests(body, this.policy.recordData ? this.policy.maxDataBytes : -1);
+    this.out(encodeFrame({ k: 'req', t: this.now(), c: s.id, b }));
+  }
+
+  response(s: Session, frame: Buffer): void {
+    this.conn(s);
+    this.out(encodeFrame({ k: 'res', t: this.now(), c: s.id, b: withDigests(frame.subarray(FRAME_HEADER_BYTES), -1) }));
+  }
+
+  event(s: Session, frame: Buffer, stream: boolean): void {
+    this.conn(s);
+    this.out(encodeFrame({ k: stream ? 'sub' : 'ev', t: this.now(), c: s.id, b: withDigests(frame.subarray(FRAME_HEADER_BYTES), -1) }));
+  }
+
+  gone(s: Session): void {
+    if (!this.known.delete(s.id)) return;
+    this.out(encodeFrame({ k: 'close', t: this.now(), c: s.id }));
+  }
+
+  gap(dropped: number, bytes: number): Record<string, unknown> {
+    return { k: 'gap', t: this.now(), dropped, bytes };
+  }
+
+  end(stats: { entries: number; dropped: number; gaps: number }): Record<string, unknown> {
+    return { k: 'end', t: this.now(), entries: stats.entries, dropped: stats.dropped, gaps: stats.gaps };
+  }
+}
