@@ -11,6 +11,7 @@ import type { DaemonContext } from '../session/context.js';
 import type { Session } from '../session/clients.js';
 import { digest } from '../lib/digest.js';
 import { ADMIN, requireCapability } from '../session/auth.js';
+import type { CpuView } from '../session/journal-cpu.js';
 import { Journal, JOURNAL_DEFAULTS, type JournalOptions, type JournalStats } from '../session/journal.js';
 
 /** The config as the journal keeps it: token secrets replaced by their digests (a replay resolves hellos by digest). */
@@ -20,9 +21,20 @@ function redactedConfig(ctx: DaemonContext): unknown {
   return { ...c, auth: { ...c.auth, tokens: c.auth.tokens.map(hide) }, fileTokens: c.fileTokens.map(hide) };
 }
 
+/** The CPU views of mapped buffers (none: no scan at all). */
+function cpuViews(ctx: DaemonContext): CpuView[] {
+  if (ctx.shared.count === 0) return [];
+  const out: CpuView[] = [];
+  for (const b of ctx.buffers.values()) {
+    const shm = ctx.shared.of(b);
+    if (shm !== undefined) out.push({ buffer: b.id, cpu: shm.cpu, bytes: shm.bytes });
+  }
+  return out;
+}
+
 /** Start journaling to opts.file (created or truncated, mode 0600); throws the file system's error. */
 export function startJournal(ctx: DaemonContext, opts: Partial<JournalOptions> & { file: string }): Journal {
-  const j = new Journal({ ...JOURNAL_DEFAULTS, ...opts }, { version: ctx.version, config: redactedConfig(ctx), socket: ctx.socketPath, pid: process.pid }, ctx.now);
+  const j = new Journal({ ...JOURNAL_DEFAULTS, cpuViews: () => cpuViews(ctx), ...opts }, { version: ctx.version, config: redactedConfig(ctx), socket: ctx.socketPath, pid: process.pid }, ctx.now);
   ctx.journal = j;
   ctx.log.info({ file: opts.file, recordData: j.opts.recordData }, 'recording started');
   return j;

@@ -285,6 +285,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
         observer.sample();
         break;
       }
+      case 'cpu':
+        cpuWrite(ctx, e, result.warnings);
+        break;
       case 'gap':
         result.warnings.push(`the journal lost ${String(e['dropped'])} entries here (the disk did not keep up): the replay stops at the gap`);
         ok = false;
@@ -302,6 +305,27 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
   ctx.auth.removeCookie();
   rmSync(tmp, { recursive: true, force: true });
   return result;
+}
+
+/** What a process wrote through its mapping, written into the same buffer's CPU view. */
+function cpuWrite(ctx: DaemonContext, e: Entry, warnings: string[]): void {
+  if (typeof e['untracked'] === 'string') {
+    warnings.push(`from here on, CPU writes through mappings were not journaled: ${e['untracked']}`);
+    return;
+  }
+  const id = Number(e['buffer']);
+  const b = ctx.buffers.get(id);
+  const shm = b === undefined ? undefined : ctx.shared.of(b);
+  if (!(e.b instanceof Uint8Array)) {
+    warnings.push(`a CPU write through a mapping of buffer ${id} was journaled as a digest only (larger than maxDataBytes): not replayed`);
+    return;
+  }
+  if (shm === undefined) {
+    warnings.push(`a CPU write through a mapping of buffer ${id}: the replayed buffer is not mapped (or not live): not replayed`);
+    return;
+  }
+  const off = Number(e['off']);
+  for (let at = 0; at < e.b.length; at += 4096) shm.cpu.page((off + at) / 4096).set(e.b.subarray(at, at + 4096));
 }
 
 /** Each client's events, in order: the first that differs is a divergence. */

@@ -15,6 +15,7 @@ import { encodeFrame, FRAME_HEADER_BYTES } from '../../protocol/frame.js';
 import { decodeValue, encodeValue, isPlainMap } from '../../protocol/codec.js';
 import { digest } from '../lib/digest.js';
 import type { Session } from './clients.js';
+import type { CpuTracker } from './journal-cpu.js';
 
 export const JOURNAL_MAGIC = 'bufferd-journal';
 export const JOURNAL_VERSION = 1;
@@ -84,7 +85,22 @@ export class JournalEntries {
     private readonly policy: DataPolicy,
     private readonly now: () => number,
     private readonly out: (frame: Buffer) => void,
+    /** With recordData: what processes wrote through their mappings (journal-cpu.ts). */
+    private readonly cpu: CpuTracker | null = null,
   ) {}
+
+  /** Journal the pages processes changed through their mappings since the last response. */
+  private cpuWrites(): void {
+    const changes = this.cpu!.scan(true);
+    if (changes === 'overflow') {
+      this.out(encodeFrame({ k: 'cpu', t: this.now(), untracked: 'the mapped buffers are too large to track: CPU writes through mappings are journaled no further' }));
+      return;
+    }
+    for (const ch of changes) {
+      const b = ch.data.length <= this.policy.maxDataBytes ? ch.data : { $bin: binDigest(ch.data), len: ch.data.length };
+      this.out(encodeFrame({ k: 'cpu', t: this.now(), buffer: ch.buffer, off: ch.off, b }));
+    }
+  }
 
   header(meta: JournalMeta, part: number): Record<string, unknown> {
     return {
@@ -112,12 +128,15 @@ export class JournalEntries {
 
   request(s: Session, body: Buffer): void {
     this.conn(s);
+    if (this.cpu !== null) this.cpuWrites();
     const b = !s.open ? redactHello(body) : withDigests(body, this.policy.recordData ? this.policy.maxDataBytes : -1);
     this.out(encodeFrame({ k: 'req', t: this.now(), c: s.id, b }));
   }
 
   response(s: Session, frame: Buffer): void {
     this.conn(s);
+    // what the daemon wrote while handling the request is not a process's write
+    this.cpu?.scan(false);
     this.out(encodeFrame({ k: 'res', t: this.now(), c: s.id, b: withDigests(frame.subarray(FRAME_HEADER_BYTES), -1) }));
   }
 

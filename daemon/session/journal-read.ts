@@ -26,7 +26,7 @@ export interface JournalHeader {
 }
 
 export interface Entry {
-  k: 'conn' | 'req' | 'res' | 'ev' | 'sub' | 'close' | 'gap' | 'end';
+  k: 'conn' | 'req' | 'res' | 'ev' | 'sub' | 'cpu' | 'close' | 'gap' | 'end';
   t: number;
   c?: number;
   b?: Uint8Array;

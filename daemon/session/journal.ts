@@ -22,6 +22,7 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { encodeFrame } from '../../protocol/frame.js';
 import type { Session } from './clients.js';
 import { JournalEntries, type JournalMeta } from './journal-entries.js';
+import { CpuTracker, type CpuView } from './journal-cpu.js';
 
 export interface JournalOptions {
   file: string;
@@ -34,6 +35,10 @@ export interface JournalOptions {
   /** Keep the bytes clients write (each value up to maxDataBytes), not just their digests. */
   recordData: boolean;
   maxDataBytes: number;
+  /** With recordData: mapped buffers up to this many bytes have their CPU writes journaled. */
+  maxTrackedBytes: number;
+  /** The mapped buffers' CPU views (for CPU writes through mappings; journal-cpu.ts). */
+  cpuViews?: () => CpuView[];
 }
 
 export const JOURNAL_DEFAULTS = {
@@ -42,6 +47,7 @@ export const JOURNAL_DEFAULTS = {
   maxQueueBytes: 16 * 1024 * 1024,
   recordData: false,
   maxDataBytes: 1024 * 1024,
+  maxTrackedBytes: 64 * 1024 * 1024,
 } as const;
 
 export interface JournalStats {
@@ -86,7 +92,8 @@ export class Journal {
       this.fh = fh;
     });
     this.stat = { file: opts.file, entries: 0, bytes: 0, dropped: 0, gaps: 0, files: 1, recordData: opts.recordData };
-    this.entries = new JournalEntries(opts, now, (f) => this.append(f));
+    const cpu = opts.recordData && opts.cpuViews !== undefined ? new CpuTracker(opts.cpuViews, opts.maxTrackedBytes) : null;
+    this.entries = new JournalEntries(opts, now, (f) => this.append(f), cpu);
     this.append(encodeFrame(this.entries.header(meta, 0)));
   }
 
