@@ -26,6 +26,7 @@ export const OPTIONS: Record<string, OptionSpec> = {
   interval: { type: 'string', arg: ' MS', help: 'status snapshot interval, 100 to 60000 ms (default 1000)' },
   topics: { type: 'string', arg: ' T,...', help: `activity topics (default all): ${TOPIC_NAMES.join(', ')}` },
   count: { type: 'string', arg: ' N', help: 'stop after N snapshots' },
+  'record-data': { type: 'boolean', help: 'journal the bytes clients write, not just their digests' },
   help: { type: 'boolean', short: 'h', help: 'show help' },
   version: { type: 'boolean', help: "print bufctl's version" },
 };

@@ -15,6 +15,7 @@ import { TOPIC_NAMES } from '../protocol/ops/events.js';
 import { VIOLATION_KINDS } from '../protocol/ops/coherency.js';
 import type { ReloadInfo } from '../protocol/results.js';
 import { UsageError, intOption, oneOf, didYouMean, type CommandHelp } from './bufctl-args.js';
+import { RECORD_HELP, planRecord } from './bufctl-record.js';
 
 export interface Io {
   out: (s: string) => void;
@@ -228,6 +229,7 @@ export const COMMANDS: Record<string, Command> = {
       return print(a.json, r, () => reloadView(r));
     },
   },
+  record: { ...RECORD_HELP, plan: planRecord },
   dashboard: {
     usage: 'dashboard [--json]',
     summary: "print the web dashboard's address, with the admin cookie as its token when readable",

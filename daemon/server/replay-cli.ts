@@ -10,6 +10,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, type Config } from '../config/config.js';
 import { replay, type ReplayResult } from './replay.js';
+import type { ReplaySummary } from './replay-report.js';
 
 export const REPLAY_USAGE = `Usage: bufferd replay FILE [--config OTHER] [--speed N|max] [--json]
 
@@ -39,7 +40,8 @@ export function at(v: unknown, path: string): unknown {
   return cur;
 }
 
-export function formatReport(r: ReplayResult, other: boolean): string {
+/** `baseline`: the same journal replayed with its recorded config, for the peaks side by side. */
+export function formatReport(r: ReplayResult, other: boolean, baseline: ReplaySummary | null = null): string {
   const out: string[] = [];
   out.push(`journal ${r.file}: recorded ${r.recordedWith.wallTime} by bufferd ${r.recordedWith.version} with ${r.recordedWith.config}${r.recordedWith.recordData ? ' (with data)' : ''}`);
   out.push(`replayed with ${r.replayedWith}: ${r.requests} requests, ${r.compared} responses compared, ${r.skipped.length} skipped`);
@@ -53,6 +55,7 @@ export function formatReport(r: ReplayResult, other: boolean): string {
     out.push(`  recorded ${d.path}: ${show(at(d.recorded, d.path))}`);
     out.push(`  replayed ${d.path}: ${show(at(d.replayed, d.path))}`);
     out.push('  (--json shows both whole responses)');
+    if (!r.recordedWith.recordData) out.push('  (recorded without --record-data: the replay wrote zeros where clients wrote bytes, so what depends on those bytes may differ)');
   }
   if (other) {
     const s = r.summary;
@@ -60,9 +63,15 @@ export function formatReport(r: ReplayResult, other: boolean): string {
     if (s.nowFail.length === 0) out.push('no request that succeeded fails now');
     for (const f of s.nowFail) out.push(`now failing: ${f.count} × ${f.op} ${f.code} (first: request ${f.first.request}, client ${f.first.client}: ${f.first.message})`);
     for (const f of s.nowSucceed) out.push(`now succeeding: ${f.count} × ${f.op} (was ${f.code}; first: request ${f.first.request}, client ${f.first.client})`);
-    for (const h of s.peaks.hugepages) out.push(`peak hugepages ${mib(h.size)} in ${h.region}: ${h.peakInUse} in use of ${h.total}`);
-    for (const p of s.peaks.pools) if (p.peakAllocated > 0) out.push(`peak pool ${p.name}: ${p.peakAllocated} bytes allocated${p.maxBytes !== null ? ` (maxBytes ${p.maxBytes})` : ''}`);
-    for (const g of s.end.regions) out.push(`end region ${g.name}: ${g.free} bytes free, largest free block ${g.largestFree} (fragmentation ${g.fragmentation})`);
+    const was = <T extends { name?: string; region?: string; size?: number }>(list: T[] | undefined, x: T): T | undefined =>
+      list?.find((y) => y.name === x.name && y.region === x.region && (x.name !== undefined || y.size === x.size));
+    const recorded = (v: number | undefined) => (baseline === null || v === undefined ? '' : ` (with the recorded config: ${v})`);
+    for (const h of s.peaks.hugepages) out.push(`peak hugepages ${mib(h.size)} in ${h.region}: ${h.peakInUse} in use of ${h.total}${recorded(was(baseline?.peaks.hugepages, h)?.peakInUse)}`);
+    for (const p of s.peaks.pools) {
+      const b = was(baseline?.peaks.pools, p)?.peakAllocated;
+      if (p.peakAllocated > 0 || (b ?? 0) > 0) out.push(`peak pool ${p.name}: ${p.peakAllocated} bytes allocated${p.maxBytes !== null ? ` (maxBytes ${p.maxBytes})` : ''}${recorded(b)}`);
+    }
+    for (const g of s.end.regions) out.push(`end region ${g.name}: ${g.free} bytes free, largest free block ${g.largestFree} (fragmentation ${g.fragmentation})${recorded(was(baseline?.end.regions, g)?.fragmentation)}`);
   }
   return out.join('\n') + '\n';
 }
@@ -98,7 +107,9 @@ export async function replayMain(argv: string[]): Promise<number> {
   try {
     if (args.values.config !== undefined) config = loadConfig(args.values.config);
     const r = await replay({ file: args.positionals[0]!, config, speed });
-    process.stdout.write(args.values.json === true ? `${JSON.stringify(r, null, 2)}\n` : formatReport(r, config !== null));
+    // with another config, the recorded one's peaks beside it (a second replay, at full speed)
+    const baseline = config === null ? null : (await replay({ file: args.positionals[0]!, config: null, speed: 'max' })).summary;
+    process.stdout.write(args.values.json === true ? `${JSON.stringify({ ...r, baseline }, null, 2)}\n` : formatReport(r, config !== null, baseline));
     return config === null && !r.identical ? 1 : 0;
   } catch (e) {
     process.stderr.write(`bufferd replay: ${(e as Error).message}\n`);

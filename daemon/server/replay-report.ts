@@ -91,7 +91,8 @@ export class Observer {
 
   summary(): ReplaySummary {
     const st = buildStatus(this.ctx);
-    const byCount = (a: OutcomeChange, b: OutcomeChange) => b.count - a.count || a.op.localeCompare(b.op);
+    // in journal order of their first request: a cause (ENOMEM) comes before its consequences (EBADF)
+    const byCount = (a: OutcomeChange, b: OutcomeChange) => a.first.request - b.first.request;
     return {
       divergences: this.divergences,
       nowFail: [...this.fail.values()].sort(byCount),

@@ -65,6 +65,12 @@ export interface ReplayResult {
   summary: ReplaySummary;
 }
 
+/** Ops not replayed, and why (their recorded responses are not compared). */
+const SKIPPED: Record<string, string> = {
+  importFd: 'the descriptor it imports crossed an fd socket from another process: there is none in a replay',
+  record: 'the replay does not record a journal',
+};
+
 interface Pending {
   index: number;
   op: string;
@@ -261,8 +267,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
         const op = isPlainMap(msg) && typeof msg['op'] === 'string' ? msg['op'] : '(undecodable)';
         const q = pending.get(e.c!) ?? [];
         pending.set(e.c!, q);
-        if (op === 'importFd') {
-          result.skipped.push({ request: index, client: e.c!, op, reason: 'the descriptor it imports crossed an fd socket from another process: there is none in a replay' });
+        const skip = SKIPPED[op];
+        if (skip !== undefined) {
+          result.skipped.push({ request: index, client: e.c!, op, reason: skip });
           q.push({ index, op, sent: msg, reply: null });
           break;
         }

@@ -80,6 +80,8 @@ function redactHello(body: Buffer): Buffer {
 
 export class JournalEntries {
   private readonly known = new Set<number>();
+  /** Requests journaled and not yet answered, per client: a response to one made before the recording began is left out. */
+  private readonly open = new Map<number, number>();
 
   constructor(
     private readonly policy: DataPolicy,
@@ -129,12 +131,15 @@ export class JournalEntries {
   request(s: Session, body: Buffer): void {
     this.conn(s);
     if (this.cpu !== null) this.cpuWrites();
+    this.open.set(s.id, (this.open.get(s.id) ?? 0) + 1);
     const b = !s.open ? redactHello(body) : withDigests(body, this.policy.recordData ? this.policy.maxDataBytes : -1);
     this.out(encodeFrame({ k: 'req', t: this.now(), c: s.id, b }));
   }
 
   response(s: Session, frame: Buffer): void {
-    this.conn(s);
+    const n = this.open.get(s.id) ?? 0;
+    if (n === 0) return;
+    this.open.set(s.id, n - 1);
     // what the daemon wrote while handling the request is not a process's write
     this.cpu?.scan(false);
     this.out(encodeFrame({ k: 'res', t: this.now(), c: s.id, b: withDigests(frame.subarray(FRAME_HEADER_BYTES), -1) }));
@@ -146,6 +151,7 @@ export class JournalEntries {
   }
 
   gone(s: Session): void {
+    this.open.delete(s.id);
     if (!this.known.delete(s.id)) return;
     this.out(encodeFrame({ k: 'close', t: this.now(), c: s.id }));
   }

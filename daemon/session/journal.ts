@@ -68,6 +68,8 @@ export class Journal {
   private queued = 0;
   private writing = false;
   private fileBytes = 0;
+  /** Bytes of the current file's header (a file is never rotated before it holds an entry). */
+  private headerBytes = 0;
   private part = 0;
   private pendingDrops = 0;
   private pendingDropBytes = 0;
@@ -94,7 +96,9 @@ export class Journal {
     this.stat = { file: opts.file, entries: 0, bytes: 0, dropped: 0, gaps: 0, files: 1, recordData: opts.recordData };
     const cpu = opts.recordData && opts.cpuViews !== undefined ? new CpuTracker(opts.cpuViews, opts.maxTrackedBytes) : null;
     this.entries = new JournalEntries(opts, now, (f) => this.append(f), cpu);
-    this.append(encodeFrame(this.entries.header(meta, 0)));
+    const h = encodeFrame(this.entries.header(meta, 0));
+    this.headerBytes = h.length;
+    this.append(h);
   }
 
   get stats(): JournalStats {
@@ -148,13 +152,22 @@ export class Journal {
       while (this.queue.length > 0 && this.error === null) {
         const batch = this.queue;
         this.queue = [];
-        let n = 0;
-        for (const b of batch) n += b.length;
-        if (this.fileBytes > 0 && this.fileBytes + n > this.opts.maxFileBytes) await this.rotate();
-        await this.fh!.writev(batch);
-        this.fileBytes += n;
-        this.stat.bytes += n;
-        this.queued -= n;
+        // in pieces that fit the current file; a file holds at least one entry after its header
+        let from = 0;
+        while (from < batch.length) {
+          let to = from;
+          let n = 0;
+          while (to < batch.length && (to === from || this.fileBytes + n + batch[to]!.length <= this.opts.maxFileBytes)) n += batch[to++]!.length;
+          if (this.fileBytes > this.headerBytes && this.fileBytes + n > this.opts.maxFileBytes) {
+            await this.rotate();
+            continue;
+          }
+          await this.fh!.writev(batch.slice(from, to));
+          this.fileBytes += n;
+          this.stat.bytes += n;
+          this.queued -= n;
+          from = to;
+        }
       }
     } catch (e) {
       // a full disk or a vanished directory: stop recording, keep serving
@@ -183,7 +196,7 @@ export class Journal {
     this.stat.files = Math.min(keep, this.stat.files + 1);
     const h = encodeFrame(this.entries.header(this.meta, this.part));
     await this.fh.writev([h]);
-    this.fileBytes = h.length;
+    this.fileBytes = this.headerBytes = h.length;
     this.stat.bytes += h.length;
   }
 
