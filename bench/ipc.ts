@@ -2,12 +2,19 @@
  * ipc: ping round trips through the daemon vs a raw echo server with the
  * same framing and socket type, in the same run and with the same client
  * code (encode request, write, reassemble frame, decode answer).
+ *
+ * recording: the same pipelined pings through a daemon started with
+ * --record (the journal on the bench's temp dir), baseline 'pipelined'; the
+ * two daemons are measured in alternating rounds and each case reports its
+ * median, so machine noise falls on both.
  */
 import { createConnection, type Socket } from 'node:net';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { decodeValue } from '../protocol/codec.js';
 import { connect } from '../client/connect.js';
-import { Reporter, percentile, startChild, startDaemon } from './harness.js';
+import { Reporter, percentile, startChild, startDaemon, type Child } from './harness.js';
 
 class Pinger {
   private readonly reader = new FrameReader(1 << 26);
@@ -68,6 +75,30 @@ async function pipelined(p: Pinger, window: number, ms: number): Promise<number>
   return done / ((performance.now() - t0) / 1000);
 }
 
+const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Pipelined pings with and without a journal, alternating rounds; medians. */
+async function recording(plain: Pinger, ms: number, rounds: number): Promise<{ plain: number; recording: number; bytesPerRequest: number }> {
+  const rd: Child = await startChild('daemon/main.js', (socket, dir) => ['--socket', socket, '--log-level', 'info', '--record', join(dir, 'journal')], '"listening"');
+  try {
+    const r = await Pinger.open(rd.socket);
+    await r.call({ op: 'hello', version: 1 });
+    const a: number[] = [];
+    const b: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      a.push(await pipelined(plain, 64, ms));
+      b.push(await pipelined(r, 64, ms));
+    }
+    r.close();
+    await new Promise((res) => setTimeout(res, 200));
+    const bytes = statSync(join(rd.dir, 'journal')).size;
+    const n = b.reduce((x, y) => x + (y * ms) / 1000, 0);
+    return { plain: median(a), recording: median(b), bytesPerRequest: bytes / Math.max(1, n) };
+  } finally {
+    await rd.stop();
+  }
+}
+
 export async function run(args: { quick: boolean }): Promise<Reporter> {
   const rep = new Reporter('ipc');
   const n = args.quick ? 5000 : 20000;
@@ -86,6 +117,9 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
     rep.figure('unpipelined', 'p50LatencyUs', du.p50, 'us', { name: 'echo', value: eu.p50 });
     rep.figure('unpipelined', 'p99LatencyUs', du.p99, 'us', { name: 'echo', value: eu.p99 });
     rep.figure('pipelined', 'requestsPerSec', dp, 'req/s', { name: 'echo', value: ep });
+    const rec = await recording(d, ms, args.quick ? 3 : 5);
+    rep.figure('recording', 'requestsPerSec', rec.recording, 'req/s', { name: 'pipelined', value: rec.plain });
+    rep.figure('recording', 'journalBytesPerRequest', rec.bytesPerRequest, 'B');
     // the client library on the same daemon, for reference
     const c = await connect({ socket: daemon.socket });
     const t0 = performance.now();
