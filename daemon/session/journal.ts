@@ -17,7 +17,7 @@
  * The file is created mode 0600: it holds export tokens and, with
  * `recordData`, the bytes clients wrote.
  */
-import { openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, fchmodSync } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { encodeFrame } from '../../protocol/frame.js';
 import type { Session } from './clients.js';
@@ -47,7 +47,7 @@ export const JOURNAL_DEFAULTS = {
   maxQueueBytes: 16 * 1024 * 1024,
   recordData: false,
   maxDataBytes: 1024 * 1024,
-  maxTrackedBytes: 64 * 1024 * 1024,
+  maxTrackedBytes: 8 * 1024 * 1024,
 } as const;
 
 export interface JournalStats {
@@ -89,7 +89,12 @@ export class Journal {
     now: () => number,
   ) {
     // synchronous on purpose, once: a path that cannot be written is an error for whoever asked
-    closeSync(openSync(opts.file, 'w', 0o600));
+    const fd = openSync(opts.file, 'w', 0o600);
+    try {
+      fchmodSync(fd, 0o600); // a file that was there keeps its mode otherwise
+    } finally {
+      closeSync(fd);
+    }
     this.opening = open(opts.file, 'a', 0o600).then((fh) => {
       this.fh = fh;
     });
