@@ -55,7 +55,7 @@ export function formatReport(r: ReplayResult, other: boolean, baseline: ReplaySu
     out.push(`  recorded ${d.path}: ${show(at(d.recorded, d.path))}`);
     out.push(`  replayed ${d.path}: ${show(at(d.replayed, d.path))}`);
     out.push('  (--json shows both whole responses)');
-    if (!r.recordedWith.recordData) out.push('  (recorded without --record-data: the replay wrote zeros where clients wrote bytes, so what depends on those bytes may differ)');
+    if (!r.recordedWith.recordData) out.push('  (recorded without --record-data: the replay wrote a filler where clients wrote bytes, so what depends on those very bytes may differ)');
   }
   if (other) {
     const s = r.summary;

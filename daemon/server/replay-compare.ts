@@ -11,8 +11,9 @@
  * - `token` strings: export tokens are random; each side's tokens are
  *   numbered in order of appearance, so "the same token used twice" still
  *   compares;
- * - without recordData, the content of bytes (the replay writes zeros where
- *   a client wrote bytes it did not journal): only their length compares.
+ * - without recordData, the content of bytes (the replay writes a filler
+ *   where a client wrote bytes the journal has only digests of): only
+ *   their length compares.
  * Everything else (handle numbers, buffer ids, physical addresses, IOVAs,
  * violations, error codes and messages) must be byte-for-byte equal.
  */

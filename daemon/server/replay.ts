@@ -12,10 +12,12 @@
  * happened before what on the daemon happens so again. The clock is the
  * recorded one (ctx.now() reads the time of the entry being replayed) and
  * the decay and token-expiry deadlines passed before each entry fire
- * before it. What cannot happen in one process is done as near as it can:
+ * before it. Bytes journaled as digests are replayed as a filler derived
+ * from the digest (filler()). What cannot happen in one process is done as near as it can:
  * a map's descriptor goes nowhere (the fd socket is a stub), importFd is
  * skipped (the descriptor it names is gone) with its reason.
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +25,7 @@ import { decodeValue, encodeValue, isPlainMap } from '../../protocol/codec.js';
 import type { Config } from '../config/config.js';
 import { createLogger } from '../lib/log.js';
 import { digest } from '../lib/digest.js';
+import { rng } from '../lib/rng.js';
 import type { Session } from '../session/clients.js';
 import type { FdBox } from '../session/fdbox.js';
 import type { Cred } from '../lib/native.js';
@@ -76,6 +79,22 @@ interface Pending {
   op: string;
   sent: unknown;
   reply: Promise<Reply> | null;
+}
+
+/**
+ * Bytes for a value journaled as a digest: a stream derived from the digest,
+ * so the same bytes written twice are the same filler twice and different
+ * bytes almost surely differ — what a coherency check compares (a stale
+ * line, a lost write) keeps its outcome more often than with zeros.
+ */
+export function filler(digestText: string, len: number): Uint8Array {
+  const h = createHash('sha256').update(digestText).digest();
+  const next = rng(h.readUInt32LE(0));
+  const out = new Uint8Array(len);
+  const words = new Uint32Array(out.buffer, 0, len >>> 2);
+  for (let i = 0; i < words.length; i++) words[i] = next() * 2 ** 32;
+  for (let i = words.length * 4; i < len; i++) out[i] = next() * 256;
+  return out;
 }
 
 /** Recorded client secrets are digests; a replayed hello needs a secret the replay daemon resolves. */
@@ -168,7 +187,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
     return s;
   };
 
-  /** The request to send: digests of unjournaled bytes become zeros, tokens become the replay's. */
+  /** The request to send: digests of unjournaled bytes become a filler, tokens become the replay's. */
   const prepare = (body: Uint8Array, c: number): { body: Buffer; msg: unknown } => {
     let msg: unknown;
     try {
@@ -179,7 +198,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
     const fix = (v: unknown, key: string): unknown => {
       if (Array.isArray(v)) return v.map((x) => fix(x, ''));
       if (isPlainMap(v)) {
-        if (typeof v['$bin'] === 'string' && typeof v['len'] === 'number') return new Uint8Array(v['len']);
+        if (typeof v['$bin'] === 'string' && typeof v['len'] === 'number') return filler(v['$bin'], v['len']);
         if (typeof v['$token'] === 'string') {
           const d = v['$token'];
           const rec = pendingHelloPrincipal.get(c);

@@ -28,25 +28,34 @@ function tightConfig(dir: string): string {
 
 t.test('a recorded npm run demo replays identically, and a tighter config says what now fails', async (t) => {
   const dir = tempDir(t);
-  const file = join(dir, 'demo.journal');
-  const d = await startDaemon(t, { logLevel: 'info', args: ['--record', file, '--record-data'] });
-  const demo = await runNode([DEMO, '--socket', d.socket], { timeoutMs: 120_000 });
-  t.equal(demo.code, 0, demo.stdout + demo.stderr);
-  t.equal((await d.stop()).code, 0);
-  t.ok(d.logs.some((l) => l['msg'] === 'recording stopped'), 'the journal was closed at shutdown');
+  // digests only, and with the bytes (and the pages written through mappings): both at once
+  const plain = join(dir, 'demo.journal');
+  const withData = join(dir, 'demo-data.journal');
+  const daemons = await Promise.all([
+    startDaemon(t, { logLevel: 'info', args: ['--record', plain] }),
+    startDaemon(t, { logLevel: 'info', args: ['--record', withData, '--record-data'] }),
+  ]);
+  const demos = await Promise.all(daemons.map((d) => runNode([DEMO, '--socket', d.socket], { timeoutMs: 180_000 })));
+  for (const r of demos) t.equal(r.code, 0, r.stdout + r.stderr);
+  for (const d of daemons) {
+    t.equal((await d.stop()).code, 0);
+    t.ok(d.logs.some((l) => l['msg'] === 'recording stopped'), 'the journal was closed at shutdown');
+  }
 
-  const same = await replay(file, '--json');
-  t.equal(same.code, 0, same.stderr);
-  const r = JSON.parse(same.stdout) as { identical: boolean; requests: number; compared: number; skipped: unknown[]; divergence: unknown; recordedWith: { recordData: boolean } };
-  t.equal(r.identical, true, `identical: ${JSON.stringify(r.divergence)}`);
-  t.ok(r.requests >= 40, `${r.requests} requests replayed`);
-  t.equal(r.compared, r.requests, 'every response compared');
-  t.same(r.skipped, []);
-  t.equal(r.recordedWith.recordData, true);
-  const text = await replay(file);
+  for (const [file, data] of [[plain, false], [withData, true]] as const) {
+    const same = await replay(file, '--json');
+    t.equal(same.code, 0, same.stderr);
+    const r = JSON.parse(same.stdout) as { identical: boolean; requests: number; compared: number; skipped: unknown[]; divergence: unknown; recordedWith: { recordData: boolean } };
+    t.equal(r.identical, true, `identical (data ${data}): ${JSON.stringify(r.divergence)}`);
+    t.ok(r.requests >= 40, `${r.requests} requests replayed`);
+    t.equal(r.compared, r.requests, 'every response compared');
+    t.same(r.skipped, []);
+    t.equal(r.recordedWith.recordData, data);
+  }
+  const text = await replay(plain);
   t.match(text.stdout, /IDENTICAL/);
 
-  const tight = await replay(file, '--config', tightConfig(dir));
+  const tight = await replay(plain, '--config', tightConfig(dir));
   t.equal(tight.code, 0, tight.stderr);
   t.match(tight.stdout, /DIVERGED at request \d+ of client \d+/, 'the first difference, with both sides');
   t.match(tight.stdout, /recorded \.result\.hugepages\[0\]\.\w+: \d+/);
@@ -85,6 +94,12 @@ t.test('bufctl record start/stop journals a session of tokens, handles and bytes
   const again = await bufctl(d.socket, 'record', 'stop');
   t.equal(again.code, 1);
   t.match(again.stderr, /EINVAL: field 'action': 'stop' but the daemon is not recording/);
+
+  const usage = await Promise.all([['record', 'start'], ['record', 'stop', file], ['record', 'status', '--record-data']].map((a) => bufctl(d.socket, ...a)));
+  for (const u of usage) t.equal(u.code, 2, u.stderr);
+  t.match(usage[0]!.stderr, /'record start' needs the journal FILE/);
+  t.match(usage[1]!.stderr, /'record stop' takes no FILE/);
+  t.match(usage[2]!.stderr, /--record-data goes with 'record start'/);
 
   const r = await replay(file);
   t.equal(r.code, 0, r.stdout + r.stderr);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { encodeFrame } from '../../protocol/frame.js';
 import { encodeValue } from '../../protocol/codec.js';
 import { loadConfig } from '../../daemon/config/config.js';
-import { replay } from '../../daemon/server/replay.js';
+import { replay, filler } from '../../daemon/server/replay.js';
 import { formatReport } from '../../daemon/server/replay-cli.js';
 import { tempDir } from '../helpers/daemon.js';
 
@@ -96,4 +96,12 @@ t.test('a gap stops the replay there', async (t) => {
   const r = await replay({ file: f, config: null, speed: 'max' });
   t.equal(r.requests, 0, 'nothing after the gap');
   t.match(r.warnings.join('\n'), /lost 5 entries here/);
+});
+
+t.test('the filler for bytes journaled as digests: exact length, the same for the same digest', async (t) => {
+  const a = filler('sha256:AAAA', 4099);
+  t.equal(a.length, 4099);
+  t.same(filler('sha256:AAAA', 4099), a, 'deterministic');
+  t.not(Buffer.compare(filler('sha256:BBBB', 4099), a), 0, 'another digest, other bytes');
+  t.ok(a.some((x) => x !== 0), 'not zeros');
 });
