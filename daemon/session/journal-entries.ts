@@ -38,8 +38,14 @@ export interface DataPolicy {
 export const binDigest = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('base64')}`;
 
 /** Does a MessagePack body hold a bin value? (A false "yes" only costs a decode.) */
-function mayHoldBin(body: Uint8Array): boolean {
-  return body.indexOf(0xc4) >= 0 || body.indexOf(0xc5) >= 0 || body.indexOf(0xc6) >= 0;
+function mayHoldBin(body: Uint8Array, from = 0): boolean {
+  if (body.length - from > 256) return body.indexOf(0xc4, from) >= 0 || body.indexOf(0xc5, from) >= 0 || body.indexOf(0xc6, from) >= 0;
+  // small bodies (most requests and responses): a loop beats three calls into C++
+  for (let i = from; i < body.length; i++) {
+    const x = body[i]!;
+    if (x >= 0xc4 && x <= 0xc6) return true;
+  }
+  return false;
 }
 
 /** A copy of v with each byte string longer than `keep` replaced by its digest marker. */
@@ -87,6 +93,8 @@ export class JournalEntries {
     private readonly policy: DataPolicy,
     private readonly now: () => number,
     private readonly out: (frame: Buffer) => void,
+    /** Queue a req/res/ev/sub entry without building it (Journal.raw). */
+    private readonly raw: (kind: string, t: number, c: number, body: Uint8Array, from: number) => void,
     /** With recordData: what processes wrote through their mappings (journal-cpu.ts). */
     private readonly cpu: CpuTracker | null = null,
   ) {}
@@ -133,7 +141,7 @@ export class JournalEntries {
     if (this.cpu !== null) this.cpuWrites();
     this.open.set(s.id, (this.open.get(s.id) ?? 0) + 1);
     const b = !s.open ? redactHello(body) : withDigests(body, this.policy.recordData ? this.policy.maxDataBytes : -1);
-    this.out(encodeFrame({ k: 'req', t: this.now(), c: s.id, b }));
+    this.raw('req', this.now(), s.id, b, 0);
   }
 
   response(s: Session, frame: Buffer): void {
@@ -142,12 +150,13 @@ export class JournalEntries {
     this.open.set(s.id, n - 1);
     // what the daemon wrote while handling the request is not a process's write
     this.cpu?.scan(false);
-    this.out(encodeFrame({ k: 'res', t: this.now(), c: s.id, b: withDigests(frame.subarray(FRAME_HEADER_BYTES), -1) }));
+    if (mayHoldBin(frame, FRAME_HEADER_BYTES)) this.raw('res', this.now(), s.id, withDigests(frame.subarray(FRAME_HEADER_BYTES), -1), 0);
+    else this.raw('res', this.now(), s.id, frame, FRAME_HEADER_BYTES);
   }
 
   event(s: Session, frame: Buffer, stream: boolean): void {
     this.conn(s);
-    this.out(encodeFrame({ k: stream ? 'sub' : 'ev', t: this.now(), c: s.id, b: withDigests(frame.subarray(FRAME_HEADER_BYTES), -1) }));
+    this.raw(stream ? 'sub' : 'ev', this.now(), s.id, withDigests(frame.subarray(FRAME_HEADER_BYTES), -1), 0);
   }
 
   gone(s: Session): void {

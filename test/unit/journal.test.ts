@@ -96,7 +96,7 @@ t.test('a full queue drops entries and a gap entry says how many', async (t) => 
   for (let i = 0; i < 40; i++) j.request(a, body({ id: i, op: 'ping' }));
   const before = j.stats;
   t.ok(before.dropped > 0, `dropped ${before.dropped}`);
-  await new Promise((r) => setTimeout(r, 50));
+  await j.drained();
   j.request(a, body({ id: 99, op: 'ping' }));
   const st = await j.close();
   t.equal(st.gaps, 1);
