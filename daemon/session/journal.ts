@@ -103,6 +103,8 @@ export class Journal {
   private chunk = Buffer.allocUnsafe(CHUNK);
   private used = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** A flush is due in a microtask. */
+  private kicked = false;
   /** Bytes queued or being written. */
   private queued = 0;
   private writing = false;
@@ -247,8 +249,15 @@ export class Journal {
       out = [this.chunk, this.used];
       this.used += n;
     }
-    // full chunks are written at once; the one being filled within FLUSH_MS
-    if (this.queue.length > 0 && !this.writing) void this.flush();
+    // full chunks are written at once (after the caller has filled its room: a microtask), the
+    // one being filled within FLUSH_MS
+    if (this.queue.length > 0 && !this.writing && !this.kicked) {
+      this.kicked = true;
+      queueMicrotask(() => {
+        this.kicked = false;
+        if (!this.writing) void this.flush();
+      });
+    }
     if (this.timer === null) {
       this.timer = setTimeout(() => {
         this.timer = null;

@@ -195,3 +195,20 @@ t.test('comparison: volatile fields, tokens by order of appearance, bytes by len
   t.same(at({ a: { b: [1, { c: 2 }] } }, '.a.b[1].c'), 2);
   t.equal(at({ a: 1 }, '.a.b'), undefined);
 });
+
+t.test('entries larger than a chunk are written whole, in order', async (t) => {
+  const dir = tempDir(t);
+  const j = journal(dir, { recordData: true, maxDataBytes: 4 << 20 });
+  const a = session(1);
+  const big = new Uint8Array(600 * 1024).fill(7);
+  for (let i = 0; i < 3; i++) {
+    j.request(a, body({ id: i, op: 'write', handle: 0, offset: 0, data: big }));
+    j.request(a, body({ id: 100 + i, op: 'ping' }));
+  }
+  await j.close();
+  const r = readJournal(join(dir, 'j'));
+  t.same(r.warnings, []);
+  const reqs = r.entries.filter((e) => e.k === 'req').map(decoded);
+  t.same(reqs.map((x) => x['id']), [0, 100, 1, 101, 2, 102]);
+  for (const x of reqs.filter((x) => x['op'] === 'write')) t.equal(Buffer.compare(x['data'] as Uint8Array, big), 0, 'the bytes, whole');
+});
