@@ -158,7 +158,7 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
     rep.figure('unpipelined', 'p50LatencyUs', du.p50, 'us', { name: 'echo', value: eu.p50 });
     rep.figure('unpipelined', 'p99LatencyUs', du.p99, 'us', { name: 'echo', value: eu.p99 });
     rep.figure('pipelined', 'requestsPerSec', dp, 'req/s', { name: 'echo', value: ep });
-    const rec = await recording(d, daemon.proc.pid!, ms, args.quick ? 3 : 5);
+    const rec = await recording(d, daemon.proc.pid!, ms, args.quick ? 5 : 7);
     rep.figure('recording', 'requestsPerSec', rec.recording.rate, 'req/s', { name: 'pipelined', value: rec.plain.rate });
     if (rec.recording.cpuUs !== null && rec.plain.cpuUs !== null) {
       rep.figure('recording', 'daemonCpuUsPerRequest', rec.recording.cpuUs, 'us', { name: 'pipelined', value: rec.plain.cpuUs });

@@ -37,13 +37,49 @@ export interface DataPolicy {
 /** The digest a journal keeps for bytes. */
 export const binDigest = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('base64')}`;
 
-/** Does a MessagePack body hold a bin value? (A false "yes" only costs a decode.) */
-function mayHoldBin(body: Uint8Array, from = 0): boolean {
-  if (body.length - from > 256) return body.indexOf(0xc4, from) >= 0 || body.indexOf(0xc5, from) >= 0 || body.indexOf(0xc6, from) >= 0;
-  // small bodies (most requests and responses): a loop beats three calls into C++
-  for (let i = from; i < body.length; i++) {
-    const x = body[i]!;
-    if (x >= 0xc4 && x <= 0xc6) return true;
+/**
+ * Does a MessagePack body hold a bin value? A linear walk of the encoding:
+ * containers need no counting (their items simply follow), strings and
+ * exts are skipped by their length. Anything it cannot walk answers yes
+ * (the decode that follows says what is wrong).
+ */
+export function mayHoldBin(b: Uint8Array, from = 0): boolean {
+  let i = from;
+  const n = b.length;
+  while (i < n) {
+    const x = b[i]!;
+    if (x <= 0x9f || x >= 0xe0) {
+      i += 1; // fixint, fixmap, fixarray, negative fixint
+      continue;
+    }
+    if (x <= 0xbf) {
+      i += 1 + (x & 0x1f); // fixstr
+      continue;
+    }
+    switch (x) {
+      case 0xc0: case 0xc2: case 0xc3: i += 1; break;
+      case 0xc4: case 0xc5: case 0xc6: return true;
+      case 0xc7: if (i + 1 >= n) return true; i += 3 + b[i + 1]!; break;
+      case 0xc8: if (i + 2 >= n) return true; i += 4 + ((b[i + 1]! << 8) | b[i + 2]!); break;
+      case 0xc9: if (i + 4 >= n) return true; i += 6 + ((b[i + 1]! * 2 ** 24) + ((b[i + 2]! << 16) | (b[i + 3]! << 8) | b[i + 4]!)); break;
+      case 0xca: i += 5; break;
+      case 0xcb: i += 9; break;
+      case 0xcc: case 0xd0: i += 2; break;
+      case 0xcd: case 0xd1: i += 3; break;
+      case 0xce: case 0xd2: i += 5; break;
+      case 0xcf: case 0xd3: i += 9; break;
+      case 0xd4: i += 3; break;
+      case 0xd5: i += 4; break;
+      case 0xd6: i += 6; break;
+      case 0xd7: i += 10; break;
+      case 0xd8: i += 18; break;
+      case 0xd9: if (i + 1 >= n) return true; i += 2 + b[i + 1]!; break;
+      case 0xda: if (i + 2 >= n) return true; i += 3 + ((b[i + 1]! << 8) | b[i + 2]!); break;
+      case 0xdb: if (i + 4 >= n) return true; i += 5 + ((b[i + 1]! * 2 ** 24) + ((b[i + 2]! << 16) | (b[i + 3]! << 8) | b[i + 4]!)); break;
+      case 0xdc: case 0xde: i += 3; break;
+      case 0xdd: case 0xdf: i += 5; break;
+      default: return true; // 0xc1: never used
+    }
   }
   return false;
 }

@@ -6,10 +6,11 @@
  * writes through mappings, and the replay's comparison helpers.
  */
 import t from 'tap';
+import fc from 'fast-check';
 import { existsSync, readFileSync, writeFileSync, appendFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Journal, JOURNAL_DEFAULTS, type JournalOptions } from '../../daemon/session/journal.js';
-import { binDigest, digestBins } from '../../daemon/session/journal-entries.js';
+import { binDigest, digestBins, mayHoldBin } from '../../daemon/session/journal-entries.js';
 import { readJournal, type Entry } from '../../daemon/session/journal-read.js';
 import { CpuTracker, type CpuView } from '../../daemon/session/journal-cpu.js';
 import { SlabBacking } from '../../daemon/memory/backing.js';
@@ -211,4 +212,29 @@ t.test('entries larger than a chunk are written whole, in order', async (t) => {
   const reqs = r.entries.filter((e) => e.k === 'req').map(decoded);
   t.same(reqs.map((x) => x['id']), [0, 100, 1, 101, 2, 102]);
   for (const x of reqs.filter((x) => x['op'] === 'write')) t.equal(Buffer.compare(x['data'] as Uint8Array, big), 0, 'the bytes, whole');
+});
+
+t.test('mayHoldBin walks the encoding: bytes that look like a bin marker inside numbers or strings are not one', async (t) => {
+  const cases: [unknown, boolean][] = [
+    [{ id: 0xc4c5, op: 'ping' }, false],
+    [{ x: 1.0000000000000002, y: -0xc6, s: '\u00c4\u00c5', big: 2 ** 40 + 0xc4 }, false],
+    [{ a: [1, 'two', null, true, false, { b: 3.5 }], long: 'x'.repeat(300), arr: new Array(20).fill(0xc4) }, false],
+    [{ data: new Uint8Array(3) }, true],
+    [[1, [2, [new Uint8Array(0)]]], true],
+    [{ s: 'y'.repeat(70000), data: new Uint8Array(1) }, true],
+  ];
+  for (const [v, want] of cases) t.equal(mayHoldBin(encodeValue(v)), want, JSON.stringify(v, (_k, x) => (x instanceof Uint8Array ? `bin(${x.length})` : typeof x === 'string' && x.length > 20 ? `str(${x.length})` : x)));
+  t.equal(mayHoldBin(Buffer.from([0xc1])), true, 'what it cannot walk: yes');
+  t.equal(mayHoldBin(Buffer.from([0xd9])), true, 'a cut-short header: yes');
+  t.equal(mayHoldBin(Buffer.from([0, 0, 0, 1, 0xc0]), 4), false, 'from an offset');
+});
+
+t.test('mayHoldBin agrees with the value for any encodable value (property)', async (t) => {
+  const hasBytes = (v: unknown): boolean =>
+    v instanceof Uint8Array || (Array.isArray(v) ? v.some(hasBytes) : v !== null && typeof v === 'object' && Object.values(v).some(hasBytes));
+  const value = fc.letrec((tie) => ({
+    leaf: fc.oneof(fc.integer({ min: -(2 ** 40), max: 2 ** 40 }), fc.double({ noNaN: true }), fc.string({ maxLength: 300 }), fc.boolean(), fc.constant(null), fc.uint8Array({ maxLength: 40 })),
+    node: fc.oneof({ depthSize: 'small' }, tie('leaf'), fc.array(tie('node'), { maxLength: 5 }), fc.dictionary(fc.string({ maxLength: 8 }), tie('node'), { maxKeys: 5 })),
+  })).node;
+  t.doesNotThrow(() => fc.assert(fc.property(value, (v) => mayHoldBin(encodeValue(v)) === hasBytes(v)), { numRuns: 500 }));
 });
