@@ -2,12 +2,20 @@
  * ipc: ping round trips through the daemon vs a raw echo server with the
  * same framing and socket type, in the same run and with the same client
  * code (encode request, write, reassemble frame, decode answer).
+ *
+ * recording: the same pipelined pings through a daemon started with
+ * --record (the journal on the bench's temp dir), baseline 'pipelined'; the
+ * two daemons are measured in alternating rounds and each case reports its
+ * median, so machine noise falls on both; and the daemon's CPU time per
+ * request (from /proc), which a loaded machine disturbs far less.
  */
 import { createConnection, type Socket } from 'node:net';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { decodeValue } from '../protocol/codec.js';
 import { connect } from '../client/connect.js';
-import { Reporter, percentile, startChild, startDaemon } from './harness.js';
+import { Reporter, percentile, startChild, startDaemon, type Child } from './harness.js';
 
 class Pinger {
   private readonly reader = new FrameReader(1 << 26);
@@ -68,6 +76,70 @@ async function pipelined(p: Pinger, window: number, ms: number): Promise<number>
   return done / ((performance.now() - t0) / 1000);
 }
 
+const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** CPU seconds a process has used (user + system), from /proc; null where there is none. */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // fields 14 and 15 (utime, stime), counted after the command name
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+interface Round {
+  rate: number;
+  /** Daemon CPU per request, microseconds (null without /proc). */
+  cpuUs: number | null;
+}
+
+async function round(p: Pinger, pid: number, ms: number): Promise<Round> {
+  const c0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  const rate = await pipelined(p, 64, ms);
+  const c1 = cpuSeconds(pid);
+  const n = (rate * (performance.now() - t0)) / 1000;
+  return { rate, cpuUs: c0 === null || c1 === null ? null : ((c1 - c0) * 1e6) / n };
+}
+
+/**
+ * Pipelined pings with and without a journal, alternating rounds; medians
+ * of the rate and of the daemon's CPU time per request (which the machine's
+ * load moves far less than the rate).
+ */
+async function recording(plain: Pinger, plainPid: number, ms: number, rounds: number): Promise<{ plain: Round; recording: Round; bytesPerRequest: number }> {
+  const rd: Child = await startChild('daemon/main.js', (socket, dir) => ['--socket', socket, '--log-level', 'info', '--record', join(dir, 'journal')], '"listening"');
+  try {
+    const r = await Pinger.open(rd.socket);
+    await r.call({ op: 'hello', version: 1 });
+    // as warm as the plain daemon (which ran the unpipelined and pipelined cases): a fresh
+    // process's unoptimised code would be charged to the journal
+    await unpipelined(r, 2000);
+    await pipelined(r, 64, ms);
+    await new Promise((res) => setTimeout(res, 100));
+    const before = statSync(join(rd.dir, 'journal')).size;
+    const a: Round[] = [];
+    const b: Round[] = [];
+    for (let i = 0; i < rounds; i++) {
+      a.push(await round(plain, plainPid, ms));
+      b.push(await round(r, rd.proc.pid!, ms));
+    }
+    r.close();
+    await new Promise((res) => setTimeout(res, 200));
+    const bytes = statSync(join(rd.dir, 'journal')).size - before;
+    const n = b.reduce((x, y) => x + (y.rate * ms) / 1000, 0);
+    const med = (xs: Round[]): Round => {
+      const cpu = xs.map((x) => x.cpuUs).filter((x): x is number => x !== null);
+      return { rate: median(xs.map((x) => x.rate)), cpuUs: cpu.length === 0 ? null : median(cpu) };
+    };
+    return { plain: med(a), recording: med(b), bytesPerRequest: bytes / Math.max(1, n) };
+  } finally {
+    await rd.stop();
+  }
+}
+
 export async function run(args: { quick: boolean }): Promise<Reporter> {
   const rep = new Reporter('ipc');
   const n = args.quick ? 5000 : 20000;
@@ -86,6 +158,12 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
     rep.figure('unpipelined', 'p50LatencyUs', du.p50, 'us', { name: 'echo', value: eu.p50 });
     rep.figure('unpipelined', 'p99LatencyUs', du.p99, 'us', { name: 'echo', value: eu.p99 });
     rep.figure('pipelined', 'requestsPerSec', dp, 'req/s', { name: 'echo', value: ep });
+    const rec = await recording(d, daemon.proc.pid!, ms, args.quick ? 5 : 7);
+    rep.figure('recording', 'requestsPerSec', rec.recording.rate, 'req/s', { name: 'pipelined', value: rec.plain.rate });
+    if (rec.recording.cpuUs !== null && rec.plain.cpuUs !== null) {
+      rep.figure('recording', 'daemonCpuUsPerRequest', rec.recording.cpuUs, 'us', { name: 'pipelined', value: rec.plain.cpuUs });
+    }
+    rep.figure('recording', 'journalBytesPerRequest', rec.bytesPerRequest, 'B');
     // the client library on the same daemon, for reference
     const c = await connect({ socket: daemon.socket });
     const t0 = performance.now();

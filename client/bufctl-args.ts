@@ -32,6 +32,7 @@ export const OPTIONS: Record<string, OptionSpec> = {
   seed: { type: 'string', arg: ' S', help: 'inject: seed of the probability RNG (default 1)' },
   format: { type: 'string', arg: ' FMT', help: 'graph format: text, dot, mermaid, json' },
   buffer: { type: 'string', arg: ' ID', help: 'only this buffer id' },
+  'record-data': { type: 'boolean', help: 'journal the bytes clients write, not just their digests' },
   help: { type: 'boolean', short: 'h', help: 'show help' },
   version: { type: 'boolean', help: "print bufctl's version" },
 };

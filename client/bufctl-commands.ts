@@ -17,6 +17,7 @@ import { VIOLATION_KINDS } from '../protocol/ops/coherency.js';
 import type { ReloadInfo } from '../protocol/results.js';
 import { UsageError, intOption, oneOf, didYouMean, type CommandHelp } from './bufctl-args.js';
 import { INJECT_COMMAND } from './bufctl-inject.js';
+import { RECORD_HELP, planRecord } from './bufctl-record.js';
 
 export interface Io {
   out: (s: string) => void;
@@ -231,6 +232,7 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
   inject: INJECT_COMMAND,
+  record: { ...RECORD_HELP, plan: planRecord },
   dashboard: {
     usage: 'dashboard [--json]',
     summary: "print the web dashboard's address, with the admin cookie as its token when readable",

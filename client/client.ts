@@ -152,6 +152,11 @@ export class BufferClient extends Connection {
     return this.request('reload', {});
   }
 
+  /** Start, stop or inspect the daemon's journal (admin; `bufferd replay FILE` re-runs it). */
+  record(action: 'start' | 'stop' | 'status', opts: Omit<ParamsOf<'record'>, 'action'> = {}): Promise<ResultOf<'record'>> {
+    return this.request('record', { action, ...opts });
+  }
+
   /** Act as a device on registered buffers. */
   readonly device: DeviceApi = new DeviceApi(this);
 

@@ -2,7 +2,8 @@
 /**
  * bufferd: the daemon's command line.
  *
- *   bufferd [--socket PATH] [--config FILE] [--log-level LEVEL] [--log-format FORMAT] [--help] [--version]
+ *   bufferd [--socket PATH] [--config FILE] [--log-level LEVEL] [--log-format FORMAT] [--record FILE [--record-data]] [--help] [--version]
+ *   bufferd replay FILE [--config OTHER] [--speed N|max] [--json]   (server/replay-cli.ts)
  */
 import { parseArgs } from 'node:util';
 import { resolveSocketPath } from '../protocol/paths.js';
@@ -15,8 +16,10 @@ import { Notifier } from './server/notify.js';
 import { socketActivation } from './server/activation.js';
 import { startHttp, type HttpServer } from './server/http.js';
 import { doReload, ReloadRejected } from './ops/events.js';
+import { startJournal } from './ops/record.js';
 
 const USAGE = `Usage: bufferd [options]
+       bufferd replay FILE [--config OTHER] [--speed N|max] [--json]
 
 Runs the bufferd buffer broker in the foreground, serving clients on a Unix socket.
 
@@ -29,6 +32,9 @@ Options:
                       auto (the default) is readable on a terminal, JSON otherwise
   --http HOST:PORT    serve the dashboard and a WebSocket event stream on a
                       loopback address (e.g. 127.0.0.1:8080; port 0 picks one)
+  --record FILE       journal every request, response and event to FILE
+                      (bufferd replay FILE re-runs it; see PROTOCOL.md)
+  --record-data       journal the bytes clients write, not just digests
   -h, --help          show this help
   -v, --version       print the version
 
@@ -42,6 +48,11 @@ function die(msg: string, code: number): never {
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'replay') {
+    const { replayMain } = await import('./server/replay-cli.js');
+    process.exitCode = await replayMain(argv.slice(1));
+    return;
+  }
   let args;
   try {
     args = parseArgs({
@@ -52,6 +63,8 @@ async function main(argv: string[]): Promise<void> {
         'log-level': { type: 'string' },
         'log-format': { type: 'string' },
         http: { type: 'string' },
+        record: { type: 'string' },
+        'record-data': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -99,6 +112,14 @@ async function main(argv: string[]): Promise<void> {
     if (e instanceof StartupError) die(e.message, 1);
     throw e;
   }
+  if (o.record !== undefined) {
+    try {
+      startJournal(ctx, { file: o.record, recordData: o['record-data'] === true });
+    } catch (e) {
+      await server.shutdown('start-up failed').catch(() => {});
+      die(`cannot record to ${o.record}: ${(e as Error).message}`, 1);
+    }
+  } else if (o['record-data'] === true) die(`--record-data needs --record FILE\n\n${USAGE}`, 2);
   log.info(
     { socket: socketPath, activated: activation !== null, config: config.source, version: VERSION, http: http?.url ?? null, notify: notifier.via },
     'listening',

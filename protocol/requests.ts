@@ -12,6 +12,7 @@ import { COHERENCY_REQUESTS } from './ops/coherency.js';
 import { EVENTS_REQUESTS } from './ops/events.js';
 import { INJECT_REQUESTS } from './ops/inject.js';
 import { HISTORY_REQUESTS } from './ops/history.js';
+import { RECORD_REQUESTS } from './ops/record.js';
 
 /** The protocol version this package speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -25,6 +26,7 @@ export const REQUESTS = {
   ...EVENTS_REQUESTS,
   ...INJECT_REQUESTS,
   ...HISTORY_REQUESTS,
+  ...RECORD_REQUESTS,
 } as const;
 
 export type OpName = keyof typeof REQUESTS;

@@ -3,6 +3,8 @@
  */
 import type { WireError } from './errors.js';
 import type { OpName } from './requests.js';
+import type { RecordInfo } from './ops/record.js';
+export type { RecordInfo } from './ops/record.js';
 import type { Status, PoolStatus, HugepageStatus, DriverStatus } from './status.js';
 import type { InjectResults } from './ops/inject.js';
 import type { HistoryResult, GraphResult } from './ops/history.js';
@@ -250,6 +252,7 @@ export interface Results extends InjectResults {
   read: { data: Uint8Array };
   history: HistoryResult;
   graph: GraphResult;
+  record: RecordInfo;
 }
 
 export type ResultOf<K extends OpName> = K extends keyof Results ? Results[K] : never;

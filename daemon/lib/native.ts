@@ -14,6 +14,7 @@
  * of it is used again; sockets handed to recvmsg are never read by libuv.
  */
 import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
 
 /** The longest view made of mapped memory. */
 export const MAX_VIEW = 1 << 30;
@@ -330,3 +331,15 @@ export function nativeReason(): string {
 
 /** Round up to whole 4 KiB pages. */
 export const pageRound = (n: number): number => Math.ceil(n / PAGE) * PAGE;
+
+/** The process at the other end of a connected Unix socket (SO_PEERCRED), or null. */
+export function peerOf(socket: Socket): Cred | null {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const sys = native();
+  if (sys === null || typeof fd !== 'number' || fd < 0) return null;
+  try {
+    return sys.peerCred(fd);
+  } catch {
+    return null;
+  }
+}

@@ -23,6 +23,7 @@ import * as shared from './shared.js';
 import * as inject from './inject.js';
 import { history } from './history.js';
 import { graph } from './graph.js';
+import * as recording from './record.js';
 import type { Work } from '../lib/slices.js';
 
 export type Handler<K extends OpName> = (
@@ -76,6 +77,7 @@ export const HANDLERS: HandlerTable = {
   'inject.list': inject.list,
   history,
   graph,
+  record: recording.record,
 };
 
 /**

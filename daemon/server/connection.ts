@@ -25,19 +25,7 @@ import type { DaemonContext } from './context.js';
 import type { Session } from '../session/clients.js';
 import { dropsConnection } from '../ops/inject.js';
 import type { Dispatcher, Reply } from './dispatch.js';
-import { native, type Cred } from '../lib/native.js';
-
-/** The process at the other end of a Unix socket (SO_PEERCRED), or null. */
-function peerOf(socket: Socket): Cred | null {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  const sys = native();
-  if (sys === null || typeof fd !== 'number' || fd < 0) return null;
-  try {
-    return sys.peerCred(fd);
-  } catch {
-    return null;
-  }
-}
+import { peerOf } from '../lib/native.js';
 
 /** Requests received and not yet run, after which the socket is not read. */
 const BACKLOG_FRAMES = 256;
@@ -237,6 +225,7 @@ export class Connection {
       this.backlogBytes = 0;
       return void this.socket.destroy();
     }
+    this.ctx.journal?.request(this.session, body);
     const out = this.ctx.faults.within({ client: this.session.name }, () => this.dispatch(this.session, body));
     if (out instanceof Promise) {
       this.busy = true;
@@ -255,8 +244,10 @@ export class Connection {
       clearTimeout(this.helloTimer);
       this.helloTimer = null;
     }
+    const frame = encodeFrame(reply);
+    this.ctx.journal?.response(this.session, frame);
     if (this.closed || this.socket.destroyed || !this.socket.writable) return;
-    this.socket.write(encodeFrame(reply), this.afterFlush);
+    this.socket.write(frame, this.afterFlush);
   }
 
   /** A response left for the kernel: requests held back for the client to read may run now. */
@@ -277,7 +268,9 @@ export class Connection {
       if (this.eventsDropped++ === 0) this.session.log.warn({ event: ev.event }, 'client is not reading: dropping its event reports');
       return;
     }
-    this.socket.write(encodeFrame(ev), this.afterFlush);
+    const frame = encodeFrame(ev);
+    this.ctx.journal?.event(this.session, frame, false);
+    this.socket.write(frame, this.afterFlush);
   }
 
   /**
@@ -288,6 +281,7 @@ export class Connection {
   private stream(ev: EventMsg | Buffer): void {
     if (this.closed || this.socket.destroyed || !this.socket.writable) return;
     const f = Buffer.isBuffer(ev) ? ev : encodeFrame(ev);
+    this.ctx.journal?.event(this.session, f, true);
     if (this.streamQueue.length === 0 && this.socket.writableLength < STREAM_HIGH_WATER) {
       // events of one event-loop turn leave in one write (responses written
       // meanwhile join the same write, so the order on the wire holds)
@@ -386,6 +380,7 @@ export class Connection {
     this.streamQueue = [];
     this.streamBytes = 0;
     this.ctx.clients.remove(this.session);
+    this.ctx.journal?.gone(this.session);
     try {
       this.ctx.sessionClosed(this.session);
     } catch (err) {

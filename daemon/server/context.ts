@@ -29,9 +29,10 @@ import type { DaemonContext } from '../session/context.js';
 
 export type { DaemonContext } from '../session/context.js';
 
-export function createContext(config: Config, log: Logger, socketPath: string): DaemonContext {
+/** `clock` replaces the monotonic clock (a replay runs on the recorded one, server/replay.ts). */
+export function createContext(config: Config, log: Logger, socketPath: string, clock?: () => number): DaemonContext {
   const t0 = performance.now();
-  const now = () => performance.now() - t0;
+  const now = clock ?? (() => performance.now() - t0);
   const sys = native();
   if (sys === null) log.warn({ reason: nativeReason() }, 'no shared memory: buffers live in the daemon alone (map and exportFd answer ENOTSUP)');
   const machine = new Machine(config.machine, now, sys);
@@ -115,6 +116,7 @@ export function createContext(config: Config, log: Logger, socketPath: string): 
     dashboard: null,
     fdbox: null,
     faults,
+    journal: null,
     stopping: false,
     background,
     sessionClosed: (s) => {

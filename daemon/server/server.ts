@@ -21,6 +21,7 @@ import { native } from '../lib/native.js';
 import type { DaemonContext } from './context.js';
 import { Connection } from './connection.js';
 import { createDispatcher, type Dispatcher } from './dispatch.js';
+import { stopJournal } from '../ops/record.js';
 
 export class StartupError extends Error {}
 
@@ -217,6 +218,7 @@ export class Server {
     const timeout = this.ctx.config.server.shutdownTimeoutMs;
     await Promise.all([...this.conns].map((c) => c.shutdown(reason, timeout)));
     await closed;
+    await stopJournal(this.ctx);
     for (const t of this.ctx.timers) t.stop();
     this.ctx.auth.removeCookie();
     this.ctx.fdbox?.close();

@@ -26,6 +26,7 @@ import type { Background } from '../lib/slices.js';
 import type { FdBox } from './fdbox.js';
 import type { FaultInjector } from '../lib/faultinject.js';
 import type { HistoryJournal } from './history.js';
+import type { Journal } from './journal.js';
 
 export interface DaemonContext {
   /** The configuration in force (replaced by a reload). */
@@ -66,6 +67,8 @@ export interface DaemonContext {
   fdbox: FdBox | null;
   /** Fault injection: the armed points (inject.set, the config's faultInjection) and their counts. */
   readonly faults: FaultInjector;
+  /** The journal being recorded (--record, bufctl record start), or null. */
+  journal: Journal | null;
   /** Wrap a new allocation: it is freed (and its creator's quota released) when its last reference goes. */
   share(phys: PhysBuffer, creator: Session): SharedBuffer;
 }

@@ -13,7 +13,7 @@ import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 import type { BufferClient } from '../../client/index.js';
 import { bufctlHere } from '../helpers/bufctl.js';
 
-const COMMANDS = ['status', 'pools', 'hugepages', 'buffers', 'clients', 'drivers', 'constraints', 'merge', 'violations', 'watch', 'reload', 'inject', 'dashboard'];
+const COMMANDS = ['status', 'pools', 'hugepages', 'buffers', 'clients', 'drivers', 'constraints', 'merge', 'violations', 'watch', 'reload', 'inject', 'dashboard', 'record'];
 
 const start = startCommand;
 
@@ -134,7 +134,7 @@ t.test('every command takes --json and prints one JSON document', async (t) => {
   await app.alloc({ pool: 'default', size: 4096 });
   const runs: string[][] = [
     ['status'], ['status', '--pool', 'default'], ['pools'], ['hugepages'], ['hugepages', 'set', '2M', '100'], ['buffers'], ['clients'],
-    ['drivers'], ['constraints', 'gpu'], ['merge', 'gpu', 'video'], ['violations'], ['reload'], ['inject'], ['dashboard'],
+    ['drivers'], ['constraints', 'gpu'], ['merge', 'gpu', 'video'], ['violations'], ['reload'], ['inject'], ['dashboard'], ['record', 'status'],
   ];
   const seen = new Set<string>();
   // one after another: in one process each session is named bufctl:<pid>, and names are unique
@@ -176,6 +176,7 @@ t.test('every command takes --json and prints one JSON document', async (t) => {
     [['reload', 'now'], 2, 'EINVAL'],
     [['inject', 'set', 'nope'], 2, 'EINVAL'],
     [['dashboard', '--pool', 'x'], 2, 'EINVAL'],
+    [['record', 'stop'], 1, 'EINVAL'],
   ];
   const errs = await Promise.all(failing.map(([args]) => bufctl(d.socket, ...args, '--json')));
   const covered = new Set<string>();
