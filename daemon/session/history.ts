@@ -107,6 +107,8 @@ export class HistoryJournal {
   /** A new buffer: its journal starts with this event. */
   begin(buffer: number, kind: string, client: Actor, fields: Record<string, unknown>): void {
     if (!this.enabled) return;
+    // a new buffer with the id of a freed one (ids are not reused by the daemon, but a journal must not mix two lives)
+    this.forget(buffer);
     this.push(this.liveJournal(buffer, false), kind, client, fields);
   }
 

@@ -176,3 +176,13 @@ t.test('property: within every bound, whatever the sequence', async (t) => {
     ),
   );
 });
+
+t.test('a new journal under the id of a retired one starts fresh (found by the property above)', async (t) => {
+  const { j } = journal({ perBuffer: 8, maxEvents: 1, keepFreed: 1 });
+  j.begin(13, 'alloc', A, {});
+  j.freed(13, A, {});
+  j.begin(13, 'alloc', A, {});
+  t.equal(j.get(13)?.events.length, 1);
+  t.equal(j.stats().events, 1, 'the retired journal was let go, not counted twice');
+  t.equal(j.stats().freed, 0);
+});
