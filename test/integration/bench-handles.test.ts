@@ -4,11 +4,11 @@
  * never by timed assertions in tests.)
  */
 import t from 'tap';
-import { RUN, parseFigures, checkFigures, type Want } from '../helpers/bench.js';
+import { RUN, parseFigures, checkFigures, type Want, UNHOOKED } from '../helpers/bench.js';
 import { runNode } from '../helpers/daemon.js';
 
 t.test('handles benchmark emits its figures as JSON lines', async (t) => {
-  const r = await runNode([RUN, 'handles', '--quick'], { timeoutMs: 90_000 });
+  const r = await runNode([RUN, 'handles', '--quick'], { env: UNHOOKED, timeoutMs: 90_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
   const want: Want[] = [
@@ -27,7 +27,7 @@ t.test('handles benchmark emits its figures as JSON lines', async (t) => {
 });
 
 t.test('drivers benchmark emits its figures as JSON lines', async (t) => {
-  const r = await runNode([RUN, 'drivers', '--quick'], { timeoutMs: 60_000 });
+  const r = await runNode([RUN, 'drivers', '--quick'], { env: UNHOOKED, timeoutMs: 60_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
   const want: Want[] = [
