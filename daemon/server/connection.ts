@@ -22,7 +22,7 @@ import type { Socket } from 'node:net';
 import { encodeFrame, FrameReader, FrameTooLargeError } from '../../protocol/frame.js';
 import type { WireError } from '../../protocol/errors.js';
 import type { DaemonContext } from './context.js';
-import type { Session } from '../session/clients.js';
+import { newSession, type Session } from '../session/clients.js';
 import { dropsConnection } from '../ops/inject.js';
 import type { Dispatcher, Reply } from './dispatch.js';
 import { peerOf } from '../lib/native.js';
@@ -73,20 +73,7 @@ export class Connection {
     const cfg = ctx.config.server;
     this.maxUnsent = cfg.maxUnsentBytes;
     this.frameTimeoutMs = cfg.frameTimeoutMs;
-    this.session = {
-      id,
-      name: null,
-      connectedAt: ctx.now(),
-      open: false,
-      closed: false,
-      capabilities: new Set(),
-      principal: null,
-      bytes: 0,
-      peer: peerOf(socket),
-      handles: null,
-      mappings: new Map(),
-      nextMapping: 1,
-      log,
+    this.session = newSession(id, ctx.now(), peerOf(socket), log, {
       send: (ev, droppable) => this.event(ev, droppable === true),
       stream: (ev) => this.stream(ev),
       dropStream: () => {
@@ -94,10 +81,8 @@ export class Connection {
         this.streamBytes = 0;
       },
       buffered: () => this.streamBytes + this.socket.writableLength,
-      subscription: null,
-      accept: null,
       eventsDropped: () => this.eventsDropped,
-    };
+    });
     this.reader = new FrameReader(cfg.maxFrameBytes);
     const helloMs = cfg.helloTimeoutMs;
     this.helloTimer = setTimeout(() => {

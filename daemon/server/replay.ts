@@ -26,7 +26,7 @@ import type { Config } from '../config/config.js';
 import { createLogger } from '../lib/log.js';
 import { digest } from '../lib/digest.js';
 import { rng } from '../lib/rng.js';
-import type { Session } from '../session/clients.js';
+import { newSession, type Session } from '../session/clients.js';
 import type { FdBox } from '../session/fdbox.js';
 import type { Cred } from '../lib/native.js';
 import { readJournal, type Entry } from '../session/journal-read.js';
@@ -109,28 +109,13 @@ function secrets(config: Config): Map<string, string> {
 
 /** A session as a connection makes one (server/connection.ts), its events kept. */
 function syntheticSession(ctx: DaemonContext, id: number, peer: Cred | null, events: unknown[], streamed: { n: number }): Session {
-  return {
-    id,
-    name: null,
-    connectedAt: ctx.now(),
-    open: false,
-    closed: false,
-    capabilities: new Set(),
-    principal: null,
-    bytes: 0,
-    peer,
-    handles: null,
-    mappings: new Map(),
-    nextMapping: 1,
-    log: ctx.log.child({ client: id }),
+  return newSession(id, ctx.now(), peer, ctx.log.child({ client: id }), {
     send: (ev) => events.push(ev),
     stream: () => void streamed.n++,
     dropStream: () => {},
     buffered: () => 0,
-    subscription: null,
-    accept: null,
     eventsDropped: () => 0,
-  };
+  });
 }
 
 export async function replay(opts: ReplayOptions): Promise<ReplayResult> {

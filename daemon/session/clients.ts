@@ -61,6 +61,31 @@ export interface Session {
 }
 
 /** Senders a client accepts handles from: anyone, or these client ids and names. */
+/** How a session's events leave: what its connection (or a replay) provides. */
+export type SessionIo = Pick<Session, 'send' | 'stream' | 'dropStream' | 'buffered' | 'eventsDropped'>;
+
+/** A fresh session before hello: no name, no handles, no capabilities. */
+export function newSession(id: number, connectedAt: number, peer: Cred | null, log: Logger, io: SessionIo): Session {
+  return {
+    id,
+    name: null,
+    connectedAt,
+    open: false,
+    closed: false,
+    capabilities: new Set(),
+    principal: null,
+    bytes: 0,
+    peer,
+    handles: null,
+    mappings: new Map(),
+    nextMapping: 1,
+    log,
+    ...io,
+    subscription: null,
+    accept: null,
+  };
+}
+
 export interface AcceptPolicy {
   any: boolean;
   ids: Set<number>;
