@@ -5,14 +5,8 @@ import { ROOT } from './daemon.js';
 
 export const RUN = join(ROOT, 'dist', 'bench', 'run.js');
 
-/**
- * The environment a bench runs in: without tap's per-process hook in
- * NODE_OPTIONS (coverage and process info), which would load into the bench
- * and every daemon and client it starts, slow their hot loops and cost
- * about 0.8 s per process, for no coverage of product code that other tests
- * don't already give (as stress.test.ts does).
- */
-export const UNHOOKED = { NODE_OPTIONS: '' };
+/** A bench runs without tap's per-process hook (helpers/daemon.ts unhookedNode), in it and every daemon and client it starts. */
+export const UNHOOKED = { unhooked: true } as const;
 
 export function parseFigures(stdout: string): Record<string, unknown>[] {
   return stdout

@@ -167,14 +167,28 @@ export async function startDaemon(t: Teardown, opts: DaemonOptions = {}): Promis
   return { socket, dir, proc, logs, stderr: () => err, waitForLog, stop, exited };
 }
 
-/** Run a node script to completion, collecting its output; on timeout it and everything it started are killed. */
+/**
+ * `node ...args` without tap's per-process hook (coverage and process
+ * info): tap's spawn wrapper puts the hook back into a node child's
+ * NODE_OPTIONS whatever env it is given, so the child starts through
+ * env(1), which drops it before exec'ing node (same pid). The hook costs a
+ * process ~0.8 s of CPU and slows its hot loops; for a process whose code
+ * other tests already cover (benches, scripted client fixtures) that is
+ * suite time for nothing.
+ */
+export function unhookedNode(args: string[]): [string, string[]] {
+  return ['env', ['-u', 'NODE_OPTIONS', '-u', 'NODE_V8_COVERAGE', process.execPath, ...args]];
+}
+
+/** Run a node script to completion, collecting its output; on timeout it and everything it started are killed. `unhooked`: see unhookedNode. */
 export function runNode(
   args: string[],
-  opts: { env?: Record<string, string>; timeoutMs?: number; input?: string } = {},
+  opts: { env?: Record<string, string>; timeoutMs?: number; input?: string; unhooked?: boolean } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   reapAtExit();
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const [cmd, argv] = opts.unhooked === true ? unhookedNode(args) : [process.execPath, args];
+    const p = spawn(cmd, argv, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const pid = p.pid;
     if (pid !== undefined) groups.add(pid);
     let stdout = '';

@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { ROOT } from './daemon.js';
+import { ROOT, unhookedNode } from './daemon.js';
 import { BufferdError } from '../../client/index.js';
 
 export const FIXTURES = join(ROOT, 'test', 'fixtures');
@@ -131,7 +131,9 @@ export class Proc {
 
 /** Spawn `node test/fixtures/<fixture> ...args`; killed at teardown. */
 export async function spawnFixture(t: Teardown, fixture: string, args: string[], opts: SpawnOptions = {}): Promise<Proc> {
-  const child = spawn(process.execPath, [join(FIXTURES, fixture), ...args], {
+  // unhooked: the client library a fixture drives is covered in-process by the tests
+  const [cmd, argv] = unhookedNode([join(FIXTURES, fixture), ...args]);
+  const child = spawn(cmd, argv, {
     env: { ...process.env, ...opts.env },
     stdio: opts.fd3 === undefined ? ['pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', opts.fd3],
   });

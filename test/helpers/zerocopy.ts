@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIXTURES, Proc, pattern } from './procs.js';
-import { ROOT, tempDir } from './daemon.js';
+import { ROOT, tempDir, unhookedNode } from './daemon.js';
 import { native, type Native } from '../../daemon/lib/native.js';
 import type { BufferClient } from '../../client/index.js';
 
@@ -37,7 +37,8 @@ export function patternSha(length: number, seed: number, offset = 0): string {
 
 /** A mapper.mjs process connected as `name`, its working directory a temp dir (a process that faults leaves nothing behind). */
 export async function spawnMapper(t: Teardown, socket: string, name: string, env: Record<string, string> = {}): Promise<Proc & { id: number }> {
-  const child = spawn(process.execPath, [join(FIXTURES, 'mapper.mjs'), socket, name], {
+  const [cmd, argv] = unhookedNode([join(FIXTURES, 'mapper.mjs'), socket, name]);
+  const child = spawn(cmd, argv, {
     cwd: tempDir(t, 'bufferd-mapper-'),
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],

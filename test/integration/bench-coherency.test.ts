@@ -8,7 +8,7 @@ import { RUN, parseFigures, checkFigures, type Want, UNHOOKED } from '../helpers
 import { runNode } from '../helpers/daemon.js';
 
 t.test('coherency benchmark emits its figures as JSON lines', async (t) => {
-  const r = await runNode([RUN, 'coherency', '--quick'], { env: UNHOOKED, timeoutMs: 90_000 });
+  const r = await runNode([RUN, 'coherency', '--quick'], { ...UNHOOKED, timeoutMs: 90_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
   const want: Want[] = [];

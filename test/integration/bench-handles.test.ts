@@ -8,7 +8,7 @@ import { RUN, parseFigures, checkFigures, type Want, UNHOOKED } from '../helpers
 import { runNode } from '../helpers/daemon.js';
 
 t.test('handles benchmark emits its figures as JSON lines', async (t) => {
-  const r = await runNode([RUN, 'handles', '--quick'], { env: UNHOOKED, timeoutMs: 90_000 });
+  const r = await runNode([RUN, 'handles', '--quick'], { ...UNHOOKED, timeoutMs: 90_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
   const want: Want[] = [
@@ -27,7 +27,7 @@ t.test('handles benchmark emits its figures as JSON lines', async (t) => {
 });
 
 t.test('drivers benchmark emits its figures as JSON lines', async (t) => {
-  const r = await runNode([RUN, 'drivers', '--quick'], { env: UNHOOKED, timeoutMs: 60_000 });
+  const r = await runNode([RUN, 'drivers', '--quick'], { ...UNHOOKED, timeoutMs: 60_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
   const want: Want[] = [

@@ -8,7 +8,7 @@ import { RUN, parseFigures, checkFigures, UNHOOKED } from '../helpers/bench.js';
 import { runNode } from '../helpers/daemon.js';
 
 t.test('history benchmark emits its figures as JSON lines', async (t) => {
-  const r = await runNode([RUN, 'history', '--quick'], { env: UNHOOKED, timeoutMs: 120_000 });
+  const r = await runNode([RUN, 'history', '--quick'], { ...UNHOOKED, timeoutMs: 120_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
   checkFigures(

@@ -8,7 +8,7 @@ import { RUN, parseFigures, UNHOOKED } from '../helpers/bench.js';
 import { runNode } from '../helpers/daemon.js';
 
 t.test('ipc benchmark emits its figures as JSON lines', async (t) => {
-  const r = await runNode([RUN, 'ipc', '--quick'], { env: UNHOOKED, timeoutMs: 60_000 });
+  const r = await runNode([RUN, 'ipc', '--quick'], { ...UNHOOKED, timeoutMs: 60_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
   const want = [

@@ -8,7 +8,7 @@ import { RUN, parseFigures, UNHOOKED } from '../helpers/bench.js';
 import { runNode } from '../helpers/daemon.js';
 
 t.test('suballoc benchmark emits its figures as JSON lines', async (t) => {
-  const r = await runNode([RUN, 'suballoc', '--quick'], { env: UNHOOKED, timeoutMs: 90_000 });
+  const r = await runNode([RUN, 'suballoc', '--quick'], { ...UNHOOKED, timeoutMs: 90_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
   const want: [string, string, boolean][] = [];

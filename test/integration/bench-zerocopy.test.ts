@@ -9,7 +9,7 @@ import { runNode } from '../helpers/daemon.js';
 import { system } from '../../client/index.js';
 
 t.test('zerocopy benchmark emits its figures as JSON lines', { skip: system() === null ? 'no native system calls here' : false }, async (t) => {
-  const r = await runNode([RUN, 'zerocopy', '--quick'], { env: UNHOOKED, timeoutMs: 120_000 });
+  const r = await runNode([RUN, 'zerocopy', '--quick'], { ...UNHOOKED, timeoutMs: 120_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
   const want: Want[] = [
