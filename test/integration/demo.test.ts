@@ -60,7 +60,7 @@ t.test('the demo starts its own daemon, runs every step and ends with bufctl sta
 t.test('the demo runs against a running daemon with --socket and leaves it serving', async (t) => {
   const d = await startDaemon(t);
   const watcher = await client(t, d.socket, 'watcher');
-  const r = await runNode([DEMO, '--socket', d.socket], { timeoutMs: 60_000 });
+  const r = await runNode([DEMO, '--socket', d.socket], { timeoutMs: 60_000, unhooked: true });
   t.equal(r.code, 0, r.stdout + r.stderr);
   t.match(r.stdout, `using the running bufferd at ${d.socket}`);
   for (const re of KEY_LINES) t.match(r.stdout, re);
@@ -76,7 +76,7 @@ t.test('the demo runs against a running daemon with --socket and leaves it servi
 t.test('after hugepage resizes the demo still gets its buffer above 4 GiB, by asking for it', async (t) => {
   const d = await startDaemon(t, { logLevel: 'info' });
   const demo = async (what: string) => {
-    const r = await runNode([DEMO, '--socket', d.socket], { timeoutMs: 60_000 });
+    const r = await runNode([DEMO, '--socket', d.socket], { timeoutMs: 60_000, unhooked: true });
     t.equal(r.code, 0, `${what}: exit code 0\n${r.stdout}\n${r.stderr}`);
     const { low, high } = captured(r.stdout);
     t.ok(low < FOUR_GIB && high >= FOUR_GIB, `${what}: low buffer at 0x${low.toString(16)}, high one at 0x${high.toString(16)}`);
