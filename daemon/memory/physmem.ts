@@ -277,14 +277,3 @@ export class PhysicalMemory {
 
 const contigPfn = (r: { pfn: number } | ContigMiss): number => ('pfn' in r ? r.pfn : -1);
 
-/** Sort extents by address and join physically adjacent ones. */
-export function mergeExtents(list: Extent[]): Extent[] {
-  const s = [...list].sort((a, b) => a.pfn - b.pfn);
-  const out: Extent[] = [];
-  for (const e of s) {
-    const last = out[out.length - 1];
-    if (last !== undefined && last.pfn + last.npages === e.pfn) last.npages += e.npages;
-    else out.push({ ...e });
-  }
-  return out;
-}

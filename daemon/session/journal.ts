@@ -22,6 +22,7 @@
 import { openSync, closeSync, fchmodSync, writev, open as openCb, close as closeCb } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { encodeFrame } from '../../protocol/frame.js';
+import type { RecordInfo } from '../../protocol/ops/record.js';
 import type { Session } from './clients.js';
 import { JournalEntries, type JournalMeta } from './journal-entries.js';
 import { CpuTracker, type CpuView } from './journal-cpu.js';
@@ -84,15 +85,8 @@ export const JOURNAL_DEFAULTS = {
   maxTrackedBytes: 8 * 1024 * 1024,
 } as const;
 
-export interface JournalStats {
-  file: string;
-  entries: number;
-  bytes: number;
-  dropped: number;
-  gaps: number;
-  files: number;
-  recordData: boolean;
-}
+/** A journal's figures: the `record` result's, for a journal that is open (protocol/ops/record.ts). */
+export type JournalStats = Omit<RecordInfo, 'recording' | 'file' | 'error'> & { file: string };
 
 export class Journal {
   /** The current file's descriptor (-1 once closed). */

@@ -1,7 +1,7 @@
 import t from 'tap';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { PhysicalMemory, mergeExtents, FOUR_GIB, PAGE, type Extent, type Zone } from '../../daemon/memory/physmem.js';
+import { PhysicalMemory, FOUR_GIB, PAGE, type Extent, type Zone } from '../../daemon/memory/physmem.js';
 import { BuddyAllocator, MAX_PAGE_ORDER } from '../../daemon/memory/buddy.js';
 import { largestFirstOrders, matchesOrders } from '../helpers/largest-first.js';
 import type { RegionConfig } from '../../daemon/config/machine-config.js';
@@ -152,21 +152,6 @@ t.test('regionStatus numbers add up', async (t) => {
   t.same(s1.zones.map((z) => z.name), ['dram/DMA32', 'dram/DMA32.1', 'dram/Normal']);
   t.equal(s1.zones[0]!.free, GiB, 'lowest zone untouched');
   t.equal(s1.zones[2]!.free, 2 * GiB - 12345 * PAGE);
-});
-
-t.test('mergeExtents sorts and joins adjacent runs without modifying input', async (t) => {
-  const input: Extent[] = [
-    { pfn: 10, npages: 2 },
-    { pfn: 0, npages: 4 },
-    { pfn: 4, npages: 6 },
-    { pfn: 13, npages: 1 },
-  ];
-  t.same(mergeExtents(input), [
-    { pfn: 0, npages: 12 },
-    { pfn: 13, npages: 1 },
-  ]);
-  t.same(input[1], { pfn: 0, npages: 4 }, 'input untouched');
-  t.same(mergeExtents([]), []);
 });
 
 type Lim = number | null; // index into the region's zone ends, or null
