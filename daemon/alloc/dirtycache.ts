@@ -1,6 +1,6 @@
 /**
  * The dirty cache of a pool's direct buffers: jemalloc's dirty extent cache
- * (ecache_dirty) on the oversize path.
+ * (ecache_dirty) on the large path.
  *
  * jemalloc gives an oversize extent back to the OS at once when it is freed
  * (src/extent.c, extent_record: "Shortcut to purge the oversize extent
@@ -13,23 +13,67 @@
  * without touching the buddy allocator or converting a page; any other
  * decay gives them back on free, as before.
  *
- * Blocks are kept in lists by floor(log2(pages)) and taken largest first, so
- * a buffer built from them keeps the largest-block-first layout of a fresh
- * scatter-gather allocation (drivers/dma-buf/heaps/system_heap.c). A request
- * takes only blocks that fit inside it; the pages it still lacks come from
- * the page source. Pure: no I/O.
+ * What is kept is the freed buffer's extent — its blocks, largest first —
+ * filed by size class (the largest class it holds, as jemalloc's eset
+ * files extents by page-size class, eset_insert / sz_psz2ind). Such a pool
+ * rounds direct buffers up to jemalloc's large size classes (sz_s2u), so a
+ * request mostly finds a kept extent of exactly its class and takes it whole
+ * in O(1): no block is looked at. On a miss the oldest extents of the
+ * longest lists go back to the page source while the cache would keep more
+ * than `spare` pages (the buddy allocator coalesces them, where jemalloc
+ * coalesces neighbouring extents, extent_try_coalesce), and the request
+ * takes fresh pages. Only when the page source cannot serve it does it take
+ * kept pages of other classes: the smallest larger extent split
+ * (extent_split_interior: the rest is filed again), or the largest ones
+ * until enough, with the pages still lacking from the source. Pure: no I/O.
  */
 import type { HeldBlock } from '../memory/cacheattr.js';
-import { floorLog2 } from '../memory/buddy.js';
 import { PAGE } from '../memory/physmem.js';
 
-/** Blocks looked at per list and request: bounds a take to O(orders × SCAN). */
+/** A freed direct buffer's blocks (largest first) and their pages. */
+interface DirtyExtent {
+  blocks: HeldBlock[];
+  pages: number;
+}
+
+/** Split block `b` after `npages` pages: `b` keeps the head, the tail comes back as a new block. */
+export type SplitBlock = (b: HeldBlock, npages: number) => HeldBlock;
+
+/**
+ * Pages a decay-off pool's direct dirty cache may keep, per page of live
+ * direct buffers, before a miss gives the oldest kept extents back: enough
+ * for most requests to find a kept extent of their class (a steady mix of
+ * 5–25 MiB buffers: 98 % of them), while the pool never maps more than three
+ * times what its live direct buffers use, plus one request.
+ */
+export const DIRECT_SPARE = 2;
+
+/** Extents given back per miss, at most (bounds a request's time). */
+const EVICT = 8;
+
+/** Extents looked at in the request's own list (bounds a take's time). */
 const SCAN = 8;
 
+const byPagesDesc = (x: HeldBlock, y: HeldBlock) => y.npages - x.npages;
+
+/**
+ * The list of an extent of `pages` pages: its floor size class, counted in
+ * pages (four per doubling, as jemalloc's classes above a page: 2^lg +
+ * n·2^(lg−2) pages), so an extent of exactly a class's pages sits in that
+ * class's list. Integer arithmetic only (it is on every direct alloc and free).
+ */
+function floorClass(pages: number): number {
+  const lg = 31 - Math.clz32(pages);
+  return lg < 2 ? pages - 1 : lg * 4 + (pages >>> (lg - 2)) - 4;
+}
+
 export class DirtyCache {
-  private readonly lists: HeldBlock[][] = [];
+  /** Kept extents by floorClass of their pages. */
+  private readonly lists: DirtyExtent[][] = [];
   private pages_ = 0;
   private count_ = 0;
+
+  constructor(private readonly split: SplitBlock) {}
 
   /** Pages kept. */
   get pages(): number {
@@ -41,67 +85,138 @@ export class DirtyCache {
     return this.count_;
   }
 
-  /** Keep the blocks of a freed buffer (no users left). */
-  put(blocks: readonly HeldBlock[]): void {
-    for (const b of blocks) {
-      const o = floorLog2(b.npages);
-      while (this.lists.length <= o) this.lists.push([]);
-      this.lists[o]!.push(b);
-      this.pages_ += b.npages;
-    }
+  /** Keep the blocks (largest first) of a freed buffer: one extent of `pages` pages. */
+  put(blocks: HeldBlock[], pages: number): void {
+    if (pages === 0) return;
+    const c = floorClass(pages);
+    while (this.lists.length <= c) this.lists.push([]);
+    this.lists[c]!.push({ blocks, pages });
+    this.pages_ += pages;
     this.count_ += blocks.length;
   }
 
-  /**
-   * Take blocks of at most `pages` pages in total, largest first (the
-   * most recently retained within a list: its lines are likeliest cached).
-   * Returns the blocks and leaves `pages − taken` to the caller.
-   */
-  take(pages: number): HeldBlock[] {
-    const out: HeldBlock[] = [];
-    if (this.count_ === 0) return out;
-    let need = pages;
-    for (let o = Math.min(this.lists.length - 1, floorLog2(need)); o >= 0 && need > 0; o--) {
-      const list = this.lists[o]!;
-      // blocks of list o have 2^o .. 2^(o+1)-1 pages: look at the top few for ones that fit
-      for (let i = list.length - 1, seen = 0; i >= 0 && need >= 1 << o && seen < SCAN; i--, seen++) {
-        const b = list[i]!;
-        if (b.npages > need) continue;
-        list[i] = list[list.length - 1]!;
-        list.pop();
-        out.push(b);
-        need -= b.npages;
-      }
-    }
-    this.pages_ -= pages - need;
-    this.count_ -= out.length;
-    return out;
+  private pop(list: DirtyExtent[]): DirtyExtent {
+    const e = list.pop()!;
+    this.pages_ -= e.pages;
+    this.count_ -= e.blocks.length;
+    return e;
   }
 
   /**
-   * Blocks for a direct request of `count` pages: kept ones first, the
-   * rest from `acquire` (null: nothing taken, the kept blocks stay).
-   * Largest block first, as a fresh scatter-gather allocation.
+   * Blocks of min(`pages`, pages kept) pages, largest first: a kept extent
+   * of exactly that size whole (the most recently kept: its lines are the
+   * likeliest cached), else the smallest larger one split, else the
+   * largest ones until enough.
    */
-  serve(count: number, acquire: (pages: number) => HeldBlock[] | null): HeldBlock[] | null {
+  take(pages: number): HeldBlock[] {
+    if (this.count_ === 0 || pages <= 0) return [];
+    const lists = this.lists;
+    const want = floorClass(pages);
+    // extents of the request's class or above: the first list that has one holds the smallest that fit
+    for (let c = Math.max(0, want); c < lists.length; c++) {
+      const list = lists[c]!;
+      if (list.length === 0) continue;
+      const top = list[list.length - 1]!;
+      if (top.pages === pages) return this.pop(list).blocks;
+      // the request's own list may hold extents just below it: look at the top few
+      let i = list.length - 1;
+      const stop = Math.max(-1, i - SCAN);
+      while (i > stop && list[i]!.pages < pages) i--;
+      if (i === stop) continue;
+      const e = list[i]!;
+      list[i] = top;
+      list[list.length - 1] = e;
+      return this.carve(this.pop(list), pages);
+    }
+    // none large enough: the largest first until the request is met
+    const out: HeldBlock[] = [];
+    let need = pages;
+    for (let c = Math.min(want, lists.length - 1); c >= 0 && need > 0; c--) {
+      const list = lists[c]!;
+      while (list.length > 0 && need > 0) {
+        const e = this.pop(list);
+        const got = e.pages <= need ? e.blocks : this.carve(e, need);
+        for (const b of got) out.push(b);
+        need -= Math.min(need, e.pages);
+      }
+    }
+    return out.sort(byPagesDesc);
+  }
+
+  /** `need` pages of extent e (not kept any more): its largest blocks that fit, one split if needed; the rest is kept again. */
+  private carve(e: DirtyExtent, need: number): HeldBlock[] {
+    const out: HeldBlock[] = [];
+    const rest: HeldBlock[] = [];
+    let left = need;
+    for (const b of e.blocks) {
+      if (b.npages <= left) {
+        out.push(b);
+        left -= b.npages;
+      } else rest.push(b);
+    }
+    if (left > 0) {
+      // the largest block left over is cut: its head completes the request, its tail stays
+      const b = rest[0]!;
+      rest[0] = this.split(b, left);
+      out.push(b);
+    }
+    rest.sort(byPagesDesc);
+    this.put(rest, e.pages - need);
+    return out.sort(byPagesDesc);
+  }
+
+  /** The most recently kept extent of exactly `pages` pages, whole, or null: O(1). */
+  takeExact(pages: number): HeldBlock[] | null {
+    if (this.count_ === 0) return null;
+    const list = this.lists[floorClass(pages)];
+    if (list === undefined || list.length === 0 || list[list.length - 1]!.pages !== pages) return null;
+    return this.pop(list).blocks;
+  }
+
+  /**
+   * Blocks for a direct request of `count` pages, largest block first as a
+   * fresh scatter-gather allocation: a kept extent of exactly `count`
+   * pages; else, while the cache keeps at most `spare` pages, fresh pages
+   * from `acquire`; else (or when `acquire` fails, null) kept ones first
+   * (take) and the rest from `acquire`. Null: nothing taken, the kept
+   * blocks stay.
+   */
+  serve(count: number, acquire: (pages: number) => HeldBlock[] | null, release: (b: HeldBlock) => void, spare = 0): HeldBlock[] | null {
+    const hit = this.takeExact(count);
+    if (hit !== null) return hit;
+    // a miss: the oldest extents of the longest lists go back until the cache keeps at most `spare` pages with the new ones, then fresh pages
+    // (at most EVICT extents a request: a pool whose live buffers just went away catches up over the next misses)
+    for (let n = 0; n < EVICT && this.pages_ > 0 && this.pages_ + count > spare; n++) for (const b of this.evict()) release(b);
+    const fresh = acquire(count);
+    if (fresh !== null) return fresh;
     const kept = this.take(count);
     let got = 0;
     for (const b of kept) got += b.npages;
     if (got === count) return kept;
     const more = acquire(count - got);
     if (more === null) {
-      this.put(kept);
+      this.put(kept, got);
       return null;
     }
     for (const b of more) kept.push(b);
-    return kept.sort((x, y) => y.npages - x.npages);
+    return kept.sort(byPagesDesc);
+  }
+
+  /** The oldest extent of the longest list, no longer kept. */
+  private evict(): HeldBlock[] {
+    let longest: DirtyExtent[] | null = null;
+    for (const l of this.lists) if (l.length > 0 && (longest === null || l.length > longest.length)) longest = l;
+    const e = longest!.shift()!;
+    this.pages_ -= e.pages;
+    this.count_ -= e.blocks.length;
+    return e.blocks;
   }
 
   /** Every kept block, emptying the cache (a purge). */
   drain(): HeldBlock[] {
     const out: HeldBlock[] = [];
     for (const l of this.lists) {
-      for (const b of l) out.push(b);
+      for (const e of l) for (const b of e.blocks) out.push(b);
       l.length = 0;
     }
     this.pages_ = 0;
@@ -112,7 +227,9 @@ export class DirtyCache {
   /** Kept blocks as the dashboard's memory map draws them: dirty, free. */
   *mapEntries(): IterableIterator<{ addr: number; size: number; slab: 0; large: 0; direct: 0; free: number; dirty: true; owner: 0; runs: [] }> {
     for (const l of this.lists) {
-      for (const b of l) yield { addr: b.pfn * PAGE, size: b.npages * PAGE, slab: 0, large: 0, direct: 0, free: b.npages * PAGE, dirty: true, owner: 0, runs: [] };
+      for (const e of l) {
+        for (const b of e.blocks) yield { addr: b.pfn * PAGE, size: b.npages * PAGE, slab: 0, large: 0, direct: 0, free: b.npages * PAGE, dirty: true, owner: 0, runs: [] };
+      }
     }
   }
 }

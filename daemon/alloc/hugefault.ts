@@ -115,7 +115,7 @@ export function backSlots(buf: LazyBuffer, idx: number[], pages: HeldBlock[]): S
   if (buf.reservedPages === 0) {
     buf.blocks = slots as HeldBlock[];
     buf.segments = segmentsOf(buf.blocks, buf.size);
-    delete buf.slots;
+    buf.slots = undefined;
   } else {
     buf.blocks = slots.filter((b): b is HeldBlock => b !== null);
     buf.segments = backedPieces(buf).map((p) => ({ addr: p.addr, len: p.len }));

@@ -124,14 +124,18 @@ export class Machine {
 
   alloc(o: AllocOptions): PhysBuffer {
     const pool = this.pool(o.pool);
-    const run = () => pool.alloc(this.nextId, o.size, o.align ?? 1, o.owner, o.populate ?? true, o.minAddress ?? 0);
     // with fault injection: the pool is the site, an error after a point fired inside is marked injected
     const f = this.faults;
-    const buf = f === null ? run() : f.within({ pool: pool.name }, () => tagInjected(f, run));
+    const buf = f === null ? pool.alloc(this.nextId, o.size, o.align ?? 1, o.owner, o.populate ?? true, o.minAddress ?? 0) : this.allocInjecting(f, pool, o);
     this.nextId++;
     this.buffers.set(buf.id, buf);
     this.onPages?.(buf.segments);
     return buf;
+  }
+
+  private allocInjecting(f: FaultInjector, pool: Pool, o: AllocOptions): PhysBuffer {
+    const run = () => pool.alloc(this.nextId, o.size, o.align ?? 1, o.owner, o.populate ?? true, o.minAddress ?? 0);
+    return f.within({ pool: pool.name }, () => tagInjected(f, run));
   }
 
   buffer(id: number): PhysBuffer | undefined {

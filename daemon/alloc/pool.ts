@@ -21,19 +21,24 @@ import { PAGE, type PhysicalMemory } from '../memory/physmem.js';
 import type { PageSource } from './pagesource.js';
 import { backSlots, emptySlots } from './hugefault.js';
 import type { CacheAttrTracker, HeldBlock } from '../memory/cacheattr.js';
-import { Arena, mergeBinStats, type ArenaStats, type BinStats, type ChunkMap } from './arena.js';
-import { alignedUsize, isSmall } from './sizeclasses.js';
+import { Arena, mergeBinStats, type ArenaStats, type BinStats } from './arena.js';
+import { alignedUsize, isSmall, LARGE_MINCLASS, size2usize } from './sizeclasses.js';
 import { segmentsOf } from '../memory/segments.js';
 import { checkPlacement } from './placement.js';
-import { DirtyCache } from './dirtycache.js';
+import { DIRECT_SPARE, DirtyCache } from './dirtycache.js';
 import { poolEnomem } from './enomem.js';
 
 import { MAX_BUFFER_BYTES, SMALL_POOL_CHUNK, type PoolConfig } from './poolconfig.js';
 import type { Segment } from '../memory/segments.js';
 import { earliest } from '../lib/earliest.js';
+import { poolMap, type PoolMapEntry } from './poolmap.js';
+import { poolStatus } from './poolstatus.js';
 export type { Segment } from '../memory/segments.js';
 export type { PoolConfig } from './poolconfig.js';
 
+/** What a freed buffer is left with (frozen: nothing may add to them). */
+const NO_BLOCKS = Object.freeze([]) as unknown as HeldBlock[];
+const NO_SEGMENTS = Object.freeze([]) as unknown as Segment[];
 export type BufferKind = 'small' | 'large' | 'direct';
 
 export interface PhysBuffer {
@@ -76,7 +81,7 @@ export class Pool {
   /** Purges done by arenas since dropped (the pool's count never goes back). */
   private droppedPurges = 0;
   /** Blocks of freed direct buffers kept for reuse (decay −1 only). */
-  private readonly dirtyDirect = new DirtyCache();
+  private readonly dirtyDirect: DirtyCache;
   /** Purges of the direct dirty cache. */
   private directPurges = 0;
 
@@ -88,6 +93,7 @@ export class Pool {
     private readonly now: () => number = () => performance.now(),
   ) {
     this.name = cfg.name;
+    this.dirtyDirect = new DirtyCache((b, n) => attrs.split(b, n));
     this.directThreshold = source.pageSize > PAGE ? source.pageSize : SMALL_POOL_CHUNK;
   }
 
@@ -155,8 +161,21 @@ export class Pool {
   /** Usable bytes a request would take (its size class, or whole pages when direct; a placed buffer is always direct). */
   usizeFor(size: number, align: number, placed = false): number {
     const usize = alignedUsize(size, align);
-    if (placed || this.isDirect(usize, align)) return Math.ceil(size / this.pageSize) * this.pageSize;
+    if (placed || this.isDirect(usize, align)) return this.directUsize(size);
     return usize;
+  }
+
+  /**
+   * Usable bytes of a direct buffer: whole pages (as the system dma-buf heap
+   * allocates PAGE_ALIGN(len)), or, in a pool that keeps freed direct pages
+   * (decay off), jemalloc's large size class (sz_s2u: four classes per
+   * doubling, at most 25 % over), so a kept extent fits the next request of
+   * its class whole (dirtycache.ts).
+   */
+  private directUsize(size: number): number {
+    // (classes from 16 KiB up are whole pages; a smaller direct buffer, direct for its alignment, takes whole pages)
+    if (size > LARGE_MINCLASS && this.keepsDirty()) return size2usize(size);
+    return Math.ceil(size / this.pageSize) * this.pageSize;
   }
 
   /**
@@ -181,7 +200,7 @@ export class Pool {
 
   private injectedEnomem(size: number, usize: number, direct: boolean, minAddress: number): BufferdError {
     this.purge(true);
-    if (direct) return this.enomem(size, Math.ceil(size / this.pageSize), this.cfg.contiguous, minAddress);
+    if (direct) return this.enomem(size, this.directUsize(size) / this.pageSize, this.cfg.contiguous, minAddress);
     return this.enomem(size, Math.max(1, Math.ceil(Math.min(usize, this.directThreshold) / this.pageSize)), true);
   }
 
@@ -202,29 +221,32 @@ export class Pool {
       throw this.enomem(size, Math.max(1, Math.ceil(Math.min(usize, this.directThreshold) / this.pageSize)), true);
     }
     this.mem.store.zeroBytes(addr, usize);
-    return { id, pool: this, size, align, usize, kind: isSmall(usize) ? 'small' : 'large', addr, arena, segments: [{ addr, len: size }], blocks: [], reservedPages: 0, owner };
+    return { id, pool: this, size, align, usize, kind: isSmall(usize) ? 'small' : 'large', addr, arena, segments: [{ addr, len: size }], blocks: [], reservedPages: 0, slots: undefined, owner };
   }
 
   private allocDirect(id: number, size: number, align: number, owner: number, populate: boolean, minAddress: number): PhysBuffer {
-    const count = Math.ceil(size / this.pageSize);
-    const usize = count * this.pageSize;
-    const req = { count, contiguous: this.cfg.contiguous, align, minAddress };
+    let usize = this.directUsize(size);
+    let count = usize / this.pageSize;
     const lazy = !populate && this.source.reserve !== undefined && !this.cfg.contiguous;
-    const attempt = (): HeldBlock[] | null => {
-      if (lazy) return this.canMap(usize) && this.source.reserve!(count) ? [] : null;
-      if (this.dirtyDirect.count > 0 && align <= PAGE && minAddress === 0 && !this.cfg.contiguous) {
-        return this.dirtyDirect.serve(count, (n) => (this.canMap(n * PAGE) ? this.source.acquire({ ...req, count: n }) : null));
-      }
-      if (!this.canMap(usize)) return null;
-      return this.source.acquire(req);
-    };
-    let blocks = attempt();
+    const cached = !lazy && align <= PAGE && minAddress === 0 && this.keepsDirty();
+    // a kept extent of the request's class is taken whole (dirtycache.ts), else the page source is asked
+    let blocks = cached ? this.dirtyDirect.takeExact(count) : null;
     if (blocks === null) {
-      this.purge(true);
-      blocks = attempt();
+      blocks = this.acquireDirect(usize, count, align, minAddress, lazy, cached);
+      if (blocks === null) {
+        this.purge(true);
+        blocks = this.acquireDirect(usize, count, align, minAddress, lazy, cached);
+      }
+      const exact = Math.ceil(size / this.pageSize);
+      if (blocks === null && exact < count) {
+        // the size class does not fit, the pages asked for may: no buffer fails for its rounding
+        usize = exact * this.pageSize;
+        count = exact;
+        blocks = this.acquireDirect(usize, count, align, minAddress, lazy, cached);
+      }
+      if (blocks === null) throw this.enomem(size, count, this.cfg.contiguous, minAddress);
     }
-    if (blocks === null) throw this.enomem(size, count, this.cfg.contiguous, minAddress);
-    const buf: PhysBuffer = { id, pool: this, size, align, usize, kind: 'direct', addr: -1, arena: null, segments: [], blocks, reservedPages: lazy ? count : 0, owner };
+    const buf: PhysBuffer = { id, pool: this, size, align, usize, kind: 'direct', addr: -1, arena: null, segments: [], blocks, reservedPages: lazy ? count : 0, slots: undefined, owner };
     this.directBytes += usize;
     this.directCount++;
     if (lazy) {
@@ -235,6 +257,23 @@ export class Pool {
       buf.segments = segmentsOf(buf.blocks, buf.size);
     }
     return buf;
+  }
+
+  /** Pages for a direct buffer from the page source (reserved only, when lazy), through the dirty cache when it keeps some; null: not now. */
+  private acquireDirect(usize: number, count: number, align: number, minAddress: number, lazy: boolean, cached: boolean): HeldBlock[] | null {
+    if (lazy) return this.canMap(usize) && this.source.reserve!(count) ? [] : null;
+    const req = { count, contiguous: this.cfg.contiguous, align, minAddress };
+    if (cached && this.dirtyDirect.count > 0) {
+      // the cache keeps at most DIRECT_SPARE × the live direct pages before a miss gives the oldest back
+      return this.dirtyDirect.serve(
+        count,
+        (n) => (this.canMap(n * PAGE) ? this.source.acquire({ ...req, count: n }) : null),
+        (b) => this.source.release(b),
+        DIRECT_SPARE * (this.directBytes / PAGE),
+      );
+    }
+    if (!this.canMap(usize)) return null;
+    return this.source.acquire(req);
   }
 
   private attach(blocks: HeldBlock[]): void {
@@ -257,7 +296,7 @@ export class Pool {
   free(buf: PhysBuffer): void {
     if (buf.kind === 'direct') {
       for (const b of buf.blocks) b.users--;
-      if (this.keepsDirty()) this.dirtyDirect.put(buf.blocks);
+      if (this.keepsDirty()) this.dirtyDirect.put(buf.blocks, buf.usize / PAGE);
       else for (const b of buf.blocks) this.source.release(b);
       if (buf.reservedPages > 0) {
         this.source.unreserve!(buf.reservedPages);
@@ -265,15 +304,16 @@ export class Pool {
       }
       this.directBytes -= buf.usize;
       this.directCount--;
-      buf.blocks = [];
+      buf.blocks = NO_BLOCKS;
     } else {
       const a = buf.arena!;
       a.free(buf.addr);
       if (a.live === 0 && a.orphan) this.dropArena(a);
     }
-    buf.segments = [];
+    buf.segments = NO_SEGMENTS;
     buf.reservedPages = 0;
-    delete buf.slots;
+    // (assigned, not deleted: a delete turns the object into a slow dictionary)
+    buf.slots = undefined;
     this.requested_ -= buf.size;
     this.ndalloc++;
   }
@@ -322,18 +362,8 @@ export class Pool {
   }
 
   /** The pool's memory as the dashboard draws it: every chunk and direct block, by use. */
-  map(direct: Iterable<PhysBuffer>): (ChunkMap & { direct: number; owner: number })[] {
-    const out: (ChunkMap & { direct: number; owner: number })[] = [];
-    for (const a of this.arenas.values()) for (const c of a.chunkMap()) out.push({ ...c, direct: 0, owner: a.owner });
-    for (const e of this.dirtyDirect.mapEntries()) out.push(e);
-    for (const b of direct) {
-      if (b.pool !== this || b.kind !== 'direct') continue;
-      for (const blk of b.blocks) {
-        const size = blk.npages * PAGE;
-        out.push({ addr: blk.pfn * PAGE, size, slab: 0, large: 0, direct: size, free: 0, dirty: false, owner: b.owner, runs: [[0, blk.npages, 2, 100]] });
-      }
-    }
-    return out.sort((x, y) => x.addr - y.addr);
+  map(direct: Iterable<PhysBuffer>): PoolMapEntry[] {
+    return poolMap(this, this.arenas.values(), this.dirtyDirect.mapEntries(), direct);
   }
 
   allArenas(): IterableIterator<Arena> {
@@ -350,44 +380,19 @@ export class Pool {
   }
 
   status(): PoolStatus {
-    const conv = this.attrs.stats(this.name);
-    const arenas = this.arenaStats();
-    const sum = (k: keyof ArenaStats) => arenas.reduce((acc, a) => acc + a[k], 0);
-    const allocated = sum('allocated') + this.directBytes;
-    const active = sum('active') + this.directBytes;
-    const dirtyDirect = this.dirtyDirect.pages * PAGE;
-    const mapped = sum('mapped') + this.directBytes + dirtyDirect;
-    return {
-      name: this.name,
-      cache: this.cfg.cache,
+    return poolStatus({
+      cfg: this.cfg,
       pageSize: this.pageSize,
-      region: this.cfg.region,
-      contiguous: this.cfg.contiguous,
-      maxAddress: this.cfg.maxAddress,
-      capability: this.cfg.capability,
-      maxBytes: this.cfg.maxBytes,
-      arena: this.cfg.arena,
-      dirtyDecayMs: this.cfg.dirtyDecayMs,
-      // reserved hugepages count as mapped (and against maxBytes) but are not held until first use
-      pages: Math.ceil((mapped - this.reservedBytes) / this.pageSize),
+      arenas: this.arenaStats(),
+      conversions: this.attrs.stats(this.name),
+      directBytes: this.directBytes,
+      dirtyDirect: this.dirtyDirect.pages * PAGE,
+      reservedBytes: this.reservedBytes,
       requested: this.requested_,
-      allocated,
-      active,
-      mapped,
-      resident: mapped - this.reservedBytes,
-      dirty: sum('dirty') + dirtyDirect,
-      retained: sum('retained'),
-      metadata: sum('metadata'),
-      fragmentation: allocated === 0 ? 1 : Math.round((active / allocated) * 1000) / 1000,
-      arenas: arenas.length,
-      // every successful alloc counts in nmalloc, every free in ndalloc
-      buffers: this.nmalloc - this.ndalloc,
-      directBuffers: this.directCount,
-      purges: this.droppedPurges + sum('purges') + this.directPurges,
+      directCount: this.directCount,
+      purges: this.droppedPurges + this.directPurges,
       nmalloc: this.nmalloc,
       ndalloc: this.ndalloc,
-      conversions: conv.conversions,
-      conversionCostUs: Math.round(conv.costNs / 1000),
-    };
+    });
   }
 }

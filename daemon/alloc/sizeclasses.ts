@@ -71,6 +71,11 @@ export function size2index(size: number): number {
 }
 
 function size2indexCompute(size: number): number {
+  if (size > 2 ** (LG_NGROUP + LG_QUANTUM + 1) && size <= 0x8000_0000) {
+    // the same arithmetic in 32-bit integers (the large path is hot: every direct buffer of a decay-off pool)
+    const x = 32 - Math.clz32(size - 1);
+    return NTINY + (x - (LG_NGROUP + LG_QUANTUM)) * NGROUP + (((size - 1) >>> (x - LG_NGROUP - 1)) & (NGROUP - 1));
+  }
   if (!(size >= 1) || size > MAX_CLASS) return -1;
   if (size <= 2 ** (LG_QUANTUM - 1)) {
     const lg = lgCeil(size);
@@ -95,6 +100,11 @@ const LOOKUP = (() => {
 
 /** Usable size for a request: its class size (jemalloc sz_s2u), or -1. */
 export function size2usize(size: number): number {
+  if (size > LARGE_MINCLASS && size <= 0x8000_0000) {
+    // a large class is the request rounded up to its group's delta, 2^(⌈log2 size⌉ − 3) (sz_s2u_compute)
+    const delta = 1 << (29 - Math.clz32(size - 1));
+    return Math.ceil(size / delta) * delta;
+  }
   const i = size2index(size);
   return i < 0 ? -1 : SIZES[i]!;
 }

@@ -12,6 +12,7 @@
 import { BufferdError } from '../../protocol/errors.js';
 import type { CachePolicy } from './layout.js';
 import { PAGE } from './physmem.js';
+import { IntMap } from '../lib/intset.js';
 
 /** Simulated cost model of one conversion. */
 export const CACHE_LINE = 64;
@@ -41,7 +42,8 @@ export interface ConversionStats {
 }
 
 export class CacheAttrTracker {
-  private readonly held = new Map<number, HeldBlock>();
+  /** By first pfn (IntMap: a pool takes and gives back the same blocks over and over, where V8's Map slows down). */
+  private readonly held = new IntMap<HeldBlock>();
   readonly total: ConversionStats = { conversions: 0, convertedBytes: 0, costNs: 0 };
   private readonly perPool = new Map<string, ConversionStats>();
 
@@ -89,6 +91,21 @@ export class CacheAttrTracker {
     b.attr = to;
   }
 
+  /**
+   * Cut an unused 4 KiB block after `npages` pages: `b` keeps the head, the
+   * tail comes back as a block of its own with the same policy (no
+   * conversion: the pages keep their attribute).
+   */
+  split(b: HeldBlock, npages: number): HeldBlock {
+    if (b.users > 0 || b.hugeSize > 0 || !(npages > 0 && npages < b.npages)) {
+      throw new RangeError(`cannot split block at pfn ${b.pfn} (${b.npages} pages, ${b.users} users) after ${npages} pages`);
+    }
+    const tail: HeldBlock = { pfn: b.pfn + npages, npages: b.npages - npages, attr: b.attr, pool: b.pool, users: 0, hugeSize: 0 };
+    this.held.set(tail.pfn, tail);
+    b.npages = npages;
+    return tail;
+  }
+
   /** The pool gives the block up; it leaves carrying `to` (write-back for the buddy allocator). */
   release(b: HeldBlock, to: CachePolicy): void {
     if (b.users > 0) throw new BufferdError('EBUSY', `block at pfn ${b.pfn} released while in use`);
@@ -102,7 +119,7 @@ export class CacheAttrTracker {
   }
 
   heldBlocks(): IterableIterator<HeldBlock> {
-    return this.held.values();
+    return this.held.valuesIter();
   }
 
   get heldCount(): number {

@@ -164,6 +164,8 @@ export class PageStore {
 
   /** Zero whole pages [pfn, pfn + npages): give back their host memory. */
   zeroPages(pfn: number, npages: number): void {
+    // nothing anywhere holds bytes (JavaScript memory, nothing written yet): already zeros
+    if (this.spans.length === 0 && this.attached.size === 0 && this.rest.resident === 0) return;
     for (let p = pfn; p < pfn + npages; ) {
       const a = this.attached.size > 0 ? this.attached.get(p) : undefined;
       if (a !== undefined) {

@@ -13,14 +13,18 @@ export interface Segment {
 /** Segments covering `size` bytes of the given blocks, adjacent blocks merged. */
 export function segmentsOf(blocks: HeldBlock[], size: number): Segment[] {
   const out: Segment[] = [];
+  // (the last segment is kept in a variable: reading out[-1] of an empty array is a slow named-property lookup in V8)
+  let last: Segment | null = null;
   let left = size;
   for (const b of blocks) {
     if (left <= 0) break;
     const len = Math.min(left, b.npages * PAGE);
     const addr = b.pfn * PAGE;
-    const last = out[out.length - 1];
-    if (last !== undefined && last.addr + last.len === addr) last.len += len;
-    else out.push({ addr, len });
+    if (last !== null && last.addr + last.len === addr) last.len += len;
+    else {
+      last = { addr, len };
+      out.push(last);
+    }
     left -= len;
   }
   return out;

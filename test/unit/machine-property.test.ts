@@ -150,8 +150,10 @@ function run(cfg: MachineConfig, ops: Op[]): void {
       const direct = usize >= pool.directThreshold || align > pool.directThreshold;
       if (b.size !== size || b.owner !== owner || b.align !== align) fail(`buffer fields ${JSON.stringify({ size: b.size, owner: b.owner, align: b.align })}`, step);
       if (direct) {
-        const count = Math.ceil(size / pool.pageSize);
-        if (b.kind !== 'direct' || b.usize !== count * pool.pageSize || b.addr !== -1 || b.arena !== null) fail(`direct buffer ${b.kind} usize ${b.usize} addr ${b.addr}`, step);
+        // whole pages, or the size class in a pool that keeps freed direct pages (decay off) unless only the pages fit
+        const exact = Math.ceil(size / pool.pageSize) * pool.pageSize;
+        const count = b.usize / pool.pageSize;
+        if (b.kind !== 'direct' || (b.usize !== exact && b.usize !== pool.usizeFor(size, align, true)) || b.addr !== -1 || b.arena !== null) fail(`direct buffer ${b.kind} usize ${b.usize} addr ${b.addr}`, step);
         const lazy = b.reservedPages > 0;
         if (lazy && (o.populate || pool.pageSize === PAGE || pool.cfg.contiguous || b.reservedPages !== count)) fail(`lazy buffer from ${pool.name}`, step);
         if (!lazy && b.blocks.reduce((a, x) => a + x.npages * PAGE, 0) !== b.usize) fail(`direct buffer holds pages for ${b.usize} bytes`, step);
