@@ -209,7 +209,6 @@ export class Ours implements Allocator {
  */
 export class OursMachine implements Allocator {
   private readonly m: Machine;
-  private readonly bufs = new Map<number, PhysBuffer>();
   constructor(
     cfg: MachineConfig,
     private readonly poolName: string,
@@ -218,16 +217,14 @@ export class OursMachine implements Allocator {
   }
   alloc(size: number): number {
     try {
-      const b = this.m.alloc({ pool: this.poolName, size, owner: 1 });
-      this.bufs.set(b.id, b);
-      return b.id;
+      return this.m.alloc({ pool: this.poolName, size, owner: 1 }).id;
     } catch {
       return -1;
     }
   }
+  /** The buffer by id from the machine's own table (as the daemon finds it), not a second map of the bench's. */
   free(id: number): void {
-    this.m.free(this.bufs.get(id)!);
-    this.bufs.delete(id);
+    this.m.free(this.m.buffer(id)!);
   }
   footprint(): number {
     return this.m.pool(this.poolName).mapped;

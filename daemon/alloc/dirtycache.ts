@@ -48,6 +48,10 @@ export type SplitBlock = (b: HeldBlock, npages: number) => HeldBlock;
  */
 export const DIRECT_SPARE = 2;
 
+/** Extent objects kept for reuse, at most. */
+const RECYCLE = 64;
+const NONE: HeldBlock[] = [];
+
 /** Extents given back per miss, at most (bounds a request's time). */
 const EVICT = 8;
 
@@ -70,6 +74,8 @@ function floorClass(pages: number): number {
 export class DirtyCache {
   /** Kept extents by floorClass of their pages. */
   private readonly lists: DirtyExtent[][] = [];
+  /** Extent objects of taken extents, for the next put. */
+  private readonly recycled: DirtyExtent[] = [];
   private pages_ = 0;
   private count_ = 0;
 
@@ -90,7 +96,14 @@ export class DirtyCache {
     if (pages === 0) return;
     const c = floorClass(pages);
     while (this.lists.length <= c) this.lists.push([]);
-    this.lists[c]!.push({ blocks, pages });
+    // (an extent object of an earlier hit is reused: the hot path allocates nothing here)
+    const e = this.recycled.pop();
+    if (e === undefined) this.lists[c]!.push({ blocks, pages });
+    else {
+      e.blocks = blocks;
+      e.pages = pages;
+      this.lists[c]!.push(e);
+    }
     this.pages_ += pages;
     this.count_ += blocks.length;
   }
@@ -170,7 +183,13 @@ export class DirtyCache {
     if (this.count_ === 0) return null;
     const list = this.lists[floorClass(pages)];
     if (list === undefined || list.length === 0 || list[list.length - 1]!.pages !== pages) return null;
-    return this.pop(list).blocks;
+    const e = this.pop(list);
+    const blocks = e.blocks;
+    if (this.recycled.length < RECYCLE) {
+      e.blocks = NONE;
+      this.recycled.push(e);
+    }
+    return blocks;
   }
 
   /**

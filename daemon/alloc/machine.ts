@@ -9,6 +9,7 @@
  * pools and the buffers allocated from them, built from the machine config.
  * Pure: no I/O; unit tests drive it directly.
  */
+import { IntMap } from '../lib/intset.js';
 import { BufferdError } from '../../protocol/errors.js';
 import { tagInjected, type FaultInjector } from '../lib/faultinject.js';
 import { formatSize } from '../../protocol/units.js';
@@ -73,7 +74,8 @@ export class Machine {
   /** Told about pages a buffer takes or gives up (the CPU cache forgets them). */
   onPages: ((segments: Segment[]) => void) | null = null;
   private faults: FaultInjector | null = null;
-  private readonly buffers = new Map<number, PhysBuffer>();
+  /** Live buffers by id (IntMap: ids only grow, and V8's Map pays for every deleted one until it rehashes). */
+  private readonly buffers = new IntMap<PhysBuffer>();
   private nextId = 1;
 
   constructor(
@@ -142,8 +144,9 @@ export class Machine {
     return this.buffers.get(id);
   }
 
+  /** Every live buffer, oldest (lowest id) first. */
   allBuffers(): IterableIterator<PhysBuffer> {
-    return this.buffers.values();
+    return [...this.buffers.valuesIter()].sort((a, b) => a.id - b.id).values();
   }
 
   free(buf: PhysBuffer): void {
@@ -308,7 +311,7 @@ export class Machine {
     const users = new Map<object, number>();
     const segs: { addr: number; end: number; id: number }[] = [];
     const perPool = new Map<string, { requested: number; buffers: number }>();
-    for (const buf of this.buffers.values()) {
+    for (const buf of this.buffers.valuesIter()) {
       const seg = buf.segments.reduce((a: number, s: Segment) => a + s.len, 0);
       if (buf.reservedPages === 0 && seg !== buf.size) bad.push(`buffer ${buf.id}: segments cover ${seg} bytes of ${buf.size}`);
       const slots = buf.slots;
@@ -361,7 +364,7 @@ export class Machine {
       let heldBytes = 0;
       for (const b of held) if (b.pool === p.name) heldBytes += b.npages * PAGE;
       let reserved = 0;
-      for (const buf of this.buffers.values()) if (buf.pool === p) reserved += buf.reservedPages * p.pageSize;
+      for (const buf of this.buffers.valuesIter()) if (buf.pool === p) reserved += buf.reservedPages * p.pageSize;
       if (heldBytes !== st.resident || st.mapped - st.resident !== reserved) {
         bad.push(`pool '${p.name}': mapped ${st.mapped}, resident ${st.resident}, but holds ${heldBytes} bytes of blocks and ${reserved} bytes of reserved hugepages`);
       }
