@@ -6,10 +6,19 @@ import type { HugepagesSetResult } from '../protocol/results.js';
 import { table, size, formatAddress, formatDuration, section, kindCounts, plural } from './format.js';
 import { driversTable } from './views-drivers.js';
 
-/** status.faults in one line: what is armed and how many failures were injected. */
-function faultsLine(f: Status['faults']): string {
+/** status.faults in one line (no newline): what is armed and how many failures were injected. */
+export function faultsSummary(f: Status['faults']): string {
   const armed = f.armed.map((a) => `${a.point} (${a.fired}/${a.calls} failed)`).join(', ');
-  return `Fault injection: ${armed !== '' ? `armed ${armed}` : 'nothing armed'}; ${plural(f.total, 'failure')} injected since start; details: bufctl inject\n`;
+  return `Fault injection: ${armed !== '' ? `armed ${armed}` : 'nothing armed'}; ${plural(f.total, 'failure')} injected since start; details: bufctl inject`;
+}
+
+/** Is there anything to say about fault injection (something armed, or failures injected)? */
+export function faultsActive(f: Status['faults'] | undefined): f is Status['faults'] {
+  return f !== undefined && (f.armed.length > 0 || f.total > 0);
+}
+
+function faultsLine(f: Status['faults']): string {
+  return `${faultsSummary(f)}\n`;
 }
 
 export function statusView(st: Status): string {
@@ -47,7 +56,7 @@ export function statusView(st: Status): string {
     ),
   );
   // armed fault points make failures on purpose: say so, so nobody takes them for real ones
-  if (st.faults !== undefined && (st.faults.armed.length > 0 || st.faults.total > 0)) out.push(faultsLine(st.faults));
+  if (faultsActive(st.faults)) out.push(faultsLine(st.faults));
   return out.join('\n');
 }
 

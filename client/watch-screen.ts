@@ -8,6 +8,7 @@
  */
 import type { Status, ClientStatus, DriverStatus, PoolStatus } from '../protocol/status.js';
 import { table, size, formatDuration, plural, type Column } from './format.js';
+import { faultsActive, faultsSummary } from './views.js';
 
 /** One snapshot and when the daemon took it. */
 export interface Sample {
@@ -168,6 +169,8 @@ function headLines(st: Status, r: ReturnType<typeof rates>): string[] {
     `memory ${size(st.memory.total - st.memory.free)} used of ${size(st.memory.total)}  ${plural(st.buffers.live, 'buffer')}  ${plural(st.clients.length, 'client')}  ${plural(st.buffers.tokensInFlight, 'token')} in flight`,
     `per second: ${rate(r.allocs)} allocs  ${rate(r.frees)} frees  ${rate(r.events)} events  ${rate(r.violations)} violations (checker ${st.coherency.mode})`,
     `Hugepages: ${hp === '' ? 'none' : hp}`,
+    // armed fault injection changes what every client sees: said above everything else
+    ...(faultsActive(st.faults) ? [faultsSummary(st.faults)] : []),
   ];
 }
 

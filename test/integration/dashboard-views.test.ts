@@ -58,7 +58,15 @@ interface Layout {
 /** Move the mouse over the cell of `addr` in a pool-map or zone canvas (its data-layout says where), and return the tooltip's lines. */
 async function hover(page: Page, selector: string, addr: number): Promise<string[]> {
   const loc = page.locator(selector).first();
-  await loc.scrollIntoViewIfNeeded();
+  // a live snapshot may redraw the canvas (a new element) while the page scrolls to it: try the fresh one again
+  for (let i = 0; ; i++) {
+    try {
+      await loc.scrollIntoViewIfNeeded();
+      break;
+    } catch (e) {
+      if (i >= 3 || !/not attached/.test((e as Error).message)) throw e;
+    }
+  }
   const l = JSON.parse(await inPage<string>(page, `document.querySelector(${JSON.stringify(selector)}).dataset.layout`)) as Layout;
   let x: number;
   let y: number;

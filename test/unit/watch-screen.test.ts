@@ -141,3 +141,12 @@ t.test('piped: every row, no cut', async (t) => {
   t.notOk(lines.some((l) => l.startsWith('Activity')), 'no activity section (piped, activity lines are streamed)');
   t.notOk(lines.some((l) => l.includes(' shown]')), 'nothing cut');
 });
+
+t.test('armed fault injection is said in the head lines; nothing when nothing is armed or injected', async (t) => {
+  const st = status({ clients: [], pools: [] });
+  const quiet = screen(state({ timeMs: 1000, status: st }, null), null, false);
+  t.notOk(quiet.some((l) => l.startsWith('Fault injection')), 'nothing armed, nothing injected: no line');
+  const armed = { ...st, faults: { ...st.faults, armed: [{ point: 'alloc' as const, calls: 3, fired: 1, times: null, nth: 2, probability: 1, seed: 1, client: null, pool: null, source: 'op' as const }], total: 1 } };
+  const lines = screen(state({ timeMs: 1000, status: armed as Status }, null), null, false);
+  t.ok(lines.slice(0, 6).includes('Fault injection: armed alloc (1/3 failed); 1 failure injected since start; details: bufctl inject'), lines.slice(0, 6).join('\n'));
+});

@@ -99,7 +99,8 @@ function render(st) {
     card(st.clients.length, 'clients'),
     card(st.drivers.reduce((a, d) => a + d.registrations, 0), 'registrations'),
     card(st.coherency.violations.total, `violations (checker: ${st.coherency.mode})`, st.coherency.violations.total > 0 ? 'bad' : ''),
-    card(st.dma.bounce ? `${st.dma.bounce.used}/${st.dma.bounce.slots}` : '–', 'swiotlb slots used'));
+    card(st.dma.bounce ? `${st.dma.bounce.used}/${st.dma.bounce.slots}` : '–', 'swiotlb slots used'),
+    ...faultCards(st.faults));
   renderHugepages(st.hugepages);
   renderZones(st.memory.regions, st.zoneMaps);
   renderPools(st.pools, st.maps || [], st.placements);
@@ -108,6 +109,13 @@ function render(st) {
   renderDrivers(st.drivers);
   renderViolations(st.violationsRecent || [], st.coherency.violations.total);
   renderGraph(st.graph);
+}
+
+/** Fault injection, when anything is armed or was injected: what every client sees is not the machine's own doing. */
+function faultCards(f) {
+  if (!f || (f.armed.length === 0 && f.total === 0)) return [];
+  const armed = f.armed.map((a) => `${a.point} ${a.fired}/${a.calls}`).join(', ');
+  return [card(f.total, `failures injected (${armed === '' ? 'nothing armed now' : `armed: ${armed}`})`, f.armed.length > 0 ? 'bad' : '')];
 }
 
 function renderHugepages(hps) {
