@@ -209,6 +209,16 @@ async function run(): Promise<void> {
     t.ok(live.includes(`${st.buffers.live}live buffers`), `summary: ${st.buffers.live} live buffers`, { cards: live });
   });
 
+  t.test('armed fault injection: a card says what is armed and how many failures were injected; none before', async (t) => {
+    const cards = `[...document.querySelectorAll('#summary .card')].map((c) => c.textContent)`;
+    t.notOk((await inPage<string[]>(page, cards)).some((c) => c.includes('failures injected')), 'no card while nothing is armed');
+    await admin.faults.set('iova', { times: 5 });
+    const ok = await becomes(page, `(${cards}).some((c) => c === '0failures injected (armed: iova 0/0)')`);
+    t.ok(ok, 'the card, within a snapshot', ok ? {} : { cards: await inPage<string[]>(page, cards) });
+    await admin.faults.clear();
+    t.ok(await becomes(page, `!(${cards}).some((c) => c.includes('failures injected'))`), 'gone once cleared (nothing was injected)');
+  });
+
   t.test('pools: the huge pool map draws slab, large and direct pages', async (t) => {
     const box = `div.pool[data-pool="huge"]`;
     t.ok(await becomes(page, `document.querySelector('${box} canvas') !== null`), 'a canvas for the huge pool');
