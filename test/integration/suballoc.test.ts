@@ -195,4 +195,12 @@ t.test('decay off: a closed direct buffer stays dirty in its pool and the next o
   t.same([...(await b.read(y.handle, 0, 6))], [0, 0, 0, 0, 0, 0], 'zeroed for the next holder');
   const end = await b.status();
   t.match(end.pools[0], { dirty: 0, mapped: 8 * MiB, conversions: conv }, 'no page converted again');
+  // direct buffers of a decay-off pool take jemalloc's large size classes, so a kept extent fits the next request of its class whole
+  const z = await b.alloc({ pool: 'keep', size: 17 * MiB });
+  t.match(z, { size: 17 * MiB, usize: 20 * MiB }, '17 MiB: size class 20 MiB');
+  t.equal(z.segments.reduce((n, s) => n + s.len, 0), 17 * MiB, 'its segments cover the 17 MiB asked for');
+  await b.close(z.handle);
+  const again = await a.alloc({ pool: 'keep', size: 19 * MiB });
+  t.same(again.segments.map((s) => s.addr), z.segments.map((s) => s.addr), "19 MiB, the same class: the freed extent's pages, whole");
+  t.match((await a.status()).pools[0], { dirty: 0, mapped: 28 * MiB });
 });
