@@ -5,7 +5,8 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { runNode, startDaemon, bufctl, ROOT, tempDir, type Daemon } from '../helpers/daemon.js';
+import { runNode, startDaemon, ROOT, tempDir, type Daemon } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { client } from '../helpers/drivers.js';
 import { system, connect } from '../../client/index.js';
 import { captureFailures } from '../../client/demo.js';
@@ -84,12 +85,12 @@ t.test('after hugepage resizes the demo still gets its buffer above 4 GiB, by as
   };
   // the resizes README documents, then back to the defaults
   for (const args of [['2M', '300'], ['2M', '300', '--overcommit', '64'], ['1G', '8'], ['2M', '256', '--overcommit', '128'], ['1G', '2']]) {
-    const r = await bufctl(d.socket, 'hugepages', 'set', ...args);
+    const r = await bufctlHere(d.socket, 'hugepages', 'set', ...args);
     t.equal(r.code, 0, `hugepages set ${args.join(' ')}: ${r.stderr}`);
   }
   // then every 2 MiB hugepage moved below 4 GiB (the worst case for the camera's high buffer):
   // 1 GiB pages fill the Normal zone while the 2 MiB pool is rebuilt
-  for (const args of [['2M', '0'], ['1G', '8'], ['2M', '256'], ['1G', '2']]) t.equal((await bufctl(d.socket, 'hugepages', 'set', ...args)).code, 0);
+  for (const args of [['2M', '0'], ['1G', '8'], ['2M', '256'], ['1G', '2']]) t.equal((await bufctlHere(d.socket, 'hugepages', 'set', ...args)).code, 0);
   const probe = await connect({ socket: d.socket, name: 'probe' });
   const unplaced = await probe.alloc({ pool: 'huge', size: 1 << 20 });
   await probe.disconnect();

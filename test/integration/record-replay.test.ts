@@ -8,7 +8,8 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { existsSync, writeFileSync } from 'node:fs';
-import { runNode, startDaemon, bufctl, ROOT, DAEMON, tempDir } from '../helpers/daemon.js';
+import { runNode, startDaemon, ROOT, DAEMON, tempDir } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { client } from '../helpers/drivers.js';
 import { connect } from '../../client/index.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
@@ -70,7 +71,7 @@ t.test('bufctl record start/stop journals a session of tokens, handles and bytes
   const d = await startDaemon(t, { logLevel: 'info' });
   const dir = tempDir(t);
   const file = join(dir, 'j');
-  const start = await bufctl(d.socket, 'record', 'start', file);
+  const start = await bufctlHere(d.socket, 'record', 'start', file);
   t.equal(start.code, 0, start.stderr);
   t.match(start.stdout, `recording to ${file}`);
   const a = await client(t, d.socket, 'producer');
@@ -86,16 +87,16 @@ t.test('bufctl record start/stop journals a session of tokens, handles and bytes
   await a.close(h.handle);
   await a.disconnect();
   await b.disconnect();
-  const st = await bufctl(d.socket, 'record', 'status', '--json');
+  const st = await bufctlHere(d.socket, 'record', 'status', '--json');
   t.match(JSON.parse(st.stdout), { recording: true, file, dropped: 0 });
-  const stop = await bufctl(d.socket, 'record', 'stop');
+  const stop = await bufctlHere(d.socket, 'record', 'stop');
   t.equal(stop.code, 0, stop.stderr);
   t.match(stop.stdout, `replay it: bufferd replay ${file}`);
-  const again = await bufctl(d.socket, 'record', 'stop');
+  const again = await bufctlHere(d.socket, 'record', 'stop');
   t.equal(again.code, 1);
   t.match(again.stderr, /EINVAL: field 'action': 'stop' but the daemon is not recording/);
 
-  const usage = await Promise.all([['record', 'start'], ['record', 'stop', file], ['record', 'status', '--record-data']].map((a) => bufctl(d.socket, ...a)));
+  const usage = await Promise.all([['record', 'start'], ['record', 'stop', file], ['record', 'status', '--record-data']].map((a) => bufctlHere(d.socket, ...a)));
   for (const u of usage) t.equal(u.code, 2, u.stderr);
   t.match(usage[0]!.stderr, /'record start' needs the journal FILE/);
   t.match(usage[1]!.stderr, /'record stop' takes no FILE/);
