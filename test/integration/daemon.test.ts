@@ -9,8 +9,12 @@ import { startDaemon, runNode, DAEMON, tempDir } from '../helpers/daemon.js';
 import { RawClient } from '../helpers/raw.js';
 import { connect, BufferdError } from '../../client/index.js';
 
+// one daemon for the subtests that only need a live one (each uses its own clients);
+// the ones about start-up, signals, config and the socket file start their own
+const shared = await startDaemon(t, { logLevel: 'info' });
+
 t.test('client library: hello, ping, status', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const c = await connect({ socket: d.socket, name: 'app' });
   t.teardown(() => c.disconnect());
   t.equal(c.session.protocolVersion, 1);
@@ -31,7 +35,7 @@ t.test('client library: hello, ping, status', async (t) => {
 });
 
 t.test('names are unique among connected clients and free again after disconnect', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const a = await connect({ socket: d.socket, name: 'dup' });
   await t.rejects(connect({ socket: d.socket, name: 'dup' }), { code: 'EEXIST' });
   await a.disconnect();
@@ -46,7 +50,7 @@ t.test('names are unique among connected clients and free again after disconnect
 });
 
 t.test('pipelined requests are answered in order', async (t) => {
-  const d = await startDaemon(t, { logLevel: 'info' });
+  const d = shared;
   const c = await connect({ socket: d.socket });
   t.teardown(() => c.disconnect());
   const ops = Array.from({ length: 500 }, (_, i) => (i % 10 === 9 ? c.status() : c.ping()));
@@ -62,7 +66,7 @@ t.test('pipelined requests are answered in order', async (t) => {
 });
 
 t.test('hello rules', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const r = await RawClient.connect(d.socket);
   let m = await r.call({ id: 1, op: 'status' });
   t.equal((m['error'] as { code: string }).code, 'EPROTO');
@@ -81,7 +85,7 @@ t.test('hello rules', async (t) => {
 });
 
 t.test('socket file mode is 0660 and a live daemon is not displaced', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   t.equal(statSync(d.socket).mode & 0o777, 0o660);
   const second = await runNode([DAEMON, '--socket', d.socket]);
   t.equal(second.code, 1);
