@@ -184,25 +184,25 @@ t.test('losing the daemon rejects pending calls with ECONNRESET', async (t) => {
 });
 
 t.test('command line', async (t) => {
-  const h = await runNode([DAEMON, '--help']);
+  // side by side: each exits before it listens
+  const [h, v, bad, lvl] = await Promise.all([['--help'], ['--version'], ['--frobnicate'], ['--log-level', 'loud']].map((a) => runNode([DAEMON, ...a])));
   t.equal(h.code, 0);
   t.match(h.stdout, 'Usage: bufferd');
   t.match(h.stdout, '--socket PATH');
-  const v = await runNode([DAEMON, '--version']);
   t.match(v.stdout, /^bufferd \d+\.\d+\.\d+/);
-  const bad = await runNode([DAEMON, '--frobnicate']);
   t.equal(bad.code, 2);
   t.match(bad.stderr, 'Unknown option');
-  const lvl = await runNode([DAEMON, '--log-level', 'loud']);
   t.equal(lvl.code, 2);
   t.match(lvl.stderr, "unknown log level 'loud'");
 });
 
 t.test('socket path resolution: BUFFERD_SOCKET, then XDG_RUNTIME_DIR', async (t) => {
   const dir = tempDir(t);
-  const a = await startDaemon(t, { socket: null, env: { BUFFERD_SOCKET: join(dir, 'env.sock'), XDG_RUNTIME_DIR: dir } });
+  const [a, b] = await Promise.all([
+    startDaemon(t, { socket: null, env: { BUFFERD_SOCKET: join(dir, 'env.sock'), XDG_RUNTIME_DIR: dir } }),
+    startDaemon(t, { socket: null, env: { BUFFERD_SOCKET: '', XDG_RUNTIME_DIR: dir } }),
+  ]);
   t.equal(a.socket, join(dir, 'env.sock'));
-  const b = await startDaemon(t, { socket: null, env: { BUFFERD_SOCKET: '', XDG_RUNTIME_DIR: dir } });
   t.equal(b.socket, join(dir, 'bufferd.sock'));
   const c = await connect({ socket: b.socket });
   t.ok(await c.ping());
@@ -214,11 +214,10 @@ t.test('an invalid config stops the daemon before it listens, naming the field',
   const sock = join(dir, 'x.sock');
   const cfg = join(dir, 'bad.json');
   writeFileSync(cfg, JSON.stringify({ memory: { regions: [{ name: 'r', base: 0, size: '1M', kind: 'sram' }] }, pools: [] }));
-  const r = await runNode([DAEMON, '--socket', sock, '--config', cfg]);
+  const [r, missing] = await Promise.all([runNode([DAEMON, '--socket', sock, '--config', cfg]), runNode([DAEMON, '--socket', sock, '--config', join(dir, 'none.json')])]);
   t.equal(r.code, 1);
   t.match(r.stderr, 'config /memory/regions/0/kind');
   t.notOk(existsSync(sock), 'never listened');
-  const missing = await runNode([DAEMON, '--socket', sock, '--config', join(dir, 'none.json')]);
   t.equal(missing.code, 1);
   t.match(missing.stderr, 'cannot read config file');
 });

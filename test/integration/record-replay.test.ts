@@ -43,8 +43,14 @@ t.test('a recorded npm run demo replays identically, and a tighter config says w
     t.ok(d.logs.some((l) => l['msg'] === 'recording stopped'), 'the journal was closed at shutdown');
   }
 
-  for (const [file, data] of [[plain, false], [withData, true]] as const) {
-    const same = await replay(file, '--json');
+  // the four replays side by side: each reads its journal in a process of its own
+  const [samePlain, sameData, text, tight] = await Promise.all([
+    replay(plain, '--json'),
+    replay(withData, '--json'),
+    replay(plain),
+    replay(plain, '--config', tightConfig(dir)),
+  ]);
+  for (const [same, data] of [[samePlain, false], [sameData, true]] as const) {
     t.equal(same.code, 0, same.stderr);
     const r = JSON.parse(same.stdout) as { identical: boolean; requests: number; compared: number; skipped: unknown[]; divergence: unknown; recordedWith: { recordData: boolean } };
     t.equal(r.identical, true, `identical (data ${data}): ${JSON.stringify(r.divergence)}`);
@@ -53,10 +59,8 @@ t.test('a recorded npm run demo replays identically, and a tighter config says w
     t.same(r.skipped, []);
     t.equal(r.recordedWith.recordData, data);
   }
-  const text = await replay(plain);
   t.match(text.stdout, /IDENTICAL/);
 
-  const tight = await replay(plain, '--config', tightConfig(dir));
   t.equal(tight.code, 0, tight.stderr);
   t.match(tight.stdout, /DIVERGED at request \d+ of client \d+/, 'the first difference, with both sides');
   t.match(tight.stdout, /recorded \.result\.hugepages\[0\]\.\w+: \d+/);
@@ -129,16 +133,20 @@ t.test('the record op: admin only, an absolute path, one journal at a time; refu
 
 t.test('bufferd replay: usage errors and unreadable journals', async (t) => {
   const dir = tempDir(t);
-  t.equal((await replay()).code, 2, 'no FILE');
-  const speed = await replay(join(dir, 'j'), '--speed', 'fast');
+  // side by side: none of them gets as far as replaying
+  const [none, speed, missing, help, both] = await Promise.all([
+    replay(),
+    replay(join(dir, 'j'), '--speed', 'fast'),
+    replay(join(dir, 'nope')),
+    replay('--help'),
+    runNode([DAEMON, '--record-data'], { timeoutMs: 30_000 }),
+  ]);
+  t.equal(none.code, 2, 'no FILE');
   t.equal(speed.code, 2);
   t.match(speed.stderr, /--speed 'fast'/);
-  const missing = await replay(join(dir, 'nope'));
   t.equal(missing.code, 1);
   t.match(missing.stderr, /no journal at/);
-  const help = await replay('--help');
   t.match(help.stdout, /Usage: bufferd replay FILE/);
-  const both = await runNode([DAEMON, '--record-data'], { timeoutMs: 30_000 });
   t.equal(both.code, 2);
   t.match(both.stderr, /--record-data needs --record FILE/);
 });
