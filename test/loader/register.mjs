@@ -15,6 +15,13 @@ import { register } from 'node:module';
 
 if (/\.[cm]?tsx?$/.test(process.argv[1] ?? '')) register('./hooks.mjs', import.meta.url);
 
+// tap keeps node_modules out of the coverage data with the pattern ^<project>/node_modules, which
+// misses a node_modules reached through a symlink (a git worktree sharing another checkout's): then
+// every hooked process wrote megabytes of coverage of tap, playwright and the rest, never reported.
+// Any node_modules directory is left out instead (processinfo's own default), here and in what the
+// test spawns; for a checkout with its own node_modules nothing changes.
+if (process.env._TAPJS_PROCESSINFO_COV_EXCLUDE_ !== undefined) process.env._TAPJS_PROCESSINFO_COV_EXCLUDE_ = String(/[\\/]node_modules[\\/]/);
+
 // what a test spawns runs JS (from dist/, test/fixtures/), some of it in another
 // directory, where this relative path would not resolve: it inherits NODE_OPTIONS without it
 if (process.env.NODE_OPTIONS !== undefined) {
