@@ -58,8 +58,12 @@ t.test('the demo starts its own daemon, runs every step and ends with bufctl sta
   t.notMatch(r.stdout, /FAILED|stderr\]/);
 });
 
+// one running daemon for the two runs with --socket: the first leaves it serving, the second resizes its hugepages first
+let running: Promise<Daemon> | undefined;
+const runningDaemon = () => (running ??= startDaemon(t));
+
 t.test('the demo runs against a running daemon with --socket and leaves it serving', async (t) => {
-  const d = await startDaemon(t);
+  const d = await runningDaemon();
   const watcher = await client(t, d.socket, 'watcher');
   const r = await runNode([DEMO, '--socket', d.socket], { timeoutMs: 60_000, unhooked: true });
   t.equal(r.code, 0, r.stdout + r.stderr);
@@ -75,7 +79,7 @@ t.test('the demo runs against a running daemon with --socket and leaves it servi
 });
 
 t.test('after hugepage resizes the demo still gets its buffer above 4 GiB, by asking for it', async (t) => {
-  const d = await startDaemon(t, { logLevel: 'info' });
+  const d = await runningDaemon();
   const demo = async (what: string) => {
     const r = await runNode([DEMO, '--socket', d.socket], { timeoutMs: 60_000, unhooked: true });
     t.equal(r.code, 0, `${what}: exit code 0\n${r.stdout}\n${r.stderr}`);
@@ -126,10 +130,9 @@ t.test('the demo fails clearly when the daemon cannot be reached', async (t) => 
 });
 
 t.test('demo --help and a bad option', async (t) => {
-  const h = await runNode([DEMO, '--help']);
+  const [h, b] = await Promise.all([runNode([DEMO, '--help']), runNode([DEMO, '--bogus'])]);
   t.equal(h.code, 0);
   t.match(h.stdout, /Usage: npm run demo/);
-  const b = await runNode([DEMO, '--bogus']);
   t.equal(b.code, 2);
   t.match(b.stderr, /bogus/);
 });
