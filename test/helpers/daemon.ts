@@ -26,6 +26,8 @@ export interface DaemonOptions {
   logLevel?: string;
   /** An executable to run instead of `node dist/daemon/main.js` (an installed bufferd bin). */
   bin?: string;
+  /** Start it without tap's coverage hook (see unhookedNode): only where another daemon of the suite covers the same code. */
+  unhooked?: boolean;
 }
 
 export interface Daemon {
@@ -94,7 +96,7 @@ export async function startDaemon(t: Teardown, opts: DaemonOptions = {}): Promis
   }
   args.push(...(opts.args ?? []));
   reapAtExit();
-  const [cmd, argv] = opts.bin === undefined ? [process.execPath, args] : [opts.bin, args.slice(1)];
+  const [cmd, argv] = opts.bin !== undefined ? [opts.bin, args.slice(1)] : opts.unhooked === true ? unhookedNode(args) : [process.execPath, args];
   // a group of its own: killed with this test process if a teardown never runs
   const proc = spawn(cmd, argv, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   if (proc.pid !== undefined) {

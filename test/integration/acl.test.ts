@@ -37,8 +37,15 @@ async function client(t: Teardown, socket: string, opts: { name?: string; token?
 }
 const mode = (p: string) => statSync(p).mode & 0o777;
 
+// daemons shared by subtests that each use clients of their own: CONFIG's (capabilities, quota)
+// and one without the cookie (admin: true refused, auth.cookie false)
+const [withTokens, noCookie] = await Promise.all([
+  startDaemon(t, { config: CONFIG }),
+  startDaemon(t, { config: { ...DEFAULT_MACHINE, auth: { ...DEFAULT_MACHINE.auth, cookie: false } } }),
+]);
+
 t.test('capabilities: pools need theirs, admin ops need admin; privileged buffers can be passed', async (t) => {
-  const d = await startDaemon(t, { config: CONFIG });
+  const d = withTokens;
   const anon = await client(t, d.socket, { name: 'anon' });
   t.same([anon.session.principal, anon.session.capabilities], ['anonymous', []]);
   const before = await anon.status();
@@ -120,7 +127,7 @@ t.test('capabilities: pools need theirs, admin ops need admin; privileged buffer
 });
 
 t.test('quota: EDQUOT with the figures; closing frees quota again', async (t) => {
-  const d = await startDaemon(t, { config: CONFIG });
+  const d = withTokens;
   const q = await client(t, d.socket, { name: 'quota', token: SMALL });
   const other = await client(t, d.socket, { name: 'other' });
   t.equal(q.session.maxBytes, 64 * KiB);
@@ -217,7 +224,7 @@ t.test('the client library presents the admin cookie only when asked', async (t)
 });
 
 t.test('admin: true without a readable cookie is refused, naming the cookie; if-readable carries on', async (t) => {
-  const d = await startDaemon(t, { config: { ...DEFAULT_MACHINE, auth: { ...DEFAULT_MACHINE.auth, cookie: false } } });
+  const d = noCookie;
   const cookie = join(d.dir, '.bufferd.sock.cookie');
   const e = await rejection(connect({ socket: d.socket, name: 'wants-admin', admin: true }));
   t.equal(e.code, 'EPERM');
@@ -229,7 +236,7 @@ t.test('admin: true without a readable cookie is refused, naming the cookie; if-
 });
 
 t.test('auth.cookie false: no cookie, default clients are anonymous', async (t) => {
-  const d = await startDaemon(t, { config: { ...DEFAULT_MACHINE, auth: { ...DEFAULT_MACHINE.auth, cookie: false } } });
+  const d = noCookie;
   t.notOk(existsSync(join(d.dir, '.bufferd.sock.cookie')), 'no cookie file');
   const c = await connect({ socket: d.socket });
   t.teardown(() => c.disconnect());

@@ -31,10 +31,10 @@ t.test('ipc benchmark emits its figures as JSON lines', async (t) => {
 });
 
 t.test('bench harness usage', async (t) => {
-  const r = await runNode([RUN, 'nosuch']);
+  const r = await runNode([RUN, 'nosuch'], UNHOOKED);
   t.equal(r.code, 2);
   t.match(r.stderr, 'unknown benchmark nosuch');
-  const h = await runNode([RUN, '--help']);
+  const h = await runNode([RUN, '--help'], UNHOOKED);
   t.equal(h.code, 0);
   t.match(h.stdout, 'ipc');
 });

@@ -5,7 +5,8 @@
  * on stderr with exit 1), their --json forms, and usage errors (exit 2).
  */
 import t from 'tap';
-import { startDaemon, bufctl } from '../helpers/daemon.js';
+import { startDaemon } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { client, KiB, MiB } from '../helpers/drivers.js';
 import type { DriverStatus, MergeResult } from '../../client/index.js';
 
@@ -24,7 +25,7 @@ t.test('bufctl drivers, constraints, merge', async (t) => {
   await app.register((await app.alloc({ pool: 'default', size: 4 * KiB })).handle, 'gpu').catch(() => null); // refused: writeback
 
   // every bufctl run at once (each is a process start); checked below
-  const run = (...a: string[]) => bufctl(d.socket, ...a);
+  const run = (...a: string[]) => bufctlHere(d.socket, ...a);
   const [dr, dj, cg, cjr, cmy, cn, mg, mj, mc, mcj, mu, mcn, u1, u2, u3, u4, u5, st] = await Promise.all([
     run('drivers'),
     run('drivers', '--json'),
@@ -118,7 +119,7 @@ t.test('bufctl drivers, constraints, merge', async (t) => {
 
 t.test('bufctl drivers: IOVA totals print in one unit', async (t) => {
   const d = await startDaemon(t);
-  const dr = await bufctl(d.socket, 'drivers');
+  const dr = await bufctlHere(d.socket, 'drivers');
   t.match(row(dr.stdout, 'gpu'), /0 B\/4 GiB/);
   t.notMatch(row(dr.stdout, 'video'), /1024 MiB/, 'no "1024 MiB": either 1 GiB or the exact figure');
 });

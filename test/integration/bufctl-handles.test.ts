@@ -5,7 +5,7 @@
  * their usage errors.
  */
 import t from 'tap';
-import { startDaemon, bufctl } from '../helpers/daemon.js';
+import { startDaemon } from '../helpers/daemon.js';
 import { spawnClient } from '../helpers/procs.js';
 import { connect, type BufferClient, type BufferListing, type ClientStatus, type HandleInfo } from '../../client/index.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
@@ -42,7 +42,7 @@ t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, 
   const ex = await alpha.export(b.handle);
   t.ok(ex.token);
 
-  const human = await bufctl(d.socket, 'buffers');
+  const human = await bufctlHere(d.socket, 'buffers');
   t.equal(human.code, 0, human.stderr);
   t.match(human.stdout, /BUFFER\s+POOL\s+CACHE\s+SIZE\s+USIZE\s+KIND\s+CREATOR\s+HELD BY\s+DRIVERS\s+MAPS/);
   t.match(row(human.stdout, a.buffer), new RegExp(`default\\s+writeback\\s+9.77 KiB\\s+10 KiB\\s+small\\s+${alpha.id}\\s+alpha×2 beta×1\\s+-\\s+0$`));
@@ -58,7 +58,7 @@ t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, 
   t.match(lines[5], /^  HELD BY: clients×handles open on it, and export tokens not yet imported; DRIVERS: registered with/);
   t.match(lines[6], /^  SIZE: bytes asked; USIZE: usable bytes .*MAPS: CPU mappings$/);
 
-  const js = await bufctl(d.socket, 'buffers', '--json');
+  const js = await bufctlHere(d.socket, 'buffers', '--json');
   t.equal(js.code, 0);
   const all = JSON.parse(js.stdout) as BufferListing[];
   t.same(
@@ -85,7 +85,7 @@ t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, 
   t.same(all[2]!.registrations, [{ driver: 'nic', deviceAddress: reg.deviceAddress, registrant: beta.id, bounced: 0, direction: 'bidirectional' }], 'drivers with their device addresses');
 
   const byClient = async (...args: string[]) => {
-    const r = await bufctl(d.socket, 'buffers', '--json', ...args);
+    const r = await bufctlHere(d.socket, 'buffers', '--json', ...args);
     t.equal(r.code, 0, r.stderr);
     return (JSON.parse(r.stdout) as BufferListing[]).map((x) => x.buffer);
   };
@@ -96,8 +96,8 @@ t.test('bufctl buffers: every buffer and its holders by name; --client, --pool, 
     byClient('--pool', 'huge'),
     byClient('--pool', 'dma32', '--client', String(alpha.id)),
     byClient('--pool', 'dma32', '--client', String(beta.id)),
-    bufctl(d.socket, 'buffers', '--client', String(beta.id)),
-    bufctl(d.socket, 'buffers', '--pool', 'giant'),
+    bufctlHere(d.socket, 'buffers', '--client', String(beta.id)),
+    bufctlHere(d.socket, 'buffers', '--pool', 'giant'),
   ]);
   t.same(ofBeta, [a.buffer, c.buffer], '--client: what that client holds');
   t.same(ofAlpha, [a.buffer, b.buffer]);
@@ -124,7 +124,7 @@ t.test('bufctl buffers: a buffer only a token holds says who exported it and whe
   const h = await alpha.alloc({ pool: 'default', size: 4096 });
   await alpha.export(h.handle, { ttlMs: 60_000 });
   await alpha.close(h.handle);
-  const [r, st] = await Promise.all([bufctl(d.socket, 'buffers'), bufctl(d.socket, 'status')]);
+  const [r, st] = await Promise.all([bufctlHere(d.socket, 'buffers'), bufctlHere(d.socket, 'status')]);
   t.equal(r.code, 0, r.stderr);
   t.match(row(r.stdout, h.buffer), /\s+in flight: token from alpha, expires in ([1-9]|[1-5][0-9]|60) s\s+-\s+0$/);
   t.match(r.stdout, /\n  1 buffer, 4 KiB asked, 4 KiB usable; 0 handles, 1 token in flight, 0 driver registrations, 0 mappings\n/);
@@ -136,10 +136,10 @@ t.test('bufctl buffers without the cookie shows only what that client holds: not
   const d = await startDaemon(t, { config: { ...DEFAULT_MACHINE, auth: { ...DEFAULT_MACHINE.auth, cookie: false } } });
   const alpha = await client(t, d.socket, 'alpha');
   await alpha.alloc({ pool: 'default', size: 10 });
-  const r = await bufctl(d.socket, 'buffers', '--json');
+  const r = await bufctlHere(d.socket, 'buffers', '--json');
   t.equal(r.code, 0);
   t.same(JSON.parse(r.stdout), [], 'an anonymous bufctl holds no buffers');
-  const h = await bufctl(d.socket, 'buffers');
+  const h = await bufctlHere(d.socket, 'buffers');
   t.match(h.stdout, '(none)');
 });
 
@@ -153,7 +153,7 @@ t.test('bufctl clients: principal, handles, bytes, quota, capabilities', async (
   const proc = await spawnClient(t, d.socket, 'proc');
   await proc.call('alloc', { pool: 'huge', size: 100 });
 
-  const human = await bufctl(d.socket, 'clients');
+  const human = await bufctlHere(d.socket, 'clients');
   t.equal(human.code, 0, human.stderr);
   t.match(human.stdout, /ID\s+NAME\s+PID\s+UID\s+GID\s+PRINCIPAL\s+HANDLES\s+BYTES\s+CONNECTED\s+CAPABILITIES\n/);
   const line = (name: string) => human.stdout.split('\n').find((l) => new RegExp(`^\\s+\\d+\\s+${name}\\s`).test(l));
@@ -170,7 +170,7 @@ t.test('bufctl clients: principal, handles, bytes, quota, capabilities', async (
   t.same(principal('camera').map((l) => l.trim().split(/\s{2,}/)), [['camera', '1', '4 MiB', '16 MiB', '25%']]);
   t.same(principal('cookie').map((l) => l.trim().split(/\s{2,}/)), [['cookie', '1', '0 B', 'none', '-']]);
 
-  const js = await bufctl(d.socket, 'clients', '--json');
+  const js = await bufctlHere(d.socket, 'clients', '--json');
   t.equal(js.code, 0);
   const cs = JSON.parse(js.stdout) as ClientStatus[];
   const by = (n: string) => cs.find((c) => c.name === n)!;
@@ -200,10 +200,10 @@ t.test('bufctl buffers/clients usage errors exit 2', async (t) => {
     t.match(r.stderr, /^bufctl: /);
     t.equal(r.stdout, '', 'nothing on stdout');
   }
-  const bad = await bufctl(d.socket, 'buffers', '--client', 'abc');
+  const bad = await bufctlHere(d.socket, 'buffers', '--client', 'abc');
   t.match(bad.stderr, "--client 'abc' is not a client id");
   t.match(bad.stderr, 'Usage: bufctl buffers [--client ID] [--pool NAME] [--json]');
-  const help = await bufctl(null, 'buffers', '--help');
+  const help = await bufctlHere(null, 'buffers', '--help');
   t.equal(help.code, 0);
   t.match(help.stdout, 'buffers [--client ID] [--pool NAME] [--json]');
 });
@@ -212,9 +212,9 @@ t.test(
   'bufctl buffers --pool with a pool that does not exist: ENOENT, as status --pool',
   async (t) => {
     const d = await startDaemon(t);
-    const st = await bufctl(d.socket, 'status', '--pool', 'no-such-pool');
+    const st = await bufctlHere(d.socket, 'status', '--pool', 'no-such-pool');
     t.equal(st.code, 1, 'status --pool: the daemon answers ENOENT');
-    const r = await bufctl(d.socket, 'buffers', '--pool', 'no-such-pool');
+    const r = await bufctlHere(d.socket, 'buffers', '--pool', 'no-such-pool');
     t.equal(r.code, 1);
     t.match(r.stderr, 'ENOENT');
   },

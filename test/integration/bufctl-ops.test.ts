@@ -6,7 +6,7 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, bufctl, BUFCTL } from '../helpers/daemon.js';
+import { startDaemon, BUFCTL } from '../helpers/daemon.js';
 import { client } from '../helpers/drivers.js';
 import { poll, until, startCommand } from '../helpers/procs.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
@@ -64,7 +64,7 @@ t.test('bufctl watch --json: one JSON object per line; --topics filters', async 
 t.test('bufctl watch: bad options exit 2 with usage', async (t) => {
   const d = shared;
   const bad = [['--interval', '50'], ['--interval', '60001'], ['--topics', 'alloc,nope'], ['--topics', ','], ['--count', '0'], ['extra'], ['--pool', 'default']];
-  const results = await Promise.all(bad.map((args) => bufctl(d.socket, 'watch', ...args)));
+  const results = await Promise.all(bad.map((args) => bufctlHere(d.socket, 'watch', ...args)));
   for (const [i, args] of bad.entries()) {
     const r = results[i]!;
     t.equal(r.code, 2, args.join(' '));
@@ -75,11 +75,11 @@ t.test('bufctl watch: bad options exit 2 with usage', async (t) => {
 
 t.test('bufctl reload', async (t) => {
   const d = shared;
-  const r = await bufctl(d.socket, 'reload');
+  const r = await bufctlHere(d.socket, 'reload');
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /reloaded \(embedded default machine\)/);
   t.match(r.stdout, 'nothing changed');
-  const js = await bufctl(d.socket, 'reload', '--json');
+  const js = await bufctlHere(d.socket, 'reload', '--json');
   t.equal(js.code, 0);
   t.same(JSON.parse(js.stdout), { source: '(embedded default machine)', applied: [], ignored: [] });
 
@@ -87,13 +87,13 @@ t.test('bufctl reload', async (t) => {
   const f = await startDaemon(t, { config: DEFAULT_MACHINE });
   const cfg = join(f.dir, 'config.json');
   writeFileSync(cfg, JSON.stringify({ ...DEFAULT_MACHINE, events: { allocRate: 2 }, server: { ...DEFAULT_MACHINE.server, http: '127.0.0.1:0' } }));
-  const applied = await bufctl(f.socket, 'reload', '--json');
+  const applied = await bufctlHere(f.socket, 'reload', '--json');
   t.equal(applied.code, 0, applied.stderr);
   const res = JSON.parse(applied.stdout) as { source: string; applied: string[]; ignored: string[] };
   t.equal(res.source, cfg);
   t.match(res.applied, [/events\.allocRate 200 → 2/]);
   t.match(res.ignored, [/server\.http/]);
-  const human = await bufctl(f.socket, 'reload');
+  const human = await bufctlHere(f.socket, 'reload');
   t.match(human.stdout, 'nothing changed', 'a second reload: nothing new');
   t.match(human.stdout, /^  not applied: server\.http \(restart to change\)$/m, 'what still waits for a restart, said once');
   t.notMatch(human.stdout, 'needs a restart: ', 'no doubled wording');
@@ -106,7 +106,7 @@ t.test('bufctl reload', async (t) => {
   t.match(sum, { topic: 'alloc', kind: 'summary', allocs: Number }, 'the new allocRate is in force: 6 allocations within a second are aggregated');
   t.ok((sum['allocs'] as number) >= 1 && (sum['allocs'] as number) <= 4, `past the first 2, the rest are summarized (${String(sum['allocs'])})`);
   writeFileSync(cfg, '{"pools": 3}');
-  const bad = await bufctl(f.socket, 'reload');
+  const bad = await bufctlHere(f.socket, 'reload');
   t.equal(bad.code, 1);
   t.match(bad.stderr, /EINVAL: reload rejected/);
   // anonymous may not reload
@@ -115,7 +115,7 @@ t.test('bufctl reload', async (t) => {
 });
 
 t.test('help lists every command; each has --help', async (t) => {
-  const h = await bufctl(null, '--help');
+  const h = await bufctlHere(null, '--help');
   t.equal(h.code, 0);
   for (const c of COMMANDS) t.match(h.stdout, new RegExp(`^  ${c}\\b`, 'm'), `--help lists ${c}`);
   const helps = await Promise.all(COMMANDS.map((c) => bufctlHere('/nonexistent.sock', c, '--help')));
@@ -152,7 +152,7 @@ t.test('every command takes --json and prints one JSON document', async (t) => {
   t.match(dash.address, /^http:\/\/127\.0\.0\.1:\d+\/$/, 'dashboard --json: the address');
   t.match(dash.token, /^[0-9a-f]{32,}$/, 'the token itself, not true');
   t.equal(dash.url, `${dash.address}#token=${dash.token!}`, 'and the URL carrying it');
-  const w = await bufctl(d.socket, 'watch', '--json', '--count', '2', '--interval', '100');
+  const w = await bufctlHere(d.socket, 'watch', '--json', '--count', '2', '--interval', '100');
   t.equal(w.code, 0);
   const lines = w.stdout.trim().split('\n');
   t.equal(lines.length, 2, 'watch: one line per event');
@@ -178,7 +178,7 @@ t.test('every command takes --json and prints one JSON document', async (t) => {
     [['dashboard', '--pool', 'x'], 2, 'EINVAL'],
     [['record', 'stop'], 1, 'EINVAL'],
   ];
-  const errs = await Promise.all(failing.map(([args]) => bufctl(d.socket, ...args, '--json')));
+  const errs = await Promise.all(failing.map(([args]) => bufctlHere(d.socket, ...args, '--json')));
   const covered = new Set<string>();
   for (const [i, [args, exit, code]] of failing.entries()) {
     const r = errs[i]!;

@@ -1,19 +1,27 @@
 /**
- * bufctl as a separate process: human and JSON output, exit codes.
+ * bufctl as a separate process: human and JSON output, exit codes. Each
+ * exit code and the socket from the environment are checked on the binary;
+ * the other command lines run bufctl's run() in this process (helpers/bufctl.ts),
+ * the function the binary calls with the same arguments, where only the output
+ * is in question.
  */
 import t from 'tap';
 import { createServer } from 'node:net';
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, bufctl, tempDir, runNode, BUFCTL, ROOT } from '../helpers/daemon.js';
+import { startDaemon, bufctl, tempDir, runNode, BUFCTL, ROOT, type Daemon } from '../helpers/daemon.js';
 import { encodeFrame, FrameReader } from '../../protocol/frame.js';
 import { decodeValue } from '../../protocol/codec.js';
 import { connect } from '../../client/index.js';
 import { bufctlHere } from '../helpers/bufctl.js';
 
+// one daemon for the status views (neither allocates from the other's pools); the EACCES test changes its own's modes
+let shared: Promise<Daemon> | undefined;
+const sharedDaemon = () => (shared ??= startDaemon(t));
+
 t.test('bufctl status: tables and JSON', async (t) => {
-  const d = await startDaemon(t);
+  const d = await sharedDaemon();
   const app = await connect({ socket: d.socket, name: 'viewer' });
   t.teardown(() => app.disconnect());
   const human = await bufctl(d.socket, 'status');
@@ -22,7 +30,7 @@ t.test('bufctl status: tables and JSON', async (t) => {
   t.match(human.stdout, /REGION\s+KIND\s+BASE\s+SIZE\s+FREE/);
   t.match(human.stdout, /dram\s+dram\s+0x80000000\s+8 GiB/);
   t.match(human.stdout, /viewer/);
-  const js = await bufctl(d.socket, 'status', '--json');
+  const js = await bufctlHere(d.socket, 'status', '--json');
   t.equal(js.code, 0);
   const st = JSON.parse(js.stdout) as Record<string, unknown>;
   for (const k of ['version', 'uptimeMs', 'memory', 'hugepages', 'pools', 'clients', 'drivers']) t.ok(k in st, k);
@@ -80,13 +88,13 @@ t.test('bufctl usage errors exit 2: one line naming the problem, one line of usa
   t.match(h.stdout, 'Usage: bufctl');
   t.match(h.stdout, 'Exit codes');
   t.match(h.stdout, '--version');
-  const sh = await bufctl(null, 'status', '--help');
+  const sh = await bufctlHere(null, 'status', '--help');
   t.equal(sh.code, 0);
   t.match(sh.stdout, 'status [--pool NAME] [--json]');
-  const hp = await bufctl(null, 'help');
+  const hp = await bufctlHere(null, 'help');
   t.equal(hp.code, 0);
   t.match(hp.stdout, 'Commands:');
-  const hs = await bufctl(null, 'help', 'buffers');
+  const hs = await bufctlHere(null, 'help', 'buffers');
   t.equal(hs.code, 0);
   t.match(hs.stdout, /^Usage: bufctl \[--socket PATH\] buffers/);
 });
@@ -96,9 +104,9 @@ t.test('bufctl --version: the package version, without a daemon', async (t) => {
   const v = await bufctl('/nonexistent.sock', '--version');
   t.equal(v.code, 0);
   t.equal(v.stdout, `bufctl ${version}\n`);
-  const j = await bufctl('/nonexistent.sock', '--version', '--json');
+  const j = await bufctlHere('/nonexistent.sock', '--version', '--json');
   t.same(JSON.parse(j.stdout), { version });
-  t.equal((await bufctl(null, 'status', '--version')).stdout, `bufctl ${version}\n`, 'after a command too');
+  t.equal((await bufctlHere(null, 'status', '--version')).stdout, `bufctl ${version}\n`, 'after a command too');
 });
 
 t.test('--json: exactly one JSON document on stdout for usage errors (exit 2) and connection failures (exit 3)', async (t) => {
@@ -106,11 +114,11 @@ t.test('--json: exactly one JSON document on stdout for usage errors (exit 2) an
   const missing = join(dir, 'missing.sock');
   const [u1, u2, u3, u4, c1, c2] = await Promise.all([
     bufctl(missing, 'stauts', '--json'),
-    bufctl(missing, 'status', '--json', '--bogus'),
-    bufctl(missing, '--json', 'violations', '--kind', 'nope'),
-    bufctl(missing, 'watch', '--json', '--interval', '5'),
+    bufctlHere(missing, 'status', '--json', '--bogus'),
+    bufctlHere(missing, '--json', 'violations', '--kind', 'nope'),
+    bufctlHere(missing, 'watch', '--json', '--interval', '5'),
     bufctl(missing, 'status', '--json'),
-    bufctl(missing, 'watch', '--json'),
+    bufctlHere(missing, 'watch', '--json'),
   ]);
   t.same(JSON.parse(u1.stdout), { error: { code: 'EINVAL', message: "unknown command 'stauts' (did you mean 'status'?)", details: {} } });
   t.equal(u1.code, 2);
@@ -121,7 +129,7 @@ t.test('--json: exactly one JSON document on stdout for usage errors (exit 2) an
   t.match(JSON.parse(u3.stdout), { error: { code: 'EINVAL', message: "--kind 'nope' is not a violation kind", details: { command: 'violations' } } });
   t.equal(u3.code, 2);
   t.match(JSON.parse(u4.stdout), { error: { code: 'EINVAL', message: /--interval '5'/ } });
-  const u5 = await bufctl(missing, 'violations', '--limit', '--json');
+  const u5 = await bufctlHere(missing, 'violations', '--limit', '--json');
   t.same(JSON.parse(u5.stdout), {
     error: { code: 'EINVAL', message: 'option --limit needs a value (--limit N)', details: { command: 'violations', usage: 'bufctl violations [--kind KIND] [--limit N] [--json]' } },
   }, 'an option without its value: the usage line of the command it was for');
@@ -137,7 +145,7 @@ t.test('--json: exactly one JSON document on stdout for usage errors (exit 2) an
   await new Promise<void>((r) => srv.listen(stale, r));
   await new Promise<void>((r) => srv.close(() => r()));
   writeFileSync(stale, ''); // the file stays behind, as after a crash (a regular file: connect is refused)
-  const r = await bufctl(stale, 'pools', '--json');
+  const r = await bufctlHere(stale, 'pools', '--json');
   t.equal(r.code, 3);
   t.match(JSON.parse(r.stdout), { error: { code: 'ECONNREFUSED', details: { socket: stale } } });
   t.match(r.stderr, 'nothing listens on');
@@ -233,35 +241,35 @@ t.test('bufctl: the daemon answered an error, exit 1', async (t) => {
   const r = await bufctl(path, 'status');
   t.equal(r.code, 1);
   t.match(r.stderr, 'EPERM: status needs capability status');
-  const j = await bufctl(path, 'status', '--json');
+  const j = await bufctlHere(path, 'status', '--json');
   t.equal(j.code, 1);
   t.same(JSON.parse(j.stdout), { error: { code: 'EPERM', message: 'status needs capability status', details: {} } });
   t.match(j.stderr, 'bufctl: EPERM: status needs capability status');
 });
 
 t.test('bufctl status --pool shows the arena and bin tables', async (t) => {
-  const d = await startDaemon(t);
+  const d = await sharedDaemon();
   const c = await connect({ socket: d.socket, name: 'small' });
   t.teardown(() => c.disconnect());
   for (const size of [8, 100, 100, 5000]) await c.alloc({ pool: 'default', size });
-  const r = await bufctl(d.socket, 'status', '--pool', 'default');
+  const r = await bufctlHere(d.socket, 'status', '--pool', 'default');
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, 'Pool default: writeback, 4 KiB pages');
   t.match(r.stdout, /ARENA\s+OWNER\s+LIVE\s+ALLOCATED/);
   t.match(r.stdout, new RegExp(`client ${c.id}\\s+4`));
   t.match(r.stdout, /SIZE\s+IND\s+SLAB\s+REGS\s+CURREGS\s+CURSLABS\s+NONFULL/);
   t.match(r.stdout, /112\s+7\s+28 KiB\s+256\s+2\s+1\s+1/);
-  const j = JSON.parse((await bufctl(d.socket, 'status', '--pool', 'default', '--json')).stdout) as { bins: { size: number; curregs: number }[]; arenas: unknown[] };
+  const j = JSON.parse((await bufctlHere(d.socket, 'status', '--pool', 'default', '--json')).stdout) as { bins: { size: number; curregs: number }[]; arenas: unknown[] };
   t.same(j.bins.map((b) => [b.size, b.curregs]), [[8, 1], [112, 2], [5120, 1]]);
   t.equal(j.arenas.length, 1);
   // ACT/ALLOC (fragmentation) means nothing for a pool that holds nothing: '-', not 1.00
-  const [pools, empty] = await Promise.all([bufctl(d.socket, 'pools'), bufctl(d.socket, 'status', '--pool', 'uncached')]);
+  const [pools, empty] = await Promise.all([bufctlHere(d.socket, 'pools'), bufctlHere(d.socket, 'status', '--pool', 'uncached')]);
   const poolRow = (name: string) => pools.stdout.split('\n').find((l) => l.startsWith(`  ${name} `)) ?? '';
   t.match(pools.stdout, /ACT\/ALLOC\s+CONVERSIONS/);
   t.match(poolRow('default'), /\s\d\.\d\d\s+\d+$/, 'a pool in use: its ratio');
   t.match(poolRow('uncached'), /\s0 B\s+-\s+\d+$/, 'an empty pool: -');
   t.match(empty.stdout, 'fragmentation (active/allocated) -  buffers 0');
-  const bad = await bufctl(d.socket, 'status', '--pool', 'nosuch');
+  const bad = await bufctlHere(d.socket, 'status', '--pool', 'nosuch');
   t.equal(bad.code, 1);
   t.match(bad.stderr, "ENOENT: no pool named 'nosuch'");
 });

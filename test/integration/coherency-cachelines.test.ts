@@ -9,7 +9,8 @@
  * their own, and then nothing is lost. Strict mode refuses the registration.
  */
 import t from 'tap';
-import { startDaemon, bufctl } from '../helpers/daemon.js';
+import { startDaemon } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { rejection } from '../helpers/procs.js';
 import { client, driverStatus } from '../helpers/drivers.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
@@ -69,11 +70,11 @@ t.test('warn: the overlap is recorded at registration, and the device write is t
   t.equal((await c.violations()).total, 1, 'no new report');
 
   // bufctl shows the directions and finds the overlap by kind
-  const list = await bufctl(d.socket, 'buffers');
+  const list = await bufctlHere(d.socket, 'buffers');
   t.equal(list.code, 0, list.stderr);
   t.match(list.stdout, new RegExp(`\\n\\s*${a.buffer}\\s.*\\snc\\(from-device\\)\\s`), 'a non-default direction is shown with the driver');
   t.match(list.stdout, new RegExp(`\\n\\s*${x.buffer}\\s.*\\snc\\(to-device\\)\\s`));
-  const v = await bufctl(d.socket, 'violations', '--kind', 'overlapping-cacheline');
+  const v = await bufctlHere(d.socket, 'violations', '--kind', 'overlapping-cacheline');
   t.equal(v.code, 0, v.stderr);
   t.match(v.stdout, /1 violation since start: overlapping-cacheline 1/);
   t.match(v.stdout, /overlapping-cacheline\s+\d+ app\s+\d+\s+nc\s+register\s+0\+16\s+buffer \d+ \(at 0x/);

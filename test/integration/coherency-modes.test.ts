@@ -8,7 +8,8 @@
  * the cache model says; bufctl shows the violations and the Coherency line.
  */
 import t, { type Test } from 'tap';
-import { startDaemon, bufctl, type Daemon } from '../helpers/daemon.js';
+import { startDaemon, type Daemon } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { pattern, rejection } from '../helpers/procs.js';
 import { DEVICES, rig, violationsSince, total, kinds, syncedRead, syncedWrite, firstDiff, type Rig } from '../helpers/coherency.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
@@ -139,17 +140,17 @@ t.test('bufctl violations and bufctl status show the recorded violations', async
   const lost = all.violations.filter((v) => v.kind === 'lost-write').at(-1)!;
   t.equal(lost.buffer, r.buffer);
 
-  const json = await bufctl(warn.socket, 'violations', '--json');
+  const json = await bufctlHere(warn.socket, 'violations', '--json');
   t.equal(json.code, 0, json.stderr);
   const parsed = JSON.parse(json.stdout) as typeof all;
   t.same(parsed, all, '--json: the violations op result');
-  const k = await bufctl(warn.socket, 'violations', '--kind', 'lost-write', '--json');
+  const k = await bufctlHere(warn.socket, 'violations', '--kind', 'lost-write', '--json');
   const kj = JSON.parse(k.stdout) as typeof all;
   t.ok(kj.violations.length > 0 && kj.violations.every((v) => v.kind === 'lost-write'), '--kind filters');
-  const l = JSON.parse((await bufctl(warn.socket, 'violations', '--limit', '1', '--json')).stdout) as typeof all;
+  const l = JSON.parse((await bufctlHere(warn.socket, 'violations', '--limit', '1', '--json')).stdout) as typeof all;
   t.same(l.violations, [all.violations.at(-1)], '--limit 1: the newest');
 
-  const human = await bufctl(warn.socket, 'violations');
+  const human = await bufctlHere(warn.socket, 'violations');
   t.equal(human.code, 0, human.stderr);
   t.match(human.stdout, new RegExp(`Coherency checker: mode warn, ${all.total} violation${all.total === 1 ? '' : 's'} since start: .*lost-write ${all.byKind['lost-write']}`));
   for (const h of ['SEQ', 'KIND', 'CLIENT', 'BUFFER', 'DRIVER', 'OP', 'RANGE']) t.match(human.stdout, h, `column ${h}`);
@@ -157,7 +158,7 @@ t.test('bufctl violations and bufctl status show the recorded violations', async
   t.ok(row, 'a row for the lost-write');
   t.match(row, new RegExp(`lost-write\\s+${r.app.id} ctl-app\\s+${r.buffer}\\s+ctl\\s+device\\.read\\s+0\\+${SIZE}\\s+.*missing sync`), 'kind, client, buffer, driver, op, range, message');
 
-  const st = await bufctl(warn.socket, 'status');
+  const st = await bufctlHere(warn.socket, 'status');
   t.equal(st.code, 0, st.stderr);
   const s = (await r.app.status()).coherency;
   t.match(st.stdout, new RegExp(`Coherency: checker warn, prefetch always; ${s.violations.total} violation${s.violations.total === 1 ? '' : 's'} \\(.*lost-write ${s.violations.byKind['lost-write']}`));
@@ -256,7 +257,7 @@ t.test('strict mode: the offending op fails with ECOHERENCY and changes no data'
   t.equal(v.violations.at(-1)!.seq, v.total, 'newest last');
   t.equal(Object.values(v.byKind).reduce((a, n) => a + n, 0), v.total, 'byKind counts every one, kept or not');
   t.equal((await c.status()).coherency.mode, 'strict');
-  t.match((await bufctl(d.socket, 'status')).stdout, /Coherency: checker strict, prefetch always/);
+  t.match((await bufctlHere(d.socket, 'status')).stdout, /Coherency: checker strict, prefetch always/);
 });
 
 t.test("a pool's coherency override: strict for 'default', off for 'dma32', warn elsewhere", async (t) => {

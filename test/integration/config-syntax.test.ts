@@ -6,7 +6,8 @@
 import t from 'tap';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DAEMON, runNode, startDaemon, tempDir, bufctl } from '../helpers/daemon.js';
+import { DAEMON, runNode, startDaemon, tempDir } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
 // a hand-edited file: a trailing comma on line 4
@@ -32,9 +33,9 @@ t.test('bufferd --config with a JSON syntax error: file, line and column, never 
 t.test('bufctl reload of a file with a syntax error: rejected with the line and column', async (t) => {
   const d = await startDaemon(t, { config: DEFAULT_MACHINE });
   writeFileSync(join(d.dir, 'config.json'), '{"pools": [\n  {"name": "a"}\n  {"name": "b"}\n]}');
-  const r = await bufctl(d.socket, 'reload');
+  const r = await bufctlHere(d.socket, 'reload');
   t.equal(r.code, 1);
   t.match(r.stderr, /EINVAL: reload rejected.*config\.json is not valid JSON: line 3, column 3: expected ',' or '\]' after an array element, found '\{'/);
-  const st = await bufctl(d.socket, 'pools', '--json');
+  const st = await bufctlHere(d.socket, 'pools', '--json');
   t.equal(st.code, 0, 'the daemon still serves with its old config');
 });

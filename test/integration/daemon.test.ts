@@ -9,8 +9,12 @@ import { startDaemon, runNode, DAEMON, tempDir } from '../helpers/daemon.js';
 import { RawClient } from '../helpers/raw.js';
 import { connect, BufferdError } from '../../client/index.js';
 
+// one daemon for the subtests that only need a live one (each uses its own clients);
+// the ones about start-up, signals, config and the socket file start their own
+const shared = await startDaemon(t, { logLevel: 'info' });
+
 t.test('client library: hello, ping, status', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const c = await connect({ socket: d.socket, name: 'app' });
   t.teardown(() => c.disconnect());
   t.equal(c.session.protocolVersion, 1);
@@ -31,7 +35,7 @@ t.test('client library: hello, ping, status', async (t) => {
 });
 
 t.test('names are unique among connected clients and free again after disconnect', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const a = await connect({ socket: d.socket, name: 'dup' });
   await t.rejects(connect({ socket: d.socket, name: 'dup' }), { code: 'EEXIST' });
   await a.disconnect();
@@ -46,7 +50,7 @@ t.test('names are unique among connected clients and free again after disconnect
 });
 
 t.test('pipelined requests are answered in order', async (t) => {
-  const d = await startDaemon(t, { logLevel: 'info' });
+  const d = shared;
   const c = await connect({ socket: d.socket });
   t.teardown(() => c.disconnect());
   const ops = Array.from({ length: 500 }, (_, i) => (i % 10 === 9 ? c.status() : c.ping()));
@@ -62,7 +66,7 @@ t.test('pipelined requests are answered in order', async (t) => {
 });
 
 t.test('hello rules', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const r = await RawClient.connect(d.socket);
   let m = await r.call({ id: 1, op: 'status' });
   t.equal((m['error'] as { code: string }).code, 'EPROTO');
@@ -81,7 +85,7 @@ t.test('hello rules', async (t) => {
 });
 
 t.test('socket file mode is 0660 and a live daemon is not displaced', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   t.equal(statSync(d.socket).mode & 0o777, 0o660);
   const second = await runNode([DAEMON, '--socket', d.socket]);
   t.equal(second.code, 1);
@@ -180,25 +184,25 @@ t.test('losing the daemon rejects pending calls with ECONNRESET', async (t) => {
 });
 
 t.test('command line', async (t) => {
-  const h = await runNode([DAEMON, '--help']);
+  // side by side: each exits before it listens
+  const [h, v, bad, lvl] = await Promise.all([['--help'], ['--version'], ['--frobnicate'], ['--log-level', 'loud']].map((a) => runNode([DAEMON, ...a])));
   t.equal(h.code, 0);
   t.match(h.stdout, 'Usage: bufferd');
   t.match(h.stdout, '--socket PATH');
-  const v = await runNode([DAEMON, '--version']);
   t.match(v.stdout, /^bufferd \d+\.\d+\.\d+/);
-  const bad = await runNode([DAEMON, '--frobnicate']);
   t.equal(bad.code, 2);
   t.match(bad.stderr, 'Unknown option');
-  const lvl = await runNode([DAEMON, '--log-level', 'loud']);
   t.equal(lvl.code, 2);
   t.match(lvl.stderr, "unknown log level 'loud'");
 });
 
 t.test('socket path resolution: BUFFERD_SOCKET, then XDG_RUNTIME_DIR', async (t) => {
   const dir = tempDir(t);
-  const a = await startDaemon(t, { socket: null, env: { BUFFERD_SOCKET: join(dir, 'env.sock'), XDG_RUNTIME_DIR: dir } });
+  const [a, b] = await Promise.all([
+    startDaemon(t, { socket: null, env: { BUFFERD_SOCKET: join(dir, 'env.sock'), XDG_RUNTIME_DIR: dir } }),
+    startDaemon(t, { socket: null, env: { BUFFERD_SOCKET: '', XDG_RUNTIME_DIR: dir } }),
+  ]);
   t.equal(a.socket, join(dir, 'env.sock'));
-  const b = await startDaemon(t, { socket: null, env: { BUFFERD_SOCKET: '', XDG_RUNTIME_DIR: dir } });
   t.equal(b.socket, join(dir, 'bufferd.sock'));
   const c = await connect({ socket: b.socket });
   t.ok(await c.ping());
@@ -210,11 +214,10 @@ t.test('an invalid config stops the daemon before it listens, naming the field',
   const sock = join(dir, 'x.sock');
   const cfg = join(dir, 'bad.json');
   writeFileSync(cfg, JSON.stringify({ memory: { regions: [{ name: 'r', base: 0, size: '1M', kind: 'sram' }] }, pools: [] }));
-  const r = await runNode([DAEMON, '--socket', sock, '--config', cfg]);
+  const [r, missing] = await Promise.all([runNode([DAEMON, '--socket', sock, '--config', cfg]), runNode([DAEMON, '--socket', sock, '--config', join(dir, 'none.json')])]);
   t.equal(r.code, 1);
   t.match(r.stderr, 'config /memory/regions/0/kind');
   t.notOk(existsSync(sock), 'never listened');
-  const missing = await runNode([DAEMON, '--socket', sock, '--config', join(dir, 'none.json')]);
   t.equal(missing.code, 1);
   t.match(missing.stderr, 'cannot read config file');
 });

@@ -5,7 +5,8 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { runNode, startDaemon, bufctl, ROOT, tempDir, type Daemon } from '../helpers/daemon.js';
+import { runNode, startDaemon, ROOT, tempDir, type Daemon } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { client } from '../helpers/drivers.js';
 import { system, connect } from '../../client/index.js';
 import { captureFailures } from '../../client/demo.js';
@@ -57,8 +58,12 @@ t.test('the demo starts its own daemon, runs every step and ends with bufctl sta
   t.notMatch(r.stdout, /FAILED|stderr\]/);
 });
 
+// one running daemon for the two runs with --socket: the first leaves it serving, the second resizes its hugepages first
+let running: Promise<Daemon> | undefined;
+const runningDaemon = () => (running ??= startDaemon(t));
+
 t.test('the demo runs against a running daemon with --socket and leaves it serving', async (t) => {
-  const d = await startDaemon(t);
+  const d = await runningDaemon();
   const watcher = await client(t, d.socket, 'watcher');
   const r = await runNode([DEMO, '--socket', d.socket], { timeoutMs: 60_000, unhooked: true });
   t.equal(r.code, 0, r.stdout + r.stderr);
@@ -74,7 +79,7 @@ t.test('the demo runs against a running daemon with --socket and leaves it servi
 });
 
 t.test('after hugepage resizes the demo still gets its buffer above 4 GiB, by asking for it', async (t) => {
-  const d = await startDaemon(t, { logLevel: 'info' });
+  const d = await runningDaemon();
   const demo = async (what: string) => {
     const r = await runNode([DEMO, '--socket', d.socket], { timeoutMs: 60_000, unhooked: true });
     t.equal(r.code, 0, `${what}: exit code 0\n${r.stdout}\n${r.stderr}`);
@@ -84,12 +89,12 @@ t.test('after hugepage resizes the demo still gets its buffer above 4 GiB, by as
   };
   // the resizes README documents, then back to the defaults
   for (const args of [['2M', '300'], ['2M', '300', '--overcommit', '64'], ['1G', '8'], ['2M', '256', '--overcommit', '128'], ['1G', '2']]) {
-    const r = await bufctl(d.socket, 'hugepages', 'set', ...args);
+    const r = await bufctlHere(d.socket, 'hugepages', 'set', ...args);
     t.equal(r.code, 0, `hugepages set ${args.join(' ')}: ${r.stderr}`);
   }
   // then every 2 MiB hugepage moved below 4 GiB (the worst case for the camera's high buffer):
   // 1 GiB pages fill the Normal zone while the 2 MiB pool is rebuilt
-  for (const args of [['2M', '0'], ['1G', '8'], ['2M', '256'], ['1G', '2']]) t.equal((await bufctl(d.socket, 'hugepages', 'set', ...args)).code, 0);
+  for (const args of [['2M', '0'], ['1G', '8'], ['2M', '256'], ['1G', '2']]) t.equal((await bufctlHere(d.socket, 'hugepages', 'set', ...args)).code, 0);
   const probe = await connect({ socket: d.socket, name: 'probe' });
   const unplaced = await probe.alloc({ pool: 'huge', size: 1 << 20 });
   await probe.disconnect();
@@ -125,10 +130,9 @@ t.test('the demo fails clearly when the daemon cannot be reached', async (t) => 
 });
 
 t.test('demo --help and a bad option', async (t) => {
-  const h = await runNode([DEMO, '--help']);
+  const [h, b] = await Promise.all([runNode([DEMO, '--help']), runNode([DEMO, '--bogus'])]);
   t.equal(h.code, 0);
   t.match(h.stdout, /Usage: npm run demo/);
-  const b = await runNode([DEMO, '--bogus']);
   t.equal(b.code, 2);
   t.match(b.stderr, /bogus/);
 });

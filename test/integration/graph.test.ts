@@ -8,7 +8,8 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, bufctl, ROOT } from '../helpers/daemon.js';
+import { startDaemon, ROOT } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { client } from '../helpers/drivers.js';
 import { spawnClient, rejection, type Line } from '../helpers/procs.js';
 import type { HandleInfo, RegistrationInfo } from '../../client/index.js';
@@ -105,22 +106,22 @@ t.test('a four-process pipeline gives exactly the expected graph', async (t) => 
   t.match(await rejection(admin.request('graph', { limit: 5001 })), { code: 'EINVAL', message: /limit/ });
 
   // bufctl draws it
-  const dot = await bufctl(d.socket, 'graph', '--format', 'dot');
+  const dot = await bufctlHere(d.socket, 'graph', '--format', 'dot');
   t.equal(dot.code, 0, dot.stderr);
   t.match(dot.stdout, /^digraph bufferd \{/);
   t.match(dot.stdout, new RegExp(`"client:${producer.id}" -> "client:${filter.id}" \\[label="send buffer ${frame.buffer}", style=dashed\\]`));
   t.match(dot.stdout, new RegExp(`"buffer:${scratch.buffer}" \\[shape=ellipse, label="buffer ${scratch.buffer}\\\\n4 KiB [a-z]+\\\\nregistration-only", color=red`));
-  const mm = await bufctl(d.socket, 'graph', '--format', 'mermaid', '--client', 'sink');
+  const mm = await bufctlHere(d.socket, 'graph', '--format', 'mermaid', '--client', 'sink');
   t.equal(mm.code, 0, mm.stderr);
   t.match(mm.stdout, /^flowchart LR\n/);
   t.match(mm.stdout, new RegExp(`client_${sink.id} -->\\|"token r \\d+s"\\| buffer_${reply.buffer}`));
   t.match(mm.stdout, new RegExp(`class buffer_${reply.buffer} leak`));
-  const txt = await bufctl(d.socket, 'graph');
+  const txt = await bufctlHere(d.socket, 'graph');
   t.match(txt.stdout, new RegExp(`! buffer ${reply.buffer} is held only by a token in flight`));
   t.match(txt.stdout, new RegExp(`! buffer ${scratch.buffer} is held only by driver registrations`));
-  const js = await bufctl(d.socket, 'graph', '--json');
+  const js = await bufctlHere(d.socket, 'graph', '--json');
   t.same(steady(JSON.parse(js.stdout) as GraphResult), want, '--json: the same graph');
-  const bad = await bufctl(d.socket, 'graph', '--format', 'png');
+  const bad = await bufctlHere(d.socket, 'graph', '--format', 'png');
   t.equal(bad.code, 2);
   t.match(bad.stderr, /--format/);
 

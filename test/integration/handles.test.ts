@@ -22,8 +22,13 @@ async function anon(t: { teardown(fn: () => unknown): void }, socket: string, na
 /** The next 'handle' event on a client. */
 const nextHandleEvent = (c: BufferClient) => new Promise<HandleEvent>((r) => c.once('handle', r));
 
+// one daemon for the subtests on the default machine (each has clients of its own, and the one
+// that counts every live buffer runs before any token is left in flight); EMFILE and the paged
+// listing start their own
+const shared = await startDaemon(t);
+
 t.test('numbering: the lowest free number, dup takes the next lowest', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const c = await anon(t, d.socket, 'numbers');
   const small = { pool: 'default', size: 64 };
   const h = [];
@@ -49,7 +54,7 @@ t.test('numbering: the lowest free number, dup takes the next lowest', async (t)
 });
 
 t.test('dup keeps rights; info shows refs, holders and creator', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const a = await anon(t, d.socket, 'alice');
   const b = await anon(t, d.socket, 'bob');
   const x = await a.alloc({ pool: 'default', size: 5000 });
@@ -96,7 +101,7 @@ t.test('dup keeps rights; info shows refs, holders and creator', async (t) => {
 });
 
 t.test('EBADF for numbers never opened or already closed, whatever the op', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const c = await anon(t, d.socket, 'ebadf');
   await anon(t, d.socket, 'peer'); // a valid send target: only the handle is wrong
   const x = await c.alloc({ pool: 'default', size: 100 });
@@ -172,7 +177,7 @@ t.test('EMFILE at maxHandles; the table keeps working', async (t) => {
 });
 
 t.test('rights: EPERM naming the right; narrowing only; send needs share; ENOENT for unknown targets', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const a = await anon(t, d.socket, 'owner');
   const b = await anon(t, d.socket, 'reader');
   const x = await a.alloc({ pool: 'default', size: 4096 });
@@ -234,7 +239,7 @@ t.test('rights: EPERM naming the right; narrowing only; send needs share; ENOENT
 });
 
 t.test("the 'handle' event reaches another process with the sender's id and name", async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const recv = await spawnClient(t, d.socket, 'receiver');
   const a = await anon(t, d.socket, 'sender');
   const x = await a.alloc({ pool: 'huge', size: 3000 });
@@ -264,7 +269,7 @@ t.test("the 'handle' event reaches another process with the sender's id and name
 });
 
 t.test('forging: numbers only another client holds are EBADF, whatever the op', async (t) => {
-  const d = await startDaemon(t);
+  const d = shared;
   const alice = await spawnClient(t, d.socket, 'alice');
   const sizes = [100, 5000, 40_000, 3 << 20, 64];
   const mine: HandleInfo[] = [];

@@ -27,7 +27,7 @@ async function gone(pid: number): Promise<boolean> {
 
 t.test('runNode on timeout kills the script and what it started', async (t) => {
   const file = join(tempDir(t), 'pid');
-  const err = await runNode([SCRIPT, file], { timeoutMs: 5000 }).then(
+  const err = await runNode([SCRIPT, file], { timeoutMs: 5000, unhooked: true }).then(
     () => null,
     (e: unknown) => e as Error,
   );
@@ -39,7 +39,7 @@ t.test('runNode on timeout kills the script and what it started', async (t) => {
 
 t.test('runNode kills what a script left running when it exits', async (t) => {
   const file = join(tempDir(t), 'pid');
-  const r = await runNode([SCRIPT, file, 'exit']);
+  const r = await runNode([SCRIPT, file, 'exit'], { unhooked: true });
   t.equal(r.code, 0);
   const pid = Number(readFileSync(file, 'utf8').trim());
   t.ok(pid > 0, 'the script started a child');

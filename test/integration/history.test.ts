@@ -7,7 +7,8 @@
 import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, bufctl, ROOT } from '../helpers/daemon.js';
+import { startDaemon, ROOT } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { client } from '../helpers/drivers.js';
 import { spawnClient, rejection, type Line } from '../helpers/procs.js';
 import type { HandleInfo } from '../../client/index.js';
@@ -93,12 +94,12 @@ t.test("a buffer's life across two processes, in order, with who did what", asyn
   t.ok(r.events.every((e, i) => i === 0 || e.timeMs >= r.events[i - 1]!.timeMs), 'times do not go back');
 
   // bufctl: a table, and --json one object per event
-  const text = await bufctl(d.socket, 'history', String(h.buffer));
+  const text = await bufctlHere(d.socket, 'history', String(h.buffer));
   t.equal(text.code, 0, text.stderr);
   t.match(text.stdout, new RegExp(`buffer ${h.buffer} \\(freed\\): 17 events`));
   t.match(text.stdout, /alpha#\d+ +refused +register: EATTR/);
   t.match(text.stdout, /beta#\d+ +import +token from alpha#\d+ → handle \d+ \(read\)/);
-  const js = await bufctl(d.socket, 'history', String(h.buffer), '--json', '--limit', '3');
+  const js = await bufctlHere(d.socket, 'history', String(h.buffer), '--json', '--limit', '3');
   t.equal(js.code, 0, js.stderr);
   const lines = js.stdout.trim().split('\n').map((l) => JSON.parse(l) as Line);
   t.same(lines.map((l) => [l['buffer'], l['kind']]), [
@@ -111,7 +112,7 @@ t.test("a buffer's life across two processes, in order, with who did what", asyn
   t.match(await rejection(admin.history(h.buffer + 1000)), { code: 'ENOENT', message: /no buffer \d+: never allocated, or freed and its history no longer kept \(history.keepFreed is 1000\)/ });
   t.match(await rejection(admin.request('history', { buffer: -1 } as never)), { code: 'EINVAL', message: /buffer/ });
   t.match(await rejection(admin.request('history', { buffer: 1, limit: 0 })), { code: 'EINVAL', message: /limit/ });
-  const bad = await bufctl(d.socket, 'history', 'x1');
+  const bad = await bufctlHere(d.socket, 'history', 'x1');
   t.equal(bad.code, 2);
   t.match(bad.stderr, /'x1' is not a buffer id/);
   await beta.cmd('exit');
@@ -139,12 +140,12 @@ t.test('config bounds: the freed ring, the per-buffer cap; history off and on by
   const file = join(d.dir, 'config.json');
   const x = await c.alloc({ pool: 'default', size: 64 });
   writeFileSync(file, JSON.stringify({ ...cfg, history: { enabled: false } }));
-  const off = await bufctl(d.socket, 'reload', '--json');
+  const off = await bufctlHere(d.socket, 'reload', '--json');
   t.match(JSON.parse(off.stdout), { applied: ['history.enabled true → false', 'history.perBuffer 8 → 256', 'history.keepFreed 1 → 1000'] });
   t.match(await rejection(c.history(x.buffer)), { code: 'ENOTSUP', message: /history.enabled is false/ });
   await c.dup(x.handle);
   writeFileSync(file, JSON.stringify(cfg));
-  await bufctl(d.socket, 'reload');
+  await bufctlHere(d.socket, 'reload');
   t.same(await c.history(x.buffer), { buffer: x.buffer, live: true, partial: true, dropped: 0, events: [] }, 'live, nothing recorded while off');
   await c.close(x.handle);
   const xs = await c.history(x.buffer);

@@ -12,7 +12,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
-import { startDaemon, runNode, tempDir, bufctl, DAEMON, type Daemon } from '../helpers/daemon.js';
+import { startDaemon, runNode, tempDir, DAEMON, type Daemon } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { client } from '../helpers/drivers.js';
 import { spawnClient, poll, until } from '../helpers/procs.js';
 import { cookiePathFor } from '../../protocol/paths.js';
@@ -329,14 +330,14 @@ t.test('bufctl dashboard', async (t) => {
   const plain = await startDaemon(t);
   const pc = await client(t, plain.socket, 'p');
   t.equal((await pc.status()).dashboard, null, 'without --http: no dashboard');
-  const off = await bufctl(plain.socket, 'dashboard');
+  const off = await bufctlHere(plain.socket, 'dashboard');
   t.equal(off.code, 1);
   t.match(off.stderr, /--http/);
   const { d, port, token } = shared;
-  const on = await bufctl(d.socket, 'dashboard');
+  const on = await bufctlHere(d.socket, 'dashboard');
   t.equal(on.code, 0, on.stderr);
   t.equal(on.stdout.trim(), `http://127.0.0.1:${port}/#token=${token}`);
-  const js = await bufctl(d.socket, 'dashboard', '--json');
+  const js = await bufctlHere(d.socket, 'dashboard', '--json');
   t.same(JSON.parse(js.stdout), { url: `http://127.0.0.1:${port}/#token=${token}`, address: `http://127.0.0.1:${port}/`, token });
   // a graceful stop with a dashboard connected
   const w = await mustOpen(t, port, `?token=${token}`);

@@ -4,7 +4,8 @@
  * disconnect, and bufctl's views of it.
  */
 import t from 'tap';
-import { startDaemon, bufctl } from '../helpers/daemon.js';
+import { startDaemon } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { connect, BufferdError, type BufferClient, type Status } from '../../client/index.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
 
@@ -293,33 +294,33 @@ t.test('bufctl pools and hugepages', async (t) => {
   const c: BufferClient = await connect({ socket: d.socket });
   t.teardown(() => c.disconnect());
   await c.alloc({ pool: 'huge', size: 3 * MiB });
-  const p = await bufctl(d.socket, 'pools');
+  const p = await bufctlHere(d.socket, 'pools');
   t.equal(p.code, 0, p.stderr);
   t.match(p.stdout, /POOL\s+CACHE\s+PAGE\s+REGION/);
   t.match(p.stdout, /huge\s+writeback\s+2 MiB\s+dram/);
   t.match(p.stdout, /dma32\s+writeback\s+4 KiB\s+dram <0x100000000/);
-  const pj = JSON.parse((await bufctl(d.socket, 'pools', '--json')).stdout) as { name: string; buffers: number }[];
+  const pj = JSON.parse((await bufctlHere(d.socket, 'pools', '--json')).stdout) as { name: string; buffers: number }[];
   t.equal(pj.find((x) => x.name === 'huge')!.buffers, 1);
-  const h = await bufctl(d.socket, 'hugepages');
+  const h = await bufctlHere(d.socket, 'hugepages');
   t.match(h.stdout, /2 MiB\s+dram\s+256\s+254\s+0\s+0/);
-  const set = await bufctl(d.socket, 'hugepages', 'set', '2M', '300', '--overcommit', '10');
+  const set = await bufctlHere(d.socket, 'hugepages', 'set', '2M', '300', '--overcommit', '10');
   t.equal(set.code, 0, set.stderr);
   t.match(set.stdout, 'nr_hugepages 300, overcommit 10');
-  const js = JSON.parse((await bufctl(d.socket, 'hugepages', 'set', '1G', '3', '--json')).stdout) as { reached: number };
+  const js = JSON.parse((await bufctlHere(d.socket, 'hugepages', 'set', '1G', '3', '--json')).stdout) as { reached: number };
   t.equal(js.reached, 3);
-  const bad = await bufctl(d.socket, 'hugepages', 'set', '1G', '3', '--overcommit', '2');
+  const bad = await bufctlHere(d.socket, 'hugepages', 'set', '1G', '3', '--overcommit', '2');
   t.equal(bad.code, 1);
   t.match(bad.stderr, 'cannot be overcommitted');
   for (const args of [['hugepages', 'grow'], ['hugepages', 'set', 'big', '3'], ['hugepages', 'set', '2M', '-1'], ['hugepages', '--overcommit', '3']]) {
-    t.equal((await bufctl(d.socket, ...args)).code, 2, args.join(' '));
+    t.equal((await bufctlHere(d.socket, ...args)).code, 2, args.join(' '));
   }
-  const none = await bufctl(d.socket, 'hugepages', 'set', '4M', '1');
+  const none = await bufctlHere(d.socket, 'hugepages', 'set', '4M', '1');
   t.equal(none.code, 1);
   t.match(none.stderr, 'ENOENT');
-  const st = await bufctl(d.socket, 'status');
+  const st = await bufctlHere(d.socket, 'status');
   t.match(st.stdout, 'Free blocks per zone by buddy order, as /proc/buddyinfo');
   // one line per zone (as /proc/buddyinfo), its counts those of status --json
-  const sj = JSON.parse((await bufctl(d.socket, 'status', '--json')).stdout) as Status;
+  const sj = JSON.parse((await bufctlHere(d.socket, 'status', '--json')).stdout) as Status;
   const zones = sj.memory.regions.flatMap((r) => r.zones);
   t.same(zones.map((z) => z.name), ['tcm/DMA32', 'carveout/DMA32', 'dram/DMA32', 'dram/Normal'], 'the default machine: dram split at 4 GiB');
   for (const r of sj.memory.regions) {

@@ -53,7 +53,7 @@ t.test('bufferd/client and bufferd/protocol import by name', async (t) => {
     `const c = await import('bufferd/client'); const p = await import('bufferd/protocol');
      console.log(JSON.stringify({ connect: typeof c.connect, err: typeof c.BufferdError, frame: typeof p.encodeFrame,
        codes: Object.keys(p.ERROR_CODES).length, ops: p.OP_NAMES.length, version: p.PROTOCOL_VERSION }));`,
-  ]);
+  ], { unhooked: true });
   t.equal(r.code, 0, r.stderr);
   const o = JSON.parse(r.stdout) as Record<string, unknown>;
   t.same(o, { connect: 'function', err: 'function', frame: 'function', codes: o['codes'], ops: o['ops'], version: 1 });
@@ -66,7 +66,7 @@ t.test('bufferd/client and bufferd/protocol require by name (CommonJS)', async (
     '-e',
     `const c = require('bufferd/client'); const p = require('bufferd/protocol');
      console.log(JSON.stringify({ connect: typeof c.connect, same: c.BufferdError === p.BufferdError, version: p.PROTOCOL_VERSION }));`,
-  ]);
+  ], { unhooked: true });
   t.equal(r.code, 0, r.stderr);
   t.same(JSON.parse(r.stdout), { connect: 'function', same: true, version: 1 });
   t.equal(r.stderr, '', 'no warning');

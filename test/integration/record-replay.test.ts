@@ -8,7 +8,8 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { existsSync, writeFileSync } from 'node:fs';
-import { runNode, startDaemon, bufctl, ROOT, DAEMON, tempDir } from '../helpers/daemon.js';
+import { runNode, startDaemon, ROOT, DAEMON, tempDir } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { client } from '../helpers/drivers.js';
 import { connect } from '../../client/index.js';
 import { DEFAULT_MACHINE } from '../../daemon/config/default-machine.js';
@@ -42,8 +43,14 @@ t.test('a recorded npm run demo replays identically, and a tighter config says w
     t.ok(d.logs.some((l) => l['msg'] === 'recording stopped'), 'the journal was closed at shutdown');
   }
 
-  for (const [file, data] of [[plain, false], [withData, true]] as const) {
-    const same = await replay(file, '--json');
+  // the four replays side by side: each reads its journal in a process of its own
+  const [samePlain, sameData, text, tight] = await Promise.all([
+    replay(plain, '--json'),
+    replay(withData, '--json'),
+    replay(plain),
+    replay(plain, '--config', tightConfig(dir)),
+  ]);
+  for (const [same, data] of [[samePlain, false], [sameData, true]] as const) {
     t.equal(same.code, 0, same.stderr);
     const r = JSON.parse(same.stdout) as { identical: boolean; requests: number; compared: number; skipped: unknown[]; divergence: unknown; recordedWith: { recordData: boolean } };
     t.equal(r.identical, true, `identical (data ${data}): ${JSON.stringify(r.divergence)}`);
@@ -52,10 +59,8 @@ t.test('a recorded npm run demo replays identically, and a tighter config says w
     t.same(r.skipped, []);
     t.equal(r.recordedWith.recordData, data);
   }
-  const text = await replay(plain);
   t.match(text.stdout, /IDENTICAL/);
 
-  const tight = await replay(plain, '--config', tightConfig(dir));
   t.equal(tight.code, 0, tight.stderr);
   t.match(tight.stdout, /DIVERGED at request \d+ of client \d+/, 'the first difference, with both sides');
   t.match(tight.stdout, /recorded \.result\.hugepages\[0\]\.\w+: \d+/);
@@ -70,7 +75,7 @@ t.test('bufctl record start/stop journals a session of tokens, handles and bytes
   const d = await startDaemon(t, { logLevel: 'info' });
   const dir = tempDir(t);
   const file = join(dir, 'j');
-  const start = await bufctl(d.socket, 'record', 'start', file);
+  const start = await bufctlHere(d.socket, 'record', 'start', file);
   t.equal(start.code, 0, start.stderr);
   t.match(start.stdout, `recording to ${file}`);
   const a = await client(t, d.socket, 'producer');
@@ -86,16 +91,16 @@ t.test('bufctl record start/stop journals a session of tokens, handles and bytes
   await a.close(h.handle);
   await a.disconnect();
   await b.disconnect();
-  const st = await bufctl(d.socket, 'record', 'status', '--json');
+  const st = await bufctlHere(d.socket, 'record', 'status', '--json');
   t.match(JSON.parse(st.stdout), { recording: true, file, dropped: 0 });
-  const stop = await bufctl(d.socket, 'record', 'stop');
+  const stop = await bufctlHere(d.socket, 'record', 'stop');
   t.equal(stop.code, 0, stop.stderr);
   t.match(stop.stdout, `replay it: bufferd replay ${file}`);
-  const again = await bufctl(d.socket, 'record', 'stop');
+  const again = await bufctlHere(d.socket, 'record', 'stop');
   t.equal(again.code, 1);
   t.match(again.stderr, /EINVAL: field 'action': 'stop' but the daemon is not recording/);
 
-  const usage = await Promise.all([['record', 'start'], ['record', 'stop', file], ['record', 'status', '--record-data']].map((a) => bufctl(d.socket, ...a)));
+  const usage = await Promise.all([['record', 'start'], ['record', 'stop', file], ['record', 'status', '--record-data']].map((a) => bufctlHere(d.socket, ...a)));
   for (const u of usage) t.equal(u.code, 2, u.stderr);
   t.match(usage[0]!.stderr, /'record start' needs the journal FILE/);
   t.match(usage[1]!.stderr, /'record stop' takes no FILE/);
@@ -128,16 +133,20 @@ t.test('the record op: admin only, an absolute path, one journal at a time; refu
 
 t.test('bufferd replay: usage errors and unreadable journals', async (t) => {
   const dir = tempDir(t);
-  t.equal((await replay()).code, 2, 'no FILE');
-  const speed = await replay(join(dir, 'j'), '--speed', 'fast');
+  // side by side: none of them gets as far as replaying
+  const [none, speed, missing, help, both] = await Promise.all([
+    replay(),
+    replay(join(dir, 'j'), '--speed', 'fast'),
+    replay(join(dir, 'nope')),
+    replay('--help'),
+    runNode([DAEMON, '--record-data'], { timeoutMs: 30_000 }),
+  ]);
+  t.equal(none.code, 2, 'no FILE');
   t.equal(speed.code, 2);
   t.match(speed.stderr, /--speed 'fast'/);
-  const missing = await replay(join(dir, 'nope'));
   t.equal(missing.code, 1);
   t.match(missing.stderr, /no journal at/);
-  const help = await replay('--help');
   t.match(help.stdout, /Usage: bufferd replay FILE/);
-  const both = await runNode([DAEMON, '--record-data'], { timeoutMs: 30_000 });
   t.equal(both.code, 2);
   t.match(both.stderr, /--record-data needs --record FILE/);
 });

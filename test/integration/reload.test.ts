@@ -6,7 +6,8 @@
 import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, bufctl, ROOT, type Daemon } from '../helpers/daemon.js';
+import { startDaemon, ROOT, type Daemon } from '../helpers/daemon.js';
+import { bufctlHere } from '../helpers/bufctl.js';
 import { client, nextEvent, MiB, KiB } from '../helpers/drivers.js';
 import { pattern, rejection } from '../helpers/procs.js';
 import type { BufferClient } from '../../client/index.js';
@@ -45,7 +46,7 @@ async function holder(t: Teardown, socket: string) {
 }
 
 const reloadJson = async (socket: string) => {
-  const r = await bufctl(socket, 'reload', '--json');
+  const r = await bufctlHere(socket, 'reload', '--json');
   if (r.code !== 0) throw new Error(`bufctl reload failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as { source: string; applied: string[]; ignored: string[] };
 };
@@ -134,7 +135,7 @@ t.test('SIGHUP applies runtime settings without dropping a client', async (t) =>
   // bufctl reload (text) applies the next edit
   c['hugepages'][0].nr = 310;
   write(c);
-  const txt = await bufctl(d.socket, 'reload');
+  const txt = await bufctlHere(d.socket, 'reload');
   t.equal(txt.code, 0, txt.stderr);
   t.match(txt.stdout, `reloaded ${file}`);
   t.match(txt.stdout, /applied: hugepages 2 MiB: nr 300 → 310/);
@@ -151,7 +152,7 @@ t.test('an invalid file is rejected whole and the daemon keeps serving', async (
   write('{ "memory": { "regions": [');
   const bad = await hup(d, 'reload rejected: the old configuration stays');
   t.match(bad['err'], 'is not valid JSON');
-  let r = await bufctl(d.socket, 'reload');
+  let r = await bufctlHere(d.socket, 'reload');
   t.equal(r.code, 1);
   t.match(r.stderr, /EINVAL: reload rejected, the running configuration is unchanged: .*is not valid JSON/);
 
@@ -163,7 +164,7 @@ t.test('an invalid file is rejected whole and the daemon keeps serving', async (
   write(c);
   const bad2 = await hup(d, 'reload rejected: the old configuration stays');
   t.match(bad2['err'], '/hugepages/0/nr');
-  r = await bufctl(d.socket, 'reload');
+  r = await bufctlHere(d.socket, 'reload');
   t.equal(r.code, 1);
   t.match(r.stderr, /EINVAL: .*\/hugepages\/0\/nr/);
 
@@ -189,7 +190,7 @@ t.test('a file failing semantic checks is rejected with EINVAL', async (t) => {
   const c = base();
   c['hugepages'][0].nr = 5000; // 5000 × 2 MiB > 8 GiB of dram
   write(c);
-  const r = await bufctl(d.socket, 'reload');
+  const r = await bufctlHere(d.socket, 'reload');
   t.equal(r.code, 1);
   t.match(r.stderr, /EINVAL: reload rejected, the running configuration is unchanged: config \/hugepages\/0\/nr/);
   const bad = await hup(d, 'reload rejected: the old configuration stays');
