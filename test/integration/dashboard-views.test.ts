@@ -214,7 +214,7 @@ async function run(): Promise<void> {
     const state = `({ stale: document.body.classList.contains('stale'), banner: document.getElementById('stale').hidden ? null : document.getElementById('stale').textContent, conn: document.getElementById('conn').textContent, opacity: Number(getComputedStyle(document.querySelector('main')).opacity), pid: document.querySelectorAll('#facts dd')[1].textContent })`;
     t.match(await inPage(page, state), { stale: false, banner: null, conn: 'live', opacity: 1 }, 'live: not dimmed, no banner');
     await d.stop('SIGTERM');
-    t.ok(await becomes(page, `document.body.classList.contains('stale')`), 'dimmed once the WebSocket closed');
+    t.ok(await becomes(page, `document.body.classList.contains('stale')`, RESTART_MS), 'dimmed once the WebSocket closed');
     const gone = await inPage<{ banner: string; conn: string; pid: string }>(page, state);
     t.match(gone, { stale: true, conn: 'daemon gone, reconnecting…', pid: String(d.proc.pid) }, 'says so; the numbers stay');
     t.match(gone.banner, /^The daemon is gone: the numbers below are its last, from .+, and no longer change\. Reconnecting…/);
