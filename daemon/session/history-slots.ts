@@ -37,7 +37,7 @@ export class EventSlots {
   /** The client's name at the time of the event. */
   name: (string | null)[] = [];
   /** The codec's values: small integers, strings the daemon holds anyway, an object for a rare event's fields. */
-  readonly v: unknown[][] = Array.from({ length: VALUES }, () => []);
+  v: unknown[][] = Array.from({ length: VALUES }, () => []);
   private free = NIL;
   /** Slots in use. */
   used = 0;
@@ -80,10 +80,8 @@ export class EventSlots {
     this.client = grown(this.client, to);
     this.next = grown(this.next, to);
     this.codec = grown(this.codec, to);
-    for (let s = from; s < to; s++) {
-      this.name.push(null);
-      for (const col of this.v) col.push(undefined);
-    }
+    this.name = exactly(this.name, to, null);
+    for (let k = 0; k < VALUES; k++) this.v[k] = exactly(this.v[k]!, to, undefined);
     this.free = threadFree(this.next, from, to, this.free);
     this.capacity = to;
   }
@@ -93,6 +91,14 @@ export class EventSlots {
 function grown<A extends Float64Array | Int32Array | Uint8Array>(a: A, to: number): A {
   const b = new (a.constructor as new (n: number) => A)(to);
   b.set(a);
+  return b;
+}
+
+/** A plain array's copy of length `to` (no growth slack: a column's size is its slots'), the new entries `fill`. */
+function exactly<T>(a: T[], to: number, fill: T): T[] {
+  const b = new Array<T>(to);
+  for (let i = 0; i < a.length; i++) b[i] = a[i]!;
+  for (let i = a.length; i < to; i++) b[i] = fill;
   return b;
 }
 
@@ -191,13 +197,11 @@ export class JournalSlots {
     for (const k of ['buffer', 'head', 'tail', 'count', 'dropped', 'holds', 'flags', 'c0', 'c1', 'pendClient', 'older', 'newer', 'next'] as const) {
       (this as unknown as Record<typeof k, Float64Array | Int32Array | Uint8Array>)[k] = grown(this[k], to);
     }
-    for (let j = from; j < to; j++) {
-      this.more.push(null);
-      this.pendName.push(null);
-      this.pendPool.push(null);
-      this.pendSize.push(null);
-      this.pendFields.push(null);
-    }
+    this.more = exactly(this.more, to, null);
+    this.pendName = exactly(this.pendName, to, null);
+    this.pendPool = exactly(this.pendPool, to, null);
+    this.pendSize = exactly(this.pendSize, to, null);
+    this.pendFields = exactly(this.pendFields, to, null);
     this.free = threadFree(this.next, from, to, this.free);
     this.capacity = to;
   }
