@@ -20,6 +20,9 @@ import type { Session } from '../session/clients.js';
 import type { SharedBuffer } from '../buffers/handles.js';
 import type { Topic } from '../session/events.js';
 import type { Work } from '../lib/slices.js';
+import type { HistoryJournal } from '../session/history.js';
+import { NIL, type EventSlots } from '../session/history-slots.js';
+import { OP_CODECS, type OpCodec } from '../session/history-codecs.js';
 
 type Fields = Record<string, unknown>;
 type AnyHandler = (ctx: DaemonContext, s: Session, req: never) => unknown;
@@ -29,8 +32,10 @@ interface Recipe<K extends OpName> {
   on?(ctx: DaemonContext, s: Session, req: RequestOf<K>): SharedBuffer[];
   /** A buffer the op made or found (alloc, importFd), from its result. */
   made?(ctx: DaemonContext, r: ResultOf<K>): SharedBuffer | undefined;
-  /** What the event says about the i-th buffer; null: another hook records it. */
-  says(req: RequestOf<K>, r: ResultOf<K>, i: number): Fields | null;
+  /** What the event keeps (session/history-codecs.ts): the readable event is made when someone reads. */
+  codec: OpCodec<K>;
+  /** More the event keeps, known here only (an import's sender). */
+  then?(slots: EventSlots, e: number, r: ResultOf<K>): void;
 }
 
 const NONE: SharedBuffer[] = [];
@@ -51,60 +56,49 @@ const byMapping = (s: Session, id: number): SharedBuffer[] => {
   return m === undefined ? [] : [m.buffer];
 };
 
-const handleOp = { on: (_c: DaemonContext, s: Session, req: { handle: number }) => byHandle(s, req.handle) };
-const viaOf = (req: { handle?: number; mapping?: number }): Fields => (req.handle !== undefined ? { handle: req.handle } : { mapping: req.mapping });
+const byReqHandle = (_c: DaemonContext, s: Session, req: { handle: number }) => byHandle(s, req.handle);
 const onVia = (_c: DaemonContext, s: Session, req: { handle?: number; mapping?: number }) =>
   req.handle !== undefined ? byHandle(s, req.handle) : req.mapping !== undefined ? byMapping(s, req.mapping) : [];
 
 /** The sender of the token being imported: the bus tells it during the import, the recipe takes it after. */
 let importing: { buffer: number; from: number; fromName: string | null } | null = null;
 
+const C = OP_CODECS as { [K in OpName]: OpCodec<K> };
+const handleOp = <K extends OpName>(codec: OpCodec<K>) => ({ on: byReqHandle as unknown as Recipe<K>['on'], codec });
+
 const RECIPES: { [K in OpName]?: Recipe<K> } = {
-  alloc: {
-    made: (ctx, r) => ctx.buffers.get(r.buffer),
-    says: (_q, r) => ({ handle: r.handle, pool: r.pool, cache: r.cache, size: r.size, usize: r.usize, placement: r.placement, addr: r.segments[0]?.addr ?? null }),
-  },
-  importFd: {
-    made: (ctx, r) => ctx.buffers.get(r.buffer),
-    says: (_q, r) => ({ handle: r.handle, rights: r.rights }),
-  },
+  alloc: { made: (ctx, r) => ctx.buffers.get(r.buffer), codec: C.alloc },
+  importFd: { made: (ctx, r) => ctx.buffers.get(r.buffer), codec: C.importFd },
   import: {
     made: (ctx, r) => ctx.buffers.get(r.buffer),
-    says: (_q, r) => {
-      const from = importing?.buffer === r.buffer ? { from: importing.from, fromName: importing.fromName } : {};
-      importing = null;
-      return { handle: r.handle, rights: r.rights, ...from };
+    codec: C.import,
+    then: (sl, e, r) => {
+      if (importing?.buffer === r.buffer) {
+        sl.v[2]![e] = importing.from;
+        sl.v[3]![e] = importing.fromName;
+      }
     },
   },
-  dup: { ...handleOp, says: (q, r) => ({ handle: q.handle, newHandle: r.handle, rights: r.rights }) },
-  close: { ...handleOp, says: (q) => ({ handle: q.handle }) },
-  send: { ...handleOp, says: (q, r) => ({ handle: q.handle, to: r.to, toName: r.toName, rights: r.rights }) },
-  export: { ...handleOp, says: (q, r) => ({ handle: q.handle, rights: r.rights, expiresInMs: r.expiresInMs }) },
-  exportFd: { ...handleOp, says: (q, r) => ({ handle: q.handle, rights: r.rights, readOnly: r.readOnly }) },
-  write: { on: onVia, says: (q, r) => ({ ...viaOf(q), offset: q.offset, length: r.written }) },
-  read: { on: onVia, says: (q, r) => ({ ...viaOf(q), offset: q.offset, length: r.data.length }) },
-  register: {
-    ...handleOp,
-    says: (q, r) => ({ handle: q.handle, driver: r.driver, deviceAddress: r.deviceAddress, iova: r.iommu !== null, bounced: r.bounced }),
-  },
+  dup: handleOp(C.dup),
+  close: handleOp(C.close),
+  send: handleOp(C.send),
+  export: handleOp(C.export),
+  exportFd: handleOp(C.exportFd),
+  write: { on: onVia, codec: C.write },
+  read: { on: onVia, codec: C.read },
+  register: handleOp(C.register),
   unregister: {
     on: (ctx, s, q) => (q.handle !== undefined ? byHandle(s, q.handle) : q.buffer !== undefined ? [ctx.buffers.get(q.buffer)].filter((b) => b !== undefined) : []),
-    says: (q) => ({ driver: q.driver }),
+    codec: C.unregister,
   },
-  'device.write': { ...handleOp, says: (q, r) => ({ driver: q.driver, offset: q.offset, length: r.written }) },
-  'device.read': { ...handleOp, says: (q, r) => ({ driver: q.driver, offset: q.offset, length: r.data.length }) },
-  'device.fill': { ...handleOp, says: (q, r) => ({ driver: q.driver, offset: q.offset, length: r.filled, value: q.value }) },
-  'device.copy': {
-    on: (_c, s, q) => [...byHandle(s, q.src), ...byHandle(s, q.dst)],
-    says: (q, r, i) => ({ driver: q.driver, role: i === 0 ? 'src' : 'dst', length: r.copied }),
-  },
-  sync: {
-    ...handleOp,
-    says: (q, r) => ({ phase: r.phase, access: r.access, offset: q.offset ?? 0, length: q.length ?? null, cleaned: r.cleaned, invalidated: r.invalidated }),
-  },
-  map: { ...handleOp, says: (q, r) => ({ handle: q.handle, mapping: r.mapping, rights: r.rights, fd: r.fd }) },
-  unmap: { on: (_c, s, q) => byMapping(s, q.mapping), says: (q) => ({ mapping: q.mapping }) },
-  fence: { ...handleOp, says: (_q, r) => ({ flushed: r.flushed }) },
+  'device.write': handleOp(C['device.write']),
+  'device.read': handleOp(C['device.read']),
+  'device.fill': handleOp(C['device.fill']),
+  'device.copy': { on: (_c, s, q) => [...byHandle(s, q.src), ...byHandle(s, q.dst)], codec: C['device.copy'] },
+  sync: handleOp(C.sync),
+  map: handleOp(C.map),
+  unmap: { on: (_c, s, q) => byMapping(s, q.mapping), codec: C.unmap },
+  fence: handleOp(C.fence),
 };
 
 /** A refusal as the journal keeps it: the code, the sentence, and a driver's mismatches (bounded). */
@@ -116,23 +110,29 @@ function refusal(op: string, e: unknown): Fields {
   return f;
 }
 
+/** One event of a successful op on the i-th buffer it concerned (`begin`: the buffer's first). */
+function note(h: HistoryJournal, r: Recipe<OpName>, b: SharedBuffer, s: Session, begin: boolean, also: number | undefined, req: never, res: never, i: number): void {
+  const e = h.open(b.id, r.codec.id, s, begin, also);
+  if (e === NIL) return;
+  r.codec.put(h.slots, e, req, res, i);
+  r.then?.(h.slots, e, res);
+}
+
 /** Record an op's outcome on the buffers it concerned: its event, or `refused`; then let a free it caused be recorded. */
 function finish(ctx: DaemonContext, s: Session, op: OpName, r: Recipe<OpName>, req: never, on: SharedBuffer[], res: unknown, err: unknown): void {
   const h = ctx.history;
-  const actor = { id: s.id, name: s.name };
   if (err === undefined) {
     const made = r.made?.(ctx, res as never);
-    const bufs = made !== undefined ? [made] : on;
-    for (let i = 0; i < bufs.length; i++) {
-      const f = r.says(req, res as never, i);
-      if (f === null) continue;
-      if (op === 'alloc') h.begin(bufs[i]!.id, 'alloc', actor, f);
-      else h.record(bufs[i]!.id, op, actor, f, op === 'send' ? (res as { to: number }).to : undefined);
+    if (made !== undefined) note(h, r, made, s, op === 'alloc', undefined, req, res as never, 0);
+    else {
+      const also = op === 'send' ? (res as { to: number }).to : undefined;
+      for (let i = 0; i < on.length; i++) note(h, r, on[i]!, s, false, also, req, res as never, i);
     }
+    if (op === 'import') importing = null;
   } else {
-    for (const b of on) h.record(b.id, 'refused', actor, refusal(op, err));
+    for (const b of on) h.record(b.id, 'refused', s, refusal(op, err));
   }
-  for (const b of on) h.release(b.id, actor, op);
+  for (const b of on) h.release(b.id, s, op);
 }
 
 /** The op table with each buffer op's outcome recorded (when history is on). */
@@ -178,7 +178,7 @@ export function historyTap(ctx: DaemonContext): (topic: Exclude<Topic, 'status'>
     if (typeof buffer !== 'number') return;
     const h = ctx.history;
     if (topic === 'alloc' && kind === 'free') {
-      h.freed(buffer, null, { pool: d['pool'], size: d['size'] });
+      h.freedFrom(buffer, d['pool'] as string, d['size'] as number);
     } else if (topic === 'handles' && kind === 'import') {
       importing = { buffer, from: d['from'] as number, fromName: (d['fromName'] as string | null) ?? null };
     } else if (topic === 'violations') {
@@ -212,9 +212,8 @@ export function* recordDeparture(ctx: DaemonContext, s: Session): Work<void> {
     if (++n % 256 === 0) yield;
   }
   for (const m of s.mappings.values()) entry(m.buffer.id).mappings++;
-  const actor = { id: s.id, name: s.name };
   for (const [buffer, e] of held) {
-    ctx.history.record(buffer, 'disconnect', actor, e);
+    ctx.history.record(buffer, 'disconnect', s, e);
     if (++n % 256 === 0) yield;
   }
 }

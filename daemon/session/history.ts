@@ -15,7 +15,16 @@
  * __reset_page_owner, declared in include/linux/page_owner.h) the record is
  * kept beside the object and stays after the free until reused; unlike it,
  * the journal is bounded by count, not by a fixed slot per page.
+ *
+ * Events and journals live in columns (history-slots.ts), not objects: a
+ * recorded event is a few numbers and references written into a reused
+ * slot, so recording allocates nothing and kept events cost the garbage
+ * collector nothing to copy; the readable events (`get`) are built when
+ * someone reads, through the event's codec (history-codecs.ts).
  */
+import { IdTable } from '../lib/idtable.js';
+import { EventSlots, JournalSlots, LIVE, NIL, PARTIAL, PENDING_FREE } from './history-slots.js';
+import { FREE, GENERIC, codecOf } from './history-codecs.js';
 
 export interface HistoryLimits {
   enabled: boolean;
@@ -24,11 +33,7 @@ export interface HistoryLimits {
   keepFreed: number;
 }
 
-/**
- * One kept event. The op's own fields stay in the object the recipe made
- * (copying them into the event would cost a megamorphic object spread on
- * every op); `flat` merges them when someone reads the history.
- */
+/** One kept event, as read back (`get`); `flat` puts its fields beside the rest. */
 export interface HistoryEntry {
   readonly seq: number;
   readonly timeMs: number;
@@ -43,30 +48,36 @@ export function flat(e: HistoryEntry): { seq: number; timeMs: number; kind: stri
   return { seq: e.seq, timeMs: e.timeMs, kind: e.kind, client: e.client, clientName: e.clientName, ...e.fields };
 }
 
+/** A buffer's journal as read back: its events, oldest first. */
 export interface Journal {
   readonly buffer: number;
   readonly events: HistoryEntry[];
-  dropped: number;
+  readonly dropped: number;
   /** Begun after the allocation (history was off then, or the journal was made for a lone event). */
-  partial: boolean;
-  live: boolean;
-  /** Clients that acted on it or were given it: who may read it (a few: an array is lighter than a Set). */
-  readonly clients: number[];
-  /** Ops in progress on it: a free during one is recorded after the op's own event. */
-  holds: number;
-  pendingFree: { client: { id: number; name: string | null } | null; fields: Record<string, unknown> } | null;
+  readonly partial: boolean;
+  readonly live: boolean;
 }
 
-export type Actor = { id: number; name: string | null } | null;
+/** Who did it: a client (a session is one), or null for the daemon. */
+export type Actor = { readonly id: number; readonly name: string | null } | null;
+
+type Fields = Record<string, unknown>;
 
 export class HistoryJournal {
-  private readonly live = new Map<number, Journal>();
-  /** Freed buffers' journals, oldest free first (Map keeps insertion order). */
-  private readonly retired = new Map<number, Journal>();
+  /** Journal slots by buffer id, live and retired (a buffer id has one journal at a time). */
+  private readonly ids = new IdTable();
+  /** Journals live, and retired (freed buffers', in order, oldest free first, on a list through the slots: `oldest`, `newest`). */
+  private lives = 0;
+  private retireds = 0;
+  private oldest = NIL;
+  private newest = NIL;
   private total = 0;
   private seq = 0;
   /** Events not kept over the journal's life (caps and budget). */
   dropped = 0;
+  /** The events' columns: a codec's `put` writes the values of the slot `slot` returns. */
+  readonly slots = new EventSlots();
+  private readonly js = new JournalSlots();
 
   constructor(
     private readonly limits: () => HistoryLimits,
@@ -75,135 +86,269 @@ export class HistoryJournal {
 
   get enabled(): boolean {
     const on = this.limits().enabled;
-    if (!on && this.total + this.live.size + this.retired.size > 0) this.clear();
+    if (!on && this.total + this.ids.size > 0) this.clear();
     return on;
   }
 
   /** Events kept, journals live and retired. */
   stats(): { events: number; live: number; freed: number; dropped: number } {
-    return { events: this.total, live: this.live.size, freed: this.retired.size, dropped: this.dropped };
+    return { events: this.total, live: this.lives, freed: this.retireds, dropped: this.dropped };
   }
 
   clear(): void {
-    this.live.clear();
-    this.retired.clear();
+    this.ids.clear();
+    this.lives = this.retireds = 0;
+    this.oldest = this.newest = NIL;
     this.total = 0;
+    this.slots.reset();
+    this.js.reset();
   }
 
-  /** A buffer's journal, live or retired. */
+  /** A buffer's journal, live or retired, with its events made readable. */
   get(buffer: number): Journal | undefined {
-    return this.live.get(buffer) ?? this.retired.get(buffer);
+    const j = this.ids.get(buffer);
+    if (j === NIL) return undefined;
+    const J = this.js;
+    const events: HistoryEntry[] = [];
+    for (let e = J.head[j]!; e !== NIL; e = this.slots.next[e]!) events.push(this.entry(e));
+    return { buffer, events, dropped: J.dropped[j]!, partial: (J.flags[j]! & PARTIAL) !== 0, live: (J.flags[j]! & LIVE) !== 0 };
   }
 
-  private liveJournal(buffer: number, partial: boolean): Journal {
-    let j = this.live.get(buffer);
-    if (j === undefined) {
-      j = { buffer, events: [], dropped: 0, partial, live: true, clients: [], holds: 0, pendingFree: null };
-      this.live.set(buffer, j);
+  private entry(e: number): HistoryEntry {
+    const E = this.slots;
+    const c = codecOf(E.codec[e]!);
+    const client = E.client[e]!;
+    return {
+      seq: E.seq[e]!,
+      timeMs: E.time[e]!,
+      kind: c.kind ?? (E.v[0]![e] as string),
+      client: client === NIL ? null : client,
+      clientName: E.name[e]!,
+      fields: c.fields(E, e),
+    };
+  }
+
+  private liveJournal(buffer: number, partial: boolean): number {
+    let j = this.ids.get(buffer);
+    if (j === NIL) {
+      j = this.js.take(buffer, LIVE | (partial ? PARTIAL : 0));
+      this.ids.set(buffer, j);
+      this.lives++;
     }
     return j;
   }
 
   /** A new buffer: its journal starts with this event. */
-  begin(buffer: number, kind: string, client: Actor, fields: Record<string, unknown>): void {
-    if (!this.enabled) return;
-    // a new buffer with the id of a freed one (ids are not reused by the daemon, but a journal must not mix two lives)
-    this.forget(buffer);
-    this.push(this.liveJournal(buffer, false), kind, client, fields);
+  begin(buffer: number, kind: string, client: Actor, fields: Fields): void {
+    this.generic(this.open(buffer, GENERIC, client, true), kind, fields);
   }
 
   /**
    * Record an event on a buffer (live, or freed while the op ran). `also`:
    * another client given the buffer (a send's receiver), who may read it.
    */
-  record(buffer: number, kind: string, client: Actor, fields: Record<string, unknown>, also?: number): void {
-    if (!this.enabled) return;
-    const j = this.live.get(buffer) ?? this.retired.get(buffer) ?? this.liveJournal(buffer, true);
-    if (also !== undefined && !j.clients.includes(also)) j.clients.push(also);
-    this.push(j, kind, client, fields);
+  record(buffer: number, kind: string, client: Actor, fields: Fields, also?: number): void {
+    this.generic(this.open(buffer, GENERIC, client, false, also), kind, fields);
   }
 
-  private push(j: Journal, kind: string, client: Actor, fields: Record<string, unknown>): void {
+  private generic(e: number, kind: string, fields: Fields): void {
+    if (e === NIL) return;
+    this.slots.v[0]![e] = kind;
+    this.slots.v[1]![e] = fields;
+    this.slots.v[2]![e] = undefined;
+  }
+
+  /**
+   * An event with `codec` on the buffer (`begin`: a new buffer's first);
+   * the slot whose values the codec then puts, or NIL when it is not kept
+   * (history off, or over the bounds).
+   */
+  open(buffer: number, codec: number, client: Actor, begin: boolean, also?: number): number {
+    if (!this.enabled) return NIL;
+    let j: number;
+    if (begin) {
+      // a new buffer with the id of a freed one (ids are not reused by the daemon, but a journal must not mix two lives)
+      this.forget(buffer);
+      j = this.liveJournal(buffer, false);
+    } else {
+      j = this.ids.get(buffer);
+      if (j === NIL) j = this.liveJournal(buffer, true);
+      if (also !== undefined) this.js.involve(j, also);
+    }
+    return client === null ? this.push(j, codec, NIL, null) : this.push(j, codec, client.id, client.name);
+  }
+
+  private push(j: number, codec: number, client: number, name: string | null): number {
     const lim = this.limits();
-    if (client !== null && !j.clients.includes(client.id)) j.clients.push(client.id);
-    const ev: HistoryEntry = { seq: ++this.seq, timeMs: Math.round(this.now() * 1000) / 1000, kind, client: client?.id ?? null, clientName: client?.name ?? null, fields };
-    if (j.events.length >= lim.perBuffer) {
+    const J = this.js;
+    const E = this.slots;
+    if (client !== NIL) J.involve(j, client);
+    const seq = ++this.seq;
+    const time = Math.round(this.now() * 1000) / 1000;
+    if (J.count[j]! >= lim.perBuffer && J.count[j]! > 0) {
       // keep the first event (the allocation): drop the oldest after it
-      j.events.splice(Math.min(1, j.events.length - 1), 1);
-      j.dropped++;
+      const first = J.head[j]!;
+      const gone = J.count[j] === 1 ? first : E.next[first]!;
+      if (gone === first) J.head[j] = J.tail[j] = NIL;
+      else {
+        E.next[first] = E.next[gone]!;
+        if (J.tail[j] === gone) J.tail[j] = first;
+      }
+      E.give(gone);
+      J.count[j]--;
+      J.dropped[j]++;
       this.dropped++;
       this.total--;
     }
-    j.events.push(ev);
-    this.total++;
-    while (this.total > lim.maxEvents) {
-      const oldest = this.retired.keys().next();
-      if (oldest.done === true || oldest.value === j.buffer) {
+    while (this.total >= lim.maxEvents) {
+      if (this.oldest === NIL || this.oldest === j) {
         // nothing freed left to give up: this event is not kept
-        j.events.pop();
-        this.total--;
-        j.dropped++;
+        J.dropped[j]++;
         this.dropped++;
-        break;
+        return NIL;
       }
-      this.forget(oldest.value);
+      this.forget(J.buffer[this.oldest]!);
     }
+    const e = E.take(lim.maxEvents);
+    E.seq[e] = seq;
+    E.time[e] = time;
+    E.client[e] = client;
+    E.name[e] = name;
+    E.codec[e] = codec;
+    if (J.tail[j] === NIL) J.head[j] = e;
+    else E.next[J.tail[j]!] = e;
+    J.tail[j] = e;
+    J.count[j]++;
+    this.total++;
+    return e;
   }
 
+  /** A retired journal goes, and its events' slots with it. */
   private forget(buffer: number): void {
-    const j = this.retired.get(buffer);
-    if (j === undefined) return;
-    this.retired.delete(buffer);
-    this.total -= j.events.length;
+    const j = this.ids.get(buffer);
+    const J = this.js;
+    if (j === NIL || (J.flags[j]! & LIVE) !== 0) return;
+    this.ids.delete(buffer);
+    this.retireds--;
+    const o = J.older[j]!;
+    const n = J.newer[j]!;
+    if (o === NIL) this.oldest = n;
+    else J.newer[o] = n;
+    if (n === NIL) this.newest = o;
+    else J.older[n] = o;
+    this.drop(j);
+  }
+
+  private drop(j: number): void {
+    const E = this.slots;
+    for (let e = this.js.head[j]!; e !== NIL; ) {
+      const n = E.next[e]!;
+      E.give(e);
+      e = n;
+    }
+    this.total -= this.js.count[j]!;
+    this.js.give(j);
+  }
+
+  /** The buffer's journal if it is live, else NIL. */
+  private liveSlot(buffer: number): number {
+    const j = this.ids.get(buffer);
+    return j !== NIL && (this.js.flags[j]! & LIVE) !== 0 ? j : NIL;
   }
 
   /** An op on the buffer begins: a free during it waits for the op's own event. */
   hold(buffer: number): void {
-    const j = this.live.get(buffer);
-    if (j !== undefined) j.holds++;
+    const j = this.liveSlot(buffer);
+    if (j !== NIL) this.js.holds[j]++;
   }
 
   /** The op ended; a free it caused is recorded now, as done by `actor` after `op`. */
   release(buffer: number, actor: Actor = null, op?: string): void {
-    const j = this.live.get(buffer);
-    if (j === undefined || j.holds === 0) return;
-    if (--j.holds === 0 && j.pendingFree !== null) {
-      const f = j.pendingFree;
-      j.pendingFree = null;
-      this.freed(buffer, f.client ?? actor, op === undefined ? f.fields : { ...f.fields, after: op });
+    const j = this.liveSlot(buffer);
+    const J = this.js;
+    if (j === NIL || J.holds[j] === 0) return;
+    if (--J.holds[j]! === 0 && (J.flags[j]! & PENDING_FREE) !== 0) {
+      J.flags[j]! &= ~PENDING_FREE;
+      const by = J.pendClient[j]!;
+      const id = by !== NIL ? by : (actor?.id ?? NIL);
+      const name = by !== NIL ? J.pendName[j]! : (actor?.name ?? null);
+      if (!this.enabled) return;
+      this.retire(j, buffer, id, name, J.pendPool[j], J.pendSize[j], J.pendFields[j]!, op);
     }
   }
 
   /** The buffer was freed: its last event; the journal moves to the freed ring. */
-  freed(buffer: number, client: Actor, fields: Record<string, unknown>): void {
+  freed(buffer: number, client: Actor, fields: Fields): void {
+    this.free(buffer, client, null, null, fields);
+  }
+
+  /** The buffer was freed, as the bus tells it (pool and size): `freed` without a fields object. */
+  freedFrom(buffer: number, pool: string, size: number): void {
+    this.free(buffer, null, pool, size, null);
+  }
+
+  private free(buffer: number, client: Actor, pool: unknown, size: unknown, fields: Fields | null): void {
     if (!this.enabled) return;
-    const j = this.live.get(buffer);
-    if (j === undefined) return; // history was off when it was made and nothing happened since
-    if (j.holds > 0) {
-      j.pendingFree = { client, fields };
+    const j = this.liveSlot(buffer);
+    if (j === NIL) return; // history was off when it was made and nothing happened since
+    const J = this.js;
+    if (J.holds[j]! > 0) {
+      J.flags[j]! |= PENDING_FREE;
+      J.pendClient[j] = client === null ? NIL : client.id;
+      J.pendName[j] = client === null ? null : client.name;
+      J.pendPool[j] = pool;
+      J.pendSize[j] = size;
+      J.pendFields[j] = fields;
       return;
     }
-    this.push(j, 'free', client, fields);
-    this.live.delete(buffer);
-    j.live = false;
+    this.retire(j, buffer, client === null ? NIL : client.id, client === null ? null : client.name, pool, size, fields, undefined);
+  }
+
+  /** The free event (after `after`, if an op caused it), then the journal is retired. */
+  private retire(j: number, buffer: number, client: number, name: string | null, pool: unknown, size: unknown, fields: Fields | null, after: string | undefined): void {
+    const e = this.push(j, fields !== null ? GENERIC : FREE, client, name);
+    if (e !== NIL) {
+      const v = this.slots.v;
+      if (fields !== null) {
+        v[0]![e] = 'free';
+        v[1]![e] = fields;
+      } else {
+        v[0]![e] = pool;
+        v[1]![e] = size;
+      }
+      v[2]![e] = after;
+    }
+    this.js.flags[j]! &= ~LIVE;
+    this.lives--;
     const keep = this.limits().keepFreed;
     if (keep === 0) {
-      this.total -= j.events.length;
+      this.ids.delete(buffer);
+      this.drop(j);
       return;
     }
-    this.retired.set(buffer, j);
-    while (this.retired.size > keep) this.forget(this.retired.keys().next().value!);
+    this.retireds++;
+    const J = this.js;
+    J.older[j] = this.newest;
+    J.newer[j] = NIL;
+    if (this.newest === NIL) this.oldest = j;
+    else J.newer[this.newest] = j;
+    this.newest = j;
+    while (this.retireds > keep) this.forget(J.buffer[this.oldest]!);
   }
 
   /** The name a client had when it last acted on the buffer (for one that is gone). */
   nameOf(buffer: number, client: number): string | null {
-    const ev = this.get(buffer)?.events ?? [];
-    for (let i = ev.length - 1; i >= 0; i--) if (ev[i]!.client === client && ev[i]!.clientName !== null) return ev[i]!.clientName;
-    return null;
+    const j = this.ids.get(buffer);
+    if (j === NIL) return null;
+    const E = this.slots;
+    let name: string | null = null;
+    for (let e = this.js.head[j]!; e !== NIL; e = E.next[e]!) if (E.client[e] === client && E.name[e] !== null) name = E.name[e]!;
+    return name;
   }
 
   /** May this client read the buffer's history (it acted on it or was given it)? */
   involved(buffer: number, client: number): boolean {
-    return this.get(buffer)?.clients.includes(client) === true;
+    const j = this.ids.get(buffer);
+    return j !== NIL && this.js.involved(j, client);
   }
 }
