@@ -22,7 +22,7 @@
  * collector nothing to copy; the readable events (`get`) are built when
  * someone reads, through the event's codec (history-codecs.ts).
  */
-import { IdTable } from '../lib/idtable.js';
+import { IntMap } from '../lib/intset.js';
 import { EventSlots, JournalSlots, LIVE, NIL, PARTIAL, PENDING_FREE } from './history-slots.js';
 import { FREE, GENERIC, codecOf } from './history-codecs.js';
 
@@ -65,7 +65,7 @@ type Fields = Record<string, unknown>;
 
 export class HistoryJournal {
   /** Journal slots by buffer id, live and retired (a buffer id has one journal at a time). */
-  private readonly ids = new IdTable();
+  private readonly ids = new IntMap<number>();
   /** Journals live, and retired (freed buffers', in order, oldest free first, on a list through the slots: `oldest`, `newest`). */
   private lives = 0;
   private retireds = 0;
@@ -78,6 +78,11 @@ export class HistoryJournal {
   /** The events' columns: a codec's `put` writes the values of the slot `slot` returns. */
   readonly slots = new EventSlots();
   private readonly js = new JournalSlots();
+
+  /** The journal slot of a buffer, or -1. */
+  private slotOf(buffer: number): number {
+    return this.ids.get(buffer) ?? -1;
+  }
 
   constructor(
     private readonly limits: () => HistoryLimits,
@@ -106,7 +111,7 @@ export class HistoryJournal {
 
   /** A buffer's journal, live or retired, with its events made readable. */
   get(buffer: number): Journal | undefined {
-    const j = this.ids.get(buffer);
+    const j = this.slotOf(buffer);
     if (j === NIL) return undefined;
     const J = this.js;
     const events: HistoryEntry[] = [];
@@ -129,7 +134,7 @@ export class HistoryJournal {
   }
 
   private liveJournal(buffer: number, partial: boolean): number {
-    let j = this.ids.get(buffer);
+    let j = this.slotOf(buffer);
     if (j === NIL) {
       j = this.js.take(buffer, LIVE | (partial ? PARTIAL : 0));
       this.ids.set(buffer, j);
@@ -171,7 +176,7 @@ export class HistoryJournal {
       this.forget(buffer);
       j = this.liveJournal(buffer, false);
     } else {
-      j = this.ids.get(buffer);
+      j = this.slotOf(buffer);
       if (j === NIL) j = this.liveJournal(buffer, true);
       if (also !== undefined) this.js.involve(j, also);
     }
@@ -225,7 +230,7 @@ export class HistoryJournal {
 
   /** A retired journal goes, and its events' slots with it. */
   private forget(buffer: number): void {
-    const j = this.ids.get(buffer);
+    const j = this.slotOf(buffer);
     const J = this.js;
     if (j === NIL || (J.flags[j]! & LIVE) !== 0) return;
     this.ids.delete(buffer);
@@ -252,7 +257,7 @@ export class HistoryJournal {
 
   /** The buffer's journal if it is live, else NIL. */
   private liveSlot(buffer: number): number {
-    const j = this.ids.get(buffer);
+    const j = this.slotOf(buffer);
     return j !== NIL && (this.js.flags[j]! & LIVE) !== 0 ? j : NIL;
   }
 
@@ -338,7 +343,7 @@ export class HistoryJournal {
 
   /** The name a client had when it last acted on the buffer (for one that is gone). */
   nameOf(buffer: number, client: number): string | null {
-    const j = this.ids.get(buffer);
+    const j = this.slotOf(buffer);
     if (j === NIL) return null;
     const E = this.slots;
     let name: string | null = null;
@@ -348,7 +353,7 @@ export class HistoryJournal {
 
   /** May this client read the buffer's history (it acted on it or was given it)? */
   involved(buffer: number, client: number): boolean {
-    const j = this.ids.get(buffer);
+    const j = this.slotOf(buffer);
     return j !== NIL && this.js.involved(j, client);
   }
 }

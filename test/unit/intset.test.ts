@@ -57,3 +57,21 @@ t.test('one key deleted and re-added 100,000 times next to 16,000 others: the ta
   t.equal(keys.length, cap, 'same capacity');
   t.equal(keys.filter((k) => k !== -1).length, 16_000, 'every occupied slot holds a live key (backward-shift deletion)');
 });
+
+t.test('a FIFO of sequential ids (the history journal ring, the machine buffer table): found, then gone, the table stays small', async (t) => {
+  const a = new IntMap<number>();
+  let missed = 0;
+  for (let id = 1; id <= 50_000; id++) {
+    a.set(id, id & 0xffff);
+    if (id > 1000 && !a.delete(id - 1000)) missed++;
+  }
+  t.equal(missed, 0, 'every id found when its turn to go came');
+  t.equal(a.size, 1000);
+  t.equal(a.get(49_001), 49_001 & 0xffff);
+  t.equal(a.get(49_000), undefined, 'deleted');
+  t.equal(a.delete(49_000), false);
+  t.ok((a as unknown as { keys: Float64Array }).keys.length <= 4096, 'capacity bounded by the most ids held at once');
+  a.clear();
+  t.equal(a.size, 0);
+  t.equal(a.get(50_000), undefined);
+});
