@@ -37,7 +37,7 @@
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
 import { DEFAULT_MACHINE } from '../daemon/config/default-machine.js';
-import { Reporter, median, prng, startDaemon, type Child } from './harness.js';
+import { type BenchArgs, Reporter, median, prng, startDaemon, type Child } from './harness.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -101,7 +101,7 @@ async function loop(c: BufferClient, h: number, data: Buffer, acc: Acc, ms: numb
   } while (performance.now() - t0 < ms);
 }
 
-async function throughput(rep: Reporter, sides: Side[], quick: boolean): Promise<string> {
+async function throughput(rep: Reporter, sides: Side[], quick: boolean, smoke: boolean): Promise<string> {
   const data = Buffer.allocUnsafe(SIZE);
   const rnd = prng(7);
   for (let i = 0; i < data.length; i++) data[i] = 1 + Math.floor(rnd() * 255);
@@ -113,8 +113,8 @@ async function throughput(rep: Reporter, sides: Side[], quick: boolean): Promise
     const got = await writeRead(t.c, t.h, data, { wBytes: 0, wMs: 0, rBytes: 0, rMs: 0 });
     if (!got.equals(data)) throw new Error(`coherency: ${t.name}: data read back differs from data written`);
   }
-  const rounds = quick ? 3 : 8;
-  const ms = (quick ? 300 : 3000) / rounds;
+  const rounds = smoke ? 1 : quick ? 3 : 8;
+  const ms = (smoke ? 5 : quick ? 300 : 3000) / rounds; // smoke: the loop still runs writeRead at least once
   const wr = tasks.map(() => [] as number[]);
   const rr = tasks.map(() => [] as number[]);
   for (let r = 0; r < rounds; r++) {
@@ -173,15 +173,15 @@ async function syncCost(c: BufferClient, size: number, reps: number, warm: numbe
   return { end: median(ends), start: median(starts), cleaned, invalidated };
 }
 
-async function syncBench(rep: Reporter, s: Side, quick: boolean): Promise<string> {
+async function syncBench(rep: Reporter, s: Side, quick: boolean, smoke: boolean): Promise<string> {
   const pings: number[] = [];
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < (smoke ? 5 : 200); i++) {
     const t0 = process.hrtime.bigint();
     await s.c.ping();
     pings.push(Number(process.hrtime.bigint() - t0) / 1000);
   }
-  const small = await syncCost(s.c, 4 * KiB, quick ? 200 : 1000, quick ? 50 : 200);
-  const big = await syncCost(s.c, 64 * MiB, quick ? 2 : 7, quick ? 0 : 1);
+  const small = await syncCost(s.c, 4 * KiB, smoke ? 3 : quick ? 200 : 1000, smoke ? 1 : quick ? 50 : 200);
+  const big = await syncCost(s.c, 64 * MiB, smoke ? 1 : quick ? 2 : 7, quick ? 0 : 1);
   rep.figure('4KiB', 'syncEndUs', small.end, 'us');
   rep.figure('4KiB', 'syncStartUs', small.start, 'us');
   rep.figure('64MiB', 'syncEndUs', big.end, 'us', { name: '4KiB', value: small.end });
@@ -192,13 +192,13 @@ async function syncBench(rep: Reporter, s: Side, quick: boolean): Promise<string
 }
 
 /** Ping p99 of a client while another loops over a big buffer (see 3. above), against the same on an idle daemon. */
-async function bystander(rep: Reporter, quick: boolean): Promise<void> {
+async function bystander(rep: Reporter, quick: boolean, smoke: boolean): Promise<void> {
   const daemon = await startDaemon(DEFAULT_MACHINE);
   try {
     const by = await connect({ socket: daemon.socket, name: 'bystander', useCookie: false });
     const worker = await connect({ socket: daemon.socket, name: 'worker', useCookie: false });
-    const size = (quick ? 128 : 512) * MiB;
-    const ms = quick ? 1500 : 6000;
+    const size = (smoke ? 16 : quick ? 128 : 512) * MiB;
+    const ms = smoke ? 30 : quick ? 1500 : 6000; // smoke: the load loop still runs one sync pair and one fill (it stops only between rounds)
     const pings = async (untilMs: number): Promise<number[]> => {
       const out: number[] = [];
       const end = performance.now() + untilMs;
@@ -242,14 +242,15 @@ async function bystander(rep: Reporter, quick: boolean): Promise<void> {
   }
 }
 
-export async function run(args: { quick: boolean }): Promise<Reporter> {
+export async function run(args: BenchArgs): Promise<Reporter> {
+  const smoke = args.smoke === true;
   const rep = new Reporter('coherency');
   const sides: Side[] = [];
   try {
     for (const m of MODES) sides.push(await side(m));
-    const t = await throughput(rep, sides, args.quick);
-    const s = await syncBench(rep, sides.find((x) => x.mode === 'warn')!, args.quick);
-    await bystander(rep, args.quick);
+    const t = await throughput(rep, sides, args.quick, smoke);
+    const s = await syncBench(rep, sides.find((x) => x.mode === 'warn')!, args.quick, smoke);
+    await bystander(rep, args.quick, smoke);
     rep.table(
       `coherency: synced CPU write/read of a 16 MiB write-back buffer registered with a non-coherent driver, per checker mode (ratio = mode / off; unregistered = no ownership, mode off); ${t}\n` +
         `sync cost in mode warn, median (ratio = 64 MiB / 4 KiB); ${s}`,

@@ -35,7 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
 import { Iommu, type IommuMapping } from '../daemon/dma/iommu.js';
-import { Reporter, median, startDaemon, runChildJson } from './harness.js';
+import { type BenchArgs, Reporter, median, startDaemon, runChildJson } from './harness.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -72,10 +72,10 @@ async function exhaust(c: BufferClient, size: number): Promise<number[]> {
   }
 }
 
-async function daemonBench(rep: Reporter, quick: boolean): Promise<string> {
-  const rounds = quick ? 3 : 10;
-  const ms = (quick ? 300 : 1000) / rounds;
-  const warm = quick ? 50 : 200;
+async function daemonBench(rep: Reporter, quick: boolean, smoke: boolean): Promise<string> {
+  const rounds = smoke ? 1 : quick ? 3 : 10;
+  const ms = (smoke ? 5 : quick ? 300 : 1000) / rounds; // pipelined() runs at least one pair per handle
+  const warm = smoke ? 1 : quick ? 50 : 200;
   const daemon = await startDaemon();
   let c: BufferClient | null = null;
   try {
@@ -101,7 +101,7 @@ async function daemonBench(rep: Reporter, quick: boolean): Promise<string> {
       await pipelined(c, [small], 0);
       await pipelined(c, [big.handle], 0);
     }
-    await pipelined(c, window, quick ? 50 : 200);
+    await pipelined(c, window, smoke ? 0 : quick ? 50 : 200);
     // rounds rotate the order of the three measurements; median of the rounds
     const rates: number[][] = [[], [], []];
     const task = [() => pipelined(c!, [small], ms), () => pipelined(c!, [big.handle], ms), () => pipelined(c!, window, ms)];
@@ -152,7 +152,7 @@ interface IommuResult {
   info: string;
 }
 
-function iommuBench(quick: boolean): IommuResult {
+function iommuBench(quick: boolean, smoke: boolean): IommuResult {
   const spaces = [filled('fill10', 0.1), filled('fill50', 0.5), filled('fill90', 0.9), filled('fill99', 0.99)];
   const frag = filled('fragmented90', 0.9);
   for (let i = 0; i < frag.maps.length; i += 2) frag.io.unmap(frag.maps[i]!);
@@ -160,8 +160,8 @@ function iommuBench(quick: boolean): IommuResult {
   spaces.push(frag);
   const used = spaces.map((s) => `${s.name} ${((100 * s.io.used) / s.io.total).toFixed(1)}%`).join(', ');
 
-  const reps = quick ? 5_000 : 20_000;
-  const rounds = quick ? 3 : 9;
+  const reps = smoke ? 100 : quick ? 5_000 : 20_000;
+  const rounds = smoke ? 1 : quick ? 3 : 9;
   for (const sp of spaces) mapUnmap(sp, reps); // warm-up
   const us = new Map<string, number[]>(spaces.map((s) => [s.name, []]));
   for (let r = 0; r < rounds; r++) for (const sp of spaces) us.get(sp.name)!.push(mapUnmap(sp, reps));
@@ -172,14 +172,15 @@ function iommuBench(quick: boolean): IommuResult {
 }
 
 /** iommuBench in a child without allocation-site pretenuring (see the top). */
-function iommuChild(quick: boolean): Promise<IommuResult> {
-  return runChildJson<IommuResult>('drivers.js', ['--iommu-child', ...(quick ? ['--quick'] : [])], ['--no-allocation-site-pretenuring']);
+function iommuChild(quick: boolean, smoke: boolean): Promise<IommuResult> {
+  return runChildJson<IommuResult>('drivers.js', ['--iommu-child', ...(quick ? ['--quick'] : []), ...(smoke ? ['--smoke'] : [])], ['--no-allocation-site-pretenuring']);
 }
 
-export async function run(args: { quick: boolean }): Promise<Reporter> {
+export async function run(args: BenchArgs): Promise<Reporter> {
   const rep = new Reporter('drivers');
-  const d = await daemonBench(rep, args.quick);
-  const { us, info } = await iommuChild(args.quick);
+  const smoke = args.smoke === true;
+  const d = await daemonBench(rep, args.quick, smoke);
+  const { us, info } = await iommuChild(args.quick, smoke);
   rep.figure('fill10', 'mapUnmapUs', us['fill10']!, 'us');
   for (const n of ['fill50', 'fill90', 'fill99']) rep.figure(n, 'mapUnmapUs', us[n]!, 'us', { name: 'fill10', value: us['fill10']! });
   rep.figure('fragmented90', 'mapUnmapUs', us['fragmented90']!, 'us', { name: 'fill90', value: us['fill90']! });
@@ -188,5 +189,5 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '--iommu-child') {
-  process.stdout.write(`${JSON.stringify(iommuBench(process.argv.includes('--quick')))}\n`);
+  process.stdout.write(`${JSON.stringify(iommuBench(process.argv.includes('--quick'), process.argv.includes('--smoke')))}\n`);
 }

@@ -28,7 +28,7 @@
  */
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
-import { Reporter, median, prng, startChild, startDaemon } from './harness.js';
+import { type BenchArgs, Reporter, median, prng, startChild, startDaemon } from './harness.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -104,13 +104,14 @@ async function timed(acc: { bytes: number; ms: number }, ms: number, op: () => P
   acc.ms += performance.now() - t0;
 }
 
-export async function run(args: { quick: boolean }): Promise<Reporter> {
+export async function run(args: BenchArgs): Promise<Reporter> {
   const rep = new Reporter('handles');
-  const n = args.quick ? 300 : 2000;
-  const warm = args.quick ? 50 : 200;
-  const block = args.quick ? 50 : 100;
-  const dataMs = args.quick ? 300 : 1000;
-  const rounds = args.quick ? 2 : 4;
+  const smoke = args.smoke === true;
+  const n = smoke ? 3 : args.quick ? 300 : 2000;
+  const warm = smoke ? 1 : args.quick ? 50 : 200;
+  const block = smoke ? 3 : args.quick ? 50 : 100;
+  const dataMs = smoke ? 1 : args.quick ? 300 : 1000; // timed() runs at least one transfer
+  const rounds = smoke ? 1 : args.quick ? 2 : 4;
   const daemon = await startDaemon();
   const ack = await startChild('bench/echo-server.js', (s) => [s, 'ack'], 'ready');
   const serve = await startChild('bench/echo-server.js', (s) => [s, 'serve'], 'ready');

@@ -11,6 +11,13 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rng } from '../daemon/lib/rng.js';
 
+/** What `npm run bench` passes each bench's run(): --quick, and --smoke (which implies quick; see run.ts). */
+export interface BenchArgs {
+  quick: boolean;
+  /** the smallest parameters that still exercise every case once: the figures are not measurements */
+  smoke?: boolean;
+}
+
 export interface Figure {
   bench: string;
   case: string;

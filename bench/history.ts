@@ -23,7 +23,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
-import { Reporter, median, startDaemon, runChildJson, ROOT, type Child } from './harness.js';
+import { type BenchArgs, Reporter, median, startDaemon, runChildJson, ROOT, type Child } from './harness.js';
 
 interface Side {
   name: string;
@@ -74,17 +74,19 @@ async function block(s: Side, ms: number, loops: number): Promise<void> {
   s.cpus.push(((cpuMs(s.daemon.proc.pid!) - c0) * 1000) / n);
 }
 
-export async function run(args: { quick: boolean }): Promise<Reporter> {
+export async function run(args: BenchArgs): Promise<Reporter> {
   const rep = new Reporter('history');
-  const rounds = args.quick ? 16 : 40;
-  const ms = args.quick ? 200 : 400;
+  const smoke = args.smoke === true;
+  // smoke: blocks long enough that the daemon's CPU (10 ms ticks) is not 0
+  const rounds = smoke ? 2 : args.quick ? 16 : 40;
+  const ms = smoke ? 100 : args.quick ? 200 : 400;
   const machine = JSON.parse(readFileSync(join(ROOT, 'systemd', 'bufferd.json'), 'utf8')) as Record<string, unknown>;
   const on = await side('history on', machine);
   const off = await side('history off', { ...machine, history: { enabled: false } });
   try {
     // warm-up, then alternate; the median block of each side (a block the machine's other load fell on does not move it)
-    await block(on, 200, 8);
-    await block(off, 200, 8);
+    await block(on, smoke ? 20 : 200, 8);
+    await block(off, smoke ? 20 : 200, 8);
     for (const s of [on, off]) s.rates.length = s.cpus.length = 0;
     for (let i = 0; i < rounds; i++) {
       for (const s of i % 2 === 0 ? [on, off] : [off, on]) await block(s, ms, 8);
@@ -102,7 +104,7 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
     await on.a.send(hs[0]!.handle, on.b.id);
     const g: number[] = [];
     const h: number[] = [];
-    for (let i = 0; i < (args.quick ? 10 : 40); i++) {
+    for (let i = 0; i < (smoke ? 1 : args.quick ? 10 : 40); i++) {
       let t0 = performance.now();
       await on.a.graph({ limit: 1000 });
       g.push(performance.now() - t0);
@@ -120,7 +122,7 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
     }
   }
   // 3. memory per event
-  const mem = await runChildJson<{ bytesPerEvent: number; recordNsPerEvent: number }>('history-child.js', [args.quick ? '100000' : '200000']);
+  const mem = await runChildJson<{ bytesPerEvent: number; recordNsPerEvent: number }>('history-child.js', [smoke ? '10000' : args.quick ? '100000' : '200000']);
   rep.figure('journal', 'heapBytesPerEvent', mem.bytesPerEvent, 'bytes');
   rep.figure('journal', 'recordNsPerEvent', mem.recordNsPerEvent, 'ns');
   rep.table('history: request path with history on vs off (ratio = on / off), debugging ops, memory per kept event');

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { decodeValue } from '../protocol/codec.js';
 import { connect } from '../client/connect.js';
-import { Reporter, percentile, startChild, startDaemon, type Child } from './harness.js';
+import { type BenchArgs, Reporter, percentile, startChild, startDaemon, type Child } from './harness.js';
 
 class Pinger {
   private readonly reader = new FrameReader(1 << 26);
@@ -109,14 +109,14 @@ async function round(p: Pinger, pid: number, ms: number): Promise<Round> {
  * of the rate and of the daemon's CPU time per request (which the machine's
  * load moves far less than the rate).
  */
-async function recording(plain: Pinger, plainPid: number, ms: number, rounds: number): Promise<{ plain: Round; recording: Round; bytesPerRequest: number }> {
+async function recording(plain: Pinger, plainPid: number, ms: number, rounds: number, warm: number): Promise<{ plain: Round; recording: Round; bytesPerRequest: number }> {
   const rd: Child = await startChild('daemon/main.js', (socket, dir) => ['--socket', socket, '--log-level', 'info', '--record', join(dir, 'journal')], '"listening"');
   try {
     const r = await Pinger.open(rd.socket);
     await r.call({ op: 'hello', version: 1 });
     // as warm as the plain daemon (which ran the unpipelined and pipelined cases): a fresh
     // process's unoptimised code would be charged to the journal
-    await unpipelined(r, 2000);
+    await unpipelined(r, warm);
     await pipelined(r, 64, ms);
     await new Promise((res) => setTimeout(res, 100));
     const before = statSync(join(rd.dir, 'journal')).size;
@@ -140,10 +140,11 @@ async function recording(plain: Pinger, plainPid: number, ms: number, rounds: nu
   }
 }
 
-export async function run(args: { quick: boolean }): Promise<Reporter> {
+export async function run(args: BenchArgs): Promise<Reporter> {
   const rep = new Reporter('ipc');
-  const n = args.quick ? 5000 : 20000;
-  const ms = args.quick ? 1000 : 3000;
+  const smoke = args.smoke === true;
+  const n = smoke ? 100 : args.quick ? 5000 : 20000;
+  const ms = smoke ? 20 : args.quick ? 1000 : 3000;
   const daemon = await startDaemon();
   const echo = await startChild('bench/echo-server.js', (s) => [s], 'ready');
   try {
@@ -158,7 +159,7 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
     rep.figure('unpipelined', 'p50LatencyUs', du.p50, 'us', { name: 'echo', value: eu.p50 });
     rep.figure('unpipelined', 'p99LatencyUs', du.p99, 'us', { name: 'echo', value: eu.p99 });
     rep.figure('pipelined', 'requestsPerSec', dp, 'req/s', { name: 'echo', value: ep });
-    const rec = await recording(d, daemon.proc.pid!, ms, args.quick ? 5 : 7);
+    const rec = await recording(d, daemon.proc.pid!, ms, smoke ? 1 : args.quick ? 5 : 7, smoke ? n : 2000);
     rep.figure('recording', 'requestsPerSec', rec.recording.rate, 'req/s', { name: 'pipelined', value: rec.plain.rate });
     if (rec.recording.cpuUs !== null && rec.plain.cpuUs !== null) {
       rep.figure('recording', 'daemonCpuUsPerRequest', rec.recording.cpuUs, 'us', { name: 'pipelined', value: rec.plain.cpuUs });

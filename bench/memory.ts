@@ -11,7 +11,7 @@
  *     data over a whole buffer; host RSS growth per simulated byte touched.
  */
 import { BuddyAllocator, MAX_PAGE_ORDER } from '../daemon/memory/buddy.js';
-import { Reporter, startDaemon, prng, runChildJson, median, vmRss } from './harness.js';
+import { type BenchArgs, Reporter, startDaemon, prng, runChildJson, median, vmRss } from './harness.js';
 
 const GiB = 2 ** 30;
 const ZONE_START_PFN = 0x80000000 / 4096;
@@ -131,17 +131,17 @@ function churn(make: () => PageAllocator, order: number, tr: Uint32Array): numbe
   return tr.length / ((performance.now() - t0) / 1000);
 }
 
-function buddyBench(rep: Reporter, quick: boolean): void {
+function buddyBench(rep: Reporter, quick: boolean, smoke: boolean): void {
   const buddy = () => new BuddyAllocator(ZONE_START_PFN, ZONE_PAGES, MAX_PAGE_ORDER); // as the daemon's zones
   const bitmap = () => new BitmapFirstFit(ZONE_START_PFN, ZONE_PAGES);
-  const warm = trace(20_000, 1);
+  const warm = trace(smoke ? 1_000 : 20_000, 1);
   for (const o of [0, 4, 9]) {
     churn(buddy, o, warm);
     churn(bitmap, o, warm);
   }
   const reps = quick ? 1 : 3;
   for (const order of [0, 4, 9]) {
-    const tr = trace(quick ? 50_000 : 200_000, 42 + order);
+    const tr = trace(smoke ? 1_000 : quick ? 50_000 : 200_000, 42 + order);
     const b: number[] = [];
     const n: number[] = [];
     for (let r = 0; r < reps; r++) {
@@ -187,11 +187,11 @@ async function startOnce(config: unknown): Promise<{ ms: number; rss: number }> 
   }
 }
 
-async function startupBench(rep: Reporter, quick: boolean): Promise<void> {
+async function startupBench(rep: Reporter, quick: boolean, smoke: boolean): Promise<void> {
   const big: { ms: number; rss: number }[] = [];
   const small: { ms: number; rss: number }[] = [];
-  await startOnce(SMALL); // warm the file cache
-  for (let i = 0; i < (quick ? 3 : 7); i++) {
+  if (!smoke) await startOnce(SMALL); // warm the file cache
+  for (let i = 0; i < (smoke ? 1 : quick ? 3 : 7); i++) {
     big.push(await startOnce(BIG));
     small.push(await startOnce(SMALL));
   }
@@ -220,11 +220,12 @@ async function touchBench(rep: Reporter, quick: boolean): Promise<void> {
   rep.figure(c, 'readBackMs', r.readBackMs, 'ms');
 }
 
-export async function run(args: { quick: boolean }): Promise<Reporter> {
+export async function run(args: BenchArgs): Promise<Reporter> {
   const rep = new Reporter('memory');
-  buddyBench(rep, args.quick);
-  await startupBench(rep, args.quick);
-  await touchBench(rep, args.quick);
+  const smoke = args.smoke === true;
+  buddyBench(rep, args.quick, smoke);
+  await startupBench(rep, args.quick, smoke);
+  await touchBench(rep, args.quick); // smoke too touches 256 MiB: the case is named for it and checks every page is resident
   rep.table('memory: buddy vs bitmap first-fit; 64 GiB vs 64 MiB daemon start; host bytes per simulated byte touched (ratio = value / baseline)');
   return rep;
 }

@@ -34,7 +34,7 @@
  */
 import { buildConfig } from '../daemon/config/config.js';
 import type { MachineConfig } from '../daemon/config/machine-config.js';
-import { Reporter, median, runChildJson } from './harness.js';
+import { type BenchArgs, Reporter, median, runChildJson } from './harness.js';
 import {
   FirstFit,
   glibcSimple,
@@ -115,8 +115,9 @@ interface ChildResult {
   metadataBytesPerAllocation: number;
 }
 
-export async function run(args: { quick: boolean }): Promise<Reporter> {
+export async function run(args: BenchArgs): Promise<Reporter> {
   const q = args.quick;
+  const smoke = args.smoke === true;
   const rep = new Reporter('suballoc');
   const cfg: MachineConfig = buildConfig(RAW, 'bench').machine;
   // as in the memory bench: one timed run per allocator in quick mode
@@ -131,12 +132,12 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
   };
   const log = (s: string) => process.stderr.write(`suballoc: ${s}\n`);
   const traces: [string, () => Trace, () => Contender[]][] = [
-    ['larson', () => larson(q ? 30_000 : 200_000), () => small(64 * MiB)],
-    ['mstress', () => mstress(q ? 10 : 60), () => small(256 * MiB)],
-    ['glibc-simple', () => glibcSimple(q ? 4 : 30), () => small(64 * MiB)],
+    ['larson', () => larson(smoke ? 1_000 : q ? 30_000 : 200_000), () => small(64 * MiB)],
+    ['mstress', () => mstress(smoke ? 1 : q ? 10 : 60), () => small(256 * MiB)],
+    ['glibc-simple', () => glibcSimple(smoke ? 1 : q ? 4 : 30), () => small(64 * MiB)],
     [
       'large',
-      () => large(q ? 300 : 2000),
+      () => large(smoke ? 10 : q ? 300 : 2000),
       () => {
         let buf: ArrayBuffer | null = null;
         // thi.ng addresses blocks with signed 32-bit shifts: 2 GiB is its ceiling
@@ -159,11 +160,11 @@ export async function run(args: { quick: boolean }): Promise<Reporter> {
   for (const [name, gen, contenders] of traces) {
     const t0 = performance.now();
     const trace = gen();
-    const res = measure(trace, contenders(), q ? 5_000 : 20_000, q ? 0.05 : 0.25, reps);
+    const res = measure(trace, contenders(), smoke ? 100 : q ? 5_000 : 20_000, smoke ? 0 : q ? 0.05 : 0.25, reps);
     report(rep, name, res);
     log(`${name}: ${trace.size.length} ops, ${Math.round(performance.now() - t0)} ms`);
   }
-  const m = await runChildJson<ChildResult>('suballoc-child.js', [String(1_000_000)]);
+  const m = await runChildJson<ChildResult>('suballoc-child.js', [String(smoke ? 10_000 : 1_000_000)]); // smoke: 'million' in name only
   rep.figure('million', 'hostBytesPerAllocation', m.hostBytesPerAllocation, 'bytes');
   rep.figure('million', 'metadataBytesPerAllocation', m.metadataBytesPerAllocation, 'bytes');
   rep.table(

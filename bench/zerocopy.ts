@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
 import { native, type Native } from '../daemon/lib/native.js';
-import { Reporter, ROOT, median, percentile, startDaemon, track } from './harness.js';
+import { type BenchArgs, Reporter, ROOT, median, percentile, startDaemon, track } from './harness.js';
 
 const MiB = 1024 * 1024;
 
@@ -136,7 +136,7 @@ async function fdLatency(socket: string, c: BufferClient, sys: Native, mode: 'fd
   return percentile(lat.sort((a, b) => a - b), 50);
 }
 
-async function allocMap(c: BufferClient, sys: Native, n: number): Promise<{ broker: number; memfd: number; pings: number }> {
+async function allocMap(c: BufferClient, sys: Native, n: number, warm: number): Promise<{ broker: number; memfd: number; pings: number }> {
   const broker = async () => {
     const h = await c.alloc({ pool: 'default', size: 4096, align: 4096 });
     const m = await c.map(h.handle);
@@ -158,7 +158,7 @@ async function allocMap(c: BufferClient, sys: Native, n: number): Promise<{ brok
   const a: number[] = [];
   const b: number[] = [];
   const p: number[] = [];
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < warm; i++) {
     await broker();
     own();
   }
@@ -183,23 +183,24 @@ async function allocMap(c: BufferClient, sys: Native, n: number): Promise<{ brok
   return { broker: median(a), memfd: median(b), pings: median(p) };
 }
 
-export async function run(args: { quick: boolean }): Promise<Reporter> {
+export async function run(args: BenchArgs): Promise<Reporter> {
+  const smoke = args.smoke === true;
   const rep = new Reporter('zerocopy');
   const sys = native();
   if (sys === null) throw new Error('the zerocopy benchmark needs the native system calls (koffi)');
   const daemon = await startDaemon();
   try {
     const c = await connect({ socket: daemon.socket, accept: 'any' });
-    await mapCase(rep, c, args.quick ? 3 : 7);
+    await mapCase(rep, c, smoke ? 1 : args.quick ? 3 : 7);
     const frameBytes = 8 * MiB;
-    const mapped = await frames(daemon.socket, 'map', args.quick ? 60 : 300, frameBytes);
-    const rpc = await frames(daemon.socket, 'rpc', args.quick ? 15 : 60, frameBytes);
+    const mapped = await frames(daemon.socket, 'map', smoke ? 2 : args.quick ? 60 : 300, frameBytes);
+    const rpc = await frames(daemon.socket, 'rpc', smoke ? 2 : args.quick ? 15 : 60, frameBytes);
     rep.figure('cross-process', 'framesPerSec', mapped, 'frames/s', { name: 'rpc', value: rpc });
-    const n = args.quick ? 300 : 2000;
+    const n = smoke ? 10 : args.quick ? 300 : 2000;
     const fd = await fdLatency(daemon.socket, c, sys, 'fd', n);
     const send = await fdLatency(daemon.socket, c, sys, 'send', n);
     rep.figure('fd', 'exportMapLatencyUs', fd, 'us', { name: 'send', value: send });
-    const am = await allocMap(c, sys, args.quick ? 1000 : 5000);
+    const am = await allocMap(c, sys, smoke ? 10 : args.quick ? 1000 : 5000, smoke ? 1 : 200);
     rep.figure('alloc-map', 'latencyUs', am.broker, 'us', { name: 'memfd', value: am.memfd });
     // four requests: their round trips alone, for scale (the part of the ratio the transport sets)
     rep.figure('alloc-map', 'fourPingsLatencyUs', am.pings, 'us', { name: 'memfd', value: am.memfd });

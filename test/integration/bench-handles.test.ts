@@ -8,7 +8,7 @@ import { RUN, parseFigures, checkFigures, type Want, UNHOOKED } from '../helpers
 import { runNode } from '../helpers/daemon.js';
 
 t.test('handles benchmark emits its figures as JSON lines', async (t) => {
-  const r = await runNode([RUN, 'handles', '--quick'], { ...UNHOOKED, timeoutMs: 90_000 });
+  const r = await runNode([RUN, 'handles', '--smoke'], { ...UNHOOKED, timeoutMs: 90_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
   const want: Want[] = [
@@ -24,10 +24,11 @@ t.test('handles benchmark emits its figures as JSON lines', async (t) => {
   const big = figs.find((x) => x['case'] === '1GiB' && x['metric'] === 'sendLatencyUs');
   t.equal(big?.['baselineValue'], small?.['value'], 'the 1 GiB baseline is the 4 KiB figure of the same run');
   t.match(r.stderr, 'ratio', 'a readable table is printed');
+  t.match(r.stderr, 'smoke run: figures are not measurements', 'the run says its figures mean nothing');
 });
 
 t.test('drivers benchmark emits its figures as JSON lines', async (t) => {
-  const r = await runNode([RUN, 'drivers', '--quick'], { ...UNHOOKED, timeoutMs: 60_000 });
+  const r = await runNode([RUN, 'drivers', '--smoke'], { ...UNHOOKED, timeoutMs: 60_000 });
   t.equal(r.code, 0, r.stderr);
   const figs = parseFigures(r.stdout);
   const want: Want[] = [
@@ -45,4 +46,5 @@ t.test('drivers benchmark emits its figures as JSON lines', async (t) => {
   const segs = figs.find((x) => x['case'] === '64MiB-sg' && x['metric'] === 'segments');
   t.ok((segs?.['value'] as number) > 1, 'the 64 MiB buffer is scatter-gathered');
   t.match(r.stderr, 'ratio', 'a readable table is printed');
+  t.match(r.stderr, 'smoke run: figures are not measurements', 'the run says its figures mean nothing');
 });
