@@ -43,8 +43,9 @@ export type SplitBlock = (b: HeldBlock, npages: number) => HeldBlock;
  * Pages a decay-off pool's direct dirty cache may keep, per page of live
  * direct buffers, before a miss gives the oldest kept extents back: enough
  * for most requests to find a kept extent of their class (a steady mix of
- * 5–25 MiB buffers: 98 % of them), while the pool never maps more than three
- * times what its live direct buffers use, plus one request.
+ * 5–25 MiB buffers: 98 % of them), while the pool maps up to three times
+ * what its live direct buffers use, plus one request (reached over a few
+ * misses when many buffers go at once: EVICT below).
  */
 export const DIRECT_SPARE = 2;
 
@@ -195,10 +196,11 @@ export class DirtyCache {
   /**
    * Blocks for a direct request of `count` pages, largest block first as a
    * fresh scatter-gather allocation: a kept extent of exactly `count`
-   * pages; else, while the cache keeps at most `spare` pages, fresh pages
-   * from `acquire`; else (or when `acquire` fails, null) kept ones first
-   * (take) and the rest from `acquire`. Null: nothing taken, the kept
-   * blocks stay.
+   * pages; else the oldest kept extents go back through `release` (at
+   * most EVICT) while the cache would keep more than `spare` pages beside
+   * the request, and fresh pages come from `acquire`; when `acquire` fails
+   * (null), kept pages of other classes (take) and the rest from
+   * `acquire`. Null: nothing taken, the kept blocks stay.
    */
   serve(count: number, acquire: (pages: number) => HeldBlock[] | null, release: (b: HeldBlock) => void, spare = 0): HeldBlock[] | null {
     const hit = this.takeExact(count);
