@@ -57,16 +57,21 @@ interface Layout {
 
 /** Move the mouse over the cell of `addr` in a pool-map or zone canvas (its data-layout says where), and return the tooltip's lines. */
 async function hover(page: Page, selector: string, addr: number): Promise<string[]> {
-  const loc = page.locator(selector).first();
-  // a live snapshot may redraw the canvas (a new element) while the page scrolls to it: try the fresh one again
-  for (let i = 0; ; i++) {
+  // a live snapshot redraws the canvases (new elements) about once a second: when one was replaced under
+  // the steps below (scroll, layout, box, mouse), start again on the fresh one, from outside it
+  for (let attempt = 0; ; attempt++) {
     try {
-      await loc.scrollIntoViewIfNeeded();
-      break;
+      return await hoverOnce(page, selector, addr);
     } catch (e) {
-      if (i >= 3 || !/not attached/.test((e as Error).message)) throw e;
+      if (attempt >= 4 || !/not attached|detached|no tooltip/.test((e as Error).message)) throw e;
+      await page.mouse.move(0, 0);
     }
   }
+}
+
+async function hoverOnce(page: Page, selector: string, addr: number): Promise<string[]> {
+  const loc = page.locator(selector).first();
+  await loc.scrollIntoViewIfNeeded();
   const l = JSON.parse(await inPage<string>(page, `document.querySelector(${JSON.stringify(selector)}).dataset.layout`)) as Layout;
   let x: number;
   let y: number;
@@ -83,9 +88,10 @@ async function hover(page: Page, selector: string, addr: number): Promise<string
     x = (c % l.cols) * l.cellPx;
     y = Math.floor(c / l.cols) * l.cellPx;
   }
-  const box = (await loc.boundingBox())!;
+  const box = await loc.boundingBox();
+  if (box === null) throw new Error(`${selector} detached before the mouse got there`);
   await page.mouse.move(box.x + x + l.cellPx / 2, box.y + y + l.cellPx / 2);
-  await becomes(page, `!document.getElementById('tip').hidden`);
+  if (!(await becomes(page, `!document.getElementById('tip').hidden`))) throw new Error(`no tooltip over ${selector}`);
   return inPage<string[]>(page, `[...document.querySelectorAll('#tip div')].map((d) => d.textContent)`);
 }
 
