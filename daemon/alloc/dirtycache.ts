@@ -29,6 +29,7 @@
  */
 import type { HeldBlock } from '../memory/cacheattr.js';
 import { PAGE } from '../memory/physmem.js';
+import { pageClassFloor as floorClass } from './sizeclasses.js';
 
 /** A freed direct buffer's blocks (largest first) and their pages. */
 interface DirtyExtent {
@@ -60,17 +61,6 @@ const EVICT = 8;
 const SCAN = 8;
 
 const byPagesDesc = (x: HeldBlock, y: HeldBlock) => y.npages - x.npages;
-
-/**
- * The list of an extent of `pages` pages: its floor size class, counted in
- * pages (four per doubling, as jemalloc's classes above a page: 2^lg +
- * n·2^(lg−2) pages), so an extent of exactly a class's pages sits in that
- * class's list. Integer arithmetic only (it is on every direct alloc and free).
- */
-function floorClass(pages: number): number {
-  const lg = 31 - Math.clz32(pages);
-  return lg < 2 ? pages - 1 : lg * 4 + (pages >>> (lg - 2)) - 4;
-}
 
 export class DirtyCache {
   /** Kept extents by floorClass of their pages. */

@@ -98,6 +98,20 @@ const LOOKUP = (() => {
   return t;
 })();
 
+/**
+ * A key for the largest class of at most `pages` whole pages — the same
+ * grid as above counted in pages (NGROUP classes per doubling:
+ * 2^lg + n·2^(lg−LG_NGROUP) pages), so every class of whole pages has its
+ * own key and a run of pages between two classes shares the lower one's.
+ * Not an index into SIZES: integer arithmetic only, for the direct dirty
+ * cache's lists on every direct alloc and free (a SIZES lookup there cost
+ * about a third of the hit path).
+ */
+export function pageClassFloor(pages: number): number {
+  const lg = 31 - Math.clz32(pages);
+  return lg < LG_NGROUP ? pages - 1 : (lg << LG_NGROUP) + (pages >>> (lg - LG_NGROUP)) - NGROUP;
+}
+
 /** Usable size for a request: its class size (jemalloc sz_s2u), or -1. */
 export function size2usize(size: number): number {
   if (size > LARGE_MINCLASS && size <= 0x8000_0000) {

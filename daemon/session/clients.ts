@@ -60,7 +60,6 @@ export interface Session {
   log: Logger;
 }
 
-/** Senders a client accepts handles from: anyone, or these client ids and names. */
 /** How a session's events leave: what its connection (or a replay) provides. */
 export type SessionIo = Pick<Session, 'send' | 'stream' | 'dropStream' | 'buffered' | 'eventsDropped'>;
 
@@ -86,6 +85,7 @@ export function newSession(id: number, connectedAt: number, peer: Cred | null, l
   };
 }
 
+/** Senders a client accepts handles from: anyone, or these client ids and names. */
 export interface AcceptPolicy {
   any: boolean;
   ids: Set<number>;

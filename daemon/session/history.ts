@@ -79,15 +79,15 @@ export class HistoryJournal {
   readonly slots = new EventSlots();
   private readonly js = new JournalSlots();
 
-  /** The journal slot of a buffer, or -1. */
-  private slotOf(buffer: number): number {
-    return this.ids.get(buffer) ?? -1;
-  }
-
   constructor(
     private readonly limits: () => HistoryLimits,
     private readonly now: () => number,
   ) {}
+
+  /** The journal slot of a buffer, or NIL. */
+  private slotOf(buffer: number): number {
+    return this.ids.get(buffer) ?? NIL;
+  }
 
   get enabled(): boolean {
     const on = this.limits().enabled;

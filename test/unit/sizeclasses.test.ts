@@ -20,6 +20,7 @@ import {
   nregs,
   isSmall,
   alignedUsize,
+  pageClassFloor,
 } from '../../daemon/alloc/sizeclasses.js';
 
 const KiB = 1024;
@@ -211,4 +212,16 @@ t.test('alignedUsize: at least size, and aligned regions', async (t) => {
     { seed: 11, numRuns: 3000 },
   );
   t.pass('random sizes and alignments');
+});
+
+t.test('pageClassFloor: one key per class of whole pages, pages between two classes share the lower one', async (t) => {
+  const pageClasses = SIZES.filter((s) => s % PAGE === 0 && s <= 2 ** 34).map((s) => s / PAGE);
+  const keys = pageClasses.map(pageClassFloor);
+  for (let i = 1; i < keys.length; i++) if (!(keys[i]! > keys[i - 1]!)) t.fail(`class of ${pageClasses[i]} pages: key ${keys[i]} not above ${keys[i - 1]}`);
+  let bad = 0;
+  for (let i = 0; i + 1 < pageClasses.length && pageClasses[i]! < 5000; i++) {
+    for (let p = pageClasses[i]!; p < pageClasses[i + 1]!; p++) if (pageClassFloor(p) !== keys[i]) bad++;
+  }
+  t.equal(bad, 0, 'every page count up to 5000 pages keys to the largest class it holds');
+  t.equal(keys.length, new Set(keys).size, `${keys.length} classes, as many keys`);
 });
