@@ -5,10 +5,12 @@
  * with their buddy (pfn ^ 2^order) on free.
  *
  * Selection is lowest address first within the smallest order that fits,
- * which keeps results deterministic and low memory compact. Pure: no I/O.
+ * which keeps results deterministic and low memory compact. Each order's
+ * free list is a hierarchical bitmap of the order's aligned positions
+ * (lib/bittree.ts): the lowest free block, or the lowest at or above a page
+ * frame, in a few word reads. Pure: no I/O.
  */
-import { MinHeap } from '../lib/minheap.js';
-import { IntSet } from '../lib/intset.js';
+import { BitTree } from '../lib/bittree.js';
 
 /**
  * The largest buddy order of physical memory: MAX_PAGE_ORDER in
@@ -17,6 +19,14 @@ import { IntSet } from '../lib/intset.js';
  * from alloc_contig_range (contig.ts), not from the buddy free lists.
  */
 export const MAX_PAGE_ORDER = 10;
+
+/** 2^i for i in 0..63 (a table: `2 ** i` and `%` on doubles are library calls on the hot path). */
+const POW: readonly number[] = Array.from({ length: 64 }, (_, i) => 2 ** i);
+
+/** Is pfn a multiple of size (a power of two)? */
+function isAligned(pfn: number, size: number): boolean {
+  return Math.floor(pfn / size) * size === pfn;
+}
 
 export interface Block {
   pfn: number;
@@ -42,9 +52,14 @@ export class BuddyAllocator {
   readonly startPfn: number;
   readonly endPfn: number;
   readonly maxOrder: number;
-  /** Free block heads per order (IntSet: V8's Set slows down when the same pfn is taken and given back over and over). */
-  private readonly lists: IntSet[] = [];
-  private readonly heaps: MinHeap[] = [];
+  /**
+   * Free block heads per order: position i of order o is the block at pfn
+   * (base[o] + i) × 2^o. (A bitmap, not V8's Set: the Set slows down when the
+   * same pfn is taken and given back over and over, and has no lowest.)
+   */
+  private readonly lists: BitTree[] = [];
+  /** First aligned position of each order: ⌊startPfn / 2^o⌋. */
+  private readonly base: number[] = [];
   private free_ = 0;
 
   constructor(startPfn: number, npages: number, maxOrder?: number) {
@@ -55,8 +70,9 @@ export class BuddyAllocator {
     this.endPfn = startPfn + npages;
     this.maxOrder = Math.min(maxOrder ?? Math.floor(Math.log2(npages)), 40);
     for (let o = 0; o <= this.maxOrder; o++) {
-      this.lists.push(new IntSet());
-      this.heaps.push(new MinHeap());
+      const b = Math.floor(startPfn / POW[o]!);
+      this.base.push(b);
+      this.lists.push(new BitTree(Math.floor((this.endPfn - 1) / POW[o]!) - b + 1));
     }
     this.freeRange(startPfn, npages);
   }
@@ -84,54 +100,54 @@ export class BuddyAllocator {
   /** Is the whole block [pfn, pfn + 2^order) free (as one block or inside a larger one)? */
   isFree(pfn: number, order = 0): boolean {
     for (let o = order; o <= this.maxOrder; o++) {
-      const head = pfn - (pfn % 2 ** o);
-      if (this.lists[o]!.has(head)) return true;
+      if (this.lists[o]!.has(Math.floor(pfn / POW[o]!) - this.base[o]!)) return true;
     }
     return false;
   }
 
   private add(pfn: number, order: number): void {
-    this.lists[order]!.add(pfn);
-    this.heaps[order]!.push(pfn);
+    this.lists[order]!.add(pfn / POW[order]! - this.base[order]!);
   }
 
   private remove(pfn: number, order: number): boolean {
-    const ok = this.lists[order]!.delete(pfn);
-    const h = this.heaps[order]!;
-    if (ok && h.size > 2 * this.lists[order]!.size + 64) h.reset(this.lists[order]!);
-    return ok;
+    return isAligned(pfn, POW[order]!) && this.lists[order]!.delete(pfn / POW[order]! - this.base[order]!);
   }
 
   /** Is [pfn, pfn + 2^order) a free block of exactly this order (on the order's free list)? */
   isFreeBlock(pfn: number, order: number): boolean {
-    return order >= 0 && order <= this.maxOrder && this.lists[order]!.has(pfn);
+    return order >= 0 && order <= this.maxOrder && isAligned(pfn, POW[order]!) && this.lists[order]!.has(pfn / POW[order]! - this.base[order]!);
   }
 
-  /** First pfns of the free blocks of one order (unordered; for range scans like alloc_contig_range's). */
-  freeHeads(order: number): Iterable<number> {
-    return this.lists[order] ?? [];
+  /** First pfns of the free blocks of one order, lowest first (for range scans like alloc_contig_range's). */
+  *freeHeads(order: number): Iterable<number> {
+    const list = this.lists[order];
+    if (list === undefined) return;
+    const size = POW[order]!;
+    const base = this.base[order]!;
+    for (const i of list) yield (base + i) * size;
+  }
+
+  /** The lowest free block of this order whose head is at or above pfn, or −1. */
+  private nextHead(order: number, pfn: number): number {
+    const size = POW[order]!;
+    const i = this.lists[order]!.next(Math.ceil(pfn / size) - this.base[order]!);
+    return i < 0 ? -1 : (this.base[order]! + i) * size;
   }
 
   /** Take one given free block off its free list (del_page_from_free_list); false when it is not free. */
   takeBlock(pfn: number, order: number): boolean {
     if (!this.isFreeBlock(pfn, order) || !this.remove(pfn, order)) return false;
-    this.free_ -= 2 ** order;
+    this.free_ -= POW[order]!;
     return true;
   }
 
   /** Pop the lowest-addressed free block of this order, or -1. */
   private take(order: number): number {
-    const set = this.lists[order]!;
-    if (set.size === 0) return -1;
-    const h = this.heaps[order]!;
-    for (;;) {
-      const v = h.pop();
-      if (v === undefined) {
-        h.reset(set);
-        continue;
-      }
-      if (set.delete(v)) return v;
-    }
+    const list = this.lists[order]!;
+    const i = list.first();
+    if (i < 0) return -1;
+    list.delete(i);
+    return (this.base[order]! + i) * POW[order]!;
   }
 
   /**
@@ -149,28 +165,23 @@ export class BuddyAllocator {
     // split down, keeping the low half, returning the high halves
     while (o > order) {
       o--;
-      this.add(pfn + 2 ** o, o);
+      this.add(pfn + POW[o]!, o);
     }
-    this.free_ -= 2 ** order;
+    this.free_ -= POW[order]!;
     return pfn;
   }
 
   /** alloc(order) at or above minPfn: carve the block out of the smallest free block that holds one there. */
   private allocFrom(order: number, minPfn: number): number {
-    const n = 2 ** order;
+    const n = POW[order]!;
     const first = Math.ceil(minPfn / n) * n;
     for (let o = order; o <= this.maxOrder; o++) {
-      const size = 2 ** o;
-      let head = -1;
-      let at = -1;
-      for (const h of this.lists[o]!) {
-        const start = Math.max(h, first);
-        if (start + n <= h + size && (at < 0 || start < at)) {
-          head = h;
-          at = start;
-        }
-      }
-      if (at < 0) continue;
+      const size = POW[o]!;
+      // the block holding `first` (its aligned run of n pages lies inside), else the lowest block above it
+      let head = Math.floor(first / size) * size;
+      if (!this.isFreeBlock(head, o)) head = this.nextHead(o, first);
+      if (head < 0) continue;
+      const at = Math.max(head, first);
       this.remove(head, o);
       this.free_ -= size;
       // the rest of the block goes back: pieces below and above, coalescing only among themselves
@@ -185,18 +196,25 @@ export class BuddyAllocator {
   freePagesFrom(minPfn: number): number {
     if (minPfn <= this.startPfn) return this.free_;
     let n = 0;
-    this.lists.forEach((set, o) => {
-      for (const h of set) n += Math.max(0, h + 2 ** o - Math.max(h, minPfn));
-    });
+    for (let o = 0; o <= this.maxOrder; o++) {
+      // the block holding minPfn counts its part above it, every block after it whole
+      const size = POW[o]!;
+      const head = Math.floor(minPfn / size) * size;
+      if (this.isFreeBlock(head, o)) n += head + size - minPfn;
+      for (let h = this.nextHead(o, head + 1); h >= 0; h = this.nextHead(o, h + 1)) n += size;
+    }
     return n;
   }
 
   /** Pages of the longest free run inside one free block at or above minPfn. */
   largestFreeFrom(minPfn: number): number {
     let best = 0;
-    this.lists.forEach((set, o) => {
-      for (const h of set) best = Math.max(best, h + 2 ** o - Math.max(h, minPfn));
-    });
+    for (let o = 0; o <= this.maxOrder; o++) {
+      const size = POW[o]!;
+      const head = Math.floor(minPfn / size) * size;
+      if (this.isFreeBlock(head, o)) best = Math.max(best, head + size - minPfn);
+      if (this.nextHead(o, head + 1) >= 0) best = Math.max(best, size);
+    }
     return best;
   }
 
@@ -205,16 +223,17 @@ export class BuddyAllocator {
     if (!Number.isInteger(order) || order < 0 || order > this.maxOrder) {
       throw new RangeError(`free of block ${pfn}/${order}: order outside 0..${this.maxOrder}`);
     }
-    if (pfn < this.startPfn || pfn + 2 ** order > this.endPfn || pfn % 2 ** order !== 0) {
+    if (pfn < this.startPfn || pfn + POW[order]! > this.endPfn || !isAligned(pfn, POW[order]!)) {
       throw new RangeError(`free of block ${pfn}/${order} outside zone or misaligned`);
     }
-    this.free_ += 2 ** order;
+    this.free_ += POW[order]!;
     let p = pfn;
     let o = order;
     while (o < this.maxOrder) {
       // p ^ 2^o, without 32-bit bitwise ops (pfns reach 2^40, orders 40)
-      const buddy = Math.floor(p / 2 ** o) % 2 === 0 ? p + 2 ** o : p - 2 ** o;
-      if (buddy < this.startPfn || buddy + 2 ** o > this.endPfn) break;
+      const size = POW[o]!;
+      const buddy = (Math.floor(p / size) & 1) === 0 ? p + size : p - size;
+      if (buddy < this.startPfn || buddy + POW[o]! > this.endPfn) break;
       if (!this.remove(buddy, o)) break;
       p = Math.min(p, buddy);
       o++;
@@ -230,7 +249,7 @@ export class BuddyAllocator {
       // the largest order allowed by p's alignment, the range left, and maxOrder
       const o = Math.min(ctz(p), floorLog2(end - p), this.maxOrder);
       this.free(p, o);
-      p += 2 ** o;
+      p += POW[o]!;
     }
   }
 
@@ -243,7 +262,7 @@ export class BuddyAllocator {
     const order = Math.max(Math.ceil(Math.log2(npages)), Math.ceil(Math.log2(alignPages)));
     const pfn = this.alloc(order, minPfn);
     if (pfn < 0) return -1;
-    const extra = 2 ** order - npages;
+    const extra = POW[order]! - npages;
     if (extra > 0) this.freeRange(pfn + npages, extra);
     return pfn;
   }
@@ -260,14 +279,14 @@ export class BuddyAllocator {
     let left = npages;
     let o = Math.min(Math.floor(Math.log2(left)), maxSegOrder, this.maxOrder);
     while (left > 0) {
-      while (2 ** o > left) o--;
+      while (POW[o]! > left) o--;
       const pfn = this.alloc(o, minPfn);
       if (pfn < 0) {
         o--;
         continue;
       }
       out.push({ pfn, order: o });
-      left -= 2 ** o;
+      left -= POW[o]!;
     }
     return out;
   }
@@ -275,9 +294,7 @@ export class BuddyAllocator {
   /** Every free block, lowest address first (for invariant checks and maps). */
   freeBlocks(): Block[] {
     const out: Block[] = [];
-    this.lists.forEach((s, order) => {
-      for (const pfn of s) out.push({ pfn, order });
-    });
+    for (let order = 0; order <= this.maxOrder; order++) for (const pfn of this.freeHeads(order)) out.push({ pfn, order });
     return out.sort((a, b) => a.pfn - b.pfn);
   }
 }

@@ -201,22 +201,24 @@ export class PhysicalMemory {
     }
     let left = npages;
     let o = Math.min(floorLog2(npages), maxSegOrder, MAX_PAGE_ORDER);
+    // (orders stop at MAX_PAGE_ORDER: sizes are small integers, `1 << o` rather than `2 ** o`, a library call on doubles)
+    let last: Extent | null = null;
     while (left > 0) {
-      while (2 ** o > left) o--;
-      if (out.length === 0 && o < firstOrder) {
-        for (const e of out) this.freeExtent(e);
-        return null;
-      }
+      while (1 << o > left) o--;
+      if (last === null && o < firstOrder) return null;
       let pfn = -1;
       for (const z of zones) if ((pfn = z.buddy.alloc(o, minPfn)) >= 0) break;
       if (pfn < 0) {
         o--;
         continue;
       }
-      const last = out[out.length - 1];
-      if (last !== undefined && last.pfn + last.npages === pfn) last.npages += 2 ** o;
-      else out.push({ pfn, npages: 2 ** o });
-      left -= 2 ** o;
+      const size = 1 << o;
+      if (last !== null && last.pfn + last.npages === pfn) last.npages += size;
+      else {
+        last = { pfn, npages: size };
+        out.push(last);
+      }
+      left -= size;
     }
     return out;
   }
