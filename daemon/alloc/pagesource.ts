@@ -80,25 +80,29 @@ export class BuddySource implements PageSource {
     // largest order it is the first block's minimum order; beyond it the
     // first alignment's worth comes from the contiguous path.
     // Find every extent before converting any, so a shortfall costs nothing.
-    const extents: Extent[] = [];
+    let first: Extent | null = null;
     let left = req.count;
-    let firstOrder = Math.log2(alignPages);
+    let firstOrder = alignPages === 1 ? 0 : Math.log2(alignPages);
     if (firstOrder > MAX_PAGE_ORDER) {
-      const first = this.mem.allocContig(region, Math.min(alignPages, left), alignPages, maxAddress, min);
+      first = this.mem.allocContig(region, Math.min(alignPages, left), alignPages, maxAddress, min);
       if (first === null) return null;
-      extents.push(first);
       left -= first.npages;
       firstOrder = 0;
     }
-    if (left > 0) {
-      const rest = this.mem.allocScatter(region, left, maxAddress, undefined, min, firstOrder);
-      if (rest === null) {
-        for (const e of extents) this.mem.freeExtent(e);
-        return null;
-      }
-      extents.push(...rest);
+    const rest = left > 0 ? this.mem.allocScatter(region, left, maxAddress, undefined, min, firstOrder) : [];
+    if (rest === null) {
+      if (first !== null) this.mem.freeExtent(first);
+      return null;
     }
-    return extents.map((e) => this.attrs.acquire(this.pool.name, this.pool.cache, e.pfn, e.npages, 'writeback'));
+    const out: HeldBlock[] = [];
+    if (first !== null) out.push(this.hold(first));
+    for (const e of rest) out.push(this.hold(e));
+    return out;
+  }
+
+  /** The pool holds an extent, converted from write-back to its policy. */
+  private hold(e: Extent): HeldBlock {
+    return this.attrs.acquire(this.pool.name, this.pool.cache, e.pfn, e.npages, 'writeback');
   }
 
   release(b: HeldBlock): void {

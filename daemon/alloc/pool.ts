@@ -267,7 +267,11 @@ export class Pool {
       // the cache keeps at most DIRECT_SPARE × the live direct pages before a miss gives the oldest back
       return this.dirtyDirect.serve(
         count,
-        (n) => (this.canMap(n * PAGE) ? this.source.acquire({ ...req, count: n }) : null),
+        (n) => {
+          if (!this.canMap(n * PAGE)) return null;
+          req.count = n;
+          return this.source.acquire(req);
+        },
         (b) => this.source.release(b),
         DIRECT_SPARE * (this.directBytes / PAGE),
       );

@@ -36,7 +36,8 @@ export interface Block {
 /** Trailing zero bits of a non-negative integer below 2^53 (53 for 0). */
 export function ctz(x: number): number {
   if (x === 0) return 53;
-  const lo = x % 0x1_0000_0000;
+  // (x >>> 0 is x mod 2^32 for any integer below 2^53, without a library call for %)
+  const lo = x >>> 0;
   if (lo !== 0) return 31 - Math.clz32(lo & -lo);
   const hi = Math.floor(x / 0x1_0000_0000);
   return 32 + (31 - Math.clz32(hi & -hi));

@@ -57,6 +57,8 @@ export class PhysicalMemory {
   readonly regions: Region[];
   readonly store: PageStore;
   private readonly byName = new Map<string, Region>();
+  /** zonesFor(region, maxAddress) without placement, by region and limit. */
+  private readonly zoneLists = new Map<Region, Map<number | null, Zone[]>>();
 
   /**
    * boundaries: extra zone split addresses per region (e.g. pools' maxAddress).
@@ -92,10 +94,25 @@ export class PhysicalMemory {
     return r;
   }
 
-  /** Zones of a region usable below maxAddress (exclusive) and reaching above minAddress, highest first. */
-  zonesFor(region: string, maxAddress: number | null, minAddress = 0): Zone[] {
-    const zs = this.region(region).zones.filter((z) => (maxAddress === null || z.base + z.size <= maxAddress) && z.base + z.size > minAddress);
-    return zs.reverse();
+  /** Zones of a region usable below maxAddress (exclusive) and reaching above minAddress, highest first (shared: not to be changed). */
+  zonesFor(region: string, maxAddress: number | null, minAddress = 0): readonly Zone[] {
+    const r = this.region(region);
+    // the common question (no placement) is answered once per address limit: every page source asks it at each allocation
+    if (minAddress === 0) {
+      let zs = this.zoneLists.get(r)?.get(maxAddress);
+      if (zs === undefined) {
+        zs = this.selectZones(r, maxAddress, 0);
+        const byLimit = this.zoneLists.get(r) ?? new Map<number | null, Zone[]>();
+        byLimit.set(maxAddress, zs);
+        this.zoneLists.set(r, byLimit);
+      }
+      return zs;
+    }
+    return this.selectZones(r, maxAddress, minAddress);
+  }
+
+  private selectZones(r: Region, maxAddress: number | null, minAddress: number): Zone[] {
+    return r.zones.filter((z) => (maxAddress === null || z.base + z.size <= maxAddress) && z.base + z.size > minAddress).reverse();
   }
 
   zoneOf(pfn: number): Zone {
