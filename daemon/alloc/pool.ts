@@ -84,6 +84,8 @@ export class Pool {
   private readonly dirtyDirect: DirtyCache;
   /** Purges of the direct dirty cache. */
   private directPurges = 0;
+  /** keepsDirty(), as of the last decay change. */
+  private keepDirty: boolean;
 
   constructor(
     readonly cfg: PoolConfig,
@@ -95,6 +97,7 @@ export class Pool {
     this.name = cfg.name;
     this.dirtyDirect = new DirtyCache((b, n) => attrs.split(b, n));
     this.directThreshold = source.pageSize > PAGE ? source.pageSize : SMALL_POOL_CHUNK;
+    this.keepDirty = Pool.keepsDirtyFor(cfg, source);
   }
 
   get pageSize(): number {
@@ -331,6 +334,7 @@ export class Pool {
   /** A reload changed the decay time: every arena reads it from the pool's config. */
   setDecay(ms: number): void {
     this.cfg.dirtyDecayMs = ms;
+    this.keepDirty = Pool.keepsDirtyFor(this.cfg, this.source);
   }
 
   /** A client went away: its arena is purged and dropped once empty. */
@@ -342,9 +346,13 @@ export class Pool {
     if (a.live === 0) this.dropArena(a);
   }
 
-  /** Does a freed direct buffer leave its pages in the pool? (4 KiB scatter-gather pools with decay off) */
+  /** Does a freed direct buffer leave its pages in the pool? (4 KiB scatter-gather pools with decay off; a field, read at every direct allocation and free) */
   private keepsDirty(): boolean {
-    return this.cfg.dirtyDecayMs === -1 && this.source.pageSize === PAGE && !this.cfg.contiguous;
+    return this.keepDirty;
+  }
+
+  private static keepsDirtyFor(cfg: PoolConfig, source: PageSource): boolean {
+    return cfg.dirtyDecayMs === -1 && source.pageSize === PAGE && !cfg.contiguous;
   }
 
   /** Purge due dirty chunks (all with force), and the direct dirty cache with force or once decay is on again; returns pages purged. */

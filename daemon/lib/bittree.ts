@@ -11,8 +11,8 @@
  * lowest-address-first selection with no heap to sift and no hash to probe,
  * and "the first free block at or above a page frame" for placement.
  *
- * Words live in chunks of 1024 (4 KiB) made when a bit in them is first
- * set, so a bitmap over a huge zone costs memory only where members are:
+ * Words live in chunks of 1024 (4 KiB; a smaller level in one chunk of its
+ * size) made when a bit in them is first set, so a bitmap over a huge zone costs memory only where members are:
  * a chunk directory per level (n / 32,768 entries at level 0) plus the
  * chunks touched. Positions up to 2^37. Pure.
  */
@@ -33,6 +33,8 @@ export class BitTree implements Iterable<number> {
   readonly n: number;
   /** levels[k][chunk][word]: level 0 the members, the last level one word. */
   private readonly levels: Dir[] = [];
+  /** Words per chunk of each level: 1024, or the whole level when smaller (a 16-word level costs 64 bytes, not 4 KiB). */
+  private readonly chunkWords: number[] = [];
   private size_ = 0;
 
   constructor(n: number) {
@@ -41,6 +43,7 @@ export class BitTree implements Iterable<number> {
     let words = Math.max(1, Math.ceil(n / 32));
     for (;;) {
       this.levels.push(new Array<Uint32Array | undefined>(Math.ceil(words / (CHUNK_MASK + 1))).fill(undefined));
+      this.chunkWords.push(Math.min(words, CHUNK_MASK + 1));
       if (words === 1) break;
       words = Math.ceil(words / 32);
     }
@@ -69,7 +72,7 @@ export class BitTree implements Iterable<number> {
     for (let k = 0; k < levels.length; k++) {
       const dir = levels[k]!;
       let c = dir[w >>> CHUNK_SHIFT];
-      if (c === undefined) c = dir[w >>> CHUNK_SHIFT] = new Uint32Array(CHUNK_MASK + 1);
+      if (c === undefined) c = dir[w >>> CHUNK_SHIFT] = new Uint32Array(this.chunkWords[k]!);
       const j = w & CHUNK_MASK;
       const old = c[j]!;
       if (k === 0) {
