@@ -121,6 +121,14 @@ export class BitTree implements Iterable<number> {
     return p;
   }
 
+  /** The highest member, or −1. */
+  last(): number {
+    if (this.size_ === 0) return -1;
+    let p = 0;
+    for (let k = this.levels.length - 1; k >= 0; k--) p = p * 32 + (31 - Math.clz32(this.word(k, p)));
+    return p;
+  }
+
   /** The lowest member at or above i, or −1. */
   next(i: number): number {
     if (i <= 0) return this.first();

@@ -25,14 +25,10 @@ import type { FaultInjector } from '../lib/faultinject.js';
 import type { CachePolicy } from './layout.js';
 import { PAGE, type PhysicalMemory } from './physmem.js';
 import type { HugepageStatus } from '../../protocol/status.js';
+import { HugeFreeList, type Hugepage } from './hugefree.js';
+export type { Hugepage } from './hugefree.js';
 
 export const GIGANTIC = 2 ** 30;
-
-/** A hugepage taken from the pool: its first pfn and the attribute it carries. */
-export interface Hugepage {
-  pfn: number;
-  attr: CachePolicy;
-}
 
 /** Called when a hugepage goes back to the buddy allocator (convert to write-back first). */
 export type ReleaseHook = (pfn: number, npages: number, attr: CachePolicy) => void;
@@ -42,9 +38,8 @@ export class HugepagePool {
   readonly order: number;
   readonly region: string;
   private readonly pagesPer: number;
-  /** Free hugepages, sorted by pfn. */
-  private freeList: number[] = [];
-  private readonly attrs = new Map<number, CachePolicy>();
+  /** Free hugepages by address, with the attribute each last carried. */
+  private readonly freeList: HugeFreeList;
   private total_ = 0;
   private resv_ = 0;
   private surplus_ = 0;
@@ -63,6 +58,8 @@ export class HugepagePool {
     this.region = cfg.region;
     this.pagesPer = cfg.size / PAGE;
     this.order = Math.log2(this.pagesPer);
+    const r = mem.region(cfg.region);
+    this.freeList = new HugeFreeList(r.base / PAGE, (r.base + r.size) / PAGE, this.pagesPer);
     this.overcommit_ = this.isGigantic ? 0 : cfg.overcommit;
     this.requested_ = cfg.nr;
     this.setNr(cfg.nr);
@@ -76,7 +73,7 @@ export class HugepagePool {
     return this.total_;
   }
   get free(): number {
-    return this.freeList.length;
+    return this.freeList.size;
   }
   get reserved(): number {
     return this.resv_;
@@ -92,37 +89,22 @@ export class HugepagePool {
     return this.total_ - this.surplus_;
   }
   get available(): number {
-    return this.freeList.length - this.resv_;
+    return this.freeList.size - this.resv_;
   }
   get inUse(): number {
-    return this.total_ - this.freeList.length;
+    return this.total_ - this.freeList.size;
   }
   get requested(): number {
     return this.requested_;
   }
 
   private insertFree(pfn: number, attr: CachePolicy): void {
-    let lo = 0;
-    let hi = this.freeList.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.freeList[mid]! < pfn) lo = mid + 1;
-      else hi = mid;
-    }
-    this.freeList.splice(lo, 0, pfn);
-    if (attr === 'writeback') this.attrs.delete(pfn);
-    else this.attrs.set(pfn, attr);
+    this.freeList.add(pfn, attr);
   }
 
   /** A page leaving the free list: its attribute goes with it. */
   private detach(pfn: number): Hugepage {
-    const attr = this.attrs.get(pfn) ?? 'writeback';
-    this.attrs.delete(pfn);
-    return { pfn, attr };
-  }
-
-  private removeFreeAt(i: number): Hugepage {
-    return this.detach(this.freeList.splice(i, 1)[0]!);
+    return { pfn, attr: this.freeList.remove(pfn) };
   }
 
   /** A fresh page from the buddy allocator, added to the pool. */
@@ -136,8 +118,8 @@ export class HugepagePool {
 
   /** Give the highest free page back to the buddy allocator. */
   private releaseOneFree(): boolean {
-    if (this.freeList.length === 0) return false;
-    const { pfn, attr } = this.removeFreeAt(this.freeList.length - 1);
+    if (this.freeList.size === 0) return false;
+    const { pfn, attr } = this.detach(this.freeList.last());
     this.onRelease(pfn, this.pagesPer, attr);
     this.mem.freeBlockOrder(pfn, this.order);
     this.total_--;
@@ -152,21 +134,9 @@ export class HugepagePool {
     return this.gather(n) !== null;
   }
 
-  /** Index of the first free page at or above minPfn. */
-  private firstFrom(minPfn: number): number {
-    let lo = 0;
-    let hi = this.freeList.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.freeList[mid]! < minPfn) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
   /** Free pages at or above a physical address. */
   freeFrom(minAddress: number): number {
-    return this.freeList.length - this.firstFrom(minAddress / PAGE);
+    return this.freeList.countFrom(minAddress / PAGE);
   }
 
   /**
@@ -175,7 +145,7 @@ export class HugepagePool {
    */
   private gather(n: number, minPfn = 0): number[] | null {
     if (n <= 0) return [];
-    const needed = Math.max(this.resv_ + n - this.freeList.length, minPfn > 0 ? n - (this.freeList.length - this.firstFrom(minPfn)) : 0);
+    const needed = Math.max(this.resv_ + n - this.freeList.size, minPfn > 0 ? n - this.freeList.countFrom(minPfn) : 0);
     const fresh: number[] = [];
     if (needed > 0) {
       // the `hugepage` fault point fails here, as when overcommit is reached: nothing has changed yet
@@ -214,11 +184,8 @@ export class HugepagePool {
     const pages = this.take(n, contiguous, prefer, minPfn);
     if (pages === null) {
       this.resv_ -= n;
-      if (fresh.length > 0) {
-        const gone = new Set(fresh);
-        this.freeList = this.freeList.filter((pfn) => !gone.has(pfn));
-      }
       for (const pfn of fresh) {
+        this.freeList.remove(pfn);
         this.mem.freeBlockOrder(pfn, this.order);
         this.total_--;
         this.surplus_--;
@@ -240,36 +207,20 @@ export class HugepagePool {
   }
 
   private returnUnusedSurplus(unused: number): void {
-    for (let nr = Math.min(unused, this.surplus_); nr > 0 && this.freeList.length > this.resv_; nr--) {
+    for (let nr = Math.min(unused, this.surplus_); nr > 0 && this.freeList.size > this.resv_; nr--) {
       if (!this.releaseOneFree()) break;
       this.surplus_--;
     }
   }
 
-  /** Is there a run of n physically adjacent free pages (from index `from`)? Returns its index or -1. */
-  private findRun(n: number, from = 0): number {
-    let runStart = from;
-    for (let i = from; i < this.freeList.length; i++) {
-      if (i > runStart && this.freeList[i]! !== this.freeList[i - 1]! + this.pagesPer) runStart = i;
-      if (i - runStart + 1 >= n) return runStart;
-    }
-    return -1;
-  }
-
   /** Longest run of adjacent free pages. */
   largestRun(): number {
-    let best = 0;
-    let run = 0;
-    for (let i = 0; i < this.freeList.length; i++) {
-      run = i > 0 && this.freeList[i]! === this.freeList[i - 1]! + this.pagesPer ? run + 1 : 1;
-      best = Math.max(best, run);
-    }
-    return best;
+    return this.freeList.largestRun();
   }
 
   /** Can n reserved pages be taken as one contiguous run right now? */
   hasRun(n: number): boolean {
-    return n <= 1 ? this.freeList.length >= n : this.findRun(n) >= 0;
+    return n <= 1 ? this.freeList.size >= n : this.freeList.findRun(n, 0) >= 0;
   }
 
   /**
@@ -283,27 +234,17 @@ export class HugepagePool {
    * than n pages lie at or above minPfn.
    */
   take(n: number, contiguous: boolean, prefer: CachePolicy = 'writeback', minPfn = 0): Hugepage[] | null {
-    if (n > this.resv_ || n > this.freeList.length) throw new RangeError(`take(${n}) without reservation`);
-    const from = minPfn > 0 ? this.firstFrom(minPfn) : 0;
-    if (this.freeList.length - from < n) return null;
-    const out: Hugepage[] = [];
+    if (n > this.resv_ || n > this.freeList.size) throw new RangeError(`take(${n}) without reservation`);
+    if (minPfn > 0 && this.freeList.countFrom(minPfn) < n) return null;
+    let out: Hugepage[];
     if (contiguous && n > 1) {
-      const start = this.findRun(n, from);
+      const start = this.freeList.findRun(n, minPfn);
       if (start < 0) return null;
-      for (const pfn of this.freeList.splice(start, n)) out.push(this.detach(pfn));
+      out = [];
+      for (let i = 0; i < n; i++) out.push(this.detach(start + i * this.pagesPer));
     } else {
-      // one pass: the first n pages carrying `prefer` go, the others stay in order (those below `from` all stay)
-      const rest: number[] = this.freeList.slice(0, from);
-      for (const pfn of this.freeList.slice(from)) {
-        if (out.length < n && (this.attrs.get(pfn) ?? 'writeback') === prefer) out.push(this.detach(pfn));
-        else rest.push(pfn);
-      }
-      // then the lowest of the others at or above minPfn
-      const more = n - out.length;
-      const at = rest.findIndex((pfn) => pfn >= minPfn);
-      for (let i = 0; i < more; i++) out.push(this.detach(rest[at + i]!));
-      if (more > 0) rest.splice(at, more);
-      this.freeList = rest;
+      // the first n pages carrying `prefer` go, then the lowest of the others (all at or above minPfn)
+      out = this.freeList.takeLowest(n, prefer, minPfn);
     }
     this.resv_ -= n;
     return out;
@@ -345,7 +286,7 @@ export class HugepagePool {
 
   /** Free hugepages and their attributes (for invariant checks and maps). */
   freePages(): Hugepage[] {
-    return this.freeList.map((pfn) => ({ pfn, attr: this.attrs.get(pfn) ?? 'writeback' }));
+    return this.freeList.pages();
   }
 
   status(): HugepageStatus {
@@ -353,7 +294,7 @@ export class HugepagePool {
       size: this.size,
       region: this.region,
       total: this.total_,
-      free: this.freeList.length,
+      free: this.freeList.size,
       reserved: this.resv_,
       surplus: this.surplus_,
       nr: this.persistent,

@@ -1,7 +1,7 @@
 /**
  * daemon/lib/bittree.ts: the hierarchical bitmap behind the buddy
  * allocator's free lists, against a sorted model under random operations
- * (membership, size, lowest, lowest at or above a position, ascending
+ * (membership, size, lowest, highest, lowest at or above a position, ascending
  * iteration), over sizes that need one to seven levels, with members
  * clustered at word and chunk edges where the levels above must follow.
  */
@@ -23,7 +23,7 @@ const lowestFrom = (ref: Set<number>, i: number): number => {
   return best;
 };
 
-t.test('property: BitTree behaves as a sorted set (add, delete, has, size, first, next, iteration)', async (t) => {
+t.test('property: BitTree behaves as a sorted set (add, delete, has, size, first, last, next, iteration)', async (t) => {
   for (const n of SIZES) {
     t.doesNotThrow(
       () =>
@@ -41,6 +41,7 @@ t.test('property: BitTree behaves as a sorted set (add, delete, has, size, first
               } else if (b.next(i) !== lowestFrom(ref, i)) throw new Error(`next(${i}) = ${b.next(i)}, want ${lowestFrom(ref, i)}`);
               if (b.has(i) !== ref.has(i) || b.size !== ref.size) throw new Error(`has/size after ${op} ${i}`);
               if (b.first() !== lowestFrom(ref, 0)) throw new Error(`first after ${op} ${i}`);
+              if (b.last() !== (ref.size === 0 ? -1 : Math.max(...ref))) throw new Error(`last after ${op} ${i}`);
             }
             const sorted = [...ref].sort((x, y) => x - y);
             if (JSON.stringify([...b]) !== JSON.stringify(sorted)) throw new Error('iteration');
