@@ -249,7 +249,8 @@ export class Pool {
       }
       if (blocks === null) throw this.enomem(size, count, this.cfg.contiguous, minAddress);
     }
-    const buf: PhysBuffer = { id, pool: this, size, align, usize, kind: 'direct', addr: -1, arena: null, segments: [], blocks, reservedPages: lazy ? count : 0, slots: undefined, owner };
+    // (segments are filled below: NO_SEGMENTS until then, not a fresh empty array)
+    const buf: PhysBuffer = { id, pool: this, size, align, usize, kind: 'direct', addr: -1, arena: null, segments: NO_SEGMENTS, blocks, reservedPages: lazy ? count : 0, slots: undefined, owner };
     this.directBytes += usize;
     this.directCount++;
     if (lazy) {

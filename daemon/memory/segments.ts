@@ -12,19 +12,29 @@ export interface Segment {
 
 /** Segments covering `size` bytes of the given blocks, adjacent blocks merged. */
 export function segmentsOf(blocks: HeldBlock[], size: number): Segment[] {
-  const out: Segment[] = [];
-  // (the last segment is kept in a variable: reading out[-1] of an empty array is a slow named-property lookup in V8)
-  let last: Segment | null = null;
+  // two passes: count, then fill an array of exactly that length (a push onto [] reserves 17 slots, 184 bytes for the usual one segment)
+  let n = 0;
+  let end = -1;
   let left = size;
-  for (const b of blocks) {
-    if (left <= 0) break;
-    const len = Math.min(left, b.npages * PAGE);
+  for (let i = 0; i < blocks.length && left > 0; i++) {
+    const b = blocks[i]!;
     const addr = b.pfn * PAGE;
-    if (last !== null && last.addr + last.len === addr) last.len += len;
-    else {
-      last = { addr, len };
-      out.push(last);
-    }
+    if (addr !== end) n++;
+    const len = Math.min(left, b.npages * PAGE);
+    end = addr + len;
+    left -= len;
+  }
+  const out = new Array<Segment>(n);
+  let k = -1;
+  end = -1;
+  left = size;
+  for (let i = 0; i < blocks.length && left > 0; i++) {
+    const b = blocks[i]!;
+    const addr = b.pfn * PAGE;
+    const len = Math.min(left, b.npages * PAGE);
+    if (addr === end) out[k]!.len += len;
+    else out[++k] = { addr, len };
+    end = addr + len;
     left -= len;
   }
   return out;
