@@ -6,7 +6,7 @@
 import { parseSize, formatAddress, formatSize } from '../../protocol/units.js';
 import type { RawConfig } from './schema.js';
 import { validateConstraints } from '../../protocol/attributes.js';
-import { PAGE_SIZE, HUGE_2M, HUGE_1G, type RegionConfig, type HugepageConfig } from '../memory/layout.js';
+import { PAGE_SIZE, HUGE_2M, HUGE_1G, MAX_REGION_BYTES, type RegionConfig, type HugepageConfig } from '../memory/layout.js';
 import type { PoolConfig } from '../alloc/pool.js';
 import type { BounceConfig, MachineLayout } from '../alloc/machine.js';
 import type { DriverConfig } from '../dma/drivers.js';
@@ -40,6 +40,7 @@ export function normalizeMachine(r: RawConfig): MachineConfig {
     const size = parseSize(x.size, `${where}/size`);
     if (base % PAGE_SIZE !== 0) fail(`config ${where}/base: region '${x.name}' base ${formatAddress(base)} is not aligned to the 4 KiB page size`);
     if (size === 0 || size % PAGE_SIZE !== 0) fail(`config ${where}/size: region '${x.name}' size ${size} is not a positive multiple of the 4 KiB page size`);
+    if (size > MAX_REGION_BYTES) fail(`config ${where}/size: region '${x.name}' size ${formatSize(size)} is above the ${formatSize(MAX_REGION_BYTES)} limit for one region`);
     if (base + size > 2 ** 52) fail(`config ${where}: region '${x.name}' ends above the 52-bit physical address space`);
     return { name: x.name, base, size, kind: x.kind };
   });

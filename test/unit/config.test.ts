@@ -70,6 +70,9 @@ t.test('machine errors: overlaps, alignment, references', async (t) => {
   c.memory.regions[0].size = 1000;
   t.match(msg(c), 'config /memory/regions/0/size');
   c = base();
+  c.memory.regions[2].size = '300T';
+  t.match(msg(c), "config /memory/regions/2/size: region 'dram' size 300 TiB is above the 256 TiB limit for one region");
+  c = base();
   c.memory.regions[1].name = 'tcm';
   t.match(msg(c), "region name 'tcm' is used twice");
   c = base();
