@@ -13,6 +13,10 @@
  *    where wall-clock rates swing with other processes); 'history on'
  *    carries baseline 'history off' (ratio ≈ 1: recording costs nothing
  *    measurable).
+ * 1b. The same life through the daemon's dispatcher in one process (no
+ *    sockets, history-inproc.ts): two contexts, on and off, alternating
+ *    blocks of 50 lives; CPU per life. A life costs a quarter of the
+ *    daemon's there, so the recording's share shows ~4× larger.
  * 2. `graph` over 1000 live buffers and `history` of one: latency, p50.
  * 3. The journal alone, in a child with --expose-gc: heap bytes per kept
  *    event (200k events of the daemon's shapes), and the time to record one
@@ -96,6 +100,11 @@ export async function run(args: BenchArgs): Promise<Reporter> {
     // the daemon's own CPU per life: what recording adds, whatever else runs on the machine
     rep.figure('history off', 'daemonCpuUsPerLife', median(off.cpus), 'us');
     rep.figure('history on', 'daemonCpuUsPerLife', median(on.cpus), 'us', { name: 'history off', value: median(off.cpus) });
+
+    // 1b. the same life through the dispatcher in one process, no sockets (history-inproc.ts): the recording's cost ~4× as visible
+    const ip = await runChildJson<{ onUsPerLife: number; offUsPerLife: number }>('history-inproc.js', smoke ? ['4', '5'] : args.quick ? ['400', '50'] : ['1600', '50']);
+    rep.figure('history off, in-process', 'cpuUsPerLife', ip.offUsPerLife, 'us');
+    rep.figure('history on, in-process', 'cpuUsPerLife', ip.onUsPerLife, 'us', { name: 'history off, in-process', value: ip.offUsPerLife });
 
     // 2. the debugging ops themselves
     const held = [];
