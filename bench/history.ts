@@ -7,12 +7,16 @@
  *    alternating blocks so machine noise falls on both: 8 concurrent loops
  *    per daemon of alloc 4 KiB → dup → send → close ×2 (the receiver closes
  *    its copy) — every op a recorded one, with a free at the end. Figure:
- *    loop iterations per second, and the daemon's CPU time per iteration
- *    (/proc/PID/stat, 10 ms ticks: the figure to trust on a loaded machine,
- *    with the median block of each side, not the total
- *    where wall-clock rates swing with other processes); 'history on'
+ *    loop iterations per second (the median block of each side: wall-clock
+ *    rates swing with other processes), and the daemon's CPU time per
+ *    iteration (/proc/PID/stat, 10 ms ticks: the figure to trust on a loaded
+ *    machine; over all blocks, since one block may be only a few ticks); 'history on'
  *    carries baseline 'history off' (ratio ≈ 1: recording costs nothing
  *    measurable).
+ * 1b. The same life through the daemon's dispatcher in one process (no
+ *    sockets, history-inproc.ts): two contexts, on and off, alternating
+ *    blocks of 50 lives; CPU per life. A life costs a quarter of the
+ *    daemon's there, so the recording's share shows ~4× larger.
  * 2. `graph` over 1000 live buffers and `history` of one: latency, p50.
  * 3. The journal alone, in a child with --expose-gc: heap bytes per kept
  *    event (200k events of the daemon's shapes), and the time to record one
@@ -32,7 +36,9 @@ interface Side {
   b: BufferClient;
   /** Per block: lives per second, and the daemon's CPU µs per life. */
   rates: number[];
-  cpus: number[];
+  /** The daemon's CPU ms and the lives of all measured blocks. */
+  cpuMs: number;
+  lives: number;
 }
 
 /** user + system CPU time of a process, ms (clock ticks of 10 ms). */
@@ -46,7 +52,7 @@ async function side(name: string, config: unknown): Promise<Side> {
   const a = await connect({ socket: daemon.socket, name: 'bench-a', useCookie: false });
   const b = await connect({ socket: daemon.socket, name: 'bench-b', accept: ['bench-a'], useCookie: false });
   b.on('handle', (ev) => void b.close(ev.handle));
-  return { name, daemon, a, b, rates: [], cpus: [] };
+  return { name, daemon, a, b, rates: [], cpuMs: 0, lives: 0 };
 }
 
 /** One iteration: a buffer's short life, every op one the journal records. */
@@ -71,7 +77,8 @@ async function block(s: Side, ms: number, loops: number): Promise<void> {
     }),
   );
   s.rates.push(n / ((performance.now() - t0) / 1000));
-  s.cpus.push(((cpuMs(s.daemon.proc.pid!) - c0) * 1000) / n);
+  s.cpuMs += cpuMs(s.daemon.proc.pid!) - c0;
+  s.lives += n;
 }
 
 export async function run(args: BenchArgs): Promise<Reporter> {
@@ -87,15 +94,25 @@ export async function run(args: BenchArgs): Promise<Reporter> {
     // warm-up, then alternate; the median block of each side (a block the machine's other load fell on does not move it)
     await block(on, smoke ? 20 : 200, 8);
     await block(off, smoke ? 20 : 200, 8);
-    for (const s of [on, off]) s.rates.length = s.cpus.length = 0;
+    for (const s of [on, off]) {
+      s.rates.length = 0;
+      s.cpuMs = s.lives = 0;
+    }
     for (let i = 0; i < rounds; i++) {
       for (const s of i % 2 === 0 ? [on, off] : [off, on]) await block(s, ms, 8);
     }
     rep.figure('history off', 'livesPerSec', median(off.rates), 'lives/s');
     rep.figure('history on', 'livesPerSec', median(on.rates), 'lives/s', { name: 'history off', value: median(off.rates) });
     // the daemon's own CPU per life: what recording adds, whatever else runs on the machine
-    rep.figure('history off', 'daemonCpuUsPerLife', median(off.cpus), 'us');
-    rep.figure('history on', 'daemonCpuUsPerLife', median(on.cpus), 'us', { name: 'history off', value: median(off.cpus) });
+    // over all blocks, not the median block: a block is a few 10 ms ticks of the daemon's CPU on a loaded box, too coarse alone
+    const perLife = (s: Side) => (s.cpuMs * 1000) / s.lives;
+    rep.figure('history off', 'daemonCpuUsPerLife', perLife(off), 'us');
+    rep.figure('history on', 'daemonCpuUsPerLife', perLife(on), 'us', { name: 'history off', value: perLife(off) });
+
+    // 1b. the same life through the dispatcher in one process, no sockets (history-inproc.ts): the recording's cost ~4× as visible
+    const ip = await runChildJson<{ onUsPerLife: number; offUsPerLife: number }>('history-inproc.js', smoke ? ['4', '5'] : args.quick ? ['400', '50'] : ['1600', '50']);
+    rep.figure('history off, in-process', 'cpuUsPerLife', ip.offUsPerLife, 'us');
+    rep.figure('history on, in-process', 'cpuUsPerLife', ip.onUsPerLife, 'us', { name: 'history off, in-process', value: ip.offUsPerLife });
 
     // 2. the debugging ops themselves
     const held = [];

@@ -101,6 +101,21 @@ const RECIPES: { [K in OpName]?: Recipe<K> } = {
   fence: handleOp(C.fence),
 };
 
+/**
+ * A recipe as the wrapper reads it: every one made by this one literal, its
+ * absent parts null, so all share one hidden class and the wrapper's reads
+ * (one closure's code for every op) stay monomorphic instead of going
+ * through V8's megamorphic stub cache (see history-codecs.ts' `add`).
+ */
+interface Prepared {
+  readonly on: NonNullable<Recipe<OpName>['on']> | null;
+  readonly made: NonNullable<Recipe<OpName>['made']> | null;
+  readonly codec: OpCodec<OpName>;
+  readonly then: NonNullable<Recipe<OpName>['then']> | null;
+}
+
+const prepared = (r: Recipe<OpName>): Prepared => ({ on: r.on ?? null, made: r.made ?? null, codec: r.codec, then: r.then ?? null });
+
 /** A refusal as the journal keeps it: the code, the sentence, and a driver's mismatches (bounded). */
 function refusal(op: string, e: unknown): Fields {
   if (!(e instanceof BufferdError)) return { op, code: 'EIO', message: String((e as Error)?.message ?? e).slice(0, 200) };
@@ -110,29 +125,40 @@ function refusal(op: string, e: unknown): Fields {
   return f;
 }
 
-/** One event of a successful op on the i-th buffer it concerned (`begin`: the buffer's first). */
-function note(h: HistoryJournal, r: Recipe<OpName>, b: SharedBuffer, s: Session, begin: boolean, also: number | undefined, req: never, res: never, i: number): void {
-  const e = h.open(b.id, r.codec.id, s, begin, also);
+/** One event of a successful op on a buffer it made (`begin`: the buffer's first), or on the i-th it held (journal slot `j`). */
+function note(h: HistoryJournal, r: Prepared, b: SharedBuffer, j: number, s: Session, begin: boolean, also: number | undefined, req: never, res: never, i: number): void {
+  const e = j === MADE ? h.open(b.id, r.codec.id, s, begin, also) : h.openHeld(j, b.id, r.codec.id, s, also);
   if (e === NIL) return;
   r.codec.put(h.slots, e, req, res, i);
-  r.then?.(h.slots, e, res);
+  if (r.then !== null) r.then(h.slots, e, res);
 }
 
-/** Record an op's outcome on the buffers it concerned: its event, or `refused`; then let a free it caused be recorded. */
-function finish(ctx: DaemonContext, s: Session, op: OpName, r: Recipe<OpName>, req: never, on: SharedBuffer[], res: unknown, err: unknown): void {
+/** `note`'s slot for a buffer the op made (not held: it did not exist before). */
+const MADE = -2;
+
+/**
+ * Record an op's outcome on the buffers it concerned: its event, or
+ * `refused`; then let a free it caused be recorded. `j0`, `j1`: the journal
+ * slots `hold` gave for the first two (no op concerns more; past them the
+ * journal looks the buffer up).
+ */
+function finish(ctx: DaemonContext, s: Session, op: OpName, r: Prepared, req: never, on: SharedBuffer[], j0: number, j1: number, res: unknown, err: unknown): void {
   const h = ctx.history;
   if (err === undefined) {
-    const made = r.made?.(ctx, res as never);
-    if (made !== undefined) note(h, r, made, s, op === 'alloc', undefined, req, res as never, 0);
+    const made = r.made !== null ? r.made(ctx, res as never) : undefined;
+    if (made !== undefined) note(h, r, made, MADE, s, op === 'alloc', undefined, req, res as never, 0);
     else {
       const also = op === 'send' ? (res as { to: number }).to : undefined;
-      for (let i = 0; i < on.length; i++) note(h, r, on[i]!, s, false, also, req, res as never, i);
+      for (let i = 0; i < on.length; i++) note(h, r, on[i]!, i === 0 ? j0 : i === 1 ? j1 : NIL, s, false, also, req, res as never, i);
     }
     if (op === 'import') importing = null;
   } else {
     for (const b of on) h.record(b.id, 'refused', s, refusal(op, err));
   }
-  for (const b of on) h.release(b.id, s, op);
+  for (let i = 0; i < on.length; i++) {
+    if (i < 2) h.releaseAt(i === 0 ? j0 : j1, on[i]!.id, s, op);
+    else h.release(on[i]!.id, s, op);
+  }
 }
 
 /** The op table with each buffer op's outcome recorded (when history is on). */
@@ -140,31 +166,34 @@ export function recordHistory<T extends Record<string, unknown>>(table: T): T {
   const out: Record<string, unknown> = { ...table };
   for (const op of Object.keys(RECIPES) as OpName[]) {
     const inner = table[op] as AnyHandler;
-    const r = RECIPES[op] as unknown as Recipe<OpName>;
+    const r = prepared(RECIPES[op] as unknown as Recipe<OpName>);
     out[op] = (ctx: DaemonContext, s: Session, req: never) => {
-      if (!ctx.history.enabled) return inner(ctx, s, req);
-      const on = r.on?.(ctx, s, req) ?? NONE;
-      for (const b of on) ctx.history.hold(b.id);
+      const h = ctx.history;
+      if (!h.enabled) return inner(ctx, s, req);
+      const on = r.on !== null ? r.on(ctx, s, req) : NONE;
+      const j0 = on.length > 0 ? h.hold(on[0]!.id) : NIL;
+      const j1 = on.length > 1 ? h.hold(on[1]!.id) : NIL;
+      for (let i = 2; i < on.length; i++) h.hold(on[i]!.id);
       let res: unknown;
       try {
         res = inner(ctx, s, req);
       } catch (e) {
-        finish(ctx, s, op, r, req, on, undefined, e);
+        finish(ctx, s, op, r, req, on, j0, j1, undefined, e);
         throw e;
       }
       if (res instanceof Promise) {
         return res.then(
           (v: unknown) => {
-            finish(ctx, s, op, r, req, on, v, undefined);
+            finish(ctx, s, op, r, req, on, j0, j1, v, undefined);
             return v;
           },
           (e: unknown) => {
-            finish(ctx, s, op, r, req, on, undefined, e);
+            finish(ctx, s, op, r, req, on, j0, j1, undefined, e);
             throw e;
           },
         );
       }
-      finish(ctx, s, op, r, req, on, res, undefined);
+      finish(ctx, s, op, r, req, on, j0, j1, res, undefined);
       return res;
     };
   }

@@ -33,29 +33,33 @@ const CODECS: EventCodec[] = [];
 /** The codec a slot was recorded with. */
 export const codecOf = (id: number): EventCodec => CODECS[id]!;
 
-function add<C extends EventCodec>(c: Omit<C, 'id'>): C {
-  const full = { ...c, id: CODECS.length } as unknown as C;
+const NO_PUT = (): void => {};
+
+/**
+ * A codec, numbered. Every codec is made by this one literal, keys in one
+ * order, so all share one hidden class: the recorder's reads of `id` and
+ * `put` (one call site for every op) stay monomorphic. A spread
+ * (`{ ...c, id }`) gave each codec a class of its own, and those reads went
+ * megamorphic, through V8's global stub cache, which the rest of the
+ * daemon (validators, msgpack) keeps thrashing.
+ */
+function add<C extends EventCodec>(kind: string | null, fields: EventCodec['fields'], put: unknown = NO_PUT): C {
+  const full = { id: CODECS.length, kind, fields, put };
   CODECS.push(full);
-  return full;
+  return full as unknown as C;
 }
 
 /** Any kind, with its fields object kept (v0 kind, v1 fields, v2 a free's `after`). */
-export const GENERIC = add<EventCodec & { id: number }>({
-  kind: null,
-  fields: (s, i) => {
-    const f = s.v[1]![i] as Fields;
-    const after = s.v[2]![i];
-    return after === undefined ? f : { ...f, after };
-  },
+export const GENERIC = add<EventCodec & { id: number }>(null, (s, i) => {
+  const f = s.v[1]![i] as Fields;
+  const after = s.v[2]![i];
+  return after === undefined ? f : { ...f, after };
 }).id;
 
 /** A free, as the bus tells it (v0 pool, v1 size, v2 the op it came after). */
-export const FREE = add<EventCodec & { id: number }>({
-  kind: 'free',
-  fields: (s, i) => {
-    const after = s.v[2]![i];
-    return after === undefined ? { pool: s.v[0]![i], size: s.v[1]![i] } : { pool: s.v[0]![i], size: s.v[1]![i], after };
-  },
+export const FREE = add<EventCodec & { id: number }>('free', (s, i) => {
+  const after = s.v[2]![i];
+  return after === undefined ? { pool: s.v[0]![i], size: s.v[1]![i] } : { pool: s.v[0]![i], size: s.v[1]![i], after };
 }).id;
 
 /** The values v0.. under these keys; a key in `masks` is a rights mask, `xKey` reads the spare number (NaN: null). */
@@ -74,7 +78,7 @@ function named(keys: readonly string[], masks = -1, xKey?: string): (s: EventSlo
 }
 
 function op<K extends OpName>(kind: K, fields: (s: EventSlots, i: number) => Fields, put: OpCodec<K>['put']): OpCodec<K> {
-  return add<OpCodec<K>>({ kind, fields, put });
+  return add<OpCodec<K>>(kind, fields, put);
 }
 
 const ALLOC_KEYS = ['handle', 'pool', 'cache', 'size', 'usize', 'placement', 'addr'];

@@ -261,17 +261,26 @@ export class HistoryJournal {
     return j !== NIL && (this.js.flags[j]! & LIVE) !== 0 ? j : NIL;
   }
 
-  /** An op on the buffer begins: a free during it waits for the op's own event. */
-  hold(buffer: number): void {
+  /**
+   * An op on the buffer begins: a free during it waits for the op's own
+   * event. Returns the journal's slot (NIL: none live) for `openHeld` and
+   * `releaseAt`, so the op's event and its end look the buffer up no more.
+   */
+  hold(buffer: number): number {
     const j = this.liveSlot(buffer);
     if (j !== NIL) this.js.holds[j]++;
+    return j;
   }
 
   /** The op ended; a free it caused is recorded now, as done by `actor` after `op`. */
   release(buffer: number, actor: Actor = null, op?: string): void {
-    const j = this.liveSlot(buffer);
+    this.releaseAt(this.liveSlot(buffer), buffer, actor, op);
+  }
+
+  /** `release` by the slot `hold` gave (checked again: a reload that turned history off in between empties the columns). */
+  releaseAt(j: number, buffer: number, actor: Actor = null, op?: string): void {
     const J = this.js;
-    if (j === NIL || J.holds[j] === 0) return;
+    if (j === NIL || J.buffer[j] !== buffer || (J.flags[j]! & LIVE) === 0 || J.holds[j] === 0) return;
     if (--J.holds[j]! === 0 && (J.flags[j]! & PENDING_FREE) !== 0) {
       J.flags[j]! &= ~PENDING_FREE;
       const by = J.pendClient[j]!;
@@ -280,6 +289,17 @@ export class HistoryJournal {
       if (!this.enabled) return;
       this.retire(j, buffer, id, name, J.pendPool[j], J.pendSize[j], J.pendFields[j]!, op);
     }
+  }
+
+  /**
+   * `open` for the event of an op that held the buffer (`j` from `hold`,
+   * history known to be on): no lookup, no second check. NIL, or a slot no
+   * longer the buffer's: as `open`.
+   */
+  openHeld(j: number, buffer: number, codec: number, client: Actor, also?: number): number {
+    if (j === NIL || this.js.buffer[j] !== buffer || (this.js.flags[j]! & LIVE) === 0) return this.open(buffer, codec, client, false, also);
+    if (also !== undefined) this.js.involve(j, also);
+    return client === null ? this.push(j, codec, NIL, null) : this.push(j, codec, client.id, client.name);
   }
 
   /** The buffer was freed: its last event; the journal moves to the freed ring. */
