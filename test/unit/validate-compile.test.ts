@@ -129,3 +129,21 @@ t.test('ops that share a compiled shape still word errors from their own schema'
   t.match(answer(validate, { id: -1, op: 'close', handle: 1 }), "field 'id' must be an unsigned integer");
   t.match(answer(validate, { id: 1, op: 'clos', handle: 1 }), "unknown op 'clos'");
 });
+
+t.test("the protocol's schemas come from TypeBox's CommonJS build and are TypeBox schemas to either build", async (t) => {
+  // protocol/typebox.ts is the one place that loads TypeBox's builder
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const root = join(import.meta.dirname, '..', '..');
+  const valueImports: string[] = [];
+  for (const dir of ['protocol', 'protocol/ops', 'daemon/config', 'client']) {
+    for (const f of readdirSync(join(root, dir)).filter((f) => f.endsWith('.ts') && f !== 'typebox.ts')) {
+      const src = readFileSync(join(root, dir, f), 'utf8');
+      if (/^import (?!type )[^;]*from '@sinclair\/typebox/m.test(src)) valueImports.push(`${dir}/${f}`);
+    }
+  }
+  t.same(valueImports, [], 'no other module loads the ES module build');
+  const esm = await import('@sinclair/typebox');
+  t.ok(esm.KindGuard.IsObject(REQUESTS.ping), 'the ES module build recognises a request schema');
+  t.ok(esm.KindGuard.IsUnion(ConfigSchema.properties.pools.items.properties.cache));
+});
