@@ -14,7 +14,7 @@ import { Server, StartupError } from './server/server.js';
 import { VERSION } from './lib/version.js';
 import { Notifier } from './server/notify.js';
 import { socketActivation } from './server/activation.js';
-import { startHttp, type HttpServer } from './server/http.js';
+import type { HttpServer } from './server/http.js';
 import { doReload, ReloadRejected } from './ops/events.js';
 import { startJournal } from './ops/record.js';
 
@@ -105,7 +105,8 @@ async function main(argv: string[]): Promise<void> {
     if (activation !== null) socketPath = await server.listenFd(activation.fd, o.socket ?? process.env['BUFFERD_SOCKET'] ?? null);
     else await server.listen(socketPath);
     const httpSpec = o.http ?? config.server.http;
-    if (httpSpec !== null) http = await startHttp(ctx, httpSpec);
+    // the dashboard (and ws, its WebSocket server) is loaded only when it is on
+    if (httpSpec !== null) http = await (await import('./server/http.js')).startHttp(ctx, httpSpec);
   } catch (e) {
     // the Unix socket may be up already: take it (and the cookie) down again
     await server.shutdown('start-up failed').catch(() => {});

@@ -9,7 +9,7 @@
  * one sees physical segments directly; a DMA mask it can't reach is either
  * a mismatch or, with `bounce`, a copy through the swiotlb bounce pool.
  */
-import { Type, type Static, type TLiteral, type TUnion } from '@sinclair/typebox';
+import { Type, type Static, type TLiteral, type TUnion } from './typebox.js';
 
 export const CACHE_POLICY_NAMES = ['writeback', 'writecombine', 'uncached'] as const;
 export type CachePolicyName = (typeof CACHE_POLICY_NAMES)[number];

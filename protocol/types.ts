@@ -3,7 +3,7 @@
  * with TypeBox: the JSON Schema is what ajv compiles, the static type is what
  * TypeScript checks.
  */
-import { Type, type TSchema, type TObject, type TProperties, type TLiteral } from '@sinclair/typebox';
+import { Type, type TSchema, type TObject, type TProperties, type TLiteral } from './typebox.js';
 
 /** Largest integer carried exactly by a JS number. */
 export const MAX_SAFE = Number.MAX_SAFE_INTEGER;

@@ -9,9 +9,19 @@ import { isPlainMap } from './codec.js';
 import { REQUESTS, OP_NAMES, type OpName } from './requests.js';
 import { describeSchema } from './types.js';
 
-/** An ajv instance that knows the `bytes` keyword (MessagePack bin values). */
-export function createAjv(): Ajv {
-  const ajv = new Ajv({ allErrors: false, strict: true, strictTypes: false, useDefaults: false, coerceTypes: false });
+/**
+ * An ajv instance that knows the `bytes` keyword (MessagePack bin values).
+ *
+ * `validateSchema: false`: ajv would otherwise compile the draft-07
+ * meta-schema and check every schema against it before compiling it (about
+ * a sixth of the daemon's start-up compile). Our schemas are our own, built
+ * by TypeBox, so that check runs in the unit tests instead
+ * (test/unit/schema-meta.test.ts); strict mode (unknown keywords, ignored
+ * keywords) still runs at every compile. See ajv's options, "validateSchema":
+ * https://ajv.js.org/options.html#validateschema
+ */
+export function createAjv(opts: { code?: { optimize?: boolean } } = {}): Ajv {
+  const ajv = new Ajv({ allErrors: false, strict: true, strictTypes: false, useDefaults: false, coerceTypes: false, validateSchema: false, ...opts });
   ajv.addKeyword({
     keyword: 'bytes',
     schemaType: 'object',
@@ -79,13 +89,38 @@ export function formatAjvError(op: string, schema: TSchema, err: ErrorObject): s
 export type RequestValidator = (msg: unknown) => { op: OpName; id: number } ;
 
 /**
- * Compile every request schema. The returned function checks a decoded
- * request and returns its op and id, or throws BufferdError (EPROTO when the
- * value is not a map, EINVAL otherwise) whose details carry `id` when known.
+ * What ajv compiles for an op: its request schema with `id` and `op` left
+ * unchecked (`{}`), because the validator below has checked both before it
+ * calls the op's function (`id` against the same schema, `op` by the lookup
+ * that picked the function). Required and allowed fields stay as they are.
+ */
+function opBody(schema: TSchema): TSchema {
+  return { ...schema, properties: { ...(schema['properties'] as object), id: {}, op: {} } } as TSchema;
+}
+
+/** The identity of a compiled body: its JSON without `description` (an annotation: ajv generates no code for it). */
+function shapeKey(schema: TSchema): string {
+  return JSON.stringify(schema, (k, v: unknown) => (k === 'description' ? undefined : v));
+}
+
+/**
+ * Compile every request schema, at start-up. Ops whose bodies are the same
+ * shape (ping and pools, close and dup, ...) share one compiled function;
+ * errors are still worded from the op's own schema. The returned function
+ * checks a decoded request and returns its op and id, or throws
+ * BufferdError (EPROTO when the value is not a map, EINVAL otherwise) whose
+ * details carry `id` when known.
  */
 export function compileRequestValidator(ajv: Ajv = createAjv()): RequestValidator {
   const compiled = new Map<string, ValidateFunction>();
-  for (const op of OP_NAMES) compiled.set(op, ajv.compile(REQUESTS[op]));
+  const byShape = new Map<string, ValidateFunction>();
+  for (const op of OP_NAMES) {
+    const body = opBody(REQUESTS[op]);
+    const key = shapeKey(body);
+    let v = byShape.get(key);
+    if (v === undefined) byShape.set(key, (v = ajv.compile(body)));
+    compiled.set(op, v);
+  }
   const idSchema = REQUESTS.ping.properties.id;
   const validateId = ajv.compile(idSchema);
   const known = OP_NAMES.join(', ');

@@ -3,7 +3,7 @@
  * can't express (overlaps, references between sections) live in
  * machine-config.ts.
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static } from '../../protocol/typebox.js';
 import { SIZE_PATTERN } from '../../protocol/units.js';
 import { ConstraintsSchema } from '../../protocol/attributes.js';
 import { FAULT_POINTS, FaultSpecSchema } from '../../protocol/ops/inject.js';

@@ -3,8 +3,15 @@
  * terminal: then pino-pretty's readable lines (same records, same levels),
  * written synchronously on the daemon's own thread (no transport worker).
  */
+import { createRequire } from 'node:module';
 import { pino, type Logger, type Level, type DestinationStream } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+
+// pino-pretty (and its ~17 modules) is loaded only when a logger is readable:
+// a daemon logging JSON (a pipe, a file, the journal) never pays for it. It
+// is CommonJS, so require() loads it synchronously and createLogger stays
+// synchronous (https://nodejs.org/api/module.html#modulecreaterequirefilename).
+const require = createRequire(import.meta.url);
 
 export type { Logger };
 
@@ -31,6 +38,7 @@ export function createLogger(level: LogLevel, format: LogFormat = 'auto', out: N
   };
   const readable = format === 'pretty' || (format === 'auto' && out.isTTY === true);
   if (!readable) return out === process.stdout ? pino(opts) : pino(opts, out);
+  const pretty = require('pino-pretty') as typeof PinoPretty;
   const stream = pretty({
     destination: out,
     sync: true,

@@ -1,7 +1,7 @@
 /**
  * Coherency ops: sync (DMA_BUF_IOCTL_SYNC), map, unmap, fence, violations.
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../typebox.js';
 import { HandleNum as Handle, Uint, request } from '../types.js';
 import { CachePolicySchema } from '../attributes.js';
 

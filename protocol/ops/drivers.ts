@@ -2,7 +2,7 @@
  * Driver ops: drivers, constraints, merge, register, unregister,
  * driver.attach, driver.detach, and device-side access (device.*).
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../typebox.js';
 import { HandleNum as Handle, Name, Uint, request, BinaryData } from '../types.js';
 import { ConstraintsSchema } from '../attributes.js';
 import { MAX_DATA_BYTES } from './memory.js';

@@ -1,7 +1,7 @@
 /**
  * Operations ops: subscribe, unsubscribe (live events), reload (the config).
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../typebox.js';
 import { request } from '../types.js';
 
 export const TOPIC_NAMES = ['alloc', 'handles', 'drivers', 'violations', 'hugepages', 'clients', 'status'] as const;

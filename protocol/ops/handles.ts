@@ -2,7 +2,7 @@
  * Handle ops: dup, close, send, export, import, buffers. (alloc, info, read
  * and write take and return handles too; they live with the memory ops.)
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../typebox.js';
 import { HandleNum as Handle, Name, Uint, request } from '../types.js';
 import { Access, Nonce } from './coherency.js';
 

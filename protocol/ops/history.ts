@@ -3,7 +3,7 @@
  * `graph` (clients, buffers and drivers with who holds, passed, registered,
  * mapped and exported what).
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../typebox.js';
 import { Name, Uint, request } from '../types.js';
 
 type RightName = 'read' | 'write' | 'share';

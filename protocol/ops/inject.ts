@@ -3,7 +3,7 @@
  * the fault points and the shapes of their results (PROTOCOL.md, "Fault
  * injection").
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static } from '../typebox.js';
 import { Name, request } from '../types.js';
 
 /** The named points where a failure can be injected. */

@@ -1,7 +1,7 @@
 /**
  * Memory ops: pools, alloc, free, info, hugepages.set.
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../typebox.js';
 import { HandleNum, Name, Uint, request, BinaryData } from '../types.js';
 
 /** Largest single buffer: 64 GiB. */

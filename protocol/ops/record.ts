@@ -3,7 +3,7 @@
  * to a file (`bufferd --record` does it from start-up); `bufferd replay`
  * re-runs the journal. Admin only: the daemon writes the file.
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../typebox.js';
 import { request } from '../types.js';
 
 export const RECORD_REQUESTS = {

@@ -1,7 +1,7 @@
 /**
  * Session ops: hello, ping, status.
  */
-import { Type } from '@sinclair/typebox';
+import { Type } from '../typebox.js';
 import { Name, Uint, request } from '../types.js';
 import { AcceptFrom } from './handles.js';
 
