@@ -16,7 +16,7 @@ import { describeSchema } from './types.js';
  * meta-schema and check every schema against it before compiling it (about
  * a sixth of the daemon's start-up compile). Our schemas are our own, built
  * by TypeBox, so that check runs in the unit tests instead
- * (test/unit/schema-meta.test.ts); strict mode (unknown keywords, ignored
+ * (test/unit/validate-compile.test.ts); strict mode (unknown keywords, ignored
  * keywords) still runs at every compile. See ajv's options, "validateSchema":
  * https://ajv.js.org/options.html#validateschema
  */
