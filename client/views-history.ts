@@ -66,6 +66,8 @@ export function describeEvent(e: HistoryEvent): string {
       if (n(e, 'mappings') > 0) parts.push(plural(n(e, 'mappings'), 'mapping'));
       return `gone, dropping ${parts.join(' and ') || 'nothing'}`;
     }
+    case 'expire':
+      return `the token ${who(n(e, 'from'), (e['fromName'] as string | null) ?? null)} exported (${(e['rights'] as string[]).join(',')}) expired unimported`;
     case 'free':
       return `${size(n(e, 'size'))} back to pool ${String(e['pool'])}${e['after'] !== undefined ? ` (after ${String(e['after'])})` : ''}`;
     default:

@@ -45,6 +45,14 @@ interface InFlight extends HeapEntry {
  * and expiring a token cost O(log n) however many are live, and the next
  * deadline is read in O(1).
  */
+/** A token that expired unimported: its buffer, who exported it and the rights it carried. */
+export interface ExpiredToken {
+  buffer: SharedBuffer;
+  from: number;
+  fromName: string | null;
+  rights: number;
+}
+
 export class TokenTable {
   private readonly live = new Map<string, InFlight>();
   private readonly byExpiry = new KeyedHeap<InFlight>();
@@ -53,6 +61,8 @@ export class TokenTable {
   expired = 0;
   /** Fault injection (point `token`: a valid token found expired at import), or null. */
   faults: FaultInjector | null = null;
+  /** Told of a token that expired unimported, before it lets its buffer go (the buffer's history records it). */
+  onExpire: ((t: ExpiredToken) => void) | null = null;
 
   constructor(private readonly now: () => number) {}
 
@@ -102,6 +112,7 @@ export class TokenTable {
   private expire(t: InFlight): void {
     this.forget(t);
     this.expired++;
+    this.onExpire?.({ buffer: t.buffer, from: t.from, fromName: t.fromName, rights: t.rights });
     t.buffer.unref('inflight');
   }
 

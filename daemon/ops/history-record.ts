@@ -17,7 +17,8 @@ import type { OpName, RequestOf } from '../../protocol/requests.js';
 import type { ResultOf } from '../../protocol/results.js';
 import type { DaemonContext } from '../session/context.js';
 import type { Session } from '../session/clients.js';
-import type { SharedBuffer } from '../buffers/handles.js';
+import { rightsList, type SharedBuffer } from '../buffers/handles.js';
+import type { ExpiredToken } from '../buffers/tokens.js';
 import type { Topic } from '../session/events.js';
 import type { Work } from '../lib/slices.js';
 import type { HistoryJournal } from '../session/history.js';
@@ -218,6 +219,16 @@ export function historyTap(ctx: DaemonContext): (topic: Exclude<Topic, 'status'>
       h.record(buffer, 'leak', { id: reg, name: ctx.clients.byId(reg)?.name ?? h.nameOf(buffer, reg) }, { driver: d['driver'], reason: d['reason'] });
     }
   };
+}
+
+/**
+ * A token expired unimported (tokens.ts onExpire): an `expire` event on its
+ * buffer, by the daemon, before the free its in-flight reference may have
+ * been keeping back — so the free that follows has its reason.
+ */
+export function recordTokenExpiry(ctx: DaemonContext, t: ExpiredToken): void {
+  if (!ctx.history.enabled) return;
+  ctx.history.record(t.buffer.id, 'expire', null, { from: t.from, fromName: t.fromName, rights: rightsList(t.rights) });
 }
 
 /** Handle numbers a departure event lists (`count` has them all). */

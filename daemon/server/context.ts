@@ -20,7 +20,7 @@ import { SharedMemory } from '../dma/shared.js';
 import { EventBus } from '../session/events.js';
 import { onSessionClose } from '../ops/index.js';
 import { HistoryJournal } from '../session/history.js';
-import { historyTap, recordDeparture } from '../ops/history-record.js';
+import { historyTap, recordDeparture, recordTokenExpiry } from '../ops/history-record.js';
 import { snapshot } from '../ops/dashboard.js';
 import { createFaults } from '../ops/inject.js';
 import { Background, type Work } from '../lib/slices.js';
@@ -149,5 +149,6 @@ export function createContext(config: Config, log: Logger, socketPath: string, c
     },
   };
   bus.tap = historyTap(ctx);
+  tokens.onExpire = (t) => recordTokenExpiry(ctx, t);
   return ctx;
 }

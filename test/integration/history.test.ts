@@ -118,6 +118,40 @@ t.test("a buffer's life across two processes, in order, with who did what", asyn
   await beta.cmd('exit');
 });
 
+t.test('a token that expires unimported: an expire event by the daemon, then the free it let happen', async (t) => {
+  const d = await startDaemon(t);
+  const alpha = await client(t, d.socket, 'alpha');
+  const h = await alpha.alloc({ pool: 'default', size: 4096 });
+  const tok = await alpha.export(h.handle, { rights: ['read'], ttlMs: 50 });
+  t.equal(tok.expiresInMs, 50);
+  // only the token holds the buffer now; its expiry frees it
+  await alpha.close(h.handle);
+  const admin = await client(t, d.socket, 'admin', { useCookie: true });
+  let r = await admin.history(h.buffer);
+  for (let i = 0; i < 100 && r.live; i++) {
+    await new Promise((res) => setTimeout(res, 20));
+    r = await admin.history(h.buffer);
+  }
+  t.equal(r.live, false, 'freed when the token expired');
+  t.same(
+    r.events.map((e) => [e.kind, e.clientName]),
+    [
+      ['alloc', 'alpha'],
+      ['export', 'alpha'],
+      ['close', 'alpha'],
+      ['expire', null],
+      ['free', null],
+    ],
+  );
+  t.match(r.events[3], { client: null, from: alpha.session.clientId, fromName: 'alpha', rights: ['read'] });
+  t.match(r.events[4], { client: null, pool: 'default', size: 4096 });
+  t.equal(r.events[4]!['after'], undefined, 'no op freed it');
+  const text = await bufctlHere(d.socket, 'history', String(h.buffer));
+  t.equal(text.code, 0, text.stderr);
+  t.match(text.stdout, /daemon +expire +the token alpha#\d+ exported \(read\) expired unimported/);
+  t.match(await rejection(admin.import(tok.token)), { code: 'ENOENT' }, 'the token is gone');
+});
+
 t.test('config bounds: the freed ring, the per-buffer cap; history off and on by reload', async (t) => {
   const cfg = base();
   cfg['history'] = { keepFreed: 1, perBuffer: 8 };
