@@ -50,6 +50,11 @@ export type SplitBlock = (b: HeldBlock, npages: number) => HeldBlock;
  */
 export const DIRECT_SPARE = 2;
 
+/** Does a pool keep its freed direct buffers' pages here? 4 KiB scatter-gather pools with decay off (`dirtyDecayMs: -1`). */
+export function keepsDirect(cfg: { dirtyDecayMs: number; contiguous: boolean }, pageSize: number): boolean {
+  return cfg.dirtyDecayMs === -1 && pageSize === PAGE && !cfg.contiguous;
+}
+
 /** Extent objects kept for reuse, at most. */
 const RECYCLE = 64;
 const NONE: HeldBlock[] = [];

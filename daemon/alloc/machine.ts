@@ -77,7 +77,6 @@ export class Machine {
   /** Live buffers by id (IntMap: ids only grow, and V8's Map pays for every deleted one until it rehashes). */
   private readonly buffers = new IntMap<PhysBuffer>();
   private nextId = 1;
-  private lastPool: Pool | null = null;
 
   constructor(
     readonly cfg: MachineLayout,
@@ -118,13 +117,10 @@ export class Machine {
   }
 
   pool(name: string): Pool {
-    // (the last pool asked for, without hashing its name: a client allocates from one pool over and over)
-    if (name === this.lastPool?.name) return this.lastPool;
     const p = this.pools.get(name);
     if (p === undefined) {
       throw new BufferdError('ENOENT', `no pool named '${name}'; pools: ${[...this.pools.keys()].join(', ')}`, { pool: name });
     }
-    this.lastPool = p;
     return p;
   }
 

@@ -23,13 +23,11 @@ import { backSlots, emptySlots } from './hugefault.js';
 import type { CacheAttrTracker, HeldBlock } from '../memory/cacheattr.js';
 import { Arena, mergeBinStats, type ArenaStats, type BinStats } from './arena.js';
 import { alignedUsize, isSmall, LARGE_MINCLASS, size2usize } from './sizeclasses.js';
-import { segmentsOf } from '../memory/segments.js';
+import { segmentsOf, type Segment } from '../memory/segments.js';
 import { checkPlacement } from './placement.js';
-import { DIRECT_SPARE, DirtyCache } from './dirtycache.js';
+import { DIRECT_SPARE, DirtyCache, keepsDirect } from './dirtycache.js';
 import { poolEnomem } from './enomem.js';
-
 import { MAX_BUFFER_BYTES, SMALL_POOL_CHUNK, type PoolConfig } from './poolconfig.js';
-import type { Segment } from '../memory/segments.js';
 import { earliest } from '../lib/earliest.js';
 import { poolMap, type PoolMapEntry } from './poolmap.js';
 import { poolStatus } from './poolstatus.js';
@@ -84,7 +82,7 @@ export class Pool {
   private readonly dirtyDirect: DirtyCache;
   /** Purges of the direct dirty cache. */
   private directPurges = 0;
-  /** keepsDirty(), as of the last decay change. */
+  /** Does a freed direct buffer leave its pages in the pool (dirtycache.ts keepsDirect, as of the last decay change; read at every direct alloc and free)? */
   private keepDirty: boolean;
 
   constructor(
@@ -97,7 +95,7 @@ export class Pool {
     this.name = cfg.name;
     this.dirtyDirect = new DirtyCache((b, n) => attrs.split(b, n));
     this.directThreshold = source.pageSize > PAGE ? source.pageSize : SMALL_POOL_CHUNK;
-    this.keepDirty = Pool.keepsDirtyFor(cfg, source);
+    this.keepDirty = keepsDirect(cfg, source.pageSize);
   }
 
   get pageSize(): number {
@@ -177,7 +175,7 @@ export class Pool {
    */
   private directUsize(size: number): number {
     // (classes from 16 KiB up are whole pages; a smaller direct buffer, direct for its alignment, takes whole pages)
-    if (size > LARGE_MINCLASS && this.keepsDirty()) return size2usize(size);
+    if (size > LARGE_MINCLASS && this.keepDirty) return size2usize(size);
     return Math.ceil(size / this.pageSize) * this.pageSize;
   }
 
@@ -231,7 +229,7 @@ export class Pool {
     let usize = this.directUsize(size);
     let count = usize / this.pageSize;
     const lazy = !populate && this.source.reserve !== undefined && !this.cfg.contiguous;
-    const cached = !lazy && align <= PAGE && minAddress === 0 && this.keepsDirty();
+    const cached = !lazy && align <= PAGE && minAddress === 0 && this.keepDirty;
     // a kept extent of the request's class is taken whole (dirtycache.ts), else the page source is asked
     let blocks = cached ? this.dirtyDirect.takeExact(count) : null;
     if (blocks === null) {
@@ -304,7 +302,7 @@ export class Pool {
   free(buf: PhysBuffer): void {
     if (buf.kind === 'direct') {
       for (const b of buf.blocks) b.users--;
-      if (this.keepsDirty()) this.dirtyDirect.put(buf.blocks, buf.usize / PAGE);
+      if (this.keepDirty) this.dirtyDirect.put(buf.blocks, buf.usize / PAGE);
       else for (const b of buf.blocks) this.source.release(b);
       if (buf.reservedPages > 0) {
         this.source.unreserve!(buf.reservedPages);
@@ -335,7 +333,7 @@ export class Pool {
   /** A reload changed the decay time: every arena reads it from the pool's config. */
   setDecay(ms: number): void {
     this.cfg.dirtyDecayMs = ms;
-    this.keepDirty = Pool.keepsDirtyFor(this.cfg, this.source);
+    this.keepDirty = keepsDirect(this.cfg, this.source.pageSize);
   }
 
   /** A client went away: its arena is purged and dropped once empty. */
@@ -347,20 +345,11 @@ export class Pool {
     if (a.live === 0) this.dropArena(a);
   }
 
-  /** Does a freed direct buffer leave its pages in the pool? (4 KiB scatter-gather pools with decay off; a field, read at every direct allocation and free) */
-  private keepsDirty(): boolean {
-    return this.keepDirty;
-  }
-
-  private static keepsDirtyFor(cfg: PoolConfig, source: PageSource): boolean {
-    return cfg.dirtyDecayMs === -1 && source.pageSize === PAGE && !cfg.contiguous;
-  }
-
   /** Purge due dirty chunks (all with force), and the direct dirty cache with force or once decay is on again; returns pages purged. */
   purge(force = false): number {
     let n = 0;
     for (const a of this.arenas.values()) n += a.purge(force);
-    if (this.dirtyDirect.count > 0 && (force || !this.keepsDirty())) {
+    if (this.dirtyDirect.count > 0 && (force || !this.keepDirty)) {
       n += this.dirtyDirect.pages;
       for (const b of this.dirtyDirect.drain()) this.source.release(b);
       this.directPurges++;
@@ -370,7 +359,7 @@ export class Pool {
 
   nextDeadline(): number | null {
     // the direct dirty cache waits for no deadline, unless a reload turned decay back on
-    if (this.dirtyDirect.count > 0 && !this.keepsDirty()) return this.now();
+    if (this.dirtyDirect.count > 0 && !this.keepDirty) return this.now();
     return earliest(this.arenas.values(), (a) => a.nextDeadline());
   }
 

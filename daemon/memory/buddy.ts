@@ -110,8 +110,9 @@ export class BuddyAllocator {
     this.lists[order]!.add(pfn / POW[order]! - this.base[order]!);
   }
 
+  /** Take a free block off its list (pfn aligned to the order: every caller's is); false when it is not there. */
   private remove(pfn: number, order: number): boolean {
-    return isAligned(pfn, POW[order]!) && this.lists[order]!.delete(pfn / POW[order]! - this.base[order]!);
+    return this.lists[order]!.delete(pfn / POW[order]! - this.base[order]!);
   }
 
   /** Is [pfn, pfn + 2^order) a free block of exactly this order (on the order's free list)? */

@@ -98,10 +98,6 @@ export class HugepagePool {
     return this.requested_;
   }
 
-  private insertFree(pfn: number, attr: CachePolicy): void {
-    this.freeList.add(pfn, attr);
-  }
-
   /** A page leaving the free list: its attribute goes with it. */
   private detach(pfn: number): Hugepage {
     return { pfn, attr: this.freeList.remove(pfn) };
@@ -112,7 +108,7 @@ export class HugepagePool {
     const pfn = this.mem.allocBlock(this.region, this.order, null);
     if (pfn < 0) return false;
     this.total_++;
-    this.insertFree(pfn, 'writeback');
+    this.freeList.add(pfn, 'writeback');
     return true;
   }
 
@@ -162,7 +158,7 @@ export class HugepagePool {
       }
       for (const pfn of fresh) {
         this.total_++;
-        this.insertFree(pfn, 'writeback');
+        this.freeList.add(pfn, 'writeback');
       }
       this.surplus_ += needed;
     }
@@ -259,7 +255,7 @@ export class HugepagePool {
       this.total_--;
       return;
     }
-    this.insertFree(pfn, attr);
+    this.freeList.add(pfn, attr);
   }
 
   /** set_max_huge_pages: returns the persistent count reached. */
