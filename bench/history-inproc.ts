@@ -1,15 +1,17 @@
 /**
  * The history bench's life (alloc 4 KiB → dup → send → close ×2, the
  * receiver closing its copy) through the daemon's real dispatcher, in one
- * process, no sockets: two daemon contexts, history on and off, run in
- * alternating short blocks so whatever else the machine does falls on both.
- * What it adds up: the CPU time per life (process.cpuUsage) of each side.
- * Without the sockets' system calls a life is ~25–40 µs instead of
- * ~130–150 µs, so what recording costs stands out ~4× more than in the
- * daemons' figure; the two sides share the JIT's code, so a difference is
- * the recording's own work, not one process's luck.
+ * process, no sockets, with history on or off: what it adds up is the CPU
+ * time per life (process.cpuUsage) after a warm-up. Without the sockets'
+ * system calls a life costs a third of the daemon's, so what recording
+ * costs stands out ~3× more than in the daemons' figure.
  *
- *   node dist/bench/history-inproc.js [ROUNDS] [LIVES-PER-BLOCK]
+ * One side per process, as in the daemon (history.ts runs several of each,
+ * alternating): two contexts in one process share the JIT's code and
+ * feedback and each other's cache lines, and showed the recording's cost
+ * about twice what it is alone.
+ *
+ *   node dist/bench/history-inproc.js on|off [LIVES]
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,8 +23,8 @@ import { buildConfig } from '../daemon/config/config.js';
 import { encodeValue } from '../protocol/codec.js';
 import { ROOT } from './harness.js';
 
-const rounds = Number(process.argv[2] ?? 400);
-const lives = Number(process.argv[3] ?? 50);
+const history = process.argv[2] !== 'off';
+const lives = Number(process.argv[3] ?? 30_000);
 const machine = JSON.parse(readFileSync(join(ROOT, 'systemd', 'bufferd.json'), 'utf8')) as Record<string, unknown>;
 const log = createLogger('silent', 'json', process.stderr);
 
@@ -32,7 +34,6 @@ interface Side {
   call(s: Session, op: string, f: Record<string, unknown>): Record<string, unknown>;
   /** Handles sent to b, for it to close. */
   sent: number[];
-  cpuUs: number;
 }
 
 function side(history: boolean): Side {
@@ -59,7 +60,7 @@ function side(history: boolean): Side {
   };
   call(a, 'hello', { version: 1, name: 'bench-a' });
   call(b, 'hello', { version: 1, name: 'bench-b', accept: ['bench-a'] });
-  return { a, b, call, sent, cpuUs: 0 };
+  return { a, b, call, sent };
 }
 
 function life(s: Side): void {
@@ -71,17 +72,10 @@ function life(s: Side): void {
   s.call(s.a, 'close', { handle: h['handle'] });
 }
 
-const on = side(true);
-const off = side(false);
-// warm-up: past the JIT's tiers and the journal's first growth (1000 freed buffers kept)
-for (let i = 0; i < Math.min(3000, rounds * lives); i++) for (const s of [on, off]) life(s);
-for (let r = 0; r < rounds; r++) {
-  for (const s of r % 2 === 0 ? [on, off] : [off, on]) {
-    const c0 = process.cpuUsage();
-    for (let i = 0; i < lives; i++) life(s);
-    const c = process.cpuUsage(c0);
-    s.cpuUs += c.user + c.system;
-  }
-}
-const n = rounds * lives;
-process.stdout.write(`${JSON.stringify({ onUsPerLife: on.cpuUs / n, offUsPerLife: off.cpuUs / n })}\n`);
+const s = side(history);
+// warm-up: past the JIT's tiers and the journal's first growth (1000 freed buffers kept, then the ring turns)
+for (let i = 0; i < Math.min(5000, lives); i++) life(s);
+const c0 = process.cpuUsage();
+for (let i = 0; i < lives; i++) life(s);
+const c = process.cpuUsage(c0);
+process.stdout.write(`${JSON.stringify({ history, usPerLife: (c.user + c.system) / lives })}\n`);

@@ -3,27 +3,29 @@
  * they hold.
  *
  * 1. The request path with history on (the default) vs off
- *    (`history.enabled: false`), two daemons side by side, measured in
- *    alternating blocks so machine noise falls on both: 8 concurrent loops
+ *    (`history.enabled: false`), daemons side by side, measured in
+ *    alternating blocks so machine noise falls on all: 8 concurrent loops
  *    per daemon of alloc 4 KiB → dup → send → close ×2 (the receiver closes
- *    its copy) — every op a recorded one, with a free at the end. Figure:
- *    loop iterations per second (the median block of each side: wall-clock
- *    rates swing with other processes), and the daemon's CPU time per
- *    iteration (/proc/PID/stat, 10 ms ticks: the figure to trust on a loaded
- *    machine; over all blocks, since one block may be only a few ticks); 'history on'
- *    carries baseline 'history off' (ratio ≈ 1: recording costs nothing
- *    measurable).
- * 1b. The same life through the daemon's dispatcher in one process (no
- *    sockets, history-inproc.ts): two contexts, on and off, alternating
- *    blocks of 50 lives; CPU per life. A life costs a quarter of the
- *    daemon's there, so the recording's share shows ~4× larger.
+ *    its copy) — every op a recorded one, with a free at the end. Figures:
+ *    loop iterations per second, and the daemon's CPU time per iteration
+ *    (all its threads, /proc/PID/task/N/schedstat in ns — the figure to
+ *    trust on a busy machine; /proc/PID/stat's 10 ms ticks where schedstat
+ *    is missing), each the median block of its side. A third daemon, history
+ *    off too, is measured the same way: 'history off, again' against 'history
+ *    off' is the harness's own spread, what "not measurable" is judged
+ *    against.
+ * 1b. The same life through the daemon's dispatcher, no sockets
+ *    (history-inproc.ts), one side per process as in the daemon, several
+ *    processes of each side alternating: CPU per life, the median process of
+ *    each side. A life costs a third of the daemon's there, so the
+ *    recording's share shows ~3× larger.
  * 2. `graph` over 1000 live buffers and `history` of one: latency, p50.
  * 3. The journal alone, in a child with --expose-gc: heap bytes per kept
  *    event (200k events of the daemon's shapes), and the time to record one
  *    in the steady state of the default bounds (freed ring full) — against
  *    the daemon's CPU per op above, what recording can add at most.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
@@ -36,15 +38,25 @@ interface Side {
   b: BufferClient;
   /** Per block: lives per second, and the daemon's CPU µs per life. */
   rates: number[];
-  /** The daemon's CPU ms and the lives of all measured blocks. */
-  cpuMs: number;
-  lives: number;
+  cpus: number[];
 }
 
-/** user + system CPU time of a process, ms (clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
+/**
+ * CPU time of a process, all its threads, in µs: the scheduler's own count
+ * (/proc/PID/task/N/schedstat, ns), or user + system from /proc/PID/stat in
+ * clock ticks of 10 ms where schedstat is missing (a kernel without
+ * CONFIG_SCHEDSTATS).
+ */
+function cpuUs(pid: number): number {
+  try {
+    let ns = 0;
+    for (const t of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    if (Number.isFinite(ns)) return ns / 1000;
+  } catch {
+    // a thread gone between the listing and the read, or no schedstat: the ticks below
+  }
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
+  return (Number(f[11]) + Number(f[12])) * 10_000;
 }
 
 async function side(name: string, config: unknown): Promise<Side> {
@@ -52,7 +64,7 @@ async function side(name: string, config: unknown): Promise<Side> {
   const a = await connect({ socket: daemon.socket, name: 'bench-a', useCookie: false });
   const b = await connect({ socket: daemon.socket, name: 'bench-b', accept: ['bench-a'], useCookie: false });
   b.on('handle', (ev) => void b.close(ev.handle));
-  return { name, daemon, a, b, rates: [], cpuMs: 0, lives: 0 };
+  return { name, daemon, a, b, rates: [], cpus: [] };
 }
 
 /** One iteration: a buffer's short life, every op one the journal records. */
@@ -66,7 +78,7 @@ async function life(s: Side): Promise<void> {
 
 async function block(s: Side, ms: number, loops: number): Promise<void> {
   const t0 = performance.now();
-  const c0 = cpuMs(s.daemon.proc.pid!);
+  const c0 = cpuUs(s.daemon.proc.pid!);
   let n = 0;
   await Promise.all(
     Array.from({ length: loops }, async () => {
@@ -77,8 +89,20 @@ async function block(s: Side, ms: number, loops: number): Promise<void> {
     }),
   );
   s.rates.push(n / ((performance.now() - t0) / 1000));
-  s.cpuMs += cpuMs(s.daemon.proc.pid!) - c0;
-  s.lives += n;
+  s.cpus.push((cpuUs(s.daemon.proc.pid!) - c0) / Math.max(1, n));
+}
+
+/** The in-process life (history-inproc.ts), `reps` processes a side, alternating: each side's median process, µs per life. */
+async function inProcess(reps: number, lives: number): Promise<{ on: number; off: number }> {
+  const on: number[] = [];
+  const off: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    for (const side of i % 2 === 0 ? ['on', 'off'] : ['off', 'on']) {
+      const r = await runChildJson<{ usPerLife: number }>('history-inproc.js', [side, String(lives)]);
+      (side === 'on' ? on : off).push(r.usPerLife);
+    }
+  }
+  return { on: median(on), off: median(off) };
 }
 
 export async function run(args: BenchArgs): Promise<Reporter> {
@@ -90,29 +114,27 @@ export async function run(args: BenchArgs): Promise<Reporter> {
   const machine = JSON.parse(readFileSync(join(ROOT, 'systemd', 'bufferd.json'), 'utf8')) as Record<string, unknown>;
   const on = await side('history on', machine);
   const off = await side('history off', { ...machine, history: { enabled: false } });
+  const again = await side('history off, again', { ...machine, history: { enabled: false } });
+  const sides = [on, off, again];
   try {
-    // warm-up, then alternate; the median block of each side (a block the machine's other load fell on does not move it)
-    await block(on, smoke ? 20 : 200, 8);
-    await block(off, smoke ? 20 : 200, 8);
-    for (const s of [on, off]) {
-      s.rates.length = 0;
-      s.cpuMs = s.lives = 0;
-    }
+    // warm-up, then rounds in turn, each starting with the next side; the median block of each side (a block the machine's other load fell on does not move it)
+    for (const s of sides) await block(s, smoke ? 20 : 200, 8);
+    for (const s of sides) s.rates.length = s.cpus.length = 0;
     for (let i = 0; i < rounds; i++) {
-      for (const s of i % 2 === 0 ? [on, off] : [off, on]) await block(s, ms, 8);
+      for (let k = 0; k < sides.length; k++) await block(sides[(i + k) % sides.length]!, ms, 8);
     }
     rep.figure('history off', 'livesPerSec', median(off.rates), 'lives/s');
     rep.figure('history on', 'livesPerSec', median(on.rates), 'lives/s', { name: 'history off', value: median(off.rates) });
+    rep.figure('history off, again', 'livesPerSec', median(again.rates), 'lives/s', { name: 'history off', value: median(off.rates) });
     // the daemon's own CPU per life: what recording adds, whatever else runs on the machine
-    // over all blocks, not the median block: a block is a few 10 ms ticks of the daemon's CPU on a loaded box, too coarse alone
-    const perLife = (s: Side) => (s.cpuMs * 1000) / s.lives;
-    rep.figure('history off', 'daemonCpuUsPerLife', perLife(off), 'us');
-    rep.figure('history on', 'daemonCpuUsPerLife', perLife(on), 'us', { name: 'history off', value: perLife(off) });
+    rep.figure('history off', 'daemonCpuUsPerLife', median(off.cpus), 'us');
+    rep.figure('history on', 'daemonCpuUsPerLife', median(on.cpus), 'us', { name: 'history off', value: median(off.cpus) });
+    rep.figure('history off, again', 'daemonCpuUsPerLife', median(again.cpus), 'us', { name: 'history off', value: median(off.cpus) });
 
-    // 1b. the same life through the dispatcher in one process, no sockets (history-inproc.ts): the recording's cost ~4× as visible
-    const ip = await runChildJson<{ onUsPerLife: number; offUsPerLife: number }>('history-inproc.js', smoke ? ['4', '5'] : args.quick ? ['400', '50'] : ['1600', '50']);
-    rep.figure('history off, in-process', 'cpuUsPerLife', ip.offUsPerLife, 'us');
-    rep.figure('history on, in-process', 'cpuUsPerLife', ip.onUsPerLife, 'us', { name: 'history off, in-process', value: ip.offUsPerLife });
+    // 1b. the same life through the dispatcher, no sockets (history-inproc.ts): the recording's cost ~3× as visible
+    const ip = await inProcess(smoke ? 1 : args.quick ? 8 : 16, smoke ? 200 : args.quick ? 20_000 : 30_000);
+    rep.figure('history off, in-process', 'cpuUsPerLife', ip.off, 'us');
+    rep.figure('history on, in-process', 'cpuUsPerLife', ip.on, 'us', { name: 'history off, in-process', value: ip.off });
 
     // 2. the debugging ops themselves
     const held = [];
@@ -132,7 +154,7 @@ export async function run(args: BenchArgs): Promise<Reporter> {
     rep.figure('graph, 1000 buffers', 'latencyMs', median(g), 'ms');
     rep.figure('history, one buffer', 'latencyMs', median(h), 'ms');
   } finally {
-    for (const s of [on, off]) {
+    for (const s of sides) {
       await s.a.disconnect();
       await s.b.disconnect();
       await s.daemon.stop();

@@ -181,9 +181,14 @@ export class HandleTable {
     return h;
   }
 
+  /** The handle, or undefined (never opened, closed, or another connection's number). */
+  find(fd: number): Handle | undefined {
+    return Number.isInteger(fd) && fd >= 0 ? this.entries[fd] : undefined;
+  }
+
   /** The handle, or EBADF (never opened, closed, or another connection's number). */
   get(fd: number): Handle {
-    const h = Number.isInteger(fd) && fd >= 0 ? this.entries[fd] : undefined;
+    const h = this.find(fd);
     if (h === undefined) throw new BufferdError('EBADF', `handle ${fd} is not open on this connection`, { handle: fd });
     return h;
   }

@@ -29,8 +29,10 @@ type Fields = Record<string, unknown>;
 type AnyHandler = (ctx: DaemonContext, s: Session, req: never) => unknown;
 
 interface Recipe<K extends OpName> {
-  /** The buffers the op concerns, looked up before it runs (none: the op will fail on its own). */
-  on?(ctx: DaemonContext, s: Session, req: RequestOf<K>): SharedBuffer[];
+  /** The buffer the op concerns, looked up before it runs (none: the op will fail on its own). */
+  on?(ctx: DaemonContext, s: Session, req: RequestOf<K>): SharedBuffer | undefined;
+  /** A second one (device.copy's destination; no op concerns more). */
+  on2?(ctx: DaemonContext, s: Session, req: RequestOf<K>): SharedBuffer | undefined;
   /** A buffer the op made or found (alloc, importFd), from its result. */
   made?(ctx: DaemonContext, r: ResultOf<K>): SharedBuffer | undefined;
   /** What the event keeps (session/history-codecs.ts): the readable event is made when someone reads. */
@@ -39,27 +41,14 @@ interface Recipe<K extends OpName> {
   then?(slots: EventSlots, e: number, r: ResultOf<K>): void;
 }
 
-const NONE: SharedBuffer[] = [];
-
 /** The buffer behind a handle of this session, or none (the op will answer EBADF itself). */
-function byHandle(s: Session, fd: number): SharedBuffer[] {
-  const t = s.handles;
-  if (t === null) return [];
-  try {
-    return [t.get(fd).buffer];
-  } catch {
-    return [];
-  }
-}
+const byHandle = (s: Session, fd: number): SharedBuffer | undefined => s.handles?.find(fd)?.buffer;
 
-const byMapping = (s: Session, id: number): SharedBuffer[] => {
-  const m = s.mappings.get(id);
-  return m === undefined ? [] : [m.buffer];
-};
+const byMapping = (s: Session, id: number): SharedBuffer | undefined => s.mappings.get(id)?.buffer;
 
 const byReqHandle = (_c: DaemonContext, s: Session, req: { handle: number }) => byHandle(s, req.handle);
 const onVia = (_c: DaemonContext, s: Session, req: { handle?: number; mapping?: number }) =>
-  req.handle !== undefined ? byHandle(s, req.handle) : req.mapping !== undefined ? byMapping(s, req.mapping) : [];
+  req.handle !== undefined ? byHandle(s, req.handle) : req.mapping !== undefined ? byMapping(s, req.mapping) : undefined;
 
 /** The sender of the token being imported: the bus tells it during the import, the recipe takes it after. */
 let importing: { buffer: number; from: number; fromName: string | null } | null = null;
@@ -89,13 +78,13 @@ const RECIPES: { [K in OpName]?: Recipe<K> } = {
   read: { on: onVia, codec: C.read },
   register: handleOp(C.register),
   unregister: {
-    on: (ctx, s, q) => (q.handle !== undefined ? byHandle(s, q.handle) : q.buffer !== undefined ? [ctx.buffers.get(q.buffer)].filter((b) => b !== undefined) : []),
+    on: (ctx, s, q) => (q.handle !== undefined ? byHandle(s, q.handle) : q.buffer !== undefined ? ctx.buffers.get(q.buffer) : undefined),
     codec: C.unregister,
   },
   'device.write': handleOp(C['device.write']),
   'device.read': handleOp(C['device.read']),
   'device.fill': handleOp(C['device.fill']),
-  'device.copy': { on: (_c, s, q) => [...byHandle(s, q.src), ...byHandle(s, q.dst)], codec: C['device.copy'] },
+  'device.copy': { on: (_c, s, q) => byHandle(s, q.src), on2: (_c, s, q) => byHandle(s, q.dst), codec: C['device.copy'] },
   sync: handleOp(C.sync),
   map: handleOp(C.map),
   unmap: { on: (_c, s, q) => byMapping(s, q.mapping), codec: C.unmap },
@@ -110,12 +99,13 @@ const RECIPES: { [K in OpName]?: Recipe<K> } = {
  */
 interface Prepared {
   readonly on: NonNullable<Recipe<OpName>['on']> | null;
+  readonly on2: NonNullable<Recipe<OpName>['on2']> | null;
   readonly made: NonNullable<Recipe<OpName>['made']> | null;
   readonly codec: OpCodec<OpName>;
   readonly then: NonNullable<Recipe<OpName>['then']> | null;
 }
 
-const prepared = (r: Recipe<OpName>): Prepared => ({ on: r.on ?? null, made: r.made ?? null, codec: r.codec, then: r.then ?? null });
+const prepared = (r: Recipe<OpName>): Prepared => ({ on: r.on ?? null, on2: r.on2 ?? null, made: r.made ?? null, codec: r.codec, then: r.then ?? null });
 
 /** A refusal as the journal keeps it: the code, the sentence, and a driver's mismatches (bounded). */
 function refusal(op: string, e: unknown): Fields {
@@ -138,28 +128,27 @@ function note(h: HistoryJournal, r: Prepared, b: SharedBuffer, j: number, s: Ses
 const MADE = -2;
 
 /**
- * Record an op's outcome on the buffers it concerned: its event, or
- * `refused`; then let a free it caused be recorded. `j0`, `j1`: the journal
- * slots `hold` gave for the first two (no op concerns more; past them the
- * journal looks the buffer up).
+ * Record an op's outcome on the buffers it concerned (`b0`, `b1`, each
+ * maybe none): its event, or `refused`; then let a free it caused be
+ * recorded. `j0`, `j1`: the journal slots `hold` gave them.
  */
-function finish(ctx: DaemonContext, s: Session, op: OpName, r: Prepared, req: never, on: SharedBuffer[], j0: number, j1: number, res: unknown, err: unknown): void {
+function finish(ctx: DaemonContext, s: Session, op: OpName, r: Prepared, req: never, b0: SharedBuffer | undefined, b1: SharedBuffer | undefined, j0: number, j1: number, res: unknown, err: unknown): void {
   const h = ctx.history;
   if (err === undefined) {
     const made = r.made !== null ? r.made(ctx, res as never) : undefined;
     if (made !== undefined) note(h, r, made, MADE, s, op === 'alloc', undefined, req, res as never, 0);
     else {
       const also = op === 'send' ? (res as { to: number }).to : undefined;
-      for (let i = 0; i < on.length; i++) note(h, r, on[i]!, i === 0 ? j0 : i === 1 ? j1 : NIL, s, false, also, req, res as never, i);
+      if (b0 !== undefined) note(h, r, b0, j0, s, false, also, req, res as never, 0);
+      if (b1 !== undefined) note(h, r, b1, j1, s, false, also, req, res as never, 1);
     }
     if (op === 'import') importing = null;
   } else {
-    for (const b of on) h.record(b.id, 'refused', s, refusal(op, err));
+    if (b0 !== undefined) h.record(b0.id, 'refused', s, refusal(op, err));
+    if (b1 !== undefined) h.record(b1.id, 'refused', s, refusal(op, err));
   }
-  for (let i = 0; i < on.length; i++) {
-    if (i < 2) h.releaseAt(i === 0 ? j0 : j1, on[i]!.id, s, op);
-    else h.release(on[i]!.id, s, op);
-  }
+  if (b0 !== undefined) h.releaseAt(j0, b0.id, s, op);
+  if (b1 !== undefined) h.releaseAt(j1, b1.id, s, op);
 }
 
 /** The op table with each buffer op's outcome recorded (when history is on). */
@@ -171,30 +160,30 @@ export function recordHistory<T extends Record<string, unknown>>(table: T): T {
     out[op] = (ctx: DaemonContext, s: Session, req: never) => {
       const h = ctx.history;
       if (!h.enabled) return inner(ctx, s, req);
-      const on = r.on !== null ? r.on(ctx, s, req) : NONE;
-      const j0 = on.length > 0 ? h.hold(on[0]!.id) : NIL;
-      const j1 = on.length > 1 ? h.hold(on[1]!.id) : NIL;
-      for (let i = 2; i < on.length; i++) h.hold(on[i]!.id);
+      const b0 = r.on !== null ? r.on(ctx, s, req) : undefined;
+      const b1 = r.on2 !== null ? r.on2(ctx, s, req) : undefined;
+      const j0 = b0 !== undefined ? h.hold(b0.id) : NIL;
+      const j1 = b1 !== undefined ? h.hold(b1.id) : NIL;
       let res: unknown;
       try {
         res = inner(ctx, s, req);
       } catch (e) {
-        finish(ctx, s, op, r, req, on, j0, j1, undefined, e);
+        finish(ctx, s, op, r, req, b0, b1, j0, j1, undefined, e);
         throw e;
       }
       if (res instanceof Promise) {
         return res.then(
           (v: unknown) => {
-            finish(ctx, s, op, r, req, on, j0, j1, v, undefined);
+            finish(ctx, s, op, r, req, b0, b1, j0, j1, v, undefined);
             return v;
           },
           (e: unknown) => {
-            finish(ctx, s, op, r, req, on, j0, j1, undefined, e);
+            finish(ctx, s, op, r, req, b0, b1, j0, j1, undefined, e);
             throw e;
           },
         );
       }
-      finish(ctx, s, op, r, req, on, j0, j1, res, undefined);
+      finish(ctx, s, op, r, req, b0, b1, j0, j1, res, undefined);
       return res;
     };
   }

@@ -18,8 +18,10 @@ t.test('history benchmark emits its figures as JSON lines', async (t) => {
     [
       ['history off', 'livesPerSec', 'lives/s', undefined],
       ['history on', 'livesPerSec', 'lives/s', 'history off'],
+      ['history off, again', 'livesPerSec', 'lives/s', 'history off'],
       ['history off', 'daemonCpuUsPerLife', 'us', undefined],
       ['history on', 'daemonCpuUsPerLife', 'us', 'history off'],
+      ['history off, again', 'daemonCpuUsPerLife', 'us', 'history off'],
       ['history off, in-process', 'cpuUsPerLife', 'us', undefined],
       ['history on, in-process', 'cpuUsPerLife', 'us', 'history off, in-process'],
     ],
