@@ -3,17 +3,21 @@
  * they hold.
  *
  * 1. The request path with history on (the default) vs off
- *    (`history.enabled: false`), daemons side by side, measured in
- *    alternating blocks so machine noise falls on all: 8 concurrent loops
- *    per daemon of alloc 4 KiB → dup → send → close ×2 (the receiver closes
- *    its copy) — every op a recorded one, with a free at the end. Figures:
- *    loop iterations per second, and the daemon's CPU time per iteration
- *    (all its threads, /proc/PID/task/N/schedstat in ns — the figure to
- *    trust on a busy machine; /proc/PID/stat's 10 ms ticks where schedstat
- *    is missing), each the median block of its side. A third daemon, history
- *    off too, is measured the same way: 'history off, again' against 'history
- *    off' is the harness's own spread, what "not measurable" is judged
- *    against.
+ *    (`history.enabled: false`), in one daemon switched between the two by
+ *    a config reload (SIGHUP) before each block: two daemons differ by
+ *    5–10 % in CPU per request with the same config (each process's own JIT
+ *    and heap layout), more than what is measured here. Blocks of 8
+ *    concurrent loops of alloc 4 KiB → dup → send → close ×2 (the receiver
+ *    closes its copy) — every op a recorded one, with a free at the end —
+ *    each after an untimed block as long (history switched on starts with
+ *    an empty journal: the freed ring fills first), the states in turn.
+ *    Figures: loop iterations per second, and the daemon's CPU time per
+ *    iteration (all its threads, /proc/PID/task/N/schedstat in ns — the
+ *    figure to trust on a busy machine; /proc/PID/stat's 10 ms ticks where
+ *    schedstat is missing), each the median block of its state. A third
+ *    state, history off again (a reload that changes nothing), is measured
+ *    the same way: 'history off, again' against 'history off' is the
+ *    harness's own spread, what "not measurable" is judged against.
  * 1b. The same life through the daemon's dispatcher, no sockets
  *    (history-inproc.ts), one side per process as in the daemon, several
  *    processes of each side alternating: CPU per life, the median process of
@@ -25,7 +29,7 @@
  *    in the steady state of the default bounds (freed ring full) — against
  *    the daemon's CPU per op above, what recording can add at most.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
@@ -34,6 +38,8 @@ import { type BenchArgs, Reporter, median, startDaemon, runChildJson, ROOT, type
 interface Side {
   name: string;
   daemon: Child;
+  /** The daemon's config in this state (written and reloaded before each of its blocks). */
+  config: unknown;
   a: BufferClient;
   b: BufferClient;
   /** Per block: lives per second, and the daemon's CPU µs per life. */
@@ -59,12 +65,17 @@ function cpuUs(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10_000;
 }
 
-async function side(name: string, config: unknown): Promise<Side> {
-  const daemon = await startDaemon(config);
-  const a = await connect({ socket: daemon.socket, name: 'bench-a', useCookie: false });
-  const b = await connect({ socket: daemon.socket, name: 'bench-b', accept: ['bench-a'], useCookie: false });
-  b.on('handle', (ev) => void b.close(ev.handle));
-  return { name, daemon, a, b, rates: [], cpus: [] };
+/** The daemon in this state's config: written where it reads it, reloaded (SIGHUP), back when its log says so. */
+async function enter(s: Side, log: { text: string }): Promise<void> {
+  writeFileSync(join(s.daemon.dir, 'config.json'), JSON.stringify(s.config));
+  const from = log.text.length;
+  s.daemon.proc.kill('SIGHUP');
+  const t0 = performance.now();
+  while (!log.text.includes('configuration reloaded', from)) {
+    if (performance.now() - t0 > 10_000) throw new Error('the daemon did not reload its config within 10 s');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  log.text = log.text.slice(-4096);
 }
 
 /** One iteration: a buffer's short life, every op one the journal records. */
@@ -112,16 +123,29 @@ export async function run(args: BenchArgs): Promise<Reporter> {
   const rounds = smoke ? 2 : args.quick ? 16 : 40;
   const ms = smoke ? 100 : args.quick ? 200 : 400;
   const machine = JSON.parse(readFileSync(join(ROOT, 'systemd', 'bufferd.json'), 'utf8')) as Record<string, unknown>;
-  const on = await side('history on', machine);
-  const off = await side('history off', { ...machine, history: { enabled: false } });
-  const again = await side('history off, again', { ...machine, history: { enabled: false } });
+  const daemon = await startDaemon(machine);
+  const a = await connect({ socket: daemon.socket, name: 'bench-a', useCookie: false });
+  const b = await connect({ socket: daemon.socket, name: 'bench-b', accept: ['bench-a'], useCookie: false });
+  b.on('handle', (ev) => void b.close(ev.handle));
+  const log = { text: '' };
+  daemon.proc.stdout!.setEncoding('utf8').on('data', (d: string) => (log.text += d));
+  const state = (name: string, config: unknown): Side => ({ name, daemon, config, a, b, rates: [], cpus: [] });
+  const on = state('history on', machine);
+  const off = state('history off', { ...machine, history: { enabled: false } });
+  const again = state('history off, again', { ...machine, history: { enabled: false } });
   const sides = [on, off, again];
   try {
-    // warm-up, then rounds in turn, each starting with the next side; the median block of each side (a block the machine's other load fell on does not move it)
-    for (const s of sides) await block(s, smoke ? 20 : 200, 8);
-    for (const s of sides) s.rates.length = s.cpus.length = 0;
+    // warm-up, then the states in turn, each round starting with the next; each timed block after an untimed one in its state; the median block of each
+    await block(on, smoke ? 20 : 300, 8);
     for (let i = 0; i < rounds; i++) {
-      for (let k = 0; k < sides.length; k++) await block(sides[(i + k) % sides.length]!, ms, 8);
+      for (let k = 0; k < sides.length; k++) {
+        const s = sides[(i + k) % sides.length]!;
+        await enter(s, log);
+        await block(s, ms, 8);
+        s.rates.pop();
+        s.cpus.pop();
+        await block(s, ms, 8);
+      }
     }
     rep.figure('history off', 'livesPerSec', median(off.rates), 'lives/s');
     rep.figure('history on', 'livesPerSec', median(on.rates), 'lives/s', { name: 'history off', value: median(off.rates) });
@@ -136,7 +160,8 @@ export async function run(args: BenchArgs): Promise<Reporter> {
     rep.figure('history off, in-process', 'cpuUsPerLife', ip.off, 'us');
     rep.figure('history on, in-process', 'cpuUsPerLife', ip.on, 'us', { name: 'history off, in-process', value: ip.off });
 
-    // 2. the debugging ops themselves
+    // 2. the debugging ops themselves, history on
+    await enter(on, log);
     const held = [];
     for (let i = 0; i < 1000; i++) held.push(on.a.alloc({ pool: 'default', size: 64 }));
     const hs = await Promise.all(held);
@@ -154,11 +179,9 @@ export async function run(args: BenchArgs): Promise<Reporter> {
     rep.figure('graph, 1000 buffers', 'latencyMs', median(g), 'ms');
     rep.figure('history, one buffer', 'latencyMs', median(h), 'ms');
   } finally {
-    for (const s of sides) {
-      await s.a.disconnect();
-      await s.b.disconnect();
-      await s.daemon.stop();
-    }
+    await a.disconnect();
+    await b.disconnect();
+    await daemon.stop();
   }
   // 3. memory per event
   const mem = await runChildJson<{ bytesPerEvent: number; recordNsPerEvent: number }>('history-child.js', [smoke ? '10000' : args.quick ? '100000' : '200000']);
