@@ -70,3 +70,20 @@ t.test('history off: the handlers alone', async (t) => {
   lim.enabled = true;
   t.equal(history.get(5), undefined, 'nothing kept, nothing recorded');
 });
+
+t.test('device.copy: each buffer in its role, a handle not open leaves the other in its own', async (t) => {
+  const { history, ctx, s, h } = setup();
+  const w = recordHistory({
+    'device.copy': (_c: DaemonContext, _s: Session, q: Record<string, unknown>) => {
+      if (q['src'] === 77) throw new BufferdError('EBADF', 'handle 77 is not open on this connection');
+      return { copied: 16 };
+    },
+  }) as Record<string, Fn>;
+  w['device.copy']!(ctx, s, { driver: 'gpu', src: h.fd, dst: h.fd, length: 16 });
+  t.throws(() => w['device.copy']!(ctx, s, { driver: 'gpu', src: 77, dst: h.fd, length: 16 }), { code: 'EBADF' });
+  const ev = history.get(5)!.events.map(flat);
+  t.same(ev.map((e) => e.kind), ['alloc', 'device.copy', 'device.copy', 'refused']);
+  t.match(ev[1], { role: 'src', length: 16 });
+  t.match(ev[2], { role: 'dst', length: 16 });
+  t.match(ev[3], { op: 'device.copy', code: 'EBADF' }, 'the destination that was open has the refusal; the source, not open, nothing');
+});
