@@ -41,7 +41,64 @@ interface Level {
   /** For maps: the next item is a key. */
   key: boolean;
   /** For maps, when keys must be unique: the keys seen (their raw bytes). */
-  keys: Set<string> | null;
+  keys: MapKeys | null;
+}
+
+/** Keys up to this many are compared byte by byte; past it they go into a Set (a request's maps hold a handful). */
+const FEW_KEYS = 16;
+
+/**
+ * The keys of one map seen so far, as their bytes in the frame: compared
+ * in place while there are few (no string or Buffer made per key: this
+ * check runs on every request), in a Set of their latin1 strings past
+ * FEW_KEYS so a map of thousands stays linear.
+ */
+class MapKeys {
+  /** Start and length of each key seen, in turn. */
+  private readonly spans: number[] = [];
+  private set: Set<string> | null = null;
+
+  constructor(private readonly body: Uint8Array) {}
+
+  /** Add the key at body[start, start+len); false when the map has it already. */
+  add(start: number, len: number): boolean {
+    const body = this.body;
+    if (this.set === null) {
+      const spans = this.spans;
+      for (let i = 0; i < spans.length; i += 2) {
+        if (spans[i + 1] !== len) continue;
+        const o = spans[i]!;
+        let k = 0;
+        while (k < len && body[o + k] === body[start + k]) k++;
+        if (k === len) return false;
+      }
+      spans.push(start, len);
+      if (spans.length <= FEW_KEYS * 2) return true;
+      this.set = new Set();
+      for (let i = 0; i < spans.length; i += 2) this.set.add(latin1(body, spans[i]!, spans[i + 1]!));
+      return true;
+    }
+    const k = latin1(body, start, len);
+    if (this.set.has(k)) return false;
+    this.set.add(k);
+    return true;
+  }
+}
+
+const latin1 = (body: Uint8Array, start: number, len: number): string => Buffer.from(body.buffer, body.byteOffset + start, len).toString('latin1');
+
+/** Strings up to this long are checked for ASCII in a loop here before the native UTF-8 check (which needs a view object per call). */
+const SHORT_STRING = 64;
+
+/** Whether body[start, start+len) is valid UTF-8: an ASCII short string here, the rest by node:buffer's isUtf8. */
+function utf8(body: Uint8Array, start: number, len: number): boolean {
+  if (len <= SHORT_STRING) {
+    let i = start;
+    const end = start + len;
+    while (i < end && body[i]! < 0x80) i++;
+    if (i === end) return true;
+  }
+  return isUtf8(body.subarray(start, start + len));
 }
 
 const hex = (b: number) => `0x${b.toString(16).padStart(2, '0')}`;
@@ -58,7 +115,10 @@ export const MAX_REQUEST_VALUES = 16_384;
 export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
   const uniqueKeys = maxValues !== Infinity;
   const n = body.length;
-  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  let view: DataView | null = null;
+  /** A 16- or 32-bit big-endian length just read (the DataView made on first need: most requests have none). */
+  const u16 = (at: number) => (view ??= new DataView(body.buffer, body.byteOffset, body.byteLength)).getUint16(at);
+  const u32 = (at: number) => (view ??= new DataView(body.buffer, body.byteOffset, body.byteLength)).getUint32(at);
   const stack: Level[] = [];
   let pos = 0;
   let values = 0;
@@ -69,7 +129,7 @@ export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
   /** A length-prefixed payload (str, bin): the length must fit in what is left; a string must be UTF-8. */
   const skip = (len: number, what: string, at: number): void => {
     if (len > n - pos) throw new MalformedError(`${what} at offset ${at} claims ${len} bytes, only ${n - pos} left in the frame`, at);
-    if (what === 'string' && len > 0 && !isUtf8(body.subarray(pos, pos + len))) {
+    if (what === 'string' && len > 0 && !utf8(body, pos, len)) {
       throw new MalformedError(`string at offset ${at} is not valid UTF-8`, at);
     }
     pos += len;
@@ -82,7 +142,7 @@ export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
     }
     if (stack.length >= MAX_DEPTH) throw new MalformedError(`nesting deeper than ${MAX_DEPTH} levels at offset ${at}`, at);
     if (count === 0) return;
-    stack.push({ left: map ? count * 2 : count, map, key: map, keys: map && uniqueKeys ? new Set() : null });
+    stack.push({ left: map ? count * 2 : count, map, key: map, keys: map && uniqueKeys ? new MapKeys(body) : null });
   };
 
   do {
@@ -142,33 +202,33 @@ export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
         case 0xc5:
           need(2, 'length', at);
           pos += 2;
-          skip(view.getUint16(pos - 2), b === 0xda ? 'string' : 'bin', at);
+          skip(u16(pos - 2), b === 0xda ? 'string' : 'bin', at);
           break;
         case 0xdb:
         case 0xc6:
           need(4, 'length', at);
           pos += 4;
-          skip(view.getUint32(pos - 4), b === 0xdb ? 'string' : 'bin', at);
+          skip(u32(pos - 4), b === 0xdb ? 'string' : 'bin', at);
           break;
         case 0xdc:
           need(2, 'array length', at);
           pos += 2;
-          open(view.getUint16(pos - 2), false, at);
+          open(u16(pos - 2), false, at);
           break;
         case 0xdd:
           need(4, 'array length', at);
           pos += 4;
-          open(view.getUint32(pos - 4), false, at);
+          open(u32(pos - 4), false, at);
           break;
         case 0xde:
           need(2, 'map length', at);
           pos += 2;
-          open(view.getUint16(pos - 2), true, at);
+          open(u16(pos - 2), true, at);
           break;
         case 0xdf:
           need(4, 'map length', at);
           pos += 4;
-          open(view.getUint32(pos - 4), true, at);
+          open(u32(pos - 4), true, at);
           break;
         case 0xc1:
           throw new MalformedError(`the reserved byte 0xc1 at offset ${at} is never valid MessagePack`, at);
@@ -180,9 +240,7 @@ export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
     if (keys !== null) {
       // the key's own bytes, whatever header encoded its length
       const header = b <= 0xbf ? 1 : b === 0xd9 ? 2 : b === 0xda ? 3 : 5;
-      const k = Buffer.from(body.buffer, body.byteOffset + at + header, pos - at - header).toString('latin1');
-      if (keys.has(k)) throw new MalformedError(`duplicate map key at offset ${at}: a key may appear once in a map`, at);
-      keys.add(k);
+      if (!keys.add(at + header, pos - at - header)) throw new MalformedError(`duplicate map key at offset ${at}: a key may appear once in a map`, at);
     }
     // close every container this value completed
     while (stack.length > 0 && stack[stack.length - 1]!.left === 0) stack.pop();

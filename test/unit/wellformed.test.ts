@@ -4,6 +4,7 @@
  * bounded nesting — and the decoder it guards is the pure-JavaScript one.
  */
 import t from 'tap';
+import { isUtf8 } from 'node:buffer';
 import fc from 'fast-check';
 import { checkWellFormed, MalformedError, MAX_DEPTH, MAX_REQUEST_VALUES } from '../../protocol/wellformed.js';
 import { decodeValue, DecodeError, encodeValue, nativeDecoderEnabled } from '../../protocol/codec.js';
@@ -157,4 +158,56 @@ t.test('in a request, a key appears once per map', async (t) => {
   t.throws(() => decodeValue(hex('81 a178 82 a161 01 a161 02'), MAX_REQUEST_VALUES), { message: 'duplicate map key' }, 'nested maps too');
   t.throws(() => decodeValue(hex('82 a161 01 d90161 02'), MAX_REQUEST_VALUES), { message: 'duplicate map key' }, 'keys compare by their text, however their length is encoded');
   t.doesNotThrow(() => decodeValue(dup), 'answers to a client are not held to it');
+});
+
+/** A map's encoding with these raw key bytes (fixstr or str8 headers, chosen per key) and nil values. */
+function mapOf(keys: Uint8Array[], str8: boolean[]): Buffer {
+  const parts: Buffer[] = [keys.length < 16 ? Buffer.from([0x80 | keys.length]) : Buffer.from([0xde, keys.length >> 8, keys.length & 0xff])];
+  keys.forEach((k, i) => {
+    parts.push(str8[i] === true || k.length > 31 ? Buffer.from([0xd9, k.length]) : Buffer.from([0xa0 | k.length]), Buffer.from(k), Buffer.from([0xc0]));
+  });
+  return Buffer.concat(parts);
+}
+
+t.test('duplicate keys: refused exactly when two keys have the same bytes, in small maps (compared in place) and large ones (a Set)', async (t) => {
+  // keys from a small alphabet so duplicates are common; some not UTF-8, which is refused first
+  const key = fc.uint8Array({ minLength: 0, maxLength: 6 }).map((a) => Uint8Array.from(a, (b) => [0x61, 0x62, 0xc3, 0xa9, 0xff][b % 5]!));
+  t.doesNotThrow(() =>
+    fc.assert(
+    fc.property(fc.array(key, { maxLength: 40 }), fc.array(fc.boolean(), { maxLength: 40 }), (keys, str8) => {
+      const body = mapOf(keys, str8);
+      const texts = keys.map((k) => Buffer.from(k).toString('latin1'));
+      const badUtf8 = keys.some((k) => k.length > 0 && !isUtf8(k));
+      const dup = new Set(texts).size !== texts.length;
+      let err: unknown = null;
+      try {
+        checkWellFormed(body, MAX_REQUEST_VALUES);
+      } catch (e) {
+        err = e;
+      }
+      if (badUtf8) return err instanceof MalformedError;
+      if (dup) return err instanceof MalformedError && /duplicate map key/.test(err.message);
+      return err === null;
+    }),
+    { numRuns: 3000 },
+  ));
+});
+
+t.test('strings: valid exactly when node:buffer says UTF-8, short ones (checked for ASCII here first) and long ones', async (t) => {
+  t.doesNotThrow(() =>
+    fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 200 }), fc.nat({ max: 0x7f }), (bytes, fill) => {
+      // mostly ASCII with a few high bytes, so both the fast path and the fallback are taken
+      const s = Uint8Array.from(bytes, (b) => (b < 200 ? (b + fill) & 0x7f : b));
+      const body = Buffer.concat([Buffer.from([0xd9, s.length]), Buffer.from(s)]);
+      let ok = true;
+      try {
+        checkWellFormed(body, MAX_REQUEST_VALUES);
+      } catch {
+        ok = false;
+      }
+      return ok === isUtf8(s);
+    }),
+    { numRuns: 3000 },
+  ));
 });
