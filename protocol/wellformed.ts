@@ -106,50 +106,54 @@ const hex = (b: number) => `0x${b.toString(16).padStart(2, '0')}`;
 /** Values (arrays, maps and their items, every scalar) one request may hold. */
 export const MAX_REQUEST_VALUES = 16_384;
 
+/** Throw unless `k` more bytes are left after `pos`. */
+function need(n: number, pos: number, k: number, what: string, at: number): void {
+  if (pos + k > n) throw new MalformedError(`${what} at offset ${at} needs ${k} more byte(s), only ${n - pos} left`, at);
+}
+
+/** A length-prefixed payload (str, bin) from `pos`: its length must fit in what is left, a string must be UTF-8. Returns the position after it. */
+function payload(body: Uint8Array, pos: number, len: number, str: boolean, at: number): number {
+  const left = body.length - pos;
+  if (len > left) throw new MalformedError(`${str ? 'string' : 'bin'} at offset ${at} claims ${len} bytes, only ${left} left in the frame`, at);
+  if (str && len > 0 && !utf8(body, pos, len)) throw new MalformedError(`string at offset ${at} is not valid UTF-8`, at);
+  return pos + len;
+}
+
+/** A container header at `at`, its items from `pos`: the count must be possible in what is left, the nesting within MAX_DEPTH. */
+function open(stack: Level[], body: Uint8Array, pos: number, count: number, map: boolean, at: number, uniqueKeys: boolean): void {
+  const left = body.length - pos;
+  const min = map ? count * 2 : count;
+  if (min > left) {
+    throw new MalformedError(`${map ? 'map' : 'array'} at offset ${at} claims ${count} ${map ? 'entries' : 'elements'}, more than the ${left} byte(s) left could hold`, at);
+  }
+  if (stack.length >= MAX_DEPTH) throw new MalformedError(`nesting deeper than ${MAX_DEPTH} levels at offset ${at}`, at);
+  if (count === 0) return;
+  stack.push({ left: map ? count * 2 : count, map, key: map, keys: map && uniqueKeys ? new MapKeys(body) : null });
+}
+
+/** Big-endian 16- and 32-bit lengths at `at` (the caller checked the bytes are there). */
+const u16 = (b: Uint8Array, at: number): number => (b[at]! << 8) | b[at + 1]!;
+const u32 = (b: Uint8Array, at: number): number => b[at]! * 0x100_0000 + ((b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!);
+
 /**
  * Throw MalformedError unless `body` holds exactly one well-formed value
  * within the rules above. Requests are checked with `maxValues` set, and
  * then a map's keys must also be unique (a request whose `id` appears
- * twice means two things).
+ * twice means two things). The helpers above take the position and give
+ * it back: no closure over it, so it stays in a register through the loop.
  */
 export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
   const uniqueKeys = maxValues !== Infinity;
   const n = body.length;
-  let view: DataView | null = null;
-  /** A 16- or 32-bit big-endian length just read (the DataView made on first need: most requests have none). */
-  const u16 = (at: number) => (view ??= new DataView(body.buffer, body.byteOffset, body.byteLength)).getUint16(at);
-  const u32 = (at: number) => (view ??= new DataView(body.buffer, body.byteOffset, body.byteLength)).getUint32(at);
   const stack: Level[] = [];
   let pos = 0;
   let values = 0;
-
-  const need = (k: number, what: string, at: number): void => {
-    if (pos + k > n) throw new MalformedError(`${what} at offset ${at} needs ${k} more byte(s), only ${n - pos} left`, at);
-  };
-  /** A length-prefixed payload (str, bin): the length must fit in what is left; a string must be UTF-8. */
-  const skip = (len: number, what: string, at: number): void => {
-    if (len > n - pos) throw new MalformedError(`${what} at offset ${at} claims ${len} bytes, only ${n - pos} left in the frame`, at);
-    if (what === 'string' && len > 0 && !utf8(body, pos, len)) {
-      throw new MalformedError(`string at offset ${at} is not valid UTF-8`, at);
-    }
-    pos += len;
-  };
-  /** A container header: its element count must be possible in what is left. */
-  const open = (count: number, map: boolean, at: number): void => {
-    const min = map ? count * 2 : count;
-    if (min > n - pos) {
-      throw new MalformedError(`${map ? 'map' : 'array'} at offset ${at} claims ${count} ${map ? 'entries' : 'elements'}, more than the ${n - pos} byte(s) left could hold`, at);
-    }
-    if (stack.length >= MAX_DEPTH) throw new MalformedError(`nesting deeper than ${MAX_DEPTH} levels at offset ${at}`, at);
-    if (count === 0) return;
-    stack.push({ left: map ? count * 2 : count, map, key: map, keys: map && uniqueKeys ? new MapKeys(body) : null });
-  };
 
   do {
     if (pos >= n) throw new MalformedError(`value cut short at offset ${pos} (frame ends)`, pos);
     const at = pos;
     if (++values > maxValues) throw new MalformedError(`more than ${maxValues} values in one frame (at offset ${at}); a request holds far fewer`, at);
-    const top = stack[stack.length - 1];
+    const top = stack.length > 0 ? stack[stack.length - 1]! : undefined;
     const isKey = top !== undefined && top.map && top.key;
     if (top !== undefined) {
       top.left--;
@@ -163,72 +167,69 @@ export function checkWellFormed(body: Uint8Array, maxValues = Infinity): void {
     if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) {
       // fixint, negative fixint, nil, false, true
     } else if (b >= 0xa0 && b <= 0xbf) {
-      skip(b & 0x1f, 'string', at);
+      pos = payload(body, pos, b & 0x1f, true, at);
     } else if (b >= 0x90 && b <= 0x9f) {
-      open(b & 0x0f, false, at);
+      open(stack, body, pos, b & 0x0f, false, at, uniqueKeys);
     } else if (b >= 0x80 && b <= 0x8f) {
-      open(b & 0x0f, true, at);
+      open(stack, body, pos, b & 0x0f, true, at, uniqueKeys);
     } else {
       switch (b) {
         case 0xcc:
         case 0xd0:
-          need(1, 'integer', at);
+          need(n, pos, 1, 'integer', at);
           pos += 1;
           break;
         case 0xcd:
         case 0xd1:
-          need(2, 'integer', at);
+          need(n, pos, 2, 'integer', at);
           pos += 2;
           break;
         case 0xce:
         case 0xd2:
         case 0xca:
-          need(4, 'number', at);
+          need(n, pos, 4, 'number', at);
           pos += 4;
           break;
         case 0xcf:
         case 0xd3:
         case 0xcb:
-          need(8, 'number', at);
+          need(n, pos, 8, 'number', at);
           pos += 8;
           break;
         case 0xd9:
         case 0xc4:
-          need(1, 'length', at);
-          pos += 1;
-          skip(body[pos - 1]!, b === 0xd9 ? 'string' : 'bin', at);
+          need(n, pos, 1, 'length', at);
+          pos = payload(body, pos + 1, body[pos]!, b === 0xd9, at);
           break;
         case 0xda:
         case 0xc5:
-          need(2, 'length', at);
-          pos += 2;
-          skip(u16(pos - 2), b === 0xda ? 'string' : 'bin', at);
+          need(n, pos, 2, 'length', at);
+          pos = payload(body, pos + 2, u16(body, pos), b === 0xda, at);
           break;
         case 0xdb:
         case 0xc6:
-          need(4, 'length', at);
-          pos += 4;
-          skip(u32(pos - 4), b === 0xdb ? 'string' : 'bin', at);
+          need(n, pos, 4, 'length', at);
+          pos = payload(body, pos + 4, u32(body, pos), b === 0xdb, at);
           break;
         case 0xdc:
-          need(2, 'array length', at);
+          need(n, pos, 2, 'array length', at);
           pos += 2;
-          open(u16(pos - 2), false, at);
+          open(stack, body, pos, u16(body, pos - 2), false, at, uniqueKeys);
           break;
         case 0xdd:
-          need(4, 'array length', at);
+          need(n, pos, 4, 'array length', at);
           pos += 4;
-          open(u32(pos - 4), false, at);
+          open(stack, body, pos, u32(body, pos - 4), false, at, uniqueKeys);
           break;
         case 0xde:
-          need(2, 'map length', at);
+          need(n, pos, 2, 'map length', at);
           pos += 2;
-          open(u16(pos - 2), true, at);
+          open(stack, body, pos, u16(body, pos - 2), true, at, uniqueKeys);
           break;
         case 0xdf:
-          need(4, 'map length', at);
+          need(n, pos, 4, 'map length', at);
           pos += 4;
-          open(u32(pos - 4), true, at);
+          open(stack, body, pos, u32(body, pos - 4), true, at, uniqueKeys);
           break;
         case 0xc1:
           throw new MalformedError(`the reserved byte 0xc1 at offset ${at} is never valid MessagePack`, at);
