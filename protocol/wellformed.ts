@@ -44,14 +44,21 @@ interface Level {
   keys: MapKeys | null;
 }
 
-/** Keys up to this many are compared byte by byte; past it they go into a Set (a request's maps hold a handful). */
+/**
+ * Keys are compared byte by byte while a map has at most FEW_KEYS of them,
+ * each at most SHORT_KEY bytes (a request's maps hold a handful of short
+ * names); past either, they go into a Set. So the comparisons cost at most
+ * FEW_KEYS × SHORT_KEY bytes a key, whatever a hostile frame holds: a map
+ * of thousands, or of long keys that differ only in their last byte.
+ */
 const FEW_KEYS = 16;
+const SHORT_KEY = 16;
 
 /**
  * The keys of one map seen so far, as their bytes in the frame: compared
- * in place while there are few (no string or Buffer made per key: this
- * check runs on every request), in a Set of their latin1 strings past
- * FEW_KEYS so a map of thousands stays linear.
+ * in place while there are few and short (no string or Buffer made per
+ * key: this check runs on every request), in a Set of their latin1
+ * strings past that, so the cost stays linear in the frame's bytes.
  */
 class MapKeys {
   /** Start and length of each key seen, in turn. */
@@ -63,7 +70,7 @@ class MapKeys {
   /** Add the key at body[start, start+len); false when the map has it already. */
   add(start: number, len: number): boolean {
     const body = this.body;
-    if (this.set === null) {
+    if (this.set === null && len <= SHORT_KEY) {
       const spans = this.spans;
       for (let i = 0; i < spans.length; i += 2) {
         if (spans[i + 1] !== len) continue;
@@ -74,15 +81,22 @@ class MapKeys {
       }
       spans.push(start, len);
       if (spans.length <= FEW_KEYS * 2) return true;
-      this.set = new Set();
-      for (let i = 0; i < spans.length; i += 2) this.set.add(latin1(body, spans[i]!, spans[i + 1]!));
+      this.set = setOf(body, spans);
       return true;
     }
+    if (this.set === null) this.set = setOf(body, this.spans);
     const k = latin1(body, start, len);
     if (this.set.has(k)) return false;
     this.set.add(k);
     return true;
   }
+}
+
+/** The keys seen so far, as a Set of their latin1 strings. */
+function setOf(body: Uint8Array, spans: number[]): Set<string> {
+  const set = new Set<string>();
+  for (let i = 0; i < spans.length; i += 2) set.add(latin1(body, spans[i]!, spans[i + 1]!));
+  return set;
 }
 
 const latin1 = (body: Uint8Array, start: number, len: number): string => Buffer.from(body.buffer, body.byteOffset + start, len).toString('latin1');
