@@ -5,7 +5,7 @@
  * machine-readable). Ratios are value / baselineValue, measured in one run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,6 +82,29 @@ export function percentile(sorted: Float64Array | number[], p: number): number {
 /** The median of unsorted samples; with an even count, the upper of the two middle values. */
 export function median(xs: readonly number[]): number {
   return [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+}
+
+/**
+ * CPU time of a process, all its threads, in µs: the scheduler's own count
+ * (/proc/PID/task/N/schedstat, ns), or user + system from /proc/PID/stat in
+ * clock ticks of 10 ms where schedstat is missing (a kernel without
+ * CONFIG_SCHEDSTATS); null without /proc.
+ */
+export function cpuUs(pid: number): number | null {
+  try {
+    let ns = 0;
+    for (const t of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    if (Number.isFinite(ns)) return ns / 1000;
+  } catch {
+    // a thread gone between the listing and the read, or no schedstat: the ticks below
+  }
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // fields 14 and 15 (utime, stime), counted after the command name
+    return (Number(f[11]) + Number(f[12])) * 10_000;
+  } catch {
+    return null;
+  }
 }
 
 /** Resident set size of a process, bytes (VmRSS in /proc/<pid>/status). */

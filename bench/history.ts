@@ -29,78 +29,67 @@
  *    in the steady state of the default bounds (freed ring full) — against
  *    the daemon's CPU per op above, what recording can add at most.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '../client/connect.js';
 import type { BufferClient } from '../client/client.js';
-import { type BenchArgs, Reporter, median, startDaemon, runChildJson, ROOT, type Child } from './harness.js';
+import { type BenchArgs, Reporter, cpuUs, median, startDaemon, runChildJson, ROOT, type Child } from './harness.js';
 
-interface Side {
-  name: string;
+/** The one daemon, switched between the states, its two clients, and what it has logged since the last reload. */
+interface Rig {
   daemon: Child;
-  /** The daemon's config in this state (written and reloaded before each of its blocks). */
-  config: unknown;
   a: BufferClient;
   b: BufferClient;
-  /** Per block: lives per second, and the daemon's CPU µs per life. */
+  log: { text: string };
+}
+
+/** A state of the daemon: its config (written and reloaded before each of its blocks), and per block lives/s and CPU µs per life. */
+interface State {
+  name: string;
+  config: unknown;
   rates: number[];
   cpus: number[];
 }
 
-/**
- * CPU time of a process, all its threads, in µs: the scheduler's own count
- * (/proc/PID/task/N/schedstat, ns), or user + system from /proc/PID/stat in
- * clock ticks of 10 ms where schedstat is missing (a kernel without
- * CONFIG_SCHEDSTATS).
- */
-function cpuUs(pid: number): number {
-  try {
-    let ns = 0;
-    for (const t of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
-    if (Number.isFinite(ns)) return ns / 1000;
-  } catch {
-    // a thread gone between the listing and the read, or no schedstat: the ticks below
-  }
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10_000;
-}
+/** The daemon's CPU time, µs (this bench runs where there is /proc). */
+const daemonCpu = (r: Rig): number => cpuUs(r.daemon.proc.pid!) ?? 0;
 
 /** The daemon in this state's config: written where it reads it, reloaded (SIGHUP), back when its log says so. */
-async function enter(s: Side, log: { text: string }): Promise<void> {
-  writeFileSync(join(s.daemon.dir, 'config.json'), JSON.stringify(s.config));
-  const from = log.text.length;
-  s.daemon.proc.kill('SIGHUP');
+async function enter(r: Rig, s: State): Promise<void> {
+  writeFileSync(join(r.daemon.dir, 'config.json'), JSON.stringify(s.config));
+  const from = r.log.text.length;
+  r.daemon.proc.kill('SIGHUP');
   const t0 = performance.now();
-  while (!log.text.includes('configuration reloaded', from)) {
+  while (!r.log.text.includes('configuration reloaded', from)) {
     if (performance.now() - t0 > 10_000) throw new Error('the daemon did not reload its config within 10 s');
-    await new Promise((r) => setTimeout(r, 2));
+    await new Promise((res) => setTimeout(res, 2));
   }
-  log.text = log.text.slice(-4096);
+  r.log.text = r.log.text.slice(-4096);
 }
 
 /** One iteration: a buffer's short life, every op one the journal records. */
-async function life(s: Side): Promise<void> {
-  const h = await s.a.alloc({ pool: 'default', size: 4096 });
-  const d = await s.a.dup(h.handle);
-  await s.a.send(d.handle, s.b.id);
-  await s.a.close(d.handle);
-  await s.a.close(h.handle);
+async function life(r: Rig): Promise<void> {
+  const h = await r.a.alloc({ pool: 'default', size: 4096 });
+  const d = await r.a.dup(h.handle);
+  await r.a.send(d.handle, r.b.id);
+  await r.a.close(d.handle);
+  await r.a.close(h.handle);
 }
 
-async function block(s: Side, ms: number, loops: number): Promise<void> {
+/** `loops` concurrent loops of lives for `ms`: lives per second, and the daemon's CPU µs per life. */
+async function block(r: Rig, ms: number, loops: number): Promise<{ rate: number; cpu: number }> {
   const t0 = performance.now();
-  const c0 = cpuUs(s.daemon.proc.pid!);
+  const c0 = daemonCpu(r);
   let n = 0;
   await Promise.all(
     Array.from({ length: loops }, async () => {
       while (performance.now() - t0 < ms) {
-        await life(s);
+        await life(r);
         n++;
       }
     }),
   );
-  s.rates.push(n / ((performance.now() - t0) / 1000));
-  s.cpus.push((cpuUs(s.daemon.proc.pid!) - c0) / Math.max(1, n));
+  return { rate: n / ((performance.now() - t0) / 1000), cpu: (daemonCpu(r) - c0) / Math.max(1, n) };
 }
 
 /** The in-process life (history-inproc.ts), `reps` processes a side, alternating: each side's median process, µs per life. */
@@ -127,24 +116,24 @@ export async function run(args: BenchArgs): Promise<Reporter> {
   const a = await connect({ socket: daemon.socket, name: 'bench-a', useCookie: false });
   const b = await connect({ socket: daemon.socket, name: 'bench-b', accept: ['bench-a'], useCookie: false });
   b.on('handle', (ev) => void b.close(ev.handle));
-  const log = { text: '' };
-  daemon.proc.stdout!.setEncoding('utf8').on('data', (d: string) => (log.text += d));
-  const state = (name: string, config: unknown): Side => ({ name, daemon, config, a, b, rates: [], cpus: [] });
+  const rig: Rig = { daemon, a, b, log: { text: '' } };
+  daemon.proc.stdout!.setEncoding('utf8').on('data', (d: string) => (rig.log.text += d));
+  const state = (name: string, config: unknown): State => ({ name, config, rates: [], cpus: [] });
   const on = state('history on', machine);
   const off = state('history off', { ...machine, history: { enabled: false } });
   const again = state('history off, again', { ...machine, history: { enabled: false } });
-  const sides = [on, off, again];
+  const states = [on, off, again];
   try {
     // warm-up, then the states in turn, each round starting with the next; each timed block after an untimed one in its state; the median block of each
-    await block(on, smoke ? 20 : 300, 8);
+    await block(rig, smoke ? 20 : 300, 8);
     for (let i = 0; i < rounds; i++) {
-      for (let k = 0; k < sides.length; k++) {
-        const s = sides[(i + k) % sides.length]!;
-        await enter(s, log);
-        await block(s, ms, 8);
-        s.rates.pop();
-        s.cpus.pop();
-        await block(s, ms, 8);
+      for (let k = 0; k < states.length; k++) {
+        const s = states[(i + k) % states.length]!;
+        await enter(rig, s);
+        await block(rig, ms, 8);
+        const m = await block(rig, ms, 8);
+        s.rates.push(m.rate);
+        s.cpus.push(m.cpu);
       }
     }
     rep.figure('history off', 'livesPerSec', median(off.rates), 'lives/s');
@@ -161,19 +150,19 @@ export async function run(args: BenchArgs): Promise<Reporter> {
     rep.figure('history on, in-process', 'cpuUsPerLife', ip.on, 'us', { name: 'history off, in-process', value: ip.off });
 
     // 2. the debugging ops themselves, history on
-    await enter(on, log);
+    await enter(rig, on);
     const held = [];
-    for (let i = 0; i < 1000; i++) held.push(on.a.alloc({ pool: 'default', size: 64 }));
+    for (let i = 0; i < 1000; i++) held.push(a.alloc({ pool: 'default', size: 64 }));
     const hs = await Promise.all(held);
-    await on.a.send(hs[0]!.handle, on.b.id);
+    await a.send(hs[0]!.handle, b.id);
     const g: number[] = [];
     const h: number[] = [];
     for (let i = 0; i < (smoke ? 1 : args.quick ? 10 : 40); i++) {
       let t0 = performance.now();
-      await on.a.graph({ limit: 1000 });
+      await a.graph({ limit: 1000 });
       g.push(performance.now() - t0);
       t0 = performance.now();
-      await on.a.history(hs[0]!.buffer);
+      await a.history(hs[0]!.buffer);
       h.push(performance.now() - t0);
     }
     rep.figure('graph, 1000 buffers', 'latencyMs', median(g), 'ms');

@@ -10,12 +10,12 @@
  * request (from /proc), which a loaded machine disturbs far less.
  */
 import { createConnection, type Socket } from 'node:net';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeFrame, FrameReader } from '../protocol/frame.js';
 import { decodeValue } from '../protocol/codec.js';
 import { connect } from '../client/connect.js';
-import { type BenchArgs, Reporter, percentile, startChild, startDaemon, type Child } from './harness.js';
+import { type BenchArgs, Reporter, cpuUs, median, percentile, startChild, startDaemon, type Child } from './harness.js';
 
 class Pinger {
   private readonly reader = new FrameReader(1 << 26);
@@ -76,18 +76,6 @@ async function pipelined(p: Pinger, window: number, ms: number): Promise<number>
   return done / ((performance.now() - t0) / 1000);
 }
 
-const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-/** CPU seconds a process has used (user + system), from /proc; null where there is none. */
-function cpuSeconds(pid: number): number | null {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    // fields 14 and 15 (utime, stime), counted after the command name
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return null;
-  }
-}
 
 interface Round {
   rate: number;
@@ -96,12 +84,12 @@ interface Round {
 }
 
 async function round(p: Pinger, pid: number, ms: number): Promise<Round> {
-  const c0 = cpuSeconds(pid);
+  const c0 = cpuUs(pid);
   const t0 = performance.now();
   const rate = await pipelined(p, 64, ms);
-  const c1 = cpuSeconds(pid);
+  const c1 = cpuUs(pid);
   const n = (rate * (performance.now() - t0)) / 1000;
-  return { rate, cpuUs: c0 === null || c1 === null ? null : ((c1 - c0) * 1e6) / n };
+  return { rate, cpuUs: c0 === null || c1 === null ? null : (c1 - c0) / n };
 }
 
 /**

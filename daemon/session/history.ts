@@ -261,6 +261,11 @@ export class HistoryJournal {
     return j !== NIL && (this.js.flags[j]! & LIVE) !== 0 ? j : NIL;
   }
 
+  /** Is `j` (a slot `hold` gave) still the buffer's live journal? (A reload that turned history off in between empties the columns.) */
+  private stillLive(j: number, buffer: number): boolean {
+    return j !== NIL && this.js.buffer[j] === buffer && (this.js.flags[j]! & LIVE) !== 0;
+  }
+
   /**
    * An op on the buffer begins: a free during it waits for the op's own
    * event. Returns the journal's slot (NIL: none live) for `openHeld` and
@@ -277,10 +282,10 @@ export class HistoryJournal {
     this.releaseAt(this.liveSlot(buffer), buffer, actor, op);
   }
 
-  /** `release` by the slot `hold` gave (checked again: a reload that turned history off in between empties the columns). */
+  /** `release` by the slot `hold` gave. */
   releaseAt(j: number, buffer: number, actor: Actor = null, op?: string): void {
     const J = this.js;
-    if (j === NIL || J.buffer[j] !== buffer || (J.flags[j]! & LIVE) === 0 || J.holds[j] === 0) return;
+    if (!this.stillLive(j, buffer) || J.holds[j] === 0) return;
     if (--J.holds[j]! === 0 && (J.flags[j]! & PENDING_FREE) !== 0) {
       J.flags[j]! &= ~PENDING_FREE;
       const by = J.pendClient[j]!;
@@ -297,7 +302,7 @@ export class HistoryJournal {
    * longer the buffer's: as `open`.
    */
   openHeld(j: number, buffer: number, codec: number, client: Actor, also?: number): number {
-    if (j === NIL || this.js.buffer[j] !== buffer || (this.js.flags[j]! & LIVE) === 0) return this.open(buffer, codec, client, false, also);
+    if (!this.stillLive(j, buffer)) return this.open(buffer, codec, client, false, also);
     if (also !== undefined) this.js.involve(j, also);
     return client === null ? this.push(j, codec, NIL, null) : this.push(j, codec, client.id, client.name);
   }
